@@ -1,0 +1,81 @@
+"""Selects the codec + crypto backend: the Rust extension (default) or the pure-Python twin.
+
+``IKECP_BACKEND=python`` selects the reference implementation. Both implement ``Backend``
+with the same signatures, return equal values and raise the same exception classes
+(``ikecp.errors``); the differential tests hold them to that.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Protocol
+
+from .message import Message, Payload
+
+#: Order of the tuple returned by ``ike_keys`` (RFC 7296 §2.14).
+IKE_KEY_NAMES = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
+
+
+class SkCipherLike(Protocol):
+    """One direction's keyed SK payload protection (RFC 7296 §3.14, RFC 5282, RFC 7634)."""
+
+    iv_size: int
+    icv_size: int
+
+    def seal(self, prefix: bytes, next_payload: int, plaintext: bytes,
+             *, iv: bytes | None = None) -> bytes: ...
+    def open(self, data: bytes) -> tuple[int, bytes]: ...
+    def seal_message(self, msg: Message, *, iv: bytes | None = None) -> bytes: ...
+    def open_message(self, data: bytes) -> Message: ...
+
+
+class Backend(Protocol):
+    """The bytes-in / bytes-out API a pure-Python IKE codebase can call."""
+
+    # codec
+    def decode_message(self, data: bytes) -> Message: ...
+    def encode_message(self, msg: Message) -> bytes: ...
+    def decode_payloads(self, first_type: int, data: bytes) -> tuple[Payload, ...]: ...
+    def encode_payloads(self, payloads: Sequence[Payload]) -> tuple[int, bytes]: ...
+    # crypto
+    def prf(self, prf_id: int, key: bytes, data: bytes) -> bytes: ...
+    def prf_plus(self, prf_id: int, key: bytes, seed: bytes, length: int) -> bytes: ...
+    def skeyseed(self, prf_id: int, nonce_i: bytes, nonce_r: bytes,
+                 shared_secret: bytes) -> bytes: ...
+    def rekey_skeyseed(self, prf_id: int, sk_d_old: bytes, shared_secret: bytes,
+                       nonce_i: bytes, nonce_r: bytes) -> bytes: ...
+    def ike_keys(self, prf_id: int, skeyseed: bytes, nonce_i: bytes, nonce_r: bytes,
+                 spi_i: bytes, spi_r: bytes, encr_key_len: int,
+                 integ_key_len: int) -> tuple[bytes, ...]: ...
+    def child_keymat(self, prf_id: int, sk_d: bytes, nonce_i: bytes, nonce_r: bytes,
+                     length: int, shared_secret: bytes = b"") -> bytes: ...
+    def signed_octets(self, prf_id: int, message: bytes, nonce: bytes, sk_p: bytes,
+                      id_type: int, id_data: bytes) -> bytes: ...
+    def psk_auth(self, prf_id: int, psk: bytes, signed_octets: bytes) -> bytes: ...
+    def nat_detection_hash(self, spi_i: bytes, spi_r: bytes, ip: bytes, port: int) -> bytes: ...
+    SkCipher: type[SkCipherLike]
+
+
+def load(name: str | None = None) -> ModuleType:
+    """Return the backend module called ``name`` ("native" or "python")."""
+    name = name or os.environ.get("IKECP_BACKEND", "native")
+    if name == "python":
+        from . import _reference
+
+        return _reference
+    if name == "native":
+        try:
+            from . import _native
+        except ImportError as exc:  # a source tree without the built extension
+            raise ImportError(
+                "ikecp's native extension is not built; run `pip install .` "
+                "or set IKECP_BACKEND=python to use the pure-Python backend"
+            ) from exc
+        return _native
+    raise ImportError(f"IKECP_BACKEND must be 'native' or 'python', not {name!r}")
+
+
+backend: Backend = load()  # type: ignore[assignment]
+NAME: str = "python" if backend.__name__.endswith("_reference") else "native"

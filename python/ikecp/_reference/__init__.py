@@ -1,0 +1,35 @@
+"""Pure-Python twin of ``ikecp._native``: the same functions with the same signatures.
+
+It is the oracle for the differential tests and the fallback where no wheel fits.
+"""
+
+from .codec import decode_message, decode_payloads, encode_message, encode_payloads
+from .crypto import (
+    SkCipher,
+    child_keymat,
+    ike_keys,
+    nat_detection_hash,
+    prf,
+    prf_plus,
+    psk_auth,
+    rekey_skeyseed,
+    signed_octets,
+    skeyseed,
+)
+
+__all__ = [
+    "SkCipher",
+    "child_keymat",
+    "decode_message",
+    "decode_payloads",
+    "encode_message",
+    "encode_payloads",
+    "ike_keys",
+    "nat_detection_hash",
+    "prf",
+    "prf_plus",
+    "psk_auth",
+    "rekey_skeyseed",
+    "signed_octets",
+    "skeyseed",
+]

@@ -1,0 +1,39 @@
+"""Exceptions shared by both backends and the engine.
+
+The native module raises these same classes (it imports them), so callers catch one set of
+exceptions whichever backend is active.
+"""
+
+from __future__ import annotations
+
+
+class IkeError(Exception):
+    """Base class of every ikecp exception."""
+
+
+class ParseError(IkeError, ValueError):
+    """A datagram or payload is malformed.
+
+    ``what`` is a short fixed phrase (stable across backends), ``offset`` the byte offset from
+    the start of the buffer handed to the decoder where the bad structure starts, ``payload``
+    the payload type being decoded (``None`` for the IKE header).
+    """
+
+    def __init__(self, what: str, offset: int, payload: int | None = None) -> None:
+        super().__init__(what, offset, payload)
+        self.what = what
+        self.offset = offset
+        self.payload = payload
+
+    def __str__(self) -> str:
+        where = "header" if self.payload is None else f"payload type {self.payload}"
+        return f"{self.what} at offset {self.offset} ({where})"
+
+
+class IntegrityError(IkeError):
+    """An SK/SKF payload failed its integrity check. Deliberately carries no detail."""
+
+
+class CryptoError(IkeError, ValueError):
+    """Bad crypto input from the caller or the peer: unsupported transform, wrong key size,
+    or an invalid Diffie-Hellman public value (RFC 7296 §5, RFC 6989)."""

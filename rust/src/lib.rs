@@ -1,0 +1,11 @@
+//! ikecp native core: IKEv2 wire codec and crypto.
+//!
+//! The core modules (`codec`, `crypto`) are plain Rust with no Python in them, so
+//! `cargo test` and the fuzz targets run without an interpreter. Only `python` (behind the
+//! `python` feature, turned on by maturin) knows about PyO3.
+
+pub mod codec;
+pub mod crypto;
+
+#[cfg(feature = "python")]
+mod python;

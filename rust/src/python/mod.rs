@@ -1,0 +1,14 @@
+//! The one place where Rust meets Python: converts between the core's types and the Python
+//! data model in `ikecp.message`, and turns core errors into `ikecp.errors` exceptions.
+
+use pyo3::prelude::*;
+
+mod codec;
+mod crypto;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    codec::register(m)?;
+    crypto::register(m)?;
+    Ok(())
+}

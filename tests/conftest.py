@@ -7,8 +7,7 @@ from types import ModuleType
 import pytest
 from ikecp._backend import load
 
-# TEMPORARY until the native codec lands in this branch.
-BACKENDS = ("python", "native") if hasattr(load("native"), "decode_message") else ("python",)
+BACKENDS = ("python", "native")
 
 
 @pytest.fixture(params=BACKENDS)

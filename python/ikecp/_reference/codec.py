@@ -88,6 +88,8 @@ def decode_message(data: bytes) -> Message:
 
 def decode_payloads(first_type: int, data: bytes) -> tuple[Payload, ...]:
     """Parse a payload chain starting with type ``first_type`` (e.g. decrypted SK contents)."""
+    if not 0 <= first_type <= 255:
+        raise ValueError("first_type must be an int in 0..255")
     return _chain(first_type, data, 0)
 
 

@@ -9,6 +9,8 @@ mod decode;
 mod encode;
 mod error;
 mod model;
+#[cfg(any(test, feature = "fuzzing"))]
+mod oracle;
 mod reader;
 
 pub use decode::{decode_message, decode_payloads};
@@ -18,6 +20,8 @@ pub use model::{
     AttrValue, Body, Bytes, ConfigAttribute, Message, Payload, Proposal, TrafficSelector,
     Transform, TransformAttribute,
 };
+#[cfg(any(test, feature = "fuzzing"))]
+pub use oracle::check_round_trip;
 
 #[cfg(test)]
 mod tests;

@@ -25,12 +25,12 @@ _GENERIC_LEN = 4
 _SK = 46
 _SPI_LEN = 8
 
-# PRF transform id -> hash (RFC 7296 §3.3.2, RFC 4868 for the SHA-2 family).
-_PRF_HASHES: dict[int, type[hashes.HashAlgorithm]] = {
-    2: hashes.SHA1,
-    5: hashes.SHA256,
-    6: hashes.SHA384,
-    7: hashes.SHA512,
+# PRF transform id -> (hash, output length) (RFC 7296 §3.3.2, RFC 4868 for SHA-2).
+_PRF_HASHES: dict[int, tuple[type[hashes.HashAlgorithm], int]] = {
+    2: (hashes.SHA1, 20),
+    5: (hashes.SHA256, 32),
+    6: (hashes.SHA384, 48),
+    7: (hashes.SHA512, 64),
 }
 
 # INTEG transform id -> (hash, key length, truncated ICV length) (RFC 2404, RFC 4868 §2.1).
@@ -47,7 +47,7 @@ ENCR_CHACHA20_POLY1305 = 28
 _SALT_LEN = 4
 
 
-def _hash(prf_id: int) -> type[hashes.HashAlgorithm]:
+def _hash(prf_id: int) -> tuple[type[hashes.HashAlgorithm], int]:
     try:
         return _PRF_HASHES[prf_id]
     except KeyError:
@@ -56,17 +56,17 @@ def _hash(prf_id: int) -> type[hashes.HashAlgorithm]:
 
 def prf(prf_id: int, key: bytes, data: bytes) -> bytes:
     """HMAC-based prf of RFC 7296 §2.13."""
-    mac = _hmac.HMAC(bytes(key), _hash(prf_id)())
+    mac = _hmac.HMAC(bytes(key), _hash(prf_id)[0]())
     mac.update(bytes(data))
     return mac.finalize()
 
 
 def prf_plus(prf_id: int, key: bytes, seed: bytes, length: int) -> bytes:
     """prf+ (§2.13): T1 | T2 | ... with Tn = prf(K, Tn-1 | S | n), at most 255 blocks."""
-    algorithm = _hash(prf_id)
+    digest_size = _hash(prf_id)[1]
     if length < 0:
         raise CryptoError("prf+ length must not be negative")
-    if length > 255 * algorithm.digest_size:
+    if length > 255 * digest_size:
         raise CryptoError("prf+ would need more than 255 iterations")
     key, seed = bytes(key), bytes(seed)
     out = bytearray()
@@ -98,7 +98,7 @@ def ike_keys(prf_id: int, skeyseed: bytes, nonce_i: bytes, nonce_r: bytes,
         raise CryptoError("IKE SPIs must be 8 octets")
     if encr_key_len < 0 or integ_key_len < 0:
         raise CryptoError("key lengths must not be negative")
-    prf_len = _hash(prf_id).digest_size
+    prf_len = _hash(prf_id)[1]
     sizes = (prf_len, integ_key_len, integ_key_len, encr_key_len, encr_key_len,
              prf_len, prf_len)
     seed = bytes(nonce_i) + bytes(nonce_r) + bytes(spi_i) + bytes(spi_r)
@@ -172,7 +172,7 @@ class SkCipher:
             self.iv_size, self.icv_size = 8, 16
             # Fresh IVs come from a 64-bit counter starting at a random point (RFC 5282 §3.1).
             self._counter = int.from_bytes(os.urandom(8), "big")
-            self._ivs_left = 1 << 64
+            self._ivs_left = (1 << 64) - 1  # as many as the Rust core allows
         elif encr_id == ENCR_AES_CBC:
             if len(encr_key) not in (16, 32):
                 raise CryptoError("wrong key length for the encryption transform")

@@ -1,6 +1,35 @@
-# Type stubs for the Rust extension ikecp._native (checked with `python -m mypy.stubtest`).
+"""Type stubs for the Rust extension ``ikecp._native`` (same API as ``ikecp._reference``)."""
+
+from collections.abc import Sequence
+from typing import final
+
+from .message import Message, Payload
+
+__all__ = [
+    "SkCipher",
+    "child_keymat",
+    "decode_message",
+    "decode_payloads",
+    "encode_message",
+    "encode_payloads",
+    "ike_keys",
+    "nat_detection_hash",
+    "prf",
+    "prf_plus",
+    "psk_auth",
+    "rekey_skeyseed",
+    "signed_octets",
+    "skeyseed",
+]
+
+# codec
+def decode_message(data: bytes) -> Message: ...
+def encode_message(msg: Message) -> bytes: ...
+def decode_payloads(first_type: int, data: bytes) -> tuple[Payload, ...]: ...
+def encode_payloads(payloads: Sequence[Payload]) -> tuple[int, bytes]: ...
 
 # crypto
+@final
 class SkCipher:
     """One direction's keyed SK payload protection (RFC 7296 §3.14, RFC 5282, RFC 7634)."""
 

@@ -8,6 +8,7 @@ from types import ModuleType
 import pytest
 from ikecp import _backend
 
+
 @pytest.fixture(params=("python", "native"))
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     module = _backend.load(request.param)

@@ -37,3 +37,16 @@ class IntegrityError(IkeError):
 class CryptoError(IkeError, ValueError):
     """Bad crypto input from the caller or the peer: unsupported transform, wrong key size,
     or an invalid Diffie-Hellman public value (RFC 7296 §5, RFC 6989)."""
+
+
+class AuthenticationError(IkeError):
+    """The peer could not be authenticated: bad AUTH signature, untrusted or invalid
+    certificate chain, or an identity its certificate does not carry.
+
+    ``reason`` is a short phrase naming what failed; it never contains key material, so the
+    engine may log it before answering AUTHENTICATION_FAILED.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

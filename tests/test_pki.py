@@ -198,6 +198,8 @@ def test_chain_rejections(root, sub, store) -> None:
     not_ca = root.intermediate("not a CA", is_ca=False)
     bad_ku = sub.issue(IDS, digital_signature=False)
     expired = sub.issue(IDS, not_before=NOW - timedelta(days=30), days=10)
+    short_root = CertAuthority("pathlen 0 root", now=NOW, path_length=0)
+    too_deep = short_root.intermediate("below pathlen 0").issue(IDS)
     cases = {
         "expired": (good.cert, inter, NOW + timedelta(days=400)),
         "expired ee": (expired.cert, inter, NOW),
@@ -213,6 +215,28 @@ def test_chain_rejections(root, sub, store) -> None:
         with pytest.raises(AuthenticationError) as info:
             store.verify(leaf, chain, when)
         assert info.value.reason, why
+    with pytest.raises(AuthenticationError, match="path length"):
+        pki.TrustStore([short_root.cert]).verify(too_deep.cert, too_deep.chain, NOW)
+
+
+def test_verify_peer_runs_chain_identity_and_signature(root, sub, store) -> None:
+    issued = sub.issue(IDS)
+    certs = issued.credential.cert_payloads()
+    id_type, id_data = pki.identity_for_cert(issued.cert, IdType.FQDN)
+    auth = pki.sign_auth(issued.key, AuthMethod.DIGITAL_SIGNATURE, OCTETS)
+    chain = pki.verify_peer(store, certs, id_type, id_data, AuthMethod.DIGITAL_SIGNATURE,
+                            auth, OCTETS, NOW)
+    assert chain[0] == issued.cert and chain[-1] == root.cert
+    bad = [
+        ([], id_data, auth, "no certificate"),
+        (certs[:1], id_data, auth, "chain invalid"),
+        (certs, b"someone.else.example", auth, "identity"),
+        (certs, id_data, auth[:-2] + b"\x00\x00", "does not verify"),
+    ]
+    for peer_certs, peer_id, peer_auth, reason in bad:
+        with pytest.raises(AuthenticationError, match=reason):
+            pki.verify_peer(store, peer_certs, id_type, peer_id, AuthMethod.DIGITAL_SIGNATURE,
+                            peer_auth, OCTETS, NOW)
 
 
 def test_short_rsa_end_entity_rejected(sub, store) -> None:

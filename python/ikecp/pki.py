@@ -37,6 +37,8 @@ Peer side:
 - ``check_identity(chain[0], id_type, id_data)``: the peer's IDi/IDr must be carried by its
   certificate (see ``cert_matches_identity`` for the rules per ID type).
 - ``verify_auth(chain[0], method, auth_data, signed_octets, accepted_hashes=...)``.
+- ``verify_peer(store, cert_ders, id_type, id_data, method, auth_data, signed_octets, now)``
+  does the three steps above in order and returns the validated chain.
 - ``store.certreq_data()`` is our CERTREQ payload data (encoding 4): SHA-1 of each anchor's
   SubjectPublicKeyInfo, concatenated (RFC 7296 §3.7).
 - ``build_signature_hash_algorithms()`` / ``parse_signature_hash_algorithms(data)`` for the
@@ -97,6 +99,7 @@ __all__ = [
     "signature_algorithm_identifier",
     "spki_sha1",
     "verify_auth",
+    "verify_peer",
 ]
 
 #: Largest number of intermediates accepted from a peer; a longer list is an attack or a bug.
@@ -618,8 +621,9 @@ class TrustStore:
     def verify(self, end_entity: bytes | x509.Certificate,
                intermediates: Sequence[bytes | x509.Certificate],
                now: datetime) -> tuple[x509.Certificate, ...]:
-        """Validate a peer's certificate chain at ``now``; return it end entity first,
-        anchor last. Raises AuthenticationError with the reason on failure."""
+        """Validate a peer's certificate chain at ``now`` (aware, or naive meaning UTC);
+        return it end entity first, anchor last. Raises AuthenticationError with the reason
+        on failure."""
         if len(intermediates) > MAX_INTERMEDIATES:
             raise AuthenticationError(f"more than {MAX_INTERMEDIATES} intermediate certificates")
         leaf = _as_cert(end_entity)
@@ -734,3 +738,17 @@ def identity_for_cert(cert: x509.Certificate,
     if not values:
         raise ValueError(f"certificate has no name usable as ID type {id_type}")
     return id_type, values[0]
+
+
+def verify_peer(store: TrustStore, certs: Sequence[bytes | x509.Certificate], id_type: int,
+                id_data: bytes, method: int, auth_data: bytes, signed_octets: bytes,
+                now: datetime, *,
+                accepted_hashes: Iterable[int] = DEFAULT_HASHES) -> tuple[x509.Certificate, ...]:
+    """Authenticate a peer from its CERT payloads (X.509 DER, end entity first), ID payload
+    and AUTH payload: chain, then identity, then signature. Returns the validated chain."""
+    if not certs:
+        raise AuthenticationError("no certificate received")
+    chain = store.verify(certs[0], certs[1:], now)
+    check_identity(chain[0], id_type, id_data)
+    verify_auth(chain[0], method, auth_data, signed_octets, accepted_hashes=accepted_hashes)
+    return chain

@@ -110,18 +110,20 @@ class CertAuthority:
     """A CA that signs certificates; a root unless made by ``intermediate``.
 
     ``is_ca=False`` makes a deliberately broken issuer (basicConstraints cA false) for
-    negative tests. Validity runs from ``now - 1 day`` to ``now + days``.
+    negative tests; ``path_length`` sets basicConstraints pathLenConstraint. Validity runs
+    from ``now - 1 day`` to ``now + days``.
     """
 
     def __init__(self, name: str = "ikecp test root CA", *, key_type: KeyType = "ecdsa-p256",
                  now: datetime | None = None, days: int = 3650,
-                 parent: CertAuthority | None = None, is_ca: bool = True) -> None:
+                 parent: CertAuthority | None = None, is_ca: bool = True,
+                 path_length: int | None = None) -> None:
         self.now = now or datetime.now(timezone.utc)
         self.key = new_key(key_type)
         self.name = _name(name)
         issuer = parent or self
         builder = (self._builder(self.name, issuer.name, self.key, days)
-                   .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None),
+                   .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length),
                                   critical=True)
                    .add_extension(x509.KeyUsage(
                        digital_signature=False, content_commitment=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from datetime import datetime, timedelta, timezone
@@ -10,6 +11,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ikecp import pki
 from ikecp.const import AuthMethod, IdType
 from ikecp.errors import AuthenticationError, ParseError
@@ -346,3 +349,35 @@ def test_credential_from_pem_and_files(root, sub, tmp_path) -> None:
         pki.Credential(shared_key("ecdsa-p384"), issued.cert)
     with pytest.raises(ValueError):
         pki.load_certificates(b"not a certificate")
+
+
+# --- hostile input --------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(method=st.sampled_from([1, 2, 9, 10, 11, 14, 200]), data=st.binary(max_size=300))
+def test_random_auth_data_only_raises_authentication_error(method: int, data: bytes) -> None:
+    for key_type in ("rsa2048", "ecdsa-p256"):
+        with pytest.raises(AuthenticationError):
+            pki.verify_auth(shared_key(key_type).public_key(), method, data, OCTETS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_random_peer_input_gives_structured_errors(data: bytes) -> None:
+    store = pki.TrustStore([shared_ca().cert])
+    with pytest.raises(AuthenticationError):
+        store.verify(data, [data], NOW)
+    try:
+        assert all(len(h) == 20 for h in pki.parse_certreq(data))
+    except ParseError as exc:
+        assert exc.payload == 38 and len(data) % 20
+    try:
+        assert len(pki.parse_signature_hash_algorithms(data)) == len(data) // 2
+    except ParseError:
+        assert len(data) % 2
+
+
+@functools.cache
+def shared_ca() -> CertAuthority:
+    return CertAuthority("hypothesis root", now=NOW)

@@ -98,6 +98,7 @@ __all__ = [
     "sign_auth",
     "signature_algorithm_identifier",
     "spki_sha1",
+    "subject_der",
     "verify_auth",
     "verify_peer",
 ]

@@ -19,7 +19,10 @@ IKE_KEY_NAMES = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
 
 
 class SkCipherLike(Protocol):
-    """One direction's keyed SK payload protection (RFC 7296 §3.14, RFC 5282, RFC 7634)."""
+    """One direction's keyed SK payload protection (RFC 7296 §3.14, RFC 5282, RFC 7634).
+
+    Whole-message helpers that compose it with the codec live in ``ikecp.sk``.
+    """
 
     iv_size: int
     icv_size: int
@@ -27,8 +30,6 @@ class SkCipherLike(Protocol):
     def seal(self, prefix: bytes, next_payload: int, plaintext: bytes,
              *, iv: bytes | None = None) -> bytes: ...
     def open(self, data: bytes) -> tuple[int, bytes]: ...
-    def seal_message(self, msg: Message, *, iv: bytes | None = None) -> bytes: ...
-    def open_message(self, data: bytes) -> Message: ...
 
 
 class Backend(Protocol):

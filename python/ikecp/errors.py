@@ -39,6 +39,24 @@ class CryptoError(IkeError, ValueError):
     or an invalid Diffie-Hellman public value (RFC 7296 §5, RFC 6989)."""
 
 
+class RemoteProtocolError(IkeError):
+    """The peer broke the protocol. ``notify_type`` is the error notify to answer with
+    (RFC 7296 §3.10.1) and ``data`` its notification data."""
+
+    def __init__(self, notify_type: int, reason: str, data: bytes = b"") -> None:
+        super().__init__(notify_type, reason)
+        self.notify_type = notify_type
+        self.reason = reason
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"{self.reason} (notify {self.notify_type})"
+
+
+class LocalProtocolError(IkeError):
+    """The application drove the engine wrongly: bad settings or a call in the wrong state."""
+
+
 class AuthenticationError(IkeError):
     """The peer could not be authenticated: bad AUTH signature, untrusted or invalid
     certificate chain, or an identity its certificate does not carry.

@@ -1,5 +1,571 @@
-use pyo3::prelude::*;
+//! Python face of the codec: builds `ikecp.message` objects from `codec::Message` and back,
+//! and raises `ikecp.errors.ParseError` / `ValueError` / `TypeError` like the reference codec.
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use std::borrow::Cow;
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
+use pyo3::{intern, wrap_pyfunction};
+
+use crate::codec::{
+    self, AttrValue, Body, Bytes, ConfigAttribute, Message, Payload, Proposal, TrafficSelector,
+    Transform, TransformAttribute,
+};
+
+/// The Python classes the codec builds, looked up once: `ikecp` is still importing when
+/// `_native` loads, so this cannot happen at module init.
+struct Classes {
+    message: Py<PyType>,
+    sa: Py<PyType>,
+    ke: Py<PyType>,
+    idi: Py<PyType>,
+    idr: Py<PyType>,
+    cert: Py<PyType>,
+    certreq: Py<PyType>,
+    auth: Py<PyType>,
+    nonce: Py<PyType>,
+    notify: Py<PyType>,
+    delete: Py<PyType>,
+    vendor_id: Py<PyType>,
+    tsi: Py<PyType>,
+    tsr: Py<PyType>,
+    sk: Py<PyType>,
+    skf: Py<PyType>,
+    cp: Py<PyType>,
+    eap: Py<PyType>,
+    unknown: Py<PyType>,
+    proposal: Py<PyType>,
+    transform: Py<PyType>,
+    transform_attribute: Py<PyType>,
+    traffic_selector: Py<PyType>,
+    config_attribute: Py<PyType>,
+    parse_error: Py<PyType>,
+}
+
+static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
+
+fn classes(py: Python<'_>) -> PyResult<&'static Classes> {
+    CLASSES.get_or_try_init(py, || {
+        let m = py.import("ikecp.message")?;
+        let get = |name: &str| -> PyResult<Py<PyType>> {
+            Ok(m.getattr(name)?.cast_into::<PyType>()?.unbind())
+        };
+        let errors = py.import("ikecp.errors")?;
+        Ok(Classes {
+            message: get("Message")?,
+            sa: get("SA")?,
+            ke: get("KE")?,
+            idi: get("IDi")?,
+            idr: get("IDr")?,
+            cert: get("Cert")?,
+            certreq: get("CertReq")?,
+            auth: get("Auth")?,
+            nonce: get("Nonce")?,
+            notify: get("Notify")?,
+            delete: get("Delete")?,
+            vendor_id: get("VendorId")?,
+            tsi: get("TSi")?,
+            tsr: get("TSr")?,
+            sk: get("SK")?,
+            skf: get("SKF")?,
+            cp: get("CP")?,
+            eap: get("EAP")?,
+            unknown: get("UnknownPayload")?,
+            proposal: get("Proposal")?,
+            transform: get("Transform")?,
+            transform_attribute: get("TransformAttribute")?,
+            traffic_selector: get("TrafficSelector")?,
+            config_attribute: get("ConfigAttribute")?,
+            parse_error: errors
+                .getattr("ParseError")?
+                .cast_into::<PyType>()?
+                .unbind(),
+        })
+    })
+}
+
+fn parse_error(py: Python<'_>, c: &Classes, e: codec::ParseError) -> PyErr {
+    PyErr::from_type(
+        c.parse_error.bind(py).clone(),
+        (e.what, e.offset, e.payload),
+    )
+}
+
+// --- decoding: core types -> Python objects -------------------------------------------------
+
+fn tuple_of<'py, T>(
+    py: Python<'py>,
+    items: &[T],
+    f: impl Fn(&T) -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let objs = items.iter().map(f).collect::<PyResult<Vec<_>>>()?;
+    PyTuple::new(py, objs)
+}
+
+fn proposal_to_py<'py>(
+    py: Python<'py>,
+    c: &Classes,
+    p: &Proposal<'_>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let transforms = tuple_of(py, &p.transforms, |t: &Transform<'_>| {
+        let attrs = tuple_of(py, &t.attributes, |a: &TransformAttribute<'_>| {
+            let value = match &a.value {
+                AttrValue::Tv(v) => v.into_pyobject(py)?.into_any(),
+                AttrValue::Tlv(v) => PyBytes::new(py, v).into_any(),
+            };
+            c.transform_attribute.bind(py).call1((a.ty, value))
+        })?;
+        c.transform.bind(py).call1((t.ty, t.id, attrs))
+    })?;
+    c.proposal.bind(py).call1((
+        p.number,
+        p.protocol_id,
+        PyBytes::new(py, &p.spi),
+        transforms,
+    ))
+}
+
+fn selectors_to_py<'py>(
+    py: Python<'py>,
+    c: &Classes,
+    sels: &[TrafficSelector<'_>],
+) -> PyResult<Bound<'py, PyTuple>> {
+    tuple_of(py, sels, |s| {
+        c.traffic_selector.bind(py).call1((
+            s.ts_type,
+            s.ip_protocol,
+            s.start_port,
+            s.end_port,
+            PyBytes::new(py, &s.start_addr),
+            PyBytes::new(py, &s.end_addr),
+        ))
+    })
+}
+
+fn payload_to_py<'py>(
+    py: Python<'py>,
+    c: &Classes,
+    p: &Payload<'_>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let crit = p.critical;
+    let bytes = |b: &Bytes<'_>| PyBytes::new(py, b);
+    match &p.body {
+        Body::Sa(props) => {
+            let props = tuple_of(py, props, |pr| proposal_to_py(py, c, pr))?;
+            c.sa.bind(py).call1((props, crit))
+        }
+        Body::Ke { group, data } => c.ke.bind(py).call1((*group, bytes(data), crit)),
+        Body::IdI { id_type, data } => c.idi.bind(py).call1((*id_type, bytes(data), crit)),
+        Body::IdR { id_type, data } => c.idr.bind(py).call1((*id_type, bytes(data), crit)),
+        Body::Cert { encoding, data } => c.cert.bind(py).call1((*encoding, bytes(data), crit)),
+        Body::CertReq { encoding, data } => {
+            c.certreq.bind(py).call1((*encoding, bytes(data), crit))
+        }
+        Body::Auth { method, data } => c.auth.bind(py).call1((*method, bytes(data), crit)),
+        Body::Nonce(data) => c.nonce.bind(py).call1((bytes(data), crit)),
+        Body::Notify {
+            protocol_id,
+            notify_type,
+            spi,
+            data,
+        } => c
+            .notify
+            .bind(py)
+            .call1((*protocol_id, *notify_type, bytes(spi), bytes(data), crit)),
+        Body::Delete {
+            protocol_id,
+            spi_size,
+            spis,
+        } => {
+            let spis = PyTuple::new(py, spis.iter().map(|s| PyBytes::new(py, s)))?;
+            c.delete
+                .bind(py)
+                .call1((*protocol_id, *spi_size, spis, crit))
+        }
+        Body::VendorId(data) => c.vendor_id.bind(py).call1((bytes(data), crit)),
+        Body::TsI(sels) => c.tsi.bind(py).call1((selectors_to_py(py, c, sels)?, crit)),
+        Body::TsR(sels) => c.tsr.bind(py).call1((selectors_to_py(py, c, sels)?, crit)),
+        Body::Sk { next_payload, data } => c.sk.bind(py).call1((*next_payload, bytes(data), crit)),
+        Body::Cp {
+            cfg_type,
+            attributes,
+        } => {
+            let attrs = tuple_of(py, attributes, |a: &ConfigAttribute<'_>| {
+                c.config_attribute.bind(py).call1((a.ty, bytes(&a.value)))
+            })?;
+            c.cp.bind(py).call1((*cfg_type, attrs, crit))
+        }
+        Body::Eap(data) => c.eap.bind(py).call1((bytes(data), crit)),
+        Body::Skf {
+            next_payload,
+            fragment_number,
+            total_fragments,
+            data,
+        } => c.skf.bind(py).call1((
+            *next_payload,
+            *fragment_number,
+            *total_fragments,
+            bytes(data),
+            crit,
+        )),
+        Body::Unknown { ty, data } => c.unknown.bind(py).call1((*ty, bytes(data), crit)),
+    }
+}
+
+fn payloads_to_py<'py>(
+    py: Python<'py>,
+    c: &Classes,
+    payloads: &[Payload<'_>],
+) -> PyResult<Bound<'py, PyTuple>> {
+    tuple_of(py, payloads, |p| payload_to_py(py, c, p))
+}
+
+/// Decode a payload chain into a tuple of `ikecp.message` payloads (for reuse by crypto).
+pub(crate) fn decode_payloads_py<'py>(
+    py: Python<'py>,
+    first_type: u8,
+    data: &[u8],
+) -> PyResult<Bound<'py, PyTuple>> {
+    let c = classes(py)?;
+    let payloads = codec::decode_payloads(first_type, data).map_err(|e| parse_error(py, c, e))?;
+    payloads_to_py(py, c, &payloads)
+}
+
+// --- encoding: Python objects -> core types -------------------------------------------------
+
+/// Read an unsigned int attribute; `TypeError` if it is not an int, `ValueError` if it
+/// does not fit in `max`.
+fn uint(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>, max: u64) -> PyResult<u64> {
+    let value = obj.getattr(attr)?;
+    let out_of_range = || {
+        PyValueError::new_err(format!(
+            "{}.{attr} must be an int in 0..{max}",
+            type_name(obj)
+        ))
+    };
+    let n: u64 = value.extract().map_err(|e: PyErr| {
+        if e.is_instance_of::<PyOverflowError>(obj.py()) {
+            out_of_range()
+        } else {
+            PyTypeError::new_err(format!("{}.{attr} must be an int", type_name(obj)))
+        }
+    })?;
+    if n > max {
+        return Err(out_of_range());
+    }
+    Ok(n)
+}
+
+fn u8_of(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<u8> {
+    Ok(u8::try_from(uint(obj, attr, 0xFF)?).unwrap_or(u8::MAX))
+}
+
+fn u16_of(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<u16> {
+    Ok(u16::try_from(uint(obj, attr, 0xFFFF)?).unwrap_or(u16::MAX))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "object".to_owned(), |n| n.to_string())
+}
+
+fn bytes_value(
+    owner: &Bound<'_, PyAny>,
+    what: &str,
+    v: &Bound<'_, PyAny>,
+) -> PyResult<Bytes<'static>> {
+    match v.cast::<PyBytes>() {
+        Ok(b) => Ok(Cow::Owned(b.as_bytes().to_vec())),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{}.{what} must be bytes",
+            type_name(owner)
+        ))),
+    }
+}
+
+fn bytes_of(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<Bytes<'static>> {
+    bytes_value(obj, &attr.to_string(), &obj.getattr(attr)?)
+}
+
+fn items<'py>(
+    obj: &Bound<'py, PyAny>,
+    attr: &Bound<'py, PyString>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    obj.getattr(attr)?.try_iter()?.collect()
+}
+
+fn attribute_from_py(a: &Bound<'_, PyAny>) -> PyResult<TransformAttribute<'static>> {
+    let py = a.py();
+    let v = a.getattr(intern!(py, "value"))?;
+    let value = if v.is_instance_of::<PyBytes>() {
+        AttrValue::Tlv(bytes_value(a, "value", &v)?)
+    } else if v.is_instance_of::<PyInt>() {
+        AttrValue::Tv(u16_of(a, intern!(py, "value"))?)
+    } else {
+        return Err(PyTypeError::new_err(
+            "TransformAttribute.value must be int or bytes",
+        ));
+    };
+    let ty = u16::try_from(uint(a, intern!(py, "type"), 0x7FFF)?).unwrap_or(u16::MAX);
+    Ok(TransformAttribute { ty, value })
+}
+
+fn proposal_from_py(p: &Bound<'_, PyAny>) -> PyResult<Proposal<'static>> {
+    let py = p.py();
+    let mut transforms = Vec::new();
+    for t in items(p, intern!(py, "transforms"))? {
+        let attributes = items(&t, intern!(py, "attributes"))?
+            .iter()
+            .map(attribute_from_py)
+            .collect::<PyResult<_>>()?;
+        transforms.push(Transform {
+            ty: u8_of(&t, intern!(py, "type"))?,
+            id: u16_of(&t, intern!(py, "id"))?,
+            attributes,
+        });
+    }
+    Ok(Proposal {
+        number: u8_of(p, intern!(py, "number"))?,
+        protocol_id: u8_of(p, intern!(py, "protocol_id"))?,
+        spi: bytes_of(p, intern!(py, "spi"))?,
+        transforms,
+    })
+}
+
+fn selectors_from_py(p: &Bound<'_, PyAny>) -> PyResult<Vec<TrafficSelector<'static>>> {
+    let py = p.py();
+    items(p, intern!(py, "selectors"))?
+        .iter()
+        .map(|s| {
+            Ok(TrafficSelector {
+                ts_type: u8_of(s, intern!(py, "ts_type"))?,
+                ip_protocol: u8_of(s, intern!(py, "ip_protocol"))?,
+                start_port: u16_of(s, intern!(py, "start_port"))?,
+                end_port: u16_of(s, intern!(py, "end_port"))?,
+                start_addr: bytes_of(s, intern!(py, "start_addr"))?,
+                end_addr: bytes_of(s, intern!(py, "end_addr"))?,
+            })
+        })
+        .collect()
+}
+
+fn payload_from_py(c: &Classes, p: &Bound<'_, PyAny>) -> PyResult<Payload<'static>> {
+    let py = p.py();
+    let ty = p.get_type();
+    let is = |cls: &Py<PyType>| ty.as_ptr() == cls.as_ptr();
+    let data = || bytes_of(p, intern!(py, "data"));
+    let body = if is(&c.sa) {
+        let proposals = items(p, intern!(py, "proposals"))?
+            .iter()
+            .map(proposal_from_py)
+            .collect::<PyResult<_>>()?;
+        Body::Sa(proposals)
+    } else if is(&c.ke) {
+        Body::Ke {
+            group: u16_of(p, intern!(py, "group"))?,
+            data: data()?,
+        }
+    } else if is(&c.idi) {
+        Body::IdI {
+            id_type: u8_of(p, intern!(py, "id_type"))?,
+            data: data()?,
+        }
+    } else if is(&c.idr) {
+        Body::IdR {
+            id_type: u8_of(p, intern!(py, "id_type"))?,
+            data: data()?,
+        }
+    } else if is(&c.cert) {
+        Body::Cert {
+            encoding: u8_of(p, intern!(py, "encoding"))?,
+            data: data()?,
+        }
+    } else if is(&c.certreq) {
+        Body::CertReq {
+            encoding: u8_of(p, intern!(py, "encoding"))?,
+            data: data()?,
+        }
+    } else if is(&c.auth) {
+        Body::Auth {
+            method: u8_of(p, intern!(py, "method"))?,
+            data: data()?,
+        }
+    } else if is(&c.nonce) {
+        Body::Nonce(data()?)
+    } else if is(&c.notify) {
+        Body::Notify {
+            protocol_id: u8_of(p, intern!(py, "protocol_id"))?,
+            notify_type: u16_of(p, intern!(py, "notify_type"))?,
+            spi: bytes_of(p, intern!(py, "spi"))?,
+            data: data()?,
+        }
+    } else if is(&c.delete) {
+        let spis = items(p, intern!(py, "spis"))?
+            .iter()
+            .map(|s| bytes_value(p, "spis", s))
+            .collect::<PyResult<_>>()?;
+        Body::Delete {
+            protocol_id: u8_of(p, intern!(py, "protocol_id"))?,
+            spi_size: u8_of(p, intern!(py, "spi_size"))?,
+            spis,
+        }
+    } else if is(&c.vendor_id) {
+        Body::VendorId(data()?)
+    } else if is(&c.tsi) {
+        Body::TsI(selectors_from_py(p)?)
+    } else if is(&c.tsr) {
+        Body::TsR(selectors_from_py(p)?)
+    } else if is(&c.sk) {
+        Body::Sk {
+            next_payload: u8_of(p, intern!(py, "next_payload"))?,
+            data: data()?,
+        }
+    } else if is(&c.cp) {
+        let attributes = items(p, intern!(py, "attributes"))?
+            .iter()
+            .map(|a| {
+                Ok(ConfigAttribute {
+                    ty: u16::try_from(uint(a, intern!(py, "type"), 0x7FFF)?).unwrap_or(0),
+                    value: bytes_of(a, intern!(py, "value"))?,
+                })
+            })
+            .collect::<PyResult<_>>()?;
+        Body::Cp {
+            cfg_type: u8_of(p, intern!(py, "cfg_type"))?,
+            attributes,
+        }
+    } else if is(&c.eap) {
+        Body::Eap(data()?)
+    } else if is(&c.skf) {
+        Body::Skf {
+            next_payload: u8_of(p, intern!(py, "next_payload"))?,
+            fragment_number: u16_of(p, intern!(py, "fragment_number"))?,
+            total_fragments: u16_of(p, intern!(py, "total_fragments"))?,
+            data: data()?,
+        }
+    } else if is(&c.unknown) {
+        Body::Unknown {
+            ty: u8_of(p, intern!(py, "type"))?,
+            data: data()?,
+        }
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "not an ikecp.message payload: {}",
+            type_name(p)
+        )));
+    };
+    Ok(Payload {
+        critical: p.getattr(intern!(py, "critical"))?.is_truthy()?,
+        body,
+    })
+}
+
+fn payloads_from_py(c: &Classes, payloads: &Bound<'_, PyAny>) -> PyResult<Vec<Payload<'static>>> {
+    payloads
+        .try_iter()?
+        .map(|p| payload_from_py(c, &p?))
+        .collect()
+}
+
+fn encode_error(e: codec::EncodeError) -> PyErr {
+    PyValueError::new_err(e.0)
+}
+
+/// Encode a sequence of `ikecp.message` payloads (for reuse by crypto).
+pub(crate) fn encode_payloads_py(payloads: &Bound<'_, PyAny>) -> PyResult<(u8, Vec<u8>)> {
+    let c = classes(payloads.py())?;
+    let payloads = payloads_from_py(c, payloads)?;
+    codec::encode_payloads(&payloads).map_err(encode_error)
+}
+
+fn spi_of(msg: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<[u8; 8]> {
+    let v = msg.getattr(attr)?;
+    let b = v
+        .cast::<PyBytes>()
+        .map_err(|_| PyTypeError::new_err("Message.spi_i/spi_r must be bytes"))?;
+    b.as_bytes()
+        .try_into()
+        .map_err(|_| PyValueError::new_err("Message.spi_i/spi_r must be 8 bytes"))
+}
+
+fn message_from_py(c: &Classes, msg: &Bound<'_, PyAny>) -> PyResult<Message<'static>> {
+    let py = msg.py();
+    Ok(Message {
+        spi_i: spi_of(msg, intern!(py, "spi_i"))?,
+        spi_r: spi_of(msg, intern!(py, "spi_r"))?,
+        payloads: payloads_from_py(c, &msg.getattr(intern!(py, "payloads"))?)?,
+        exchange: u8_of(msg, intern!(py, "exchange"))?,
+        flags: u8_of(msg, intern!(py, "flags"))?,
+        message_id: u32::try_from(uint(msg, intern!(py, "message_id"), 0xFFFF_FFFF)?)
+            .unwrap_or(u32::MAX),
+        major_version: u8_of(msg, intern!(py, "major_version"))?,
+        minor_version: u8_of(msg, intern!(py, "minor_version"))?,
+    })
+}
+
+// --- the functions of the Backend protocol --------------------------------------------------
+
+/// Parse one IKE message (header + payload chain); SK stays sealed.
+#[pyfunction]
+fn decode_message<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let c = classes(py)?;
+    let m = codec::decode_message(data).map_err(|e| parse_error(py, c, e))?;
+    let payloads = payloads_to_py(py, c, &m.payloads)?;
+    c.message.bind(py).call1((
+        PyBytes::new(py, &m.spi_i),
+        PyBytes::new(py, &m.spi_r),
+        m.exchange,
+        m.flags,
+        m.message_id,
+        payloads,
+        m.major_version,
+        m.minor_version,
+    ))
+}
+
+/// Serialize a Message; lengths, chaining and counts are computed here.
+#[pyfunction]
+fn encode_message<'py>(py: Python<'py>, msg: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let c = classes(py)?;
+    let m = message_from_py(c, msg)?;
+    let wire = codec::encode_message(&m).map_err(encode_error)?;
+    Ok(PyBytes::new(py, &wire))
+}
+
+/// Parse a payload chain starting with type `first_type` (e.g. decrypted SK contents).
+#[pyfunction]
+fn decode_payloads<'py>(
+    py: Python<'py>,
+    first_type: &Bound<'py, PyAny>,
+    data: &[u8],
+) -> PyResult<Bound<'py, PyTuple>> {
+    let first = first_type.extract::<u8>().map_err(|e| {
+        if e.is_instance_of::<PyOverflowError>(py) {
+            PyValueError::new_err("first_type must be an int in 0..255")
+        } else {
+            PyTypeError::new_err("first_type must be an int")
+        }
+    })?;
+    decode_payloads_py(py, first, data)
+}
+
+/// Serialize a payload chain; returns (type of the first payload or 0, bytes).
+#[pyfunction]
+fn encode_payloads<'py>(
+    py: Python<'py>,
+    payloads: &Bound<'py, PyAny>,
+) -> PyResult<(u8, Bound<'py, PyBytes>)> {
+    let (first, data) = encode_payloads_py(payloads)?;
+    Ok((first, PyBytes::new(py, &data)))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decode_message, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_message, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_payloads, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_payloads, m)?)?;
     Ok(())
 }

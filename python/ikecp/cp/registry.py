@@ -1,0 +1,88 @@
+"""Configuration payload attributes per type (RFC 7296 §3.15): handlers on the initiator,
+providers on the responder.
+
+The engine's config task only walks the registry, so an application adds an attribute by
+registering one object; it never touches the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import LocalProtocolError
+
+
+@dataclass(slots=True)
+class CpContext:
+    """What an attribute handler or provider may know about the SA it serves.
+
+    ``remote_addr`` is the peer's address as observed on the request being answered (on the
+    responder: the IKE_AUTH request, after the float to 4500). ``assigned`` maps attribute
+    type to the values a provider handed out, so providers can see each other's results and
+    release them when the SA goes. ``events`` collects events for the application.
+    """
+
+    peer_id: object
+    remote_addr: tuple[str, int]
+    local_behind_nat: bool
+    remote_behind_nat: bool
+    spi_i: bytes
+    spi_r: bytes
+    assigned: dict[int, list[bytes]] = field(default_factory=dict)
+    events: list = field(default_factory=list)
+
+
+class CpFailure(Exception):  # noqa: N818 - a signal to the config task, not an error report
+    """Raised by a provider that cannot serve the request; ``notify_type`` (for example
+    INTERNAL_ADDRESS_FAILURE) refuses the first CHILD_SA while the IKE SA stays up."""
+
+    def __init__(self, notify_type: int, reason: str) -> None:
+        super().__init__(reason)
+        self.notify_type = notify_type
+        self.reason = reason
+
+
+class AttributeHandler(Protocol):
+    """Initiator side of one attribute type."""
+
+    attr_type: int
+
+    def request(self, ctx: CpContext) -> bytes | None:
+        """Value to put in CFG_REQUEST (usually empty), or None not to ask."""
+
+    def handle(self, ctx: CpContext, values: list[bytes]) -> None:
+        """Values of this type in CFG_REPLY (maybe none); append events to ``ctx.events``."""
+
+
+class AttributeProvider(Protocol):
+    """Responder side of one attribute type; called only when the type was requested and
+    only after the initiator has authenticated."""
+
+    attr_type: int
+
+    def provide(self, ctx: CpContext, requested: list[bytes]) -> list[bytes]:
+        """Values for CFG_REPLY (empty: answer nothing), or raise ``CpFailure``."""
+
+    def release(self, ctx: CpContext) -> None:
+        """The SA is gone: give back whatever ``provide`` handed out."""
+
+
+class CpRegistry:
+    """Handlers and providers in registration order, at most one of each per type."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[int, AttributeHandler] = {}
+        self.providers: dict[int, AttributeProvider] = {}
+
+    def add_handler(self, handler: AttributeHandler) -> CpRegistry:
+        if handler.attr_type in self.handlers:
+            raise LocalProtocolError(f"attribute {handler.attr_type} already has a handler")
+        self.handlers[handler.attr_type] = handler
+        return self
+
+    def add_provider(self, provider: AttributeProvider) -> CpRegistry:
+        if provider.attr_type in self.providers:
+            raise LocalProtocolError(f"attribute {provider.attr_type} already has a provider")
+        self.providers[provider.attr_type] = provider
+        return self

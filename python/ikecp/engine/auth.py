@@ -1,0 +1,143 @@
+"""IKE_AUTH authentication (RFC 7296 §2.15): identities, AUTH payloads, one authenticator per
+method. PSK lives here; certificate methods plug in through the same ``Authenticator``
+protocol (``ikecp.pki``), so adding them touches only this file.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from ..const import AuthMethod, NotifyType
+from ..errors import RemoteProtocolError
+from ..message import Auth, Cert, IDi, IDr, Message, Payload
+from .events import IkeSaEstablished
+
+if TYPE_CHECKING:
+    from .sa import IkeSa
+    from .settings import Identity
+
+#: Error notifies in an IKE_AUTH response that refuse only the CHILD_SA (RFC 7296 §1.2).
+CHILD_ERRORS = frozenset({
+    NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.TS_UNACCEPTABLE, NotifyType.SINGLE_PAIR_REQUIRED,
+    NotifyType.INTERNAL_ADDRESS_FAILURE, NotifyType.FAILED_CP_REQUIRED,
+    NotifyType.INVALID_SELECTORS, NotifyType.NO_ADDITIONAL_SAS,
+})
+
+
+class Authenticator(Protocol):
+    """Signs our AUTH payload and verifies the peer's for one authentication method."""
+
+    method: int
+
+    def sign(self, sa: IkeSa, octets: bytes) -> tuple[Payload, ...]:
+        """AUTH (and any CERT payloads to send before it) over ``octets``."""
+
+    def verify(self, sa: IkeSa, peer_id: Identity, auth: Auth, octets: bytes,
+               certs: list[Cert]) -> bool:
+        """True when ``auth`` proves ``peer_id`` over ``octets``."""
+
+
+class PskAuthenticator:
+    """SHARED_KEY_MIC with one secret, or one secret per peer identity."""
+
+    method = AuthMethod.SHARED_KEY_MIC
+
+    def __init__(self, psk: bytes | None = None,
+                 peers: Mapping[Identity, bytes] | None = None) -> None:
+        if psk is None and not peers:
+            raise ValueError("a PSK or a per-peer PSK table is needed")
+        self._psk = psk
+        self._peers = dict(peers or {})
+
+    def _secret(self, peer_id: Identity | None) -> bytes | None:
+        if peer_id is not None and peer_id in self._peers:
+            return self._peers[peer_id]
+        return self._psk
+
+    def sign(self, sa: IkeSa, octets: bytes) -> tuple[Payload, ...]:
+        secret = self._secret(sa.peer_id or sa.settings.remote_id)
+        if secret is None:
+            raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED, "no PSK for peer")
+        return (Auth(self.method, sa.backend.psk_auth(sa.suite.prf, secret, octets)),)
+
+    def verify(self, sa: IkeSa, peer_id: Identity, auth: Auth, octets: bytes,
+               certs: list[Cert]) -> bool:
+        secret = self._secret(peer_id)
+        if secret is None:
+            return False
+        expected = sa.backend.psk_auth(sa.suite.prf, secret, octets)
+        return hmac.compare_digest(expected, auth.data)
+
+
+def _octets(sa: IkeSa, initiator_side: bool, id_type: int, id_data: bytes) -> bytes:
+    """Signed octets for the initiator's or the responder's AUTH (§2.15)."""
+    if initiator_side:
+        return sa.backend.signed_octets(sa.suite.prf, sa.init_request, sa.nonce_r, sa.sk_pi,
+                                        id_type, id_data)
+    return sa.backend.signed_octets(sa.suite.prf, sa.init_response, sa.nonce_i, sa.sk_pr,
+                                    id_type, id_data)
+
+
+class AuthTask:
+    """IDi/IDr + AUTH for either role; marks the SA established once the peer is proven."""
+
+    def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
+        me = sa.settings.local_id
+        out.append(IDi(me.id_type, me.data))
+        if sa.settings.remote_id is not None:
+            peer = sa.settings.remote_id
+            out.append(IDr(peer.id_type, peer.data))
+        out.extend(sa.settings.auth.sign(sa, _octets(sa, True, me.id_type, me.data)))
+
+    def process_r(self, sa: IkeSa, msg: Message) -> None:
+        idi: IDi = msg.first(IDi)
+        peer = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
+        sa.peer_id = peer
+        _established(sa)
+
+    def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
+        me = sa.settings.local_id
+        out.append(IDr(me.id_type, me.data))
+        out.extend(sa.settings.auth.sign(sa, _octets(sa, False, me.id_type, me.data)))
+
+    def process_i(self, sa: IkeSa, msg: Message) -> None:
+        for n in msg.payloads:
+            if getattr(n, "notify_type", 0x4000) < 0x4000 and n.notify_type not in CHILD_ERRORS:
+                raise RemoteProtocolError(n.notify_type, "peer refused IKE_AUTH")
+        idr: IDr | None = msg.first(IDr)
+        if idr is None or msg.first(Auth) is None:
+            raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "IDr or AUTH missing")
+        sa.peer_id = self._verify(sa, msg, idr.id_type, idr.data, initiator_side=False)
+        _established(sa)
+
+    def _verify(self, sa: IkeSa, msg: Message, id_type: int, id_data: bytes,
+                initiator_side: bool) -> Identity:
+        from .settings import Identity
+
+        peer = Identity(id_type, id_data)
+        expected = sa.settings.remote_id
+        if expected is not None and peer != expected:
+            raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED,
+                                      f"peer identity {peer} is not {expected}")
+        auth: Auth = msg.first(Auth)
+        verifier = sa.settings.peer_auth or sa.settings.auth
+        if auth.method != verifier.method:
+            raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED,
+                                      f"peer used auth method {auth.method}")
+        octets = _octets(sa, initiator_side, id_type, id_data)
+        if not verifier.verify(sa, peer, auth, octets, msg.find(Cert)):
+            raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED,
+                                      "AUTH payload does not verify")
+        return peer
+
+
+def _established(sa: IkeSa) -> None:
+    s = sa.suite
+    sa.mark_established()
+    sa.emit(IkeSaEstablished(
+        spi_i=sa.spi_i, spi_r=sa.spi_r, local_id=sa.settings.local_id, remote_id=sa.peer_id,
+        local_addr=sa.local, remote_addr=sa.remote, encr=s.encr,
+        encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf, dh=s.dh,
+    ))

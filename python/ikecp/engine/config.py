@@ -1,0 +1,77 @@
+"""The CP payload in IKE_AUTH (RFC 7296 §3.15): CFG_REQUEST built from the registered
+handlers, CFG_REPLY from the registered providers. Types without a provider are ignored,
+never fatal, which is what keeps new attributes backward compatible."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..const import CfgType
+from ..cp.registry import AttributeHandler, CpFailure
+from ..message import CP, ConfigAttribute, Message, Payload
+from .events import ConfigReceived
+
+if TYPE_CHECKING:
+    from .sa import IkeSa
+
+
+def _group(attributes: tuple[ConfigAttribute, ...]) -> dict[int, list[bytes]]:
+    grouped: dict[int, list[bytes]] = {}
+    for a in attributes:
+        grouped.setdefault(a.type, []).append(a.value)
+    return grouped
+
+
+class ConfigTask:
+    def __init__(self) -> None:
+        self.asked: list[AttributeHandler] = []
+        self.reply: list[ConfigAttribute] | None = None
+
+    def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
+        ctx = sa.cp_context()
+        attrs = []
+        for handler in sa.settings.cp.handlers.values():
+            value = handler.request(ctx)
+            if value is not None:
+                attrs.append(ConfigAttribute(handler.attr_type, value))
+                self.asked.append(handler)
+        if attrs:
+            out.append(CP(CfgType.CFG_REQUEST, tuple(attrs)))
+
+    def process_i(self, sa: IkeSa, msg: Message) -> None:
+        if not self.asked:
+            return
+        cp = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_REPLY), None)
+        attrs = cp.attributes if cp is not None else ()
+        if attrs:
+            sa.emit(ConfigReceived(attrs))
+        grouped = _group(attrs)
+        ctx = sa.cp_context()
+        for handler in self.asked:
+            handler.handle(ctx, grouped.get(handler.attr_type, []))
+        sa.flush_cp_events()
+
+    def process_r(self, sa: IkeSa, msg: Message) -> None:
+        cp = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_REQUEST), None)
+        if cp is None:
+            return
+        requested = _group(cp.attributes)
+        ctx = sa.cp_context()
+        reply: list[ConfigAttribute] = []
+        for attr_type, provider in sa.settings.cp.providers.items():
+            if attr_type not in requested:
+                continue
+            try:
+                values = provider.provide(ctx, requested[attr_type])
+            except CpFailure as failure:
+                sa.child_failure = (failure.notify_type, failure.reason)
+                sa.release_cp()
+                sa.flush_cp_events()
+                return
+            reply.extend(ConfigAttribute(attr_type, v) for v in values)
+        sa.flush_cp_events()
+        self.reply = reply
+
+    def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
+        if self.reply is not None:
+            out.append(CP(CfgType.CFG_REPLY, tuple(self.reply)))

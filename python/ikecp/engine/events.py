@@ -1,0 +1,175 @@
+"""What the engine tells the application, read one at a time through ``IkeSa.next_event()``.
+
+Every event is a frozen dataclass so it can be logged, compared and kept without aliasing
+engine state. Addresses are ``(ip, port)`` tuples with the IP as text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..message import ConfigAttribute, TrafficSelector
+
+_event = dataclass(frozen=True, slots=True)
+
+Address = tuple[str, int]
+
+
+@_event
+class NatDetected:
+    """Result of NAT detection in IKE_SA_INIT (RFC 7296 §2.23). ``local_behind_nat`` is also
+    true when encapsulation was forced with a fake source hash."""
+
+    local_behind_nat: bool
+    remote_behind_nat: bool
+
+
+@_event
+class IkeSaEstablished:
+    """Both peers are authenticated; the IKE SA carries protected exchanges from now on."""
+
+    spi_i: bytes
+    spi_r: bytes
+    local_id: object
+    remote_id: object
+    local_addr: Address
+    remote_addr: Address
+    encr: int
+    encr_key_bits: int | None
+    integ: int
+    prf: int
+    dh: int
+
+
+@_event
+class ChildSaEstablished:
+    """An ESP SA pair with the keys a data plane needs (RFC 7296 §2.17).
+
+    ``key_i_to_r`` / ``key_r_to_i`` are (encryption key incl. salt, integrity key) for traffic
+    from the original initiator to the responder and back. ``spi_in`` is the SPI this side
+    receives on, ``spi_out`` the one it sends with.
+    """
+
+    spi_in: bytes
+    spi_out: bytes
+    encr: int
+    encr_key_bits: int | None
+    integ: int
+    esn: int
+    ts_i: tuple[TrafficSelector, ...]
+    ts_r: tuple[TrafficSelector, ...]
+    key_i_to_r: tuple[bytes, bytes]
+    key_r_to_i: tuple[bytes, bytes]
+    encapsulated: bool
+
+
+@_event
+class ChildSaFailed:
+    """The IKE SA is up but its first CHILD_SA was refused (e.g. INTERNAL_ADDRESS_FAILURE)."""
+
+    notify_type: int
+    reason: str
+
+
+@_event
+class ConfigReceived:
+    """Attributes of the CFG_REPLY the initiator got, as sent."""
+
+    attributes: tuple[ConfigAttribute, ...]
+
+
+@_event
+class PublicAddressLearned:
+    """The responder reported the address (and port, when it sent 6 octets) it saw for us in
+    EXTERNAL_SOURCE_IP4_NAT_INFO (3GPP TS 29.139)."""
+
+    address: str
+    port: int | None
+    attr_type: int
+
+
+@_event
+class NatInfoNotSupported:
+    """We asked for the NAT-info attribute and got no usable answer; the SA stays up."""
+
+    reason: str
+
+
+@_event
+class PeerBinding:
+    """Responder side: what the mobile network needs to reach the peer. Emitted when the SA
+    is established and again whenever the peer's public address changes."""
+
+    peer_id: object
+    inner_address: str | None
+    public_address: str
+    public_port: int
+    spi_i: bytes
+    spi_r: bytes
+    child_spis: tuple[bytes, ...]
+
+
+@_event
+class RemoteAddressChanged:
+    """An authenticated request came from a new address (NAT rebinding or the float)."""
+
+    old: Address
+    new: Address
+
+
+@_event
+class ProtocolErrorSent:
+    """We answered a request with an error notify."""
+
+    notify_type: int
+    reason: str
+
+
+@_event
+class ProtocolErrorReceived:
+    """The peer answered one of our requests with an error notify."""
+
+    notify_type: int
+    exchange: int
+
+
+@_event
+class DatagramDropped:
+    """A datagram was ignored (malformed, unauthenticated, unexpected); SA state unchanged."""
+
+    reason: str
+
+
+@_event
+class LivenessConfirmed:
+    """The peer answered an empty INFORMATIONAL request."""
+
+
+@_event
+class SaDeleted:
+    """The IKE SA was deleted with an INFORMATIONAL DELETE; ``by_peer`` says who asked."""
+
+    by_peer: bool
+
+
+@_event
+class ChildSaDeleted:
+    """The peer deleted CHILD_SAs; ``spis`` are the SPIs it listed (its inbound SPIs)."""
+
+    spis: tuple[bytes, ...]
+
+
+@_event
+class SaFailed:
+    """The SA is dead: authentication failure, no proposal, peer gone, and so on."""
+
+    reason: str
+    notify_type: int | None = None
+
+
+Event = (
+    NatDetected | IkeSaEstablished | ChildSaEstablished | ChildSaFailed | ConfigReceived
+    | PublicAddressLearned | NatInfoNotSupported | PeerBinding | RemoteAddressChanged
+    | ProtocolErrorSent | ProtocolErrorReceived | DatagramDropped | LivenessConfirmed
+    | SaDeleted | ChildSaDeleted | SaFailed
+)

@@ -1,0 +1,73 @@
+"""Which payloads each exchange may carry, how many, and whether they must be encrypted
+(RFC 7296 §1.2-§1.4, §3). One table, checked before any task sees a message."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..const import ExchangeType as X
+from ..const import NotifyType
+from ..const import PayloadType as P
+from ..errors import RemoteProtocolError
+from ..message import Notify, Payload, UnknownPayload
+
+_MANY = (0, 1 << 16)
+_ONE = (1, 1)
+_OPT = (0, 1)
+_COMMON = {P.NOTIFY: _MANY, P.VENDOR_ID: _MANY}
+
+#: (exchange, is_response) -> (must be encrypted, {payload type: (min, max)}).
+RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
+    (X.IKE_SA_INIT, False): (False, {P.SA: _ONE, P.KE: _ONE, P.NONCE: _ONE,
+                                     P.CERTREQ: _MANY, **_COMMON}),
+    (X.IKE_SA_INIT, True): (False, {P.SA: _ONE, P.KE: _ONE, P.NONCE: _ONE,
+                                    P.CERTREQ: _MANY, **_COMMON}),
+    (X.IKE_AUTH, False): (True, {P.IDi: _ONE, P.AUTH: _ONE, P.CERT: _MANY, P.CERTREQ: _MANY,
+                                 P.IDr: _OPT, P.CP: _OPT, P.SA: _OPT, P.TSi: _OPT,
+                                 P.TSr: _OPT, **_COMMON}),
+    (X.IKE_AUTH, True): (True, {P.IDr: _ONE, P.AUTH: _ONE, P.CERT: _MANY, P.CP: _OPT,
+                                P.SA: _OPT, P.TSi: _OPT, P.TSr: _OPT, **_COMMON}),
+    (X.CREATE_CHILD_SA, False): (True, {P.SA: _OPT, P.NONCE: _OPT, P.KE: _OPT, P.TSi: _OPT,
+                                        P.TSr: _OPT, **_COMMON}),
+    (X.INFORMATIONAL, False): (True, {P.DELETE: _MANY, P.CP: _OPT, **_COMMON}),
+    (X.INFORMATIONAL, True): (True, {P.DELETE: _MANY, P.CP: _OPT, **_COMMON}),
+}
+
+
+def is_error_reply(payloads: Sequence[Payload]) -> bool:
+    """A response carrying an error notify or a COOKIE request may omit required payloads."""
+    return any(isinstance(p, Notify) and (p.notify_type < 16384
+                                          or p.notify_type == NotifyType.COOKIE)
+               for p in payloads)
+
+
+def check(exchange: int, is_response: bool, payloads: Sequence[Payload]) -> None:
+    """Raise ``RemoteProtocolError`` for a critical unknown payload or a payload count the
+    exchange does not allow; non-critical unknown payloads are skipped (§2.5)."""
+    rule = RULES.get((exchange, is_response))
+    if rule is None:
+        raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, f"unexpected exchange {exchange}")
+    allowed = rule[1]
+    counts: dict[int, int] = {}
+    for p in payloads:
+        if isinstance(p, UnknownPayload):
+            if p.critical:
+                raise RemoteProtocolError(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
+                                          f"critical payload {p.type}", bytes((p.type & 0xFF,)))
+            continue
+        t = p.payload_type
+        if t not in allowed:
+            raise RemoteProtocolError(NotifyType.INVALID_SYNTAX,
+                                      f"payload {t} not allowed here")
+        counts[t] = counts.get(t, 0) + 1
+    relaxed = is_response and is_error_reply(payloads)
+    for t, (low, high) in allowed.items():
+        n = counts.get(t, 0)
+        if n > high or (n < low and not relaxed):
+            raise RemoteProtocolError(NotifyType.INVALID_SYNTAX,
+                                      f"payload {t} appears {n} times")
+
+
+def must_encrypt(exchange: int) -> bool:
+    rule = RULES.get((exchange, False))
+    return rule is not None and rule[0]

@@ -1,0 +1,524 @@
+"""``IkeSa``: one IKE SA, either role, as a sans-IO state machine.
+
+The application feeds it received datagrams and the current time, and drains datagrams to
+send, timers and events. It never reads a clock or touches a socket. It owns message IDs
+(window 1), retransmission and the responder's reply cache (RFC 7296 §2.1-§2.4) and runs
+the tasks of each exchange; the protocol content lives in the task modules.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import _backend, sk
+from ..const import NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
+from ..const import ExchangeType as X
+from ..cp.registry import CpContext
+from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
+from ..message import SK, Delete, Message, Notify, Payload
+from . import rules
+from .auth import AuthTask
+from .child_create import ChildCreateTask
+from .config import ConfigTask
+from .delete import DeleteTask
+from .events import (
+    DatagramDropped,
+    Event,
+    NatDetected,
+    PeerBinding,
+    ProtocolErrorReceived,
+    ProtocolErrorSent,
+    RemoteAddressChanged,
+    SaFailed,
+)
+from .liveness import LivenessTask
+from .nat_detection import NatDetectionTask
+from .sa_init import SaInitTask
+from .task import Ignore, Retry, Task
+
+if TYPE_CHECKING:
+    from .settings import Identity, Settings
+    from .transforms import Suite
+
+Address = tuple[str, int]
+
+
+class Role(enum.Enum):
+    INITIATOR = "initiator"
+    RESPONDER = "responder"
+
+
+class State(enum.Enum):
+    IDLE = "idle"                # responder waiting for IKE_SA_INIT
+    INIT = "init"                # IKE_SA_INIT in progress (initiator)
+    AUTH = "auth"                # keys derived, IKE_AUTH in progress
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """One IKE message to send.
+
+    ``data`` is the bare IKE message. The I/O layer sends it from its socket on
+    ``local_port`` to ``remote`` and, when ``encapsulated`` (UDP/4500 after the NAT-T float),
+    prepends the 4-octet non-ESP marker (RFC 3948 §2.2) — ``wire()`` does exactly that. On
+    receive the I/O layer strips the marker (``ikecp.framing.classify``) before calling
+    ``IkeSa.receive_datagram`` and passes the port it arrived on as ``local_port``: the
+    marker belongs to the socket, since port 4500 also carries ESP and keepalives.
+    """
+
+    data: bytes
+    local_port: int
+    remote: Address
+    encapsulated: bool
+
+    def wire(self) -> bytes:
+        return NON_ESP_MARKER + self.data if self.encapsulated else self.data
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters for tests and monitoring."""
+
+    requests_processed: int = 0
+    cached_replies: int = 0
+    retransmissions: int = 0
+    dropped: int = 0
+
+
+class _Request:
+    __slots__ = ("data", "deadline", "exchange", "msg_id", "tasks", "tries")
+
+    def __init__(self, exchange: int, msg_id: int, data: bytes, tasks: list[Task]) -> None:
+        self.exchange, self.msg_id, self.data, self.tasks = exchange, msg_id, data, tasks
+        self.tries = 0
+        self.deadline: float | None = None
+
+
+class _RefuseChild:
+    """CREATE_CHILD_SA is not supported yet: refuse it without harming the IKE SA."""
+
+    def process_r(self, sa: IkeSa, msg: Message) -> None:
+        raise RemoteProtocolError(NotifyType.NO_ADDITIONAL_SAS, "CREATE_CHILD_SA unsupported")
+
+
+class IkeSa:
+    """One IKE SA. Build with ``IkeSa.initiator(...)`` or ``IkeSa.responder(...)``."""
+
+    def __init__(self, settings: Settings, role: Role, local: Address,
+                 remote: Address | None = None, *, backend: Any = None) -> None:
+        self.settings = settings
+        self.role = role
+        self.is_initiator = role is Role.INITIATOR
+        self.backend = backend if backend is not None else _backend.backend
+        self.local: Address = local
+        self.remote: Address = remote or ("0.0.0.0", 0)
+        self.state = State.IDLE
+        self.spi_i = os.urandom(8) if self.is_initiator else bytes(8)
+        self.spi_r = bytes(8)
+        self.suite: Suite | None = None  # type: ignore[assignment]
+        self.nonce_i = self.nonce_r = b""
+        self.sk_d = self.sk_pi = self.sk_pr = b""
+        self.cipher_in: Any = None
+        self.cipher_out: Any = None
+        self.key_material: tuple[bytes, ...] = ()
+        self.init_request = self.init_response = b""
+        self.peer_id: Identity | None = None
+        self.natt_supported = False
+        self.local_behind_nat = self.remote_behind_nat = False
+        self.encapsulated = False
+        self.child_failure: tuple[int, str] | None = None
+        self.child_spis: tuple[bytes, bytes] | None = None
+        self.stats = Stats()
+        self._cp_ctx: CpContext | None = None
+        self._next_id = 0          # our next request's message ID
+        self._expected = 0         # message ID of the next request we accept
+        self._request: _Request | None = None
+        self._queue: deque[tuple[int, list[Task]]] = deque()
+        self._cached: tuple[int, int, bytes] | None = None  # (msg id, hash(request), reply)
+        self._outbox: list[Datagram] = []
+        self._events: deque[Event] = deque()
+        self._arm = False
+        self._close_event: Event | None = None
+        self._now = 0.0
+        self._half_open_at: float | None = None
+        self._dpd_at: float | None = None
+
+    @classmethod
+    def initiator(cls, settings: Settings, local: Address, remote: Address, *,
+                  backend: Any = None) -> IkeSa:
+        """An SA that starts IKE_SA_INIT towards ``remote`` right away."""
+        sa = cls(settings, Role.INITIATOR, local, remote, backend=backend)
+        sa.state = State.INIT
+        sa._queue.append((X.IKE_SA_INIT, [SaInitTask(), NatDetectionTask()]))
+        sa._kick()
+        return sa
+
+    @classmethod
+    def responder(cls, settings: Settings, local: Address, *, backend: Any = None) -> IkeSa:
+        """An SA waiting for an IKE_SA_INIT request to arrive at ``local``."""
+        return cls(settings, Role.RESPONDER, local, backend=backend)
+
+    # --- the sans-IO surface ----------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float,
+                         local_port: int | None = None) -> None:
+        """Feed one received IKE message (non-ESP marker already removed) from ``addr``."""
+        self._now = now
+        if self.state is State.CLOSED:
+            self._drop("SA is closed")
+            return
+        try:
+            msg = self.backend.decode_message(data)
+        except (ParseError, ValueError) as exc:
+            self._drop(f"malformed message: {exc}")
+            return
+        if msg.major_version != 2:
+            self._drop("unsupported major version")
+        elif msg.spi_i != self.spi_i and not (self.state is State.IDLE and not msg.is_response):
+            self._drop("unknown initiator SPI")
+        elif msg.from_initiator == self.is_initiator:
+            self._drop("wrong initiator flag")
+        elif msg.is_response:
+            self._on_response(msg, data)
+        else:
+            self._on_request(msg, data, addr, local_port)
+        self._kick()
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        """Everything queued for sending; starts the retransmission timer of a new request."""
+        self._now = now
+        req = self._request
+        if self._arm and req is not None:
+            req.deadline = now + self.settings.retransmit.delay(req.tries)
+        self._arm = False
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_timer(self) -> float | None:
+        """When ``handle_timer`` should next be called, or None."""
+        if self.state is State.CLOSED:
+            return None
+        times = [t for t in (self._request.deadline if self._request else None,
+                             self._half_open_at, self._dpd_at) if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        """Retransmit, give up, time out a half-open SA or start a liveness check."""
+        self._now = now
+        req = self._request
+        if req is not None and req.deadline is not None and now >= req.deadline:
+            if req.tries >= self.settings.retransmit.tries:
+                self._fail("peer did not answer (retransmission limit reached)")
+                return
+            req.tries += 1
+            req.deadline = None
+            self.stats.retransmissions += 1
+            self._send(req.data)
+            self._arm = True
+        if self._half_open_at is not None and now >= self._half_open_at:
+            self._fail("IKE_AUTH did not arrive (half-open timeout)")
+            return
+        interval = self.settings.dpd_interval
+        if self._dpd_at is not None and interval is not None and now >= self._dpd_at:
+            self._dpd_at = now + interval
+            if self._request is None and not self._queue:
+                self.check_liveness()
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # --- application requests ---------------------------------------------------------------
+
+    def delete(self) -> None:
+        """Delete the IKE SA with an INFORMATIONAL exchange (or just close if not up yet)."""
+        if self.state is State.ESTABLISHED:
+            self._queue.append((X.INFORMATIONAL, [DeleteTask()]))
+            self._kick()
+        elif self.state is not State.CLOSED:
+            self._fail("deleted locally before establishment")
+
+    def check_liveness(self) -> None:
+        """Send an empty INFORMATIONAL request (dead peer detection)."""
+        if self.state is not State.ESTABLISHED:
+            raise LocalProtocolError("liveness checks need an established SA")
+        self._queue.append((X.INFORMATIONAL, [LivenessTask()]))
+        self._kick()
+
+    @property
+    def established(self) -> bool:
+        return self.state is State.ESTABLISHED
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    # --- for tasks --------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def set_nat(self, local_behind: bool, remote_behind: bool, *, supported: bool) -> None:
+        self.natt_supported = supported or self.settings.force_encap
+        self.local_behind_nat, self.remote_behind_nat = local_behind, remote_behind
+        if self.natt_supported:
+            self.emit(NatDetected(local_behind, remote_behind))
+
+    def mark_established(self) -> None:
+        self.state = State.ESTABLISHED
+        self._half_open_at = None
+        if self.settings.dpd_interval is not None:
+            self._dpd_at = self._now + self.settings.dpd_interval
+
+    def cp_context(self) -> CpContext:
+        ctx = self._cp_ctx
+        if ctx is None:
+            ctx = self._cp_ctx = CpContext(self.peer_id, self.remote, self.local_behind_nat,
+                                           self.remote_behind_nat, self.spi_i, self.spi_r)
+        else:
+            ctx.peer_id, ctx.remote_addr = self.peer_id, self.remote
+            ctx.local_behind_nat = self.local_behind_nat
+            ctx.remote_behind_nat = self.remote_behind_nat
+        return ctx
+
+    def flush_cp_events(self) -> None:
+        if self._cp_ctx is not None and self._cp_ctx.events:
+            self._events.extend(self._cp_ctx.events)
+            self._cp_ctx.events.clear()
+
+    def release_cp(self) -> None:
+        if self._cp_ctx is not None and not self.is_initiator:
+            for provider in self.settings.cp.providers.values():
+                provider.release(self._cp_ctx)
+
+    def close(self, event: Event) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self._request = None
+        self._queue.clear()
+        self._half_open_at = self._dpd_at = None
+        self.release_cp()
+        self.emit(event)
+
+    def close_after_response(self, event: Event) -> None:
+        self._close_event = event
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        self.stats.dropped += 1
+        self._events.append(DatagramDropped(reason))
+
+    def _fail(self, reason: str, notify_type: int | None = None) -> None:
+        self.close(SaFailed(reason, notify_type))
+
+    def _send(self, data: bytes) -> None:
+        self._outbox.append(Datagram(data, self.local[1], self.remote, self.encapsulated))
+
+    def _encode(self, msg: Message) -> bytes:
+        if msg.exchange == X.IKE_SA_INIT:
+            return self.backend.encode_message(msg)
+        return sk.seal_message(self.cipher_out, msg)
+
+    def _kick(self) -> None:
+        """Start the next queued exchange when the window (size 1) is free."""
+        if self._request is not None or not self._queue or self.state is State.CLOSED:
+            return
+        exchange, tasks = self._queue.popleft()
+        self._send_request(exchange, tasks)
+
+    def _send_request(self, exchange: int, tasks: list[Task]) -> None:
+        payloads: list[Payload] = []
+        try:
+            for task in tasks:
+                task.build_i(self, payloads)
+        except RemoteProtocolError as exc:
+            self._fail(f"cannot build request: {exc.reason}", exc.notify_type)
+            return
+        flags = HeaderFlag.INITIATOR if self.is_initiator else 0
+        msg = Message(self.spi_i, self.spi_r, exchange, flags, self._next_id, tuple(payloads))
+        data = self._encode(msg)
+        if exchange == X.IKE_SA_INIT:
+            self.init_request = data
+        self._request = _Request(exchange, self._next_id, data, tasks)
+        self._send(data)
+        self._arm = True
+
+    def _track_address(self, addr: Address, local_port: int | None) -> None:
+        """Follow the peer to the address of an authenticated request (§2.23)."""
+        if local_port is not None and local_port != self.local[1]:
+            self.local = (self.local[0], local_port)
+            self.encapsulated = local_port == self.settings.natt_port
+        if addr != self.remote:
+            old, self.remote = self.remote, addr
+            if self.state is State.ESTABLISHED:
+                self.emit(RemoteAddressChanged(old, addr))
+                if not self.is_initiator:
+                    self._emit_binding()
+
+    def _float(self) -> None:
+        """Move to the NAT-T port after IKE_SA_INIT found a NAT (§2.23)."""
+        if self.natt_supported and (self.local_behind_nat or self.remote_behind_nat):
+            port = self.settings.natt_port
+            self.local = (self.local[0], port)
+            self.remote = (self.remote[0], port)
+            self.encapsulated = True
+
+    def _on_request(self, msg: Message, data: bytes, addr: Address,
+                    local_port: int | None) -> None:
+        mid, exchange = msg.message_id, msg.exchange
+        cached = self._cached
+        if cached is not None and mid == cached[0]:
+            if hash(data) != cached[1]:
+                self._drop("different request with an answered message ID")
+                return
+            self.stats.cached_replies += 1
+            if exchange != X.IKE_SA_INIT:
+                self._track_address(addr, local_port)
+            self._send(cached[2])
+            return
+        if mid != self._expected:
+            self._drop(f"unexpected request message ID {mid}")
+            return
+        if exchange == X.IKE_SA_INIT:
+            if self.state is not State.IDLE:
+                self._drop("IKE_SA_INIT on an SA already past it")
+                return
+            self.spi_i, self.remote = msg.spi_i, addr
+            if local_port is not None:
+                self.local = (self.local[0], local_port)
+            inner = msg
+        else:
+            if self.cipher_in is None or msg.spi_r != self.spi_r:
+                self._drop("request for an SA without keys")
+                return
+            if not msg.payloads or not isinstance(msg.payloads[-1], SK):
+                self._drop("unencrypted request")
+                return
+            try:
+                inner = sk.open_message(self.cipher_in, data)
+            except IntegrityError:
+                self._drop("integrity check failed")
+                return
+            except (ParseError, ValueError) as exc:
+                self._drop(f"malformed encrypted payload: {exc}")
+                return
+            self._track_address(addr, local_port)
+        tasks = self._responder_tasks(exchange, inner)
+        if tasks is None:
+            self._drop(f"exchange {exchange} not expected in state {self.state.value}")
+            return
+        self.stats.requests_processed += 1
+        error: RemoteProtocolError | None = None
+        out: list[Payload] = []
+        try:
+            rules.check(exchange, False, inner.payloads)
+            for task in tasks:
+                task.process_r(self, inner)
+            for task in tasks:
+                task.build_r(self, out)
+        except RemoteProtocolError as exc:
+            error = exc
+            out = [Notify(0, exc.notify_type, data=exc.data)]
+            self.emit(ProtocolErrorSent(exc.notify_type, exc.reason))
+        flags = HeaderFlag.RESPONSE | (HeaderFlag.INITIATOR if self.is_initiator else 0)
+        if exchange == X.IKE_SA_INIT and error is not None:
+            # Stateless refusal (INVALID_KE, NO_PROPOSAL_CHOSEN, ...): nothing is kept, the
+            # initiator may try again with the same SPI.
+            self._send(self.backend.encode_message(
+                Message(self.spi_i, bytes(8), exchange, flags, mid, tuple(out))))
+            return
+        reply = self._encode(Message(self.spi_i, self.spi_r, exchange, flags, mid, tuple(out)))
+        self._cached = (mid, hash(data), reply)
+        self._expected = mid + 1
+        self._send(reply)
+        if exchange == X.IKE_SA_INIT:
+            self.init_response = reply
+            self.state = State.AUTH
+            self._half_open_at = self._now + self.settings.half_open_timeout
+        elif exchange == X.IKE_AUTH:
+            if error is not None:
+                self._fail(f"IKE_AUTH refused: {error.reason}", error.notify_type)
+            else:
+                self._emit_binding()
+        if self._close_event is not None:
+            self.close(self._close_event)
+
+    def _responder_tasks(self, exchange: int, inner: Message) -> list[Any] | None:
+        if exchange == X.IKE_SA_INIT:
+            return [SaInitTask(), NatDetectionTask()] if not self.is_initiator else None
+        if exchange == X.IKE_AUTH:
+            ok = self.state is State.AUTH and not self.is_initiator
+            return [AuthTask(), ConfigTask(), ChildCreateTask()] if ok else None
+        if self.state is not State.ESTABLISHED:
+            return None
+        if exchange == X.INFORMATIONAL:
+            return [DeleteTask()] if inner.first(Delete) is not None else [LivenessTask()]
+        if exchange == X.CREATE_CHILD_SA:
+            return [_RefuseChild()]
+        return None
+
+    def _on_response(self, msg: Message, data: bytes) -> None:
+        req = self._request
+        if req is None or msg.message_id != req.msg_id or msg.exchange != req.exchange:
+            self._drop("unexpected response")
+            return
+        if req.exchange == X.IKE_SA_INIT:
+            inner = msg
+        else:
+            if msg.spi_r != self.spi_r:
+                self._drop("response with wrong responder SPI")
+                return
+            try:
+                inner = sk.open_message(self.cipher_in, data)
+            except IntegrityError:
+                self._drop("integrity check failed")
+                return
+            except (ParseError, ValueError) as exc:
+                self._drop(f"malformed encrypted payload: {exc}")
+                return
+        try:
+            rules.check(req.exchange, True, inner.payloads)
+            for task in req.tasks:
+                task.process_i(self, inner)
+        except Retry:
+            self._request = None
+            self._send_request(req.exchange, req.tasks)
+            return
+        except Ignore as exc:
+            self._drop(f"ignored response: {exc}")
+            return
+        except RemoteProtocolError as exc:
+            refused = [n for n in inner.find(Notify) if n.notify_type == exc.notify_type]
+            if req.exchange == X.IKE_SA_INIT and not refused:
+                # Unauthenticated and broken: maybe forged; keep waiting for the real one.
+                self._drop(f"invalid IKE_SA_INIT response: {exc.reason}")
+                return
+            if refused:
+                self.emit(ProtocolErrorReceived(exc.notify_type, req.exchange))
+            self._fail(exc.reason, exc.notify_type)
+            return
+        self._request = None
+        self._next_id += 1
+        if req.exchange == X.IKE_SA_INIT:
+            self.state = State.AUTH
+            self._float()
+            self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))
+
+    def _emit_binding(self) -> None:
+        ctx = self.cp_context()
+        inner = ctx.assigned.get(ConfigAttr.INTERNAL_IP4_ADDRESS)
+        self.emit(PeerBinding(
+            peer_id=self.peer_id,
+            inner_address=str(ipaddress.IPv4Address(inner[0])) if inner else None,
+            public_address=self.remote[0], public_port=self.remote[1],
+            spi_i=self.spi_i, spi_r=self.spi_r,
+            child_spis=self.child_spis or (),
+        ))

@@ -1,0 +1,127 @@
+"""IKE_SA_INIT: proposal selection, Diffie-Hellman, nonces; INVALID_KE_PAYLOAD and COOKIE
+round trips on the initiator (RFC 7296 §1.2, §2.6, §3.4)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .. import dh
+from ..const import NotifyType, ProtocolId
+from ..errors import CryptoError, RemoteProtocolError
+from ..message import KE, SA, Message, Nonce, Notify, Payload, Proposal
+from .keys import derive_ike_keys
+from .task import Ignore, Retry
+from .transforms import sa_proposals, select
+
+if TYPE_CHECKING:
+    from .sa import IkeSa
+
+_MAX_ROUNDS = 4  # COOKIE / INVALID_KE retries before giving up
+
+
+def _check_nonce(nonce: Nonce) -> bytes:
+    if not 16 <= len(nonce.data) <= 256:  # §3.9
+        raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "nonce length out of range")
+    return nonce.data
+
+
+class SaInitTask:
+    def __init__(self) -> None:
+        self.cookie: bytes | None = None
+        self.rounds = 0
+        self.dh: dh.DhPrivate | None = None
+        self.proposal_number = 1
+
+    # --- initiator --------------------------------------------------------------------------
+
+    def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
+        if self.dh is None:
+            group = sa.settings.initial_dh or sa.settings.ike_proposals[0].dh[0]
+            self.dh = dh.generate(group)
+            sa.nonce_i = os.urandom(sa.settings.nonce_size)
+        if self.cookie is not None:
+            out.append(Notify(0, NotifyType.COOKIE, data=self.cookie))
+        group = self.dh.group
+        out.append(SA(sa_proposals(ProtocolId.IKE, (
+            p.transforms(dh_first=group) for p in sa.settings.ike_proposals))))
+        out.append(KE(group, self.dh.public_bytes))
+        out.append(Nonce(sa.nonce_i))
+
+    def process_i(self, sa: IkeSa, msg: Message) -> None:
+        cookie = msg.notifies(NotifyType.COOKIE)
+        invalid_ke = msg.notifies(NotifyType.INVALID_KE_PAYLOAD)
+        if cookie or invalid_ke:
+            self.rounds += 1
+            if self.rounds > _MAX_ROUNDS:
+                raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "too many retries")
+            if cookie:
+                if not 1 <= len(cookie[0].data) <= 64:
+                    raise Ignore("bad COOKIE length")
+                self.cookie = cookie[0].data
+            else:
+                self._switch_group(sa, invalid_ke[0].data)
+            raise Retry()
+        for n in msg.find(Notify):
+            if n.notify_type < 16384:
+                raise RemoteProtocolError(n.notify_type, "peer refused IKE_SA_INIT")
+        sa_payload: SA = msg.first(SA)
+        if len(sa_payload.proposals) != 1:
+            raise Ignore("responder must choose exactly one proposal")
+        chosen = select(ProtocolId.IKE, sa_payload.proposals, sa.settings.ike_proposals)
+        ke: KE = msg.first(KE)
+        if chosen is None or self.dh is None or chosen[1].dh != self.dh.group \
+                or ke.group != self.dh.group:
+            raise Ignore("responder chose a proposal we did not offer")
+        if msg.spi_r == bytes(8):
+            raise Ignore("responder SPI is zero")
+        try:
+            nonce_r = _check_nonce(msg.first(Nonce))
+            secret = self.dh.exchange(ke.data)
+        except (RemoteProtocolError, CryptoError) as exc:
+            raise Ignore(str(exc)) from exc
+        sa.suite, sa.spi_r, sa.nonce_r = chosen[1], msg.spi_r, nonce_r
+        derive_ike_keys(sa, secret)
+        self.dh = None
+
+    def _switch_group(self, sa: IkeSa, data: bytes) -> None:
+        group = int.from_bytes(data[:2], "big") if len(data) == 2 else -1
+        offered = {g for p in sa.settings.ike_proposals for g in p.dh}
+        if group not in offered or (self.dh is not None and group == self.dh.group):
+            raise RemoteProtocolError(NotifyType.INVALID_KE_PAYLOAD,
+                                      f"peer asked for group {group} we cannot use")
+        self.dh = dh.generate(group)
+
+    # --- responder --------------------------------------------------------------------------
+
+    def process_r(self, sa: IkeSa, msg: Message) -> None:
+        ke: KE = msg.first(KE)
+        sa_payload: SA = msg.first(SA)
+        nonce_i = _check_nonce(msg.first(Nonce))
+        chosen = select(ProtocolId.IKE, sa_payload.proposals, sa.settings.ike_proposals,
+                        prefer_dh=ke.group)
+        if chosen is None:
+            raise RemoteProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable proposal")
+        proposal, suite = chosen
+        if suite.dh != ke.group:
+            raise RemoteProtocolError(NotifyType.INVALID_KE_PAYLOAD,
+                                      f"KE group {ke.group}, want {suite.dh}",
+                                      suite.dh.to_bytes(2, "big"))
+        self.dh = dh.generate(suite.dh)
+        try:
+            secret = self.dh.exchange(ke.data)
+        except CryptoError as exc:
+            raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "invalid KE value") from exc
+        self.proposal_number = proposal.number
+        sa.suite, sa.nonce_i = suite, nonce_i
+        sa.spi_r = os.urandom(8)
+        sa.nonce_r = os.urandom(sa.settings.nonce_size)
+        derive_ike_keys(sa, secret)
+
+    def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
+        assert self.dh is not None
+        out.append(SA((Proposal(self.proposal_number, ProtocolId.IKE, b"",
+                                sa.suite.transforms()),)))
+        out.append(KE(self.dh.group, self.dh.public_bytes))
+        out.append(Nonce(sa.nonce_r))
+        self.dh = None

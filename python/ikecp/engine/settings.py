@@ -1,0 +1,112 @@
+"""Configuration of an IKE SA: identities, credentials, proposals, selectors, timers.
+
+One ``Settings`` object is meant to be shared by every SA of a role (a gateway's thousands of
+responder SAs, a load generator's initiators), so it is frozen; stateful parts such as an
+address pool live in the CP registry it points to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from ..const import IdType, TsType
+from ..cp.registry import CpRegistry
+from ..message import TrafficSelector
+from .auth import Authenticator
+from .transforms import ChildProposal, IkeProposal
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An IKE identity (RFC 7296 §3.5): type and the raw identification data."""
+
+    id_type: int
+    data: bytes
+
+    @classmethod
+    def fqdn(cls, name: str) -> Identity:
+        return cls(IdType.FQDN, name.encode("ascii"))
+
+    @classmethod
+    def rfc822(cls, addr: str) -> Identity:
+        return cls(IdType.RFC822_ADDR, addr.encode("ascii"))
+
+    @classmethod
+    def ipv4(cls, addr: str) -> Identity:
+        return cls(IdType.IPV4_ADDR, ipaddress.IPv4Address(addr).packed)
+
+    @classmethod
+    def der_dn(cls, der: bytes) -> Identity:
+        return cls(IdType.DER_ASN1_DN, bytes(der))
+
+    @classmethod
+    def key_id(cls, key_id: bytes) -> Identity:
+        return cls(IdType.KEY_ID, bytes(key_id))
+
+    def __str__(self) -> str:
+        if self.id_type in (IdType.FQDN, IdType.RFC822_ADDR):
+            return self.data.decode("ascii", "replace")
+        if self.id_type == IdType.IPV4_ADDR and len(self.data) == 4:
+            return str(ipaddress.IPv4Address(self.data))
+        return f"{self.id_type}:{self.data.hex()}"
+
+
+def selector(cidr: str, protocol: int = 0, ports: tuple[int, int] = (0, 65535)
+             ) -> TrafficSelector:
+    """A traffic selector covering ``cidr`` (e.g. ``"10.0.0.0/8"``, ``"::/0"``)."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    ts_type = TsType.IPV4_ADDR_RANGE if net.version == 4 else TsType.IPV6_ADDR_RANGE
+    return TrafficSelector(ts_type, protocol, ports[0], ports[1],
+                           net.network_address.packed, net.broadcast_address.packed)
+
+
+ANY_V4 = selector("0.0.0.0/0")
+
+
+@dataclass(frozen=True, slots=True)
+class RetransmitPolicy:
+    """RFC 7296 §2.1/§2.4: resend after ``timeout * backoff**n`` seconds, give up after
+    ``tries`` resends."""
+
+    timeout: float = 1.0
+    backoff: float = 2.0
+    tries: int = 5
+
+    def delay(self, attempt: int) -> float:
+        return self.timeout * self.backoff ** attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything an ``IkeSa`` needs besides addresses. ``remote_id`` None accepts any peer
+    identity that authenticates; ``peer_auth`` (default: ``auth``) verifies the peer."""
+
+    local_id: Identity
+    auth: Authenticator
+    remote_id: Identity | None = None
+    peer_auth: Authenticator | None = None
+    ike_proposals: tuple[IkeProposal, ...] = field(default_factory=lambda: (
+        IkeProposal.parse("aes256gcm16-prfsha256-x25519-ecp256-modp2048"),
+        IkeProposal.parse("aes256-sha256-x25519-ecp256-modp2048"),
+    ))
+    child_proposals: tuple[ChildProposal, ...] = field(default_factory=lambda: (
+        ChildProposal.parse("aes256gcm16"),
+        ChildProposal.parse("aes256-sha256"),
+    ))
+    local_ts: tuple[TrafficSelector, ...] = (ANY_V4,)
+    remote_ts: tuple[TrafficSelector, ...] = (ANY_V4,)
+    cp: CpRegistry = field(default_factory=CpRegistry)
+    #: Send a fake NAT_DETECTION_SOURCE_IP so both sides float and encapsulate (strongSwan's
+    #: ``encap = yes``).
+    force_encap: bool = False
+    port: int = 500
+    natt_port: int = 4500
+    retransmit: RetransmitPolicy = RetransmitPolicy()
+    #: Responder: give up on an SA whose IKE_AUTH does not arrive in time.
+    half_open_timeout: float = 30.0
+    #: Send an empty INFORMATIONAL after this much time without one (None: never).
+    dpd_interval: float | None = None
+    nonce_size: int = 32
+    #: Initiator: the first KE group to send (default: the first group of the first proposal).
+    initial_dh: int | None = None

@@ -1,0 +1,534 @@
+//! SK payload protection for one direction (RFC 7296 §3.14, RFC 5282, RFC 7634).
+//!
+//! `seal` builds prefix | SK header | IV | ciphertext | ICV; `open` walks the clear payload
+//! chain to the SK payload, checks that it ends the datagram, verifies and decrypts. Every
+//! keyed failure, including a bad pad length, is the same detail-free [`Error::Integrity`].
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use aes::{Aes128, Aes256};
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes128Gcm, Aes256Gcm};
+use cbc::cipher::array::Array;
+use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit};
+use chacha20poly1305::ChaCha20Poly1305;
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+use sha2::{Sha256, Sha384, Sha512};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::Error;
+
+const HEADER_LEN: usize = 28;
+const GENERIC_LEN: usize = 4;
+const SK: u8 = 46;
+const SALT_LEN: usize = 4;
+const AEAD_IV: usize = 8;
+const AEAD_ICV: usize = 16;
+const BLOCK: usize = 16;
+
+const ENCR_AES_CBC: i64 = 12;
+const ENCR_AES_GCM_16: i64 = 20;
+const ENCR_CHACHA20_POLY1305: i64 = 28;
+
+enum Aead {
+    Aes128Gcm(Box<Aes128Gcm>),
+    Aes256Gcm(Box<Aes256Gcm>),
+    ChaCha20Poly1305(Box<ChaCha20Poly1305>),
+}
+
+enum CbcKey {
+    Aes128(Box<Aes128>),
+    Aes256(Box<Aes256>),
+}
+
+/// A keyed integrity HMAC; `icv` is the truncated length (RFC 2404, RFC 4868 §2.1).
+enum Integ {
+    Sha1(Hmac<Sha1>),
+    Sha256(Hmac<Sha256>),
+    Sha384(Hmac<Sha384>),
+    Sha512(Hmac<Sha512>),
+}
+
+impl Integ {
+    fn new(id: i64, key: &[u8]) -> Result<(Self, usize), Error> {
+        let (want, icv) = match id {
+            2 => (20, 12),
+            12 => (32, 16),
+            13 => (48, 24),
+            14 => (64, 32),
+            _ => return Err(Error::Crypto("unsupported integrity transform")),
+        };
+        if key.len() != want {
+            return Err(Error::Crypto(
+                "wrong key length for the integrity transform",
+            ));
+        }
+        let bad = |_| Error::Crypto("HMAC key rejected");
+        let mac = match id {
+            2 => Integ::Sha1(Hmac::new_from_slice(key).map_err(bad)?),
+            12 => Integ::Sha256(Hmac::new_from_slice(key).map_err(bad)?),
+            13 => Integ::Sha384(Hmac::new_from_slice(key).map_err(bad)?),
+            _ => Integ::Sha512(Hmac::new_from_slice(key).map_err(bad)?),
+        };
+        Ok((mac, icv))
+    }
+
+    /// The untruncated MAC of `data`.
+    fn mac(&self, data: &[u8]) -> Vec<u8> {
+        fn run<M: Mac + Clone>(m: &M, data: &[u8]) -> Vec<u8> {
+            let mut m = m.clone();
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Integ::Sha1(m) => run(m, data),
+            Integ::Sha256(m) => run(m, data),
+            Integ::Sha384(m) => run(m, data),
+            Integ::Sha512(m) => run(m, data),
+        }
+    }
+}
+
+enum Kind {
+    Aead { cipher: Aead, salt: [u8; SALT_LEN] },
+    Cbc { key: CbcKey, integ: Box<Integ> },
+}
+
+/// One direction's keyed SK protection; keys are expanded once and wiped on drop.
+pub struct SkCipher {
+    kind: Kind,
+    iv_size: usize,
+    icv_size: usize,
+    /// AEAD IVs: a 64-bit counter from a random start; `used` stops it before it wraps.
+    iv_start: u64,
+    iv_used: AtomicU64,
+}
+
+impl SkCipher {
+    /// Key the transform; `encr_key` carries the 4-octet salt at its end for the AEADs.
+    pub fn new(
+        encr_id: i64,
+        encr_key: &[u8],
+        integ_id: i64,
+        integ_key: &[u8],
+    ) -> Result<Self, Error> {
+        let bad_key = Error::Crypto("wrong key length for the encryption transform");
+        let kind = match encr_id {
+            ENCR_AES_GCM_16 | ENCR_CHACHA20_POLY1305 => {
+                if integ_id != 0 || !integ_key.is_empty() {
+                    return Err(Error::Crypto("AEAD transforms take no integrity algorithm"));
+                }
+                let split = encr_key
+                    .len()
+                    .checked_sub(SALT_LEN)
+                    .ok_or(bad_key.clone())?;
+                let (key, salt) = encr_key.split_at(split);
+                let salt: [u8; SALT_LEN] = salt.try_into().map_err(|_| bad_key.clone())?;
+                let cipher = match (encr_id, key.len()) {
+                    (ENCR_AES_GCM_16, 16) => Aead::Aes128Gcm(Box::new(
+                        Aes128Gcm::new_from_slice(key).map_err(|_| bad_key.clone())?,
+                    )),
+                    (ENCR_AES_GCM_16, 32) => Aead::Aes256Gcm(Box::new(
+                        Aes256Gcm::new_from_slice(key).map_err(|_| bad_key.clone())?,
+                    )),
+                    (ENCR_CHACHA20_POLY1305, 32) => Aead::ChaCha20Poly1305(Box::new(
+                        ChaCha20Poly1305::new_from_slice(key).map_err(|_| bad_key.clone())?,
+                    )),
+                    _ => return Err(bad_key),
+                };
+                Kind::Aead { cipher, salt }
+            }
+            ENCR_AES_CBC => {
+                let key = match encr_key.len() {
+                    16 => CbcKey::Aes128(Box::new(
+                        Aes128::new_from_slice(encr_key).map_err(|_| bad_key.clone())?,
+                    )),
+                    32 => CbcKey::Aes256(Box::new(
+                        Aes256::new_from_slice(encr_key).map_err(|_| bad_key.clone())?,
+                    )),
+                    _ => return Err(bad_key),
+                };
+                let (integ, icv) = Integ::new(integ_id, integ_key)?;
+                return Ok(SkCipher {
+                    kind: Kind::Cbc {
+                        key,
+                        integ: Box::new(integ),
+                    },
+                    iv_size: BLOCK,
+                    icv_size: icv,
+                    iv_start: 0,
+                    iv_used: AtomicU64::new(0),
+                });
+            }
+            _ => return Err(Error::Crypto("unsupported encryption transform")),
+        };
+        let iv_start = getrandom::u64().map_err(|_| Error::Crypto("no system randomness"))?;
+        Ok(SkCipher {
+            kind,
+            iv_size: AEAD_IV,
+            icv_size: AEAD_ICV,
+            iv_start,
+            iv_used: AtomicU64::new(0),
+        })
+    }
+
+    pub fn iv_size(&self) -> usize {
+        self.iv_size
+    }
+
+    pub fn icv_size(&self) -> usize {
+        self.icv_size
+    }
+
+    fn fresh_iv(&self) -> Result<Vec<u8>, Error> {
+        match self.kind {
+            Kind::Aead { .. } => {
+                let used = self
+                    .iv_used
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+                    .map_err(|_| Error::Crypto("IV space exhausted; rekey the SA"))?;
+                Ok(self.iv_start.wrapping_add(used).to_be_bytes().to_vec())
+            }
+            Kind::Cbc { .. } => {
+                let mut iv = vec![0u8; BLOCK];
+                getrandom::fill(&mut iv).map_err(|_| Error::Crypto("no system randomness"))?;
+                Ok(iv)
+            }
+        }
+    }
+
+    /// prefix (length field rewritten) | SK header | IV | encrypted body | ICV.
+    pub fn seal(
+        &self,
+        prefix: &[u8],
+        next_payload: i64,
+        plaintext: &[u8],
+        iv: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
+        if prefix.len() < HEADER_LEN {
+            return Err(Error::Crypto(
+                "prefix must start with the 28-octet IKE header",
+            ));
+        }
+        let next_payload = u8::try_from(next_payload)
+            .map_err(|_| Error::Crypto("next payload must fit one octet"))?;
+        let iv = match iv {
+            Some(iv) if iv.len() == self.iv_size => iv.to_vec(),
+            Some(_) => return Err(Error::Crypto("wrong IV length")),
+            None => self.fresh_iv()?,
+        };
+        let body_len = match self.kind {
+            Kind::Aead { .. } => plaintext.len() + 1,
+            Kind::Cbc { .. } => (plaintext.len() + 1).div_ceil(BLOCK) * BLOCK,
+        };
+        let sk_len = GENERIC_LEN + self.iv_size + body_len + self.icv_size;
+        let sk_len16 = u16::try_from(sk_len).map_err(|_| Error::Crypto("SK payload too long"))?;
+        let total = prefix.len() + sk_len;
+        let total32 = u32::try_from(total).map_err(|_| Error::Crypto("message too long"))?;
+
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&prefix[..24]);
+        out.extend_from_slice(&total32.to_be_bytes());
+        out.extend_from_slice(&prefix[HEADER_LEN..]);
+        out.extend_from_slice(&[next_payload, 0]);
+        out.extend_from_slice(&sk_len16.to_be_bytes());
+        let aad_end = out.len();
+        out.extend_from_slice(&iv);
+        let body_start = out.len();
+        out.extend_from_slice(plaintext);
+        let pad_len = body_len - plaintext.len() - 1;
+        out.resize(out.len() + pad_len, 0);
+        // pad_len < BLOCK, so it always fits the pad-length octet.
+        out.push(u8::try_from(pad_len).map_err(|_| Error::Crypto("padding"))?);
+
+        match &self.kind {
+            Kind::Aead { cipher, salt } => {
+                let nonce = nonce(salt, &iv);
+                let (head, body) = out.split_at_mut(body_start);
+                let aad = head.get(..aad_end).ok_or(Error::Crypto("layout"))?;
+                let tag = aead_seal(cipher, &nonce, aad, body)?;
+                out.extend_from_slice(&tag);
+            }
+            Kind::Cbc { key, integ } => {
+                let body = out.get_mut(body_start..).ok_or(Error::Crypto("layout"))?;
+                cbc_encrypt(key, &iv, body)?;
+                let icv = integ.mac(&out);
+                out.extend_from_slice(icv.get(..self.icv_size).ok_or(Error::Crypto("icv"))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Verify and decrypt the SK payload that ends `data`: (first inner type, plaintext).
+    pub fn open(&self, data: &[u8]) -> Result<(u8, Vec<u8>), Error> {
+        let sk_off = find_sk(data)?;
+        let short = Error::Parse {
+            what: "bad SK payload length",
+            offset: sk_off,
+            payload: Some(SK),
+        };
+        let first_inner = *data.get(sk_off).ok_or(short.clone())?;
+        let iv_start = sk_off + GENERIC_LEN;
+        let body_start = iv_start + self.iv_size;
+        let icv_start = data
+            .len()
+            .checked_sub(self.icv_size)
+            .filter(|&i| i > body_start)
+            .ok_or(short.clone())?;
+        if matches!(self.kind, Kind::Cbc { .. }) && (icv_start - body_start) % BLOCK != 0 {
+            return Err(short);
+        }
+        let iv = data.get(iv_start..body_start).ok_or(Error::Integrity)?;
+        let body = data.get(body_start..icv_start).ok_or(Error::Integrity)?;
+        let icv = data.get(icv_start..).ok_or(Error::Integrity)?;
+        let mut plain = Zeroizing::new(body.to_vec());
+        match &self.kind {
+            Kind::Aead { cipher, salt } => {
+                let aad = data.get(..iv_start).ok_or(Error::Integrity)?;
+                aead_open(cipher, &nonce(salt, iv), aad, &mut plain, icv)?;
+            }
+            Kind::Cbc { key, integ } => {
+                let signed = data.get(..icv_start).ok_or(Error::Integrity)?;
+                let mac = integ.mac(signed);
+                let expected = mac.get(..self.icv_size).ok_or(Error::Integrity)?;
+                if !bool::from(expected.ct_eq(icv)) {
+                    return Err(Error::Integrity);
+                }
+                cbc_decrypt(key, iv, &mut plain)?;
+            }
+        }
+        let pad_len = usize::from(*plain.last().ok_or(Error::Integrity)?);
+        let keep = plain
+            .len()
+            .checked_sub(pad_len + 1)
+            .ok_or(Error::Integrity)?;
+        Ok((first_inner, plain[..keep].to_vec()))
+    }
+}
+
+fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
+    let mut n = [0u8; SALT_LEN + AEAD_IV];
+    n[..SALT_LEN].copy_from_slice(salt);
+    for (dst, src) in n[SALT_LEN..].iter_mut().zip(iv) {
+        *dst = *src;
+    }
+    n
+}
+
+fn aead_seal(
+    cipher: &Aead,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    body: &mut [u8],
+) -> Result<[u8; 16], Error> {
+    let n = Array::from(*nonce);
+    let tag = match cipher {
+        Aead::Aes128Gcm(c) => c.encrypt_inout_detached(&n, aad, body.into()),
+        Aead::Aes256Gcm(c) => c.encrypt_inout_detached(&n, aad, body.into()),
+        Aead::ChaCha20Poly1305(c) => c.encrypt_inout_detached(&n, aad, body.into()),
+    }
+    .map_err(|_| Error::Crypto("AEAD input too long"))?;
+    Ok(tag.into())
+}
+
+fn aead_open(
+    cipher: &Aead,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    body: &mut [u8],
+    tag: &[u8],
+) -> Result<(), Error> {
+    let n = Array::from(*nonce);
+    let tag: [u8; AEAD_ICV] = tag.try_into().map_err(|_| Error::Integrity)?;
+    let tag = Array::from(tag);
+    match cipher {
+        Aead::Aes128Gcm(c) => c.decrypt_inout_detached(&n, aad, body.into(), &tag),
+        Aead::Aes256Gcm(c) => c.decrypt_inout_detached(&n, aad, body.into(), &tag),
+        Aead::ChaCha20Poly1305(c) => c.decrypt_inout_detached(&n, aad, body.into(), &tag),
+    }
+    .map_err(|_| Error::Integrity)
+}
+
+fn blocks(buf: &mut [u8]) -> Result<&mut [Array<u8, cbc::cipher::consts::U16>], Error> {
+    let (blocks, rest) = Array::slice_as_chunks_mut(buf);
+    if rest.is_empty() {
+        Ok(blocks)
+    } else {
+        Err(Error::Crypto("CBC body is not whole blocks"))
+    }
+}
+
+fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
+    let iv: [u8; BLOCK] = iv
+        .try_into()
+        .map_err(|_| Error::Crypto("wrong IV length"))?;
+    let iv = Array::from(iv);
+    let blocks = blocks(body)?;
+    match key {
+        CbcKey::Aes128(k) => {
+            cbc::Encryptor::inner_iv_init((**k).clone(), &iv).encrypt_blocks(blocks)
+        }
+        CbcKey::Aes256(k) => {
+            cbc::Encryptor::inner_iv_init((**k).clone(), &iv).encrypt_blocks(blocks)
+        }
+    }
+    Ok(())
+}
+
+fn cbc_decrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
+    let iv: [u8; BLOCK] = iv.try_into().map_err(|_| Error::Integrity)?;
+    let iv = Array::from(iv);
+    let blocks = blocks(body).map_err(|_| Error::Integrity)?;
+    match key {
+        CbcKey::Aes128(k) => {
+            cbc::Decryptor::inner_iv_init((**k).clone(), &iv).decrypt_blocks(blocks)
+        }
+        CbcKey::Aes256(k) => {
+            cbc::Decryptor::inner_iv_init((**k).clone(), &iv).decrypt_blocks(blocks)
+        }
+    }
+    Ok(())
+}
+
+fn be16(data: &[u8], at: usize) -> Option<usize> {
+    let b = data.get(at..at + 2)?;
+    Some(usize::from(u16::from_be_bytes([b[0], b[1]])))
+}
+
+/// Offset of the SK generic header, after checking the chain and that SK ends the datagram.
+fn find_sk(data: &[u8]) -> Result<usize, Error> {
+    let parse = |what, offset, payload| Error::Parse {
+        what,
+        offset,
+        payload,
+    };
+    let header = data
+        .get(..HEADER_LEN)
+        .ok_or(parse("truncated IKE header", 0, None))?;
+    let declared = u32::from_be_bytes([header[24], header[25], header[26], header[27]]);
+    if usize::try_from(declared).ok() != Some(data.len()) {
+        return Err(parse("IKE header length does not match datagram", 0, None));
+    }
+    let mut next = header[16];
+    let mut offset = HEADER_LEN;
+    loop {
+        if next == 0 {
+            return Err(parse("no SK payload", offset, None));
+        }
+        let (Some(&following), Some(length)) = (data.get(offset), be16(data, offset + 2)) else {
+            return Err(parse("truncated payload header", offset, Some(next)));
+        };
+        if next == SK {
+            if offset + length != data.len() {
+                return Err(parse("SK payload must end the message", offset, Some(SK)));
+            }
+            return Ok(offset);
+        }
+        if length < GENERIC_LEN || offset + length > data.len() {
+            return Err(parse("bad payload length", offset, Some(next)));
+        }
+        next = following;
+        offset += length;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0))
+            .collect()
+    }
+
+    #[test]
+    fn gcm_test_case_4_through_the_aead_helper() {
+        // McGrew & Viega GCM test case 4 (AES-128, 20-octet AAD), salt|IV = cafebabe|facedbad...
+        let key = hex("feffe9928665731c6d6a8f9467308308");
+        let c = Aead::Aes128Gcm(Box::new(
+            Aes128Gcm::new_from_slice(&key).unwrap_or_else(|_| unreachable!()),
+        ));
+        let nonce = nonce(&[0xca, 0xfe, 0xba, 0xbe], &hex("facedbaddecaf888"));
+        let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let mut body = hex(concat!(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72",
+            "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39"
+        ));
+        let tag = aead_seal(&c, &nonce, &aad, &mut body);
+        assert_eq!(
+            body,
+            hex(concat!(
+                "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e",
+                "21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091"
+            ))
+        );
+        assert_eq!(
+            tag.map(|t| t.to_vec()),
+            Ok(hex("5bc94fbc3221a5db94fae95ae7121a47"))
+        );
+    }
+
+    #[test]
+    fn chacha_rfc8439_through_the_aead_helper() {
+        // RFC 8439 §2.8.2.
+        let key = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
+        let c = Aead::ChaCha20Poly1305(Box::new(
+            ChaCha20Poly1305::new_from_slice(&key).unwrap_or_else(|_| unreachable!()),
+        ));
+        let nonce = nonce(&[7, 0, 0, 0], &hex("4041424344454647"));
+        let mut body = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.".to_vec();
+        let tag = aead_seal(&c, &nonce, &hex("50515253c0c1c2c3c4c5c6c7"), &mut body);
+        assert_eq!(&body[..16], &hex("d31a8d34648e60db7b86afbc53ef7ec2")[..]);
+        assert_eq!(
+            tag.map(|t| t.to_vec()),
+            Ok(hex("1ae10b594f09e26a7e902ecbd0600691"))
+        );
+    }
+
+    fn header() -> Vec<u8> {
+        let mut h = vec![0u8; HEADER_LEN];
+        h[16] = SK;
+        h[17] = 0x20;
+        h[18] = 35;
+        h
+    }
+
+    #[test]
+    fn round_trip_and_tamper_every_transform() {
+        let cases: [(i64, usize, i64, usize); 5] = [
+            (20, 20, 0, 0),
+            (20, 36, 0, 0),
+            (28, 36, 0, 0),
+            (12, 16, 2, 20),
+            (12, 32, 14, 64),
+        ];
+        for (e, ek, i, ik) in cases {
+            let c = SkCipher::new(e, &vec![7u8; ek], i, &vec![9u8; ik])
+                .unwrap_or_else(|_| unreachable!());
+            let out = c
+                .seal(&header(), 35, b"hello world", None)
+                .unwrap_or_default();
+            assert_eq!(c.open(&out), Ok((35, b"hello world".to_vec())));
+            for k in 0..out.len() {
+                let mut bad = out.clone();
+                bad[k] ^= 0x80;
+                assert!(c.open(&bad).is_err());
+            }
+            for n in 0..out.len() {
+                assert!(c.open(&out[..n]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_keys() {
+        assert!(SkCipher::new(20, &[0; 16], 0, &[]).is_err());
+        assert!(SkCipher::new(20, &[0; 36], 12, &[0; 32]).is_err());
+        assert!(SkCipher::new(12, &[0; 16], 12, &[0; 31]).is_err());
+        assert!(SkCipher::new(3, &[0; 24], 2, &[0; 20]).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+"""SkCipher behaviour in both backends: round trips for every transform and key size,
+tampering, wrong keys, structural errors and the fresh-IV rules."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+from ikecp._backend import load
+from ikecp.errors import CryptoError, IntegrityError, ParseError
+
+
+@pytest.fixture(params=["python", "native"])
+def be(request):
+    return load(request.param)
+
+
+# (encr_id, encr key length incl. salt, integ_id, integ key length, iv size, icv size)
+TRANSFORMS = [
+    (20, 20, 0, 0, 8, 16),
+    (20, 36, 0, 0, 8, 16),
+    (28, 36, 0, 0, 8, 16),
+    (12, 16, 2, 20, 16, 12),
+    (12, 16, 12, 32, 16, 16),
+    (12, 32, 13, 48, 16, 24),
+    (12, 32, 14, 64, 16, 32),
+    (12, 32, 12, 32, 16, 16),
+]
+IDS = [f"encr{t[0]}-{t[1]}-integ{t[2]}" for t in TRANSFORMS]
+
+
+def make(be, t, seed=b"k"):
+    encr_id, klen, integ_id, ilen = t[:4]
+    key = (seed * 64)[:klen]
+    return be.SkCipher(encr_id, key, integ_id, (seed[::-1] * 64)[:ilen])
+
+
+def header(extra: bytes = b"", first: int = 46) -> bytes:
+    return bytes(range(8)) + bytes(range(8, 16)) + bytes((first, 0x20, 35, 0x08, 0, 0, 0, 1)) \
+        + bytes(4) + extra
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 300])
+def test_round_trip(be, t, size):
+    cipher = make(be, t)
+    assert (cipher.iv_size, cipher.icv_size) == t[4:]
+    plaintext = os.urandom(size)
+    out = cipher.seal(header(), 35, plaintext)
+    assert int.from_bytes(out[24:28], "big") == len(out)
+    assert int.from_bytes(out[30:32], "big") == len(out) - 28
+    if t[0] == 12:
+        assert (len(out) - 28 - 4 - 16 - t[5]) % 16 == 0
+    else:
+        assert len(out) == 28 + 4 + 8 + size + 1 + 16
+    assert make(be, t).open(out) == (35, plaintext)
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+def test_unencrypted_payload_before_sk(be, t):
+    # A 12-octet Notify-like payload in the clear between header and SK.
+    clear = bytes((46, 0, 0, 12)) + b"\x00" * 8
+    cipher = make(be, t)
+    out = cipher.seal(header(clear, first=41), 33, b"inner")
+    assert out[28:40] == clear
+    assert cipher.open(out) == (33, b"inner")
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+def test_every_byte_tamper_detected(be, t):
+    cipher = make(be, t)
+    out = cipher.seal(header(), 35, b"x" * 40)
+    for i in range(len(out)):
+        bad = bytearray(out)
+        bad[i] ^= 0x01
+        with pytest.raises((IntegrityError, ParseError)) as info:
+            cipher.open(bytes(bad))
+        # Only fields the parser reads (length fields, next-payload in the header) may give a
+        # ParseError; everything else, including the SK header's first-inner-type, is keyed.
+        if isinstance(info.value, ParseError):
+            assert i in (16, 24, 25, 26, 27, 30, 31), i
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+def test_wrong_key(be, t):
+    out = make(be, t).seal(header(), 35, b"secret")
+    with pytest.raises(IntegrityError):
+        make(be, t, seed=b"z").open(out)
+
+
+def test_deterministic_with_iv(be):
+    for t in TRANSFORMS:
+        iv = bytes(range(t[4]))
+        assert make(be, t).seal(header(), 35, b"abc", iv=iv) == \
+            make(be, t).seal(header(), 35, b"abc", iv=iv)
+
+
+def test_fresh_ivs_differ_and_count_up(be):
+    cipher = make(be, TRANSFORMS[1])
+    ivs = [cipher.seal(header(), 35, b"")[32:40] for _ in range(5)]
+    counters = [int.from_bytes(iv, "big") for iv in ivs]
+    assert all((b - a) % (1 << 64) == 1 for a, b in itertools.pairwise(counters))
+    cbc = make(be, TRANSFORMS[3])
+    assert cbc.seal(header(), 35, b"")[32:48] != cbc.seal(header(), 35, b"")[32:48]
+
+
+@pytest.mark.parametrize(("args"), [
+    (20, bytes(16), 0, b""),          # GCM without salt
+    (20, bytes(28), 0, b""),          # AES-192 not offered
+    (20, bytes(36), 12, bytes(32)),   # AEAD with an integrity transform
+    (28, bytes(20), 0, b""),
+    (12, bytes(24), 12, bytes(32)),
+    (12, bytes(16), 12, bytes(20)),   # integ key too short
+    (12, bytes(16), 0, b""),          # CBC without integrity
+    (12, bytes(16), 1, bytes(16)),    # HMAC-MD5-96 not offered
+    (3, bytes(24), 2, bytes(20)),
+])
+def test_bad_construction(be, args):
+    with pytest.raises(CryptoError):
+        be.SkCipher(*args)
+
+
+def test_seal_argument_checks(be):
+    cipher = make(be, TRANSFORMS[0])
+    with pytest.raises(CryptoError):
+        cipher.seal(b"short", 35, b"")
+    with pytest.raises(CryptoError):
+        cipher.seal(header(), 35, b"", iv=bytes(7))
+    with pytest.raises(CryptoError):
+        cipher.seal(header(), 256, b"")
+    with pytest.raises(CryptoError):
+        cipher.seal(header(), 35, bytes(70000))
+
+
+def _parse_error(be, data, t=TRANSFORMS[0]):
+    with pytest.raises(ParseError) as info:
+        make(be, t).open(data)
+    return info.value.what, info.value.offset, info.value.payload
+
+
+def test_structural_errors(be):
+    good = make(be, TRANSFORMS[0]).seal(header(), 35, b"hello")
+    assert _parse_error(be, good[:20])[1:] == (0, None)
+    assert _parse_error(be, good + b"\x00")[1:] == (0, None)  # header length != datagram
+    # no SK payload at all
+    bare = bytearray(header(first=0))
+    bare[24:28] = (28).to_bytes(4, "big")
+    assert _parse_error(be, bytes(bare))[1:] == (28, None)
+    # SK payload length not reaching the end of the datagram
+    short = bytearray(good)
+    short[30:32] = (int.from_bytes(good[30:32], "big") - 1).to_bytes(2, "big")
+    assert _parse_error(be, bytes(short))[1:] == (28, 46)
+    # a clear payload whose length overruns the datagram
+    clear = bytes((46, 0, 0x0F, 0xFF)) + bytes(8)
+    over = make(be, TRANSFORMS[0]).seal(header(clear, first=41), 35, b"")
+    assert _parse_error(be, over)[1:] == (28, 41)
+    # SK too short to hold IV and ICV
+    tiny = bytearray(header() + bytes((35, 0, 0, 12)) + bytes(8))
+    tiny[24:28] = len(tiny).to_bytes(4, "big")
+    assert _parse_error(be, bytes(tiny))[1:] == (28, 46)
+    # CBC ciphertext not a whole number of blocks
+    t = TRANSFORMS[4]
+    cbc = make(be, t).seal(header(), 35, b"abc")
+    cut = bytearray(cbc[:-1])
+    cut[24:28] = len(cut).to_bytes(4, "big")
+    cut[30:32] = (len(cut) - 28).to_bytes(2, "big")
+    assert _parse_error(be, bytes(cut), t)[1:] == (28, 46)
+
+
+@pytest.mark.parametrize("t", [TRANSFORMS[3], TRANSFORMS[4]], ids=["sha1", "sha256"])
+def test_bad_pad_length_is_integrity_error(be, t):
+    # Build a CBC message whose (authentic) pad-length octet claims more than the plaintext.
+    cipher = make(be, t)
+    iv = bytes(16)
+    good = cipher.seal(header(), 35, b"", iv=iv)  # one block: 15 zero pad + pad length 15
+    from cryptography.hazmat.primitives import hashes, hmac
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = (b"k" * 64)[:t[1]]
+    integ_key = (b"k" * 64)[:t[3]]
+    block = bytes(15) + b"\x10"  # pad length 16 > 15 available octets
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    body = good[:48] + enc.update(block) + enc.finalize()
+    mac = hmac.HMAC(integ_key, hashes.SHA1() if t[2] == 2 else hashes.SHA256())
+    mac.update(body)
+    forged = body + mac.finalize()[:t[5]]
+    assert len(forged) == len(good)
+    with pytest.raises(IntegrityError):
+        cipher.open(forged)

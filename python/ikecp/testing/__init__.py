@@ -1,0 +1,1 @@
+"""Test fixtures that stand up real networks and real peers (namespaces, NAPT, strongSwan)."""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the third-party peers and tools the network tests use: strongSwan (charon-systemd,
-# swanctl, extra plugins incl. kernel-libipsec), nftables (kernel NAPT in namespaces), tshark.
+# swanctl, standard plugins for openssl/gcm, extra plugins for kernel-libipsec), nftables
+# (kernel NAPT in network namespaces) and tshark.
 # Idempotent and non-interactive; run as root on Debian/Ubuntu.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -9,6 +10,7 @@ packages=(
     charon-systemd
     strongswan-swanctl
     libcharon-extra-plugins
+    libstrongswan-standard-plugins
     libstrongswan-extra-plugins
     nftables
     iproute2

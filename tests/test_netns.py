@@ -60,6 +60,10 @@ def test_udp_from_fap_is_translated_and_reply_returns(topo):
         ip, _, p = where.rpartition(":")
         seen[port] = (ip, int(p))
 
+    # The router's conntrack table agrees with what the SeGW saw.
+    nat = topo.nat_mappings()
+    assert nat[(netns.FAP_ADDR, 500)] == seen[500]
+    assert nat[(netns.FAP_ADDR, 4500)] == seen[4500]
     # The SeGW sees the router's operator-side address, never the FAP's own.
     assert {ip for ip, _ in seen.values()} == {netns.RTR_OUTSIDE_ADDR}
     assert seen[500][1] != seen[4500][1]

@@ -2,7 +2,7 @@
 
 ::
 
-    fap 100.64.0.2 --veth-- 100.64.0.1 rtr 198.51.100.1 --veth-- 198.51.100.10 segw
+    fap 100.64.0.2/24 --veth-- 100.64.0.1 rtr 198.51.100.1/24 --veth-- 198.51.100.10 segw
                                         nftables: masquerade random (oif = operator side)
 
 The Linux kernel does the translation a home router does: the SeGW sees the FAP as
@@ -185,8 +185,8 @@ class NatTopology:
             "peer", "name", "inside0", "netns", rtr)
         _ip("link", "add", "name", "outside0", "netns", rtr, "type", "veth",
             "peer", "name", "eth0", "netns", segw)
-        for ns, dev, cidr in ((fap, "eth0", f"{FAP_ADDR}/10"),
-                              (rtr, "inside0", f"{RTR_INSIDE_ADDR}/10"),
+        for ns, dev, cidr in ((fap, "eth0", f"{FAP_ADDR}/24"),
+                              (rtr, "inside0", f"{RTR_INSIDE_ADDR}/24"),
                               (rtr, "outside0", f"{RTR_OUTSIDE_ADDR}/24"),
                               (segw, "eth0", f"{SEGW_ADDR}/24")):
             _ip("-n", ns, "addr", "add", cidr, "dev", dev)
@@ -221,6 +221,27 @@ class NatTopology:
 
     def exists(self) -> bool:
         return any((_NETNS_DIR / n).exists() for n in self.names.values())
+
+    def nat_mappings(self, proto: str = "udp") -> dict[tuple[str, int], tuple[str, int]]:
+        """The router's live translations from its conntrack table: inside -> outside.
+
+        The same shape as ``NatRelay.mappings()``: what the SeGW must see and report.
+        """
+        table = self.run_cmd("rtr", ["cat", "/proc/net/nf_conntrack"])
+        out = {}
+        for line in table.splitlines():
+            fields = line.split()
+            if len(fields) < 3 or fields[2] != proto:
+                continue
+            kv = [f.split("=", 1) for f in fields if "=" in f]
+            src = [v for k, v in kv if k == "src"]
+            sport = [v for k, v in kv if k == "sport"]
+            dst = [v for k, v in kv if k == "dst"]
+            dport = [v for k, v in kv if k == "dport"]
+            if len(src) >= 2 and len(sport) >= 2 and len(dst) >= 2 and len(dport) >= 2:
+                # Original direction's source; the reply direction is addressed to the outside.
+                out[(src[0], int(sport[0]))] = (dst[1], int(dport[1]))
+        return out
 
     # -- running things inside -------------------------------------------------------------
 

@@ -1,1 +1,4 @@
-"""Helpers for tests and the load generator (never needed at run time by the SeGW or FAP)."""
+"""Test support: a throwaway CA, network namespaces with kernel NAPT, and strongSwan as a peer.
+
+Used by the tests, the demo and the load generator; never needed by the SeGW or FAP at run time.
+"""

@@ -1,0 +1,1 @@
+"""Sockets, timers and the userspace NAPT relay around the sans-IO engine."""

@@ -1,0 +1,118 @@
+"""strongSwan as a test peer: initiator behind the kernel NAPT, responder on the operator side."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from ikecp.testing import netns, strongswan
+from ikecp.testing.facility import require
+from ikecp.testing.strongswan import Charon, CharonConfig, Child, parse_raw
+
+PSK = "ikecp-fixture-psk-0123456789"
+POOL = "100.64.128.0/24"
+
+
+def responder_config() -> CharonConfig:
+    return CharonConfig(
+        role="responder", local_addrs=netns.SEGW_ADDR, local_id="segw.test",
+        remote_id="fap.test", psk=PSK, pools={"vip4": POOL},
+        children=(Child(local_ts=("0.0.0.0/0",)),))
+
+
+def initiator_config() -> CharonConfig:
+    return CharonConfig(
+        role="initiator", local_addrs=netns.FAP_ADDR, remote_addrs=netns.SEGW_ADDR,
+        local_id="fap.test", remote_id="segw.test", psk=PSK, vips=("0.0.0.0",),
+        children=(Child(remote_ts=("0.0.0.0/0",)),))
+
+
+@pytest.fixture
+def peers():
+    require(netns.probe())
+    require(strongswan.probe())
+    with netns.nat_topology() as topo:
+        with strongswan.charon(responder_config(), netns=topo.segw) as resp, \
+                strongswan.charon(initiator_config(), netns=topo.fap) as init:
+            yield topo, resp, init
+        assert not Path(resp.workdir).exists()
+
+
+@pytest.mark.peer
+@pytest.mark.netns
+def test_strongswan_through_kernel_napt(peers):
+    topo, resp, init = peers
+    out = init.initiate("net")
+    assert "initiate completed successfully" in out
+
+    r = resp.wait_for_sa()
+    i = init.wait_for_sa()
+    assert r.raw["initiator-spi"] == i.raw["initiator-spi"]
+    assert r.raw["responder-spi"] == i.raw["responder-spi"]
+    for sa in (r, i):
+        assert (sa.raw["encr-alg"], sa.raw["encr-keysize"]) == ("AES_GCM_16", "256")
+        assert (sa.raw["prf-alg"], sa.raw["dh-group"]) == ("PRF_HMAC_SHA2_256", "CURVE_25519")
+
+    # NAT detected on both sides, both floated to 4500.
+    assert r.nat_remote and not r.nat_local
+    assert i.nat_local
+    assert (i.local_host, i.local_port) == (netns.FAP_ADDR, 4500)
+    assert (r.local_host, r.local_port) == (netns.SEGW_ADDR, 4500)
+
+    # The responder sees the router's public address and the port the kernel NAPT chose for
+    # the FAP's 4500: exactly what EXTERNAL_SOURCE_IP4_NAT_INFO must carry.
+    assert r.remote_host == netns.RTR_OUTSIDE_ADDR
+    assert topo.nat_mappings()[(netns.FAP_ADDR, 4500)] == (r.remote_host, r.remote_port)
+
+    # Virtual IP from the responder's pool, the same on both sides.
+    assert len(i.local_vips) == 1 and i.local_vips == r.remote_vips
+    assert ipaddress.ip_address(i.local_vips[0]) in ipaddress.ip_network(POOL)
+
+    # CHILD_SA (userspace ESP through kernel-libipsec) installed on the responder.
+    (child,) = r.children.values()
+    assert (child["state"], child["encap"]) == ("INSTALLED", "yes")
+    assert child["remote-ts"] == [f"{i.local_vips[0]}/32"]
+
+    assert "IKE_SA ikecp[1] established" in resp.log()
+
+    init.terminate()
+    assert init.list_sas() == []
+    resp.wait_for_log(r"deleting IKE_SA ikecp\[1\]|IKE_SA deleted", timeout=5)
+    assert resp.list_sas() == []
+
+
+def test_config_rendering_and_raw_parsing():
+    cfg = initiator_config()
+    text = strongswan.swanctl_conf(cfg)
+    assert "vips = 0.0.0.0\n" in text
+    assert "proposals = aes256gcm16-prfsha256-x25519\n" in text
+    assert f'secret = "{PSK}"\n' in text
+    conf = strongswan.strongswan_conf(cfg, Path("/tmp/x"))
+    assert "routing_table = 0\n" in conf
+    assert "socket = unix:///tmp/x/charon.vici\n" in conf
+    with pytest.raises(ValueError):
+        CharonConfig(role="initiator", local_addrs="198.51.100.10")  # no credentials
+    with pytest.raises(ValueError):
+        strongswan.render({"a": "x\ny"})
+
+    raw = ("list-sa event {ikecp {state=ESTABLISHED remote-host=198.51.100.1 remote-port=10145 "
+           "nat-remote=yes remote-vips=[100.64.128.1] child-sas {net-1 {state=INSTALLED "
+           "local-ts=[0.0.0.0/0 ::/0]}}}}\nlist-sas reply {}\n")
+    (event, body), (reply, empty) = parse_raw(raw)
+    assert (event, reply, empty) == ("list-sa event", "list-sas reply", {})
+    sa = body["ikecp"]
+    assert sa["remote-port"] == "10145" and sa["remote-vips"] == ["100.64.128.1"]
+    assert sa["child-sas"]["net-1"]["local-ts"] == ["0.0.0.0/0", "::/0"]
+    assert parse_raw("garbage } ] = [\n{{{\n") == [("", {})]
+
+
+def test_charon_start_failure_is_reported_and_cleaned_up():
+    require(strongswan.probe())
+    bad = CharonConfig(role="responder", local_addrs="198.51.100.10", psk="x",
+                       proposals="no-such-proposal")
+    c = Charon(bad)
+    with pytest.raises(strongswan.CharonError, match="load-all"):
+        c.start()
+    c.stop()
+    assert not c.running and not c.workdir.exists()

@@ -5,14 +5,12 @@ from collections.abc import Sequence
 from .message import Message, Payload
 
 __all__ = [
-    # codec
+    "SkCipher",
+    "child_keymat",
     "decode_message",
     "decode_payloads",
     "encode_message",
     "encode_payloads",
-    # crypto
-    "SkCipher",
-    "child_keymat",
     "ike_keys",
     "nat_detection_hash",
     "prf",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..const import ConfigAttr, NotifyType, ProtocolId, TsType
-from ..message import SA, TSi, TSr, Message, Notify, Payload, Proposal, TrafficSelector
+from ..message import SA, Message, Notify, Payload, Proposal, TrafficSelector, TSi, TSr
 from .auth import CHILD_ERRORS
 from .events import ChildSaEstablished, ChildSaFailed
 from .transforms import Suite, sa_proposals, select

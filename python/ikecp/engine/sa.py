@@ -391,7 +391,7 @@ class IkeSa:
             if self.state is not State.IDLE:
                 self._drop("IKE_SA_INIT on an SA already past it")
                 return
-            self.spi_i, self.remote = msg.spi_i, addr
+            self.spi_i, self.remote, self.init_request = msg.spi_i, addr, data
             if local_port is not None:
                 self.local = (self.local[0], local_port)
             inner = msg
@@ -471,7 +471,7 @@ class IkeSa:
             self._drop("unexpected response")
             return
         if req.exchange == X.IKE_SA_INIT:
-            inner = msg
+            inner, self.init_response = msg, data
         else:
             if msg.spi_r != self.spi_r:
                 self._drop("response with wrong responder SPI")

@@ -1,0 +1,176 @@
+"""IKE_SA_INIT + IKE_AUTH in memory: proposals, PSK, INVALID_KE, COOKIE, errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from engine_pair import FAP_ID, PSK, SEGW_ID, Pair, fap_settings, segw_settings
+from ikecp.const import DhGroup, EncrId, ExchangeType, HeaderFlag, NotifyType
+from ikecp.engine import ChildProposal, IkeProposal, PskAuthenticator
+from ikecp.engine.events import (
+    ChildSaEstablished,
+    IkeSaEstablished,
+    ProtocolErrorReceived,
+    ProtocolErrorSent,
+    SaFailed,
+)
+from ikecp.message import KE, Message, Notify, UnknownPayload
+
+DH = {"x25519": DhGroup.CURVE25519, "ecp256": DhGroup.ECP_256, "modp2048": DhGroup.MODP_2048}
+ENCR = {"aes256gcm16": EncrId.AES_GCM_16, "aes256-sha256": EncrId.AES_CBC,
+        "chacha20poly1305": EncrId.CHACHA20_POLY1305}
+PRF = {"prfsha256": 5, "prfsha384": 6}
+
+
+def _assert_matching_children(pair: Pair) -> None:
+    (ci,) = pair.events("i", ChildSaEstablished)
+    (cr,) = pair.events("r", ChildSaEstablished)
+    assert ci.spi_in == cr.spi_out and ci.spi_out == cr.spi_in
+    assert ci.key_i_to_r == cr.key_i_to_r and ci.key_r_to_i == cr.key_r_to_i
+    assert ci.key_i_to_r != ci.key_r_to_i
+    assert ci.ts_i == cr.ts_i and ci.ts_r == cr.ts_r
+
+
+@pytest.mark.parametrize(("dh", "encr", "prf"), list(itertools.product(DH, ENCR, PRF)))
+def test_every_proposal_combination(backend, dh, encr, prf):
+    text = f"{encr}-{prf}-{dh}"
+    settings = {"ike_proposals": (IkeProposal.parse(text),),
+                "child_proposals": (ChildProposal.parse(encr),)}
+    pair = Pair(backend, fap_settings(**settings), segw_settings(**settings)).run()
+    assert pair.i.established and pair.r.established
+    (est_i,) = pair.events("i", IkeSaEstablished)
+    (est_r,) = pair.events("r", IkeSaEstablished)
+    assert (est_i.dh, est_i.encr, est_i.prf) == (DH[dh], ENCR[encr], PRF[prf])
+    assert (est_r.dh, est_r.encr, est_r.prf) == (est_i.dh, est_i.encr, est_i.prf)
+    assert est_i.remote_id == SEGW_ID and est_r.remote_id == FAP_ID
+    assert est_i.spi_i == est_r.spi_i and est_i.spi_r == est_r.spi_r
+    _assert_matching_children(pair)
+
+
+def test_responder_picks_initiators_first_acceptable_proposal(backend):
+    i = fap_settings(ike_proposals=(IkeProposal.parse("aes128gcm16-prfsha384-ecp256"),
+                                    IkeProposal.parse("aes256-sha256-ecp256")))
+    r = segw_settings(ike_proposals=(IkeProposal.parse("aes256-sha256-ecp256-x25519"),))
+    pair = Pair(backend, i, r).run()
+    (est,) = pair.events("i", IkeSaEstablished)
+    assert (est.encr, est.encr_key_bits, est.integ, est.dh) == (EncrId.AES_CBC, 256, 12, 19)
+
+
+def test_wrong_psk_fails_on_both_sides_with_authentication_failed(backend):
+    r = segw_settings(auth=PskAuthenticator(b"another secret"))
+    pair = Pair(backend, fap_settings(), r).run()
+    assert pair.i.closed and pair.r.closed
+    (sent,) = pair.events("r", ProtocolErrorSent)
+    assert sent.notify_type == NotifyType.AUTHENTICATION_FAILED
+    assert pair.events("r", SaFailed)[0].notify_type == NotifyType.AUTHENTICATION_FAILED
+    assert pair.events("i", ProtocolErrorReceived)[0].notify_type == \
+        NotifyType.AUTHENTICATION_FAILED
+    assert not pair.events("i", IkeSaEstablished) and not pair.events("r", IkeSaEstablished)
+
+
+def test_responder_with_per_peer_psk_table(backend):
+    r = segw_settings(auth=PskAuthenticator(peers={FAP_ID: PSK}))
+    assert Pair(backend, fap_settings(), r).run().r.established
+
+
+def test_initiator_rejects_responder_with_wrong_psk(backend):
+    """The responder accepts (same PSK for verification) but signs with another secret."""
+    class Split(PskAuthenticator):
+        def sign(self, sa, octets):
+            return PskAuthenticator(b"wrong").sign(sa, octets)
+
+    r = segw_settings(auth=Split(PSK))
+    pair = Pair(backend, fap_settings(), r).run()
+    assert pair.r.established  # it thinks so; the initiator must not
+    assert pair.i.closed
+    assert pair.events("i", SaFailed)[0].notify_type == NotifyType.AUTHENTICATION_FAILED
+
+
+def test_unexpected_peer_identity_is_refused(backend):
+    from ikecp.engine import Identity
+
+    r = segw_settings(remote_id=Identity.fqdn("someone-else.example.net"))
+    pair = Pair(backend, fap_settings(), r).run()
+    assert pair.i.closed and pair.r.closed
+    assert pair.events("r", ProtocolErrorSent)[0].notify_type == \
+        NotifyType.AUTHENTICATION_FAILED
+
+
+def test_invalid_ke_payload_retry_with_the_asked_group(backend):
+    i = fap_settings(ike_proposals=(IkeProposal.parse("aes256gcm16-prfsha256-x25519-ecp256"),))
+    r = segw_settings(ike_proposals=(IkeProposal.parse("aes256gcm16-prfsha256-ecp256"),))
+    pair = Pair(backend, i, r).run()
+    assert pair.i.established and pair.r.established
+    assert pair.events("i", IkeSaEstablished)[0].dh == DhGroup.ECP_256
+    assert pair.events("r", ProtocolErrorSent)[0].notify_type == NotifyType.INVALID_KE_PAYLOAD
+    kes = [backend.decode_message(f.wire).first(KE) for f in pair.log[:3]]
+    assert [k.group for k in kes if k] == [DhGroup.CURVE25519, DhGroup.ECP_256]
+
+
+def test_no_proposal_chosen(backend):
+    i = fap_settings(ike_proposals=(IkeProposal.parse("aes256gcm16-prfsha256-x25519"),))
+    r = segw_settings(ike_proposals=(IkeProposal.parse("aes256-sha384-x25519"),))
+    pair = Pair(backend, i, r).run()
+    assert pair.i.closed and not pair.r.established
+    assert pair.events("i", SaFailed)[0].notify_type == NotifyType.NO_PROPOSAL_CHOSEN
+
+
+def test_cookie_is_echoed_first_in_the_retried_request(backend):
+    pair = Pair(backend, fap_settings(), segw_settings())
+    (first,) = pair.i.datagrams_to_send(0.0)
+    request = backend.decode_message(first.data)
+    cookie = bytes(range(1, 33))
+    challenge = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT,
+                        HeaderFlag.RESPONSE, 0, (Notify(0, NotifyType.COOKIE, data=cookie),))
+    pair.i.receive_datagram(backend.encode_message(challenge), pair.r_addr, 0.1, 500)
+    (second,) = pair.i.datagrams_to_send(0.1)
+    retried = backend.decode_message(second.data)
+    assert retried.payloads[0] == Notify(0, NotifyType.COOKIE, data=cookie)
+    assert retried.payloads[1:] == request.payloads
+    assert retried.spi_i == request.spi_i and retried.message_id == 0
+    # The responder ignores the cookie it did not ask for and the handshake completes.
+    pair.r.receive_datagram(second.data, pair.i_addr, 0.1, 500)
+    pair.run()
+    assert pair.i.established and pair.r.established
+
+
+def test_unsupported_critical_payload_in_ike_sa_init(backend):
+    pair = Pair(backend, fap_settings(), segw_settings())
+    (first,) = pair.i.datagrams_to_send(0.0)
+    request = backend.decode_message(first.data)
+    bad = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, HeaderFlag.INITIATOR, 0,
+                  (*request.payloads, UnknownPayload(200, b"xyz", critical=True)))
+    pair.r.receive_datagram(backend.encode_message(bad), pair.i_addr, 0.0, 500)
+    (reply,) = pair.r.datagrams_to_send(0.0)
+    notify = backend.decode_message(reply.data).first(Notify)
+    assert notify.notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD
+    assert notify.data == bytes((200,))
+    # Stateless refusal: the genuine request still works.
+    pair.r.receive_datagram(first.data, pair.i_addr, 0.0, 500)
+    pair.run()
+    assert pair.i.established and pair.r.established
+
+
+def test_noncritical_unknown_payload_is_skipped(backend):
+    pair = Pair(backend, fap_settings(), segw_settings())
+    (first,) = pair.i.datagrams_to_send(0.0)
+    request = backend.decode_message(first.data)
+    extra = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, HeaderFlag.INITIATOR, 0,
+                    (*request.payloads, UnknownPayload(200, b"xyz")))
+    pair.r.receive_datagram(backend.encode_message(extra), pair.i_addr, 0.0, 500)
+    (reply,) = pair.r.datagrams_to_send(0.0)
+    assert not backend.decode_message(reply.data).notifies(NotifyType.INVALID_SYNTAX)
+    assert pair.r.state.value == "auth"
+
+
+def test_missing_payload_is_invalid_syntax(backend):
+    pair = Pair(backend, fap_settings(), segw_settings())
+    (first,) = pair.i.datagrams_to_send(0.0)
+    request = backend.decode_message(first.data)
+    no_ke = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, HeaderFlag.INITIATOR, 0,
+                    tuple(p for p in request.payloads if not isinstance(p, KE)))
+    pair.r.receive_datagram(backend.encode_message(no_ke), pair.i_addr, 0.0, 500)
+    (reply,) = pair.r.datagrams_to_send(0.0)
+    assert backend.decode_message(reply.data).first(Notify).notify_type == \
+        NotifyType.INVALID_SYNTAX

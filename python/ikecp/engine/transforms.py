@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..const import DhGroup, EncrId, Esn, IntegId, PrfId, ProtocolId, TransformAttr
 from ..const import TransformType as T
@@ -210,7 +211,8 @@ class Suite:
         return tuple(out)
 
 
-def _allowed(local: Sequence[IkeProposal | ChildProposal]) -> dict[int, list]:
+@lru_cache(maxsize=256)
+def _allowed(local: tuple[IkeProposal | ChildProposal, ...]) -> dict[int, list]:
     """Per transform type, the (id, key_bits) pairs the local side accepts, in its order."""
     allowed: dict[int, list] = {T.ENCR: [], T.INTEG: [], T.PRF: [], T.DH: [], T.ESN: []}
     for p in local:
@@ -232,7 +234,7 @@ def select(protocol: int, offered: Sequence[Proposal],
     Returns the proposal (for its number and SPI) and the chosen suite, or None. With
     ``prefer_dh`` the group of the initiator's KE payload wins when it is acceptable.
     """
-    allowed = _allowed(local)
+    allowed = _allowed(tuple(local))
     is_ike = protocol == ProtocolId.IKE
     for prop in offered:
         if prop.protocol_id != protocol:

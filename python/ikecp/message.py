@@ -10,7 +10,7 @@ Sequences are tuples so messages are immutable and hashable.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from .const import HeaderFlag, PayloadType
 
@@ -241,10 +241,10 @@ class UnknownPayload:
         return self.type
 
 
-Payload = Union[
-    SA, KE, IDi, IDr, Cert, CertReq, Auth, Nonce, Notify, Delete, VendorId,
-    TSi, TSr, SK, SKF, CP, EAP, UnknownPayload,
-]
+Payload = (
+    SA | KE | IDi | IDr | Cert | CertReq | Auth | Nonce | Notify | Delete | VendorId
+    | TSi | TSr | SK | SKF | CP | EAP | UnknownPayload
+)
 
 
 # --- the message ----------------------------------------------------------------------------

@@ -349,3 +349,11 @@ def test_encode_message_rejects_bad_header(codec: ModuleType) -> None:
         codec.encode_message(replace(msg, major_version=16))
     with pytest.raises(ValueError):
         codec.encode_message(replace(msg, exchange=256))
+
+
+@pytest.mark.parametrize(("first", "exc"), [(256, ValueError), (-1, ValueError),
+                                            ("x", TypeError), (1.5, TypeError)])
+def test_decode_payloads_rejects_bad_first_type(codec: ModuleType, first: object,
+                                                exc: type) -> None:
+    with pytest.raises(exc):
+        codec.decode_payloads(first, b"")

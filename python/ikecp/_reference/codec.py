@@ -88,9 +88,7 @@ def decode_message(data: bytes) -> Message:
 
 def decode_payloads(first_type: int, data: bytes) -> tuple[Payload, ...]:
     """Parse a payload chain starting with type ``first_type`` (e.g. decrypted SK contents)."""
-    if not 0 <= first_type <= 255:
-        raise ValueError("first_type must be an int in 0..255")
-    return _chain(first_type, data, 0)
+    return _chain(_uint(first_type, 255, "first_type"), data, 0)
 
 
 def _chain(ptype: int, data: bytes, pos: int) -> tuple[Payload, ...]:

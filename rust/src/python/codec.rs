@@ -88,11 +88,15 @@ fn classes(py: Python<'_>) -> PyResult<&'static Classes> {
     })
 }
 
-fn parse_error(py: Python<'_>, c: &Classes, e: codec::ParseError) -> PyErr {
-    PyErr::from_type(
-        c.parse_error.bind(py).clone(),
-        (e.what, e.offset, e.payload),
-    )
+/// A core parse error as `ikecp.errors.ParseError(what, offset, payload)`.
+pub(crate) fn parse_error(py: Python<'_>, e: codec::ParseError) -> PyErr {
+    match classes(py) {
+        Ok(c) => PyErr::from_type(
+            c.parse_error.bind(py).clone(),
+            (e.what, e.offset, e.payload),
+        ),
+        Err(import_failed) => import_failed,
+    }
 }
 
 // --- decoding: core types -> Python objects -------------------------------------------------
@@ -285,6 +289,22 @@ fn payloads_to_py<'py>(
     tuple_of(py, payloads, |p| payload_to_py(py, c, p))
 }
 
+/// A core message as an `ikecp.message.Message` (for reuse by crypto's `open_message`).
+pub(crate) fn message_to_py<'py>(py: Python<'py>, m: &Message<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let c = classes(py)?;
+    let payloads = payloads_to_py(py, c, &m.payloads)?;
+    build!(py, &c.message, {
+        "spi_i" => PyBytes::new(py, &m.spi_i),
+        "spi_r" => PyBytes::new(py, &m.spi_r),
+        "exchange" => m.exchange,
+        "flags" => m.flags,
+        "message_id" => m.message_id,
+        "payloads" => payloads,
+        "major_version" => m.major_version,
+        "minor_version" => m.minor_version,
+    })
+}
+
 /// Decode a payload chain into a tuple of `ikecp.message` payloads (for reuse by crypto).
 pub(crate) fn decode_payloads_py<'py>(
     py: Python<'py>,
@@ -292,7 +312,7 @@ pub(crate) fn decode_payloads_py<'py>(
     data: &[u8],
 ) -> PyResult<Bound<'py, PyTuple>> {
     let c = classes(py)?;
-    let payloads = codec::decode_payloads(first_type, data).map_err(|e| parse_error(py, c, e))?;
+    let payloads = codec::decode_payloads(first_type, data).map_err(|e| parse_error(py, e))?;
     payloads_to_py(py, c, &payloads)
 }
 
@@ -554,8 +574,10 @@ fn spi_of(msg: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<[u8; 8
         .map_err(|_| PyValueError::new_err("Message.spi_i/spi_r must be 8 bytes"))
 }
 
-fn message_from_py(c: &Classes, msg: &Bound<'_, PyAny>) -> PyResult<Message<'static>> {
+/// An `ikecp.message.Message` as a core message (for reuse by crypto's `seal_message`).
+pub(crate) fn message_from_py(msg: &Bound<'_, PyAny>) -> PyResult<Message<'static>> {
     let py = msg.py();
+    let c = classes(py)?;
     Ok(Message {
         spi_i: spi_of(msg, intern!(py, "spi_i"))?,
         spi_r: spi_of(msg, intern!(py, "spi_r"))?,
@@ -574,26 +596,14 @@ fn message_from_py(c: &Classes, msg: &Bound<'_, PyAny>) -> PyResult<Message<'sta
 /// Parse one IKE message (header + payload chain); SK stays sealed.
 #[pyfunction]
 fn decode_message<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    let c = classes(py)?;
-    let m = codec::decode_message(data).map_err(|e| parse_error(py, c, e))?;
-    let payloads = payloads_to_py(py, c, &m.payloads)?;
-    build!(py, &c.message, {
-        "spi_i" => PyBytes::new(py, &m.spi_i),
-        "spi_r" => PyBytes::new(py, &m.spi_r),
-        "exchange" => m.exchange,
-        "flags" => m.flags,
-        "message_id" => m.message_id,
-        "payloads" => payloads,
-        "major_version" => m.major_version,
-        "minor_version" => m.minor_version,
-    })
+    let m = codec::decode_message(data).map_err(|e| parse_error(py, e))?;
+    message_to_py(py, &m)
 }
 
 /// Serialize a Message; lengths, chaining and counts are computed here.
 #[pyfunction]
 fn encode_message<'py>(py: Python<'py>, msg: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    let c = classes(py)?;
-    let m = message_from_py(c, msg)?;
+    let m = message_from_py(msg)?;
     let wire = codec::encode_message(&m).map_err(encode_error)?;
     Ok(PyBytes::new(py, &wire))
 }

@@ -14,13 +14,12 @@ from typing import ClassVar
 
 from .const import HeaderFlag, PayloadType
 
-_frozen = dataclass(frozen=True, slots=True)
 
 
 # --- SA payload (RFC 7296 §3.3) -------------------------------------------------------------
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class TransformAttribute:
     """A transform attribute; ``value`` is an ``int`` for TV format (AF=1, e.g. KEY_LENGTH)
     and ``bytes`` for TLV format. ``type`` excludes the AF bit."""
@@ -29,7 +28,7 @@ class TransformAttribute:
     value: int | bytes
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class Transform:
     type: int
     id: int
@@ -43,7 +42,7 @@ class Transform:
         return None
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class Proposal:
     number: int
     protocol_id: int
@@ -51,7 +50,7 @@ class Proposal:
     transforms: tuple[Transform, ...]
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class SA:
     payload_type: ClassVar[int] = PayloadType.SA
     proposals: tuple[Proposal, ...]
@@ -61,7 +60,7 @@ class SA:
 # --- simple payloads ------------------------------------------------------------------------
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class KE:
     payload_type: ClassVar[int] = PayloadType.KE
     group: int
@@ -69,7 +68,7 @@ class KE:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class IDi:
     payload_type: ClassVar[int] = PayloadType.IDi
     id_type: int
@@ -77,7 +76,7 @@ class IDi:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class IDr:
     payload_type: ClassVar[int] = PayloadType.IDr
     id_type: int
@@ -85,7 +84,7 @@ class IDr:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class Cert:
     payload_type: ClassVar[int] = PayloadType.CERT
     encoding: int
@@ -93,7 +92,7 @@ class Cert:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class CertReq:
     payload_type: ClassVar[int] = PayloadType.CERTREQ
     encoding: int
@@ -101,7 +100,7 @@ class CertReq:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class Auth:
     payload_type: ClassVar[int] = PayloadType.AUTH
     method: int
@@ -109,14 +108,14 @@ class Auth:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class Nonce:
     payload_type: ClassVar[int] = PayloadType.NONCE
     data: bytes
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class Notify:
     """Notify payload (§3.10). The SPI size on the wire is ``len(spi)``."""
 
@@ -128,7 +127,7 @@ class Notify:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class Delete:
     """Delete payload (§3.11). ``spi_size`` is kept because an IKE SA delete has none."""
 
@@ -139,7 +138,7 @@ class Delete:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class VendorId:
     payload_type: ClassVar[int] = PayloadType.VENDOR_ID
     data: bytes
@@ -149,7 +148,7 @@ class VendorId:
 # --- traffic selectors (§3.13) --------------------------------------------------------------
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class TrafficSelector:
     """TS_IPV4_ADDR_RANGE (7) with 4-byte addresses or TS_IPV6_ADDR_RANGE (8) with 16."""
 
@@ -161,14 +160,14 @@ class TrafficSelector:
     end_addr: bytes
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class TSi:
     payload_type: ClassVar[int] = PayloadType.TSi
     selectors: tuple[TrafficSelector, ...]
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class TSr:
     payload_type: ClassVar[int] = PayloadType.TSr
     selectors: tuple[TrafficSelector, ...]
@@ -178,7 +177,7 @@ class TSr:
 # --- configuration (§3.15) ------------------------------------------------------------------
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class ConfigAttribute:
     """One CP attribute, ``type`` without the reserved top bit, raw ``value`` bytes."""
 
@@ -186,7 +185,7 @@ class ConfigAttribute:
     value: bytes = b""
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class CP:
     payload_type: ClassVar[int] = PayloadType.CP
     cfg_type: int
@@ -197,7 +196,7 @@ class CP:
 # --- encrypted and opaque payloads ----------------------------------------------------------
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class SK:
     """Encrypted payload as on the wire: ``data`` is IV | ciphertext | ICV, still sealed.
     ``next_payload`` is the type of the first inner payload."""
@@ -208,7 +207,7 @@ class SK:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class SKF:
     """Encrypted fragment (RFC 7383); ``next_payload`` is non-zero only in fragment 1."""
 
@@ -220,14 +219,14 @@ class SKF:
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class EAP:
     payload_type: ClassVar[int] = PayloadType.EAP
     data: bytes
     critical: bool = False
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class UnknownPayload:
     """A payload type this codec does not know, kept whole so it can be skipped or rejected
     (when ``critical``) by the engine and re-encoded byte for byte."""
@@ -250,7 +249,7 @@ Payload = (
 # --- the message ----------------------------------------------------------------------------
 
 
-@_frozen
+@dataclass(frozen=True, slots=True)
 class Message:
     """An IKE message: header fields plus the payload chain in order.
 

@@ -14,8 +14,6 @@ from typing import ClassVar
 
 from .const import HeaderFlag, PayloadType
 
-
-
 # --- SA payload (RFC 7296 §3.3) -------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from ikecp.testing.strongswan import Charon, CharonConfig, Child, parse_raw
 
 PSK = "ikecp-fixture-psk-0123456789"
 POOL = "100.64.128.0/24"
+INNER = "198.51.100.200"  # an operator-side host behind the SeGW, reached through the tunnel
 
 
 def responder_config() -> CharonConfig:
@@ -76,10 +78,51 @@ def test_strongswan_through_kernel_napt(peers):
 
     assert "IKE_SA ikecp[1] established" in resp.log()
 
+    # ESP-in-UDP data both ways (userspace ESP through kernel-libipsec on both sides). The
+    # SeGW's own IKE address is excluded from the tunnel, so the inner peer is another one.
+    topo.run_cmd("segw", ["ip", "addr", "add", f"{INNER}/32", "dev", "lo"])
+    srv, cli = topo.socket("segw"), topo.socket("fap")
+    try:
+        srv.settimeout(5)
+        cli.settimeout(5)
+        srv.bind((INNER, 7000))
+        cli.bind((i.local_vips[0], 0))
+        cli.sendto(b"inner", (INNER, 7000))
+        data, frm = srv.recvfrom(100)
+        assert (data, frm[0]) == (b"inner", i.local_vips[0])  # arrived untranslated: tunnelled
+        srv.sendto(b"reply", frm)
+        assert cli.recvfrom(100) == (b"reply", (INNER, 7000))
+    finally:
+        srv.close()
+        cli.close()
+    for c in (resp, init):
+        (child,) = c.wait_for_sa().children.values()
+        assert (child["packets-in"], child["packets-out"]) == ("1", "1")
+
     init.terminate()
     assert init.list_sas() == []
     resp.wait_for_log(r"deleting IKE_SA ikecp\[1\]|IKE_SA deleted", timeout=5)
     assert resp.list_sas() == []
+
+
+@pytest.mark.peer
+@pytest.mark.netns
+def test_libipsec_initiator_child_sa_cannot_cover_the_peer_itself():
+    """Pins down the CHILD_SA failure seen in the lab: a remote TS equal to the SeGW's own
+    address would route IKE traffic into the tunnel, so kernel-libipsec refuses to install it;
+    the IKE_SA stays up. (0.0.0.0/0 works: charon adds an exclude route for the peer.)"""
+    require(netns.probe())
+    require(strongswan.probe())
+    peer_only = (Child(remote_ts=(f"{netns.SEGW_ADDR}/32",)),)
+    with netns.nat_topology() as topo, \
+            strongswan.charon(responder_config(), netns=topo.segw) as resp, \
+            strongswan.charon(replace(initiator_config(), children=peer_only),
+                              netns=topo.fap) as init:
+        with pytest.raises(strongswan.CharonError):
+            init.initiate("net")
+        init.wait_for_log("conflicts with IKE traffic")
+        assert init.wait_for_sa().children == {}
+        assert resp.wait_for_sa().state == "ESTABLISHED"
 
 
 def test_config_rendering_and_raw_parsing():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -286,3 +287,21 @@ def test_asyncio_api_and_ipv6(socks):
         assert not relay.running
 
     asyncio.run(main())
+
+
+def test_thread_setup_runs_on_relay_thread_and_failure_is_reported(socks):
+    seg, fap = socks(), socks()
+    seen = []
+    with relay_in_thread([((LO, 0), addr(seg))],
+                         thread_setup=lambda: seen.append(threading.current_thread().name)) as r:
+        fap.sendto(b"a", r.listen_addrs[0])
+        assert seg.recvfrom(10)[0] == b"a"
+    assert seen == ["ikecp-relay"]
+
+    def broken() -> None:
+        raise PermissionError("setns refused")
+
+    with pytest.raises(RuntimeError, match="setup failed") as err, \
+            relay_in_thread([((LO, 0), addr(seg))], thread_setup=broken):
+        pass
+    assert isinstance(err.value.__cause__, PermissionError)

@@ -437,16 +437,29 @@ class ThreadedRelay:
     """A ``NatRelay`` on its own event loop in a daemon thread, for synchronous tests.
 
     Methods mirror the relay's and block (bounded by ``timeout``) until the loop has run them.
+    ``thread_setup`` runs first on the relay's thread, e.g. to join a network namespace so
+    that every socket the relay opens lives there.
     """
 
-    def __init__(self, relay: NatRelay, *, timeout: float = 5.0) -> None:
+    def __init__(self, relay: NatRelay, *, timeout: float = 5.0,
+                 thread_setup: Callable[[], None] | None = None) -> None:
         self.relay = relay
         self._timeout = timeout
+        self._setup = thread_setup
+        self._setup_error: BaseException | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="ikecp-relay", daemon=True)
         self._ready = threading.Event()
 
     def _run(self) -> None:
+        try:
+            if self._setup is not None:
+                self._setup()
+        except BaseException as exc:
+            self._setup_error = exc
+            return
+        finally:
+            self._ready.set()
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
@@ -455,6 +468,10 @@ class ThreadedRelay:
 
     def start(self) -> ThreadedRelay:
         self._thread.start()
+        if not self._ready.wait(self._timeout) or self._setup_error is not None:
+            self._thread.join(self._timeout)
+            self._loop.close()
+            raise RuntimeError("relay thread setup failed") from self._setup_error
         try:
             self._call(self.relay.start())
         except BaseException:
@@ -505,8 +522,9 @@ class ThreadedRelay:
 
 
 @contextlib.contextmanager
-def relay_in_thread(routes: Sequence[Route | tuple[Addr, Addr]],
+def relay_in_thread(routes: Sequence[Route | tuple[Addr, Addr]], *,
+                    thread_setup: Callable[[], None] | None = None,
                     **kwargs: Any) -> Iterator[ThreadedRelay]:
     """``with relay_in_thread([(listen, target)], idle_timeout=…) as r:`` for sync code."""
-    with ThreadedRelay(NatRelay(routes, **kwargs)) as threaded:
+    with ThreadedRelay(NatRelay(routes, **kwargs), thread_setup=thread_setup) as threaded:
         yield threaded

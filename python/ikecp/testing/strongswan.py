@@ -83,6 +83,7 @@ class CharonConfig:
     port_nat_t: int = 4500
     remote_port: int | None = None
     encap: bool = False
+    mobike: bool = True
     kernel: Literal["libipsec", "netlink"] = "libipsec"
     connection: str = "ikecp"
     log_levels: Mapping[str, int] = field(
@@ -164,6 +165,7 @@ def swanctl_conf(cfg: CharonConfig) -> str:
         "local_port": cfg.port,
         "proposals": cfg.proposals,
         "encap": cfg.encap,
+        "mobike": cfg.mobike,
         "local": local,
         "remote": remote,
         "children": children,

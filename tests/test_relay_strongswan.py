@@ -7,13 +7,10 @@ in the relay is a NAT rebinding for a real peer.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from ikecp.net.relay import relay_in_thread
 from ikecp.testing import netns, strongswan
 from ikecp.testing.facility import require
-from test_strongswan_fixture import initiator_config, responder_config
 
 pytestmark = [pytest.mark.peer, pytest.mark.netns]
 
@@ -25,9 +22,9 @@ def test_strongswan_through_relay_and_rebinding(mobike):
     fap_4500 = (netns.FAP_ADDR, 4500)
     routes = [((netns.RTR_INSIDE_ADDR, 500), (netns.SEGW_ADDR, 500)),
               ((netns.RTR_INSIDE_ADDR, 4500), (netns.SEGW_ADDR, 4500))]
-    resp_cfg = replace(responder_config(), mobike=mobike)
+    resp_cfg = strongswan.segw_responder(mobike=mobike)
     # The FAP talks to the relay's inside address, as to a port-forwarding home router.
-    init_cfg = replace(initiator_config(), remote_addrs=netns.RTR_INSIDE_ADDR, mobike=mobike)
+    init_cfg = strongswan.fap_initiator(remote_addrs=netns.RTR_INSIDE_ADDR, mobike=mobike)
     with netns.nat_topology(kernel_nat=False) as topo, \
             relay_in_thread(routes, outside_host=netns.RTR_OUTSIDE_ADDR,
                             thread_setup=lambda: netns.enter(topo.rtr)) as relay, \

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,23 +10,9 @@ from ikecp.testing import netns, strongswan
 from ikecp.testing.facility import require
 from ikecp.testing.strongswan import Charon, CharonConfig, Child, parse_raw
 
-PSK = "ikecp-fixture-psk-0123456789"
-POOL = "100.64.128.0/24"
+PSK = strongswan.TEST_PSK
+POOL = strongswan.TEST_POOL
 INNER = "198.51.100.200"  # an operator-side host behind the SeGW, reached through the tunnel
-
-
-def responder_config() -> CharonConfig:
-    return CharonConfig(
-        role="responder", local_addrs=netns.SEGW_ADDR, local_id="segw.test",
-        remote_id="fap.test", psk=PSK, pools={"vip4": POOL},
-        children=(Child(local_ts=("0.0.0.0/0",)),))
-
-
-def initiator_config() -> CharonConfig:
-    return CharonConfig(
-        role="initiator", local_addrs=netns.FAP_ADDR, remote_addrs=netns.SEGW_ADDR,
-        local_id="fap.test", remote_id="segw.test", psk=PSK, vips=("0.0.0.0",),
-        children=(Child(remote_ts=("0.0.0.0/0",)),))
 
 
 @pytest.fixture
@@ -35,8 +20,8 @@ def peers():
     require(netns.probe())
     require(strongswan.probe())
     with netns.nat_topology() as topo:
-        with strongswan.charon(responder_config(), netns=topo.segw) as resp, \
-                strongswan.charon(initiator_config(), netns=topo.fap) as init:
+        with strongswan.charon(strongswan.segw_responder(), netns=topo.segw) as resp, \
+                strongswan.charon(strongswan.fap_initiator(), netns=topo.fap) as init:
             yield topo, resp, init
         assert not Path(resp.workdir).exists()
 
@@ -115,8 +100,8 @@ def test_libipsec_initiator_child_sa_cannot_cover_the_peer_itself():
     require(strongswan.probe())
     peer_only = (Child(remote_ts=(f"{netns.SEGW_ADDR}/32",)),)
     with netns.nat_topology() as topo, \
-            strongswan.charon(responder_config(), netns=topo.segw) as resp, \
-            strongswan.charon(replace(initiator_config(), children=peer_only),
+            strongswan.charon(strongswan.segw_responder(), netns=topo.segw) as resp, \
+            strongswan.charon(strongswan.fap_initiator(children=peer_only),
                               netns=topo.fap) as init:
         with pytest.raises(strongswan.CharonError):
             init.initiate("net")
@@ -126,7 +111,7 @@ def test_libipsec_initiator_child_sa_cannot_cover_the_peer_itself():
 
 
 def test_config_rendering_and_raw_parsing():
-    cfg = initiator_config()
+    cfg = strongswan.fap_initiator()
     text = strongswan.swanctl_conf(cfg)
     assert "vips = 0.0.0.0\n" in text
     assert "proposals = aes256gcm16-prfsha256-x25519\n" in text

@@ -17,9 +17,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from .netns import FAP_ADDR, SEGW_ADDR
 
 CHARON = Path("/usr/sbin/charon-systemd")
 SWANCTL = "swanctl"
@@ -94,6 +96,28 @@ class CharonConfig:
             raise ValueError("CharonConfig needs exactly one of psk or cert")
         if self.cert is not None and self.key is None:
             raise ValueError("CharonConfig.cert needs key")
+
+
+#: Defaults of the stock FAP/SeGW pair below (test values, not secrets).
+TEST_PSK = "ikecp-test-psk-0123456789"
+TEST_POOL = "100.64.128.0/24"
+
+
+def segw_responder(**changes: Any) -> CharonConfig:
+    """A strongSwan SeGW on the topology's segw address: PSK, a virtual IPv4 pool, 0/0."""
+    base = CharonConfig(
+        role="responder", local_addrs=SEGW_ADDR, local_id="segw.test", remote_id="fap.test",
+        psk=TEST_PSK, pools={"vip4": TEST_POOL}, children=(Child(local_ts=("0.0.0.0/0",)),))
+    return replace(base, **changes)
+
+
+def fap_initiator(**changes: Any) -> CharonConfig:
+    """A strongSwan FAP on the topology's fap address asking for a virtual IP, 0/0 tunnel."""
+    base = CharonConfig(
+        role="initiator", local_addrs=FAP_ADDR, remote_addrs=SEGW_ADDR, local_id="fap.test",
+        remote_id="segw.test", psk=TEST_PSK, vips=("0.0.0.0",),
+        children=(Child(remote_ts=("0.0.0.0/0",)),))
+    return replace(base, **changes)
 
 
 Section = Mapping[str, Any]

@@ -144,3 +144,26 @@ def test_charon_start_failure_is_reported_and_cleaned_up():
         c.start()
     c.stop()
     assert not c.running and not c.workdir.exists()
+
+
+@pytest.mark.peer
+@pytest.mark.netns
+def test_certificate_authentication_through_kernel_napt(tmp_path):
+    require(netns.probe())
+    require(strongswan.probe())
+    from ikecp.testing.pki import make_pki
+
+    pki = make_pki(tmp_path)
+    segw, fap = pki.identities["segw.test"], pki.identities["fap.test"]
+    certs = {"psk": None, "cacert": pki.ca_cert}
+    with netns.nat_topology() as topo, \
+            strongswan.charon(strongswan.segw_responder(cert=segw.cert, key=segw.key, **certs),
+                              netns=topo.segw) as resp, \
+            strongswan.charon(strongswan.fap_initiator(cert=fap.cert, key=fap.key, **certs),
+                              netns=topo.fap) as init:
+        init.initiate("net")
+        r = resp.wait_for_sa()
+        assert r.raw["remote-id"] == "fap.test" and r.nat_remote
+        assert r.remote_host == netns.RTR_OUTSIDE_ADDR
+        resp.wait_for_log(r"authentication of 'fap.test' with ECDSA\S* successful")
+        init.wait_for_log(r"authentication of 'segw.test' with ECDSA\S* successful")

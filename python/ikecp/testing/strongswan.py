@@ -61,7 +61,8 @@ class Child:
 class CharonConfig:
     """What a test says about a strongSwan peer; ``Charon`` turns it into config files.
 
-    PSK (``psk``) or certificates (``cert``/``key``/``cacert`` as PEM file paths).
+    PSK (``psk``) or certificates (``cert``/``key``/``cacert``: PEM files, copied into the
+    charon's directory; ``ikecp.testing.pki`` makes a throwaway set).
     ``pools`` (responder) maps pool name to addresses; ``vips`` (initiator) asks for
     virtual IPs, e.g. ``("0.0.0.0",)``. ``pool_attrs`` adds raw attributes to a pool:
     ``{"pool4": {"23": "0xc6336401115c"}}`` (VICI takes numbered attribute types).
@@ -168,11 +169,12 @@ def swanctl_conf(cfg: CharonConfig) -> str:
     remote: dict[str, Any] = {"id": cfg.remote_id}
     if cfg.psk is not None:
         local["auth"] = remote["auth"] = "psk"
-    else:
+    elif cfg.cert is not None:
         local["auth"] = remote["auth"] = "pubkey"
-        local["certs"] = str(cfg.cert)
+        # Names inside the swanctl dir (SWANCTL_DIR = the workdir): x509/, x509ca/.
+        local["certs"] = cfg.cert.name
         if cfg.cacert is not None:
-            remote["cacerts"] = str(cfg.cacert)
+            remote["cacerts"] = cfg.cacert.name
     children = {
         c.name: {
             "local_ts": c.local_ts,
@@ -207,8 +209,6 @@ def swanctl_conf(cfg: CharonConfig) -> str:
     if cfg.psk is not None:
         auth = {"id-local": cfg.local_id, "id-remote": cfg.remote_id, "secret": f'"{cfg.psk}"'}
         doc["secrets"] = {"ike-ikecp": auth}
-    elif cfg.key is not None:
-        doc["secrets"] = {"private-ikecp": {"file": str(cfg.key)}}
     return render(doc)
 
 
@@ -327,8 +327,14 @@ class Charon:
     # -- lifecycle -------------------------------------------------------------------------
 
     def write_config(self) -> None:
+        """Write both config files; copy certificates and key where swanctl looks for them."""
         (self.workdir / "strongswan.conf").write_text(strongswan_conf(self.config, self.workdir))
         (self.workdir / "swanctl.conf").write_text(swanctl_conf(self.config))
+        for sub, src in (("x509", self.config.cert), ("x509ca", self.config.cacert),
+                         ("private", self.config.key)):
+            if src is not None:
+                (self.workdir / sub).mkdir(mode=0o700, exist_ok=True)
+                shutil.copy(src, self.workdir / sub / Path(src).name)
 
     def start(self, timeout: float = 15.0) -> Charon:
         """Start charon, wait until VICI answers, then load the connection."""
@@ -389,7 +395,8 @@ class Charon:
         return done.returncode == 0
 
     def _swanctl_env(self) -> dict[str, str]:
-        return {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf")}
+        return {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf"),
+                "SWANCTL_DIR": str(self.workdir)}
 
     def swanctl(self, *args: str, timeout: float = 15.0) -> str:
         """Run swanctl against this charon's VICI socket; return stdout, raise on failure."""

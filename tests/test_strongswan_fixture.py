@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from ikecp.testing import netns, strongswan
 from ikecp.testing.facility import require
+from ikecp.testing.pki import make_pki
 from ikecp.testing.strongswan import Charon, CharonConfig, Child, parse_raw
 
 PSK = strongswan.TEST_PSK
@@ -151,8 +155,6 @@ def test_charon_start_failure_is_reported_and_cleaned_up():
 def test_certificate_authentication_through_kernel_napt(tmp_path):
     require(netns.probe())
     require(strongswan.probe())
-    from ikecp.testing.pki import make_pki
-
     pki = make_pki(tmp_path)
     segw, fap = pki.identities["segw.test"], pki.identities["fap.test"]
     certs = {"psk": None, "cacert": pki.ca_cert}
@@ -167,3 +169,22 @@ def test_certificate_authentication_through_kernel_napt(tmp_path):
         assert r.remote_host == netns.RTR_OUTSIDE_ADDR
         resp.wait_for_log(r"authentication of 'fap.test' with ECDSA\S* successful")
         init.wait_for_log(r"authentication of 'segw.test' with ECDSA\S* successful")
+
+
+def test_stale_charon_dirs_and_processes_are_removed():
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=10)
+    stale = Path(tempfile.gettempdir()) / f"ikecp-charon-{dead.stdout.strip()}-test"
+    stale.mkdir()
+    env = {"STRONGSWAN_CONF": str(stale / "strongswan.conf"), "PATH": "/usr/bin:/bin"}
+    orphan = subprocess.Popen(["sleep", "30"], env=env)  # stands in for a leftover charon
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        assert stale in strongswan.cleanup_stale()
+        assert orphan.wait(5) == -9
+        assert not stale.exists()
+        assert bystander.poll() is None  # only processes tied to the stale dir are killed
+    finally:
+        for p in (orphan, bystander):
+            p.kill()
+            p.wait()

@@ -31,6 +31,40 @@ PLUGINS = ("random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constrai
            "gmp hmac kdf sha1 sha2 aes gcm chapoly socket-default vici attr")
 
 
+_DIR_PREFIX = "ikecp-charon-"
+
+
+def cleanup_stale() -> list[Path]:
+    """Remove charon directories (and their charons) left by test processes that died.
+
+    A directory is ``ikecp-charon-<pid>-*`` in the temp dir; a charon belongs to it when its
+    environment names the directory's strongswan.conf.
+    """
+    removed = []
+    for d in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*-*"):
+        owner = d.name[len(_DIR_PREFIX):].split("-", 1)[0]
+        if not owner.isdigit() or _alive(int(owner)):
+            continue
+        marker = f"STRONGSWAN_CONF={d / 'strongswan.conf'}".encode()
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(proc.name), signal.SIGKILL)
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def probe() -> str | None:
     """Why strongSwan cannot be run here, or None if it can."""
     if os.geteuid() != 0:
@@ -319,7 +353,7 @@ class Charon:
         self.config = config
         self.netns = netns
         self._own_dir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ikecp-charon-"))
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-"))
         self.vici = self.workdir / "charon.vici"
         self.log_path = self.workdir / "charon.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -338,6 +372,7 @@ class Charon:
 
     def start(self, timeout: float = 15.0) -> Charon:
         """Start charon, wait until VICI answers, then load the connection."""
+        cleanup_stale()
         self.write_config()
         env = {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf")}
         argv = [str(CHARON)]

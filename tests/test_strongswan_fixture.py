@@ -188,3 +188,24 @@ def test_stale_charon_dirs_and_processes_are_removed():
         for p in (orphan, bystander):
             p.kill()
             p.wait()
+
+
+@pytest.mark.peer
+@pytest.mark.netns
+def test_segw_pool_can_send_raw_attribute_23():
+    """A strongSwan SeGW can carry a static 6-byte EXTERNAL_SOURCE_IP4_NAT_INFO (type 23) in
+    CFG_REPLY: the third-party reply our FAP will have to parse."""
+    require(netns.probe())
+    require(strongswan.probe())
+    value = "0x" + bytes([198, 51, 100, 1, 0x11, 0x5C]).hex()  # 198.51.100.1 port 4444
+    segw = strongswan.segw_responder(pool_attrs={"vip4": {"23": value}})
+    with netns.nat_topology() as topo, \
+            strongswan.charon(segw, netns=topo.segw) as resp, \
+            strongswan.charon(strongswan.fap_initiator(), netns=topo.fap) as init:
+        init.initiate("net")
+        resp.wait_for_log(r"building EXT_SRC_IP4_NAT_INFO attribute")
+        init.wait_for_log(r"parsed IKE_AUTH response 1 \[.*CPRP\(ADDR EXTSRC4\)")
+        # strongSwan's initiator has no handler for it and carries on: SA up, vip assigned.
+        init.wait_for_log(r"handling EXT_SRC_IP4_NAT_INFO attribute failed")
+        i = init.wait_for_sa()
+        assert i.local_vips and i.children

@@ -82,6 +82,9 @@ def test_translation_replies_and_two_ports_per_fap(socks):
         seg4500.sendto(b"y", seen500)
         assert fap500.recvfrom(100) == (b"y", l4500)
 
+        rows = r.relay.mapping_rows()
+        assert {row.inside: row.outside for row in rows} == table
+        assert all(row.last_used >= row.created for row in rows)
         c = r.counters()
         assert (c.received_up, c.sent_up, c.received_down, c.sent_down) == (3, 3, 3, 3)
         assert c.mappings_created == 2
@@ -285,6 +288,10 @@ def test_asyncio_api_and_ipv6(socks):
             data, frm = await loop.run_in_executor(None, fap.recvfrom, 10)
             assert data == b"back" and frm[:2] == relay.listen_addrs[0]
         assert not relay.running
+        short = NatRelay([Route(("::1", 0), addr(seg))], outside_host="::1", lifetime=0.2)
+        await short.start()
+        await asyncio.wait_for(short.wait_stopped(), 3.0)  # stops by itself
+        assert not short.running
 
     asyncio.run(main())
 

@@ -216,6 +216,7 @@ class NatRelay:
         self._flows: dict[Addr, _Flow] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._binding: set[asyncio.Task[None]] = set()  # outside sockets being opened
         self._stopped = asyncio.Event()
         self._running = False
 
@@ -248,6 +249,8 @@ class NatRelay:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        for task in list(self._binding):
+            task.cancel()
         self._close_all()
         self._stopped.set()
 
@@ -277,6 +280,7 @@ class NatRelay:
         return {k: f.outside for k, f in self._flows.items() if f.proto is not None}
 
     def mapping_rows(self) -> list[Mapping]:
+        """The table with creation and last-use times (the relay's clock)."""
         return [Mapping(f.inside, f.outside, f.created, f.last_used)
                 for f in self._flows.values() if f.proto is not None]
 
@@ -304,7 +308,9 @@ class NatRelay:
             self._flows[src] = flow
             self.counters.mappings_created += 1
             assert self._loop is not None
-            self._loop.create_task(self._open_first(flow))
+            task = self._loop.create_task(self._open_first(flow))
+            self._binding.add(task)
+            task.add_done_callback(self._binding.discard)
         if flow.pending is not None:
             flow.pending.append((route.target, data))
             return

@@ -82,7 +82,7 @@ def test_translation_replies_and_two_ports_per_fap(socks):
         seg4500.sendto(b"y", seen500)
         assert fap500.recvfrom(100) == (b"y", l4500)
 
-        rows = r.relay.mapping_rows()
+        rows = r.mapping_rows()
         assert {row.inside: row.outside for row in rows} == table
         assert all(row.last_used >= row.created for row in rows)
         c = r.counters()

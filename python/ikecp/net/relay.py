@@ -523,6 +523,11 @@ class ThreadedRelay:
             return self.relay.mappings()
         return self._call(table())
 
+    def mapping_rows(self) -> list[Mapping]:
+        async def rows() -> list[Mapping]:
+            return self.relay.mapping_rows()
+        return self._call(rows())
+
     def rebind(self, inside: Addr) -> Addr:
         return self._call(self.relay.rebind(inside))
 

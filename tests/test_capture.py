@@ -8,13 +8,13 @@ import pytest
 from ikecp.testing import capture, netns, strongswan
 from ikecp.testing.facility import require
 
-pytestmark = [pytest.mark.peer, pytest.mark.netns]
-
 FIELDS = ["ip.src", "udp.srcport", "ip.dst", "udp.dstport", "isakmp.exchangetype",
           "isakmp.flag_r", "isakmp.notify.msgtype"]
 NAT_DETECTION = {"16388", "16389"}  # NAT_DETECTION_SOURCE_IP / _DESTINATION_IP (RFC 7296)
 
 
+@pytest.mark.peer
+@pytest.mark.netns
 def test_capture_shows_translated_ports_and_decodes_cleanly(tmp_path):
     for missing in (netns.probe(), strongswan.probe(), capture.probe()):
         require(missing)
@@ -48,6 +48,7 @@ def test_capture_shows_translated_ports_and_decodes_cleanly(tmp_path):
     assert capture.malformed(pcap, options=opts) == 0
 
 
+@pytest.mark.netns
 def test_capture_of_unknown_interface_fails_at_start(tmp_path):
     require(netns.probe())
     require(capture.probe())

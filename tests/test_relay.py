@@ -312,3 +312,23 @@ def test_thread_setup_runs_on_relay_thread_and_failure_is_reported(socks):
             relay_in_thread([((LO, 0), addr(seg))], thread_setup=broken):
         pass
     assert isinstance(err.value.__cause__, PermissionError)
+
+
+def test_many_faps_get_distinct_outside_ports(socks):
+    seg = socks()
+    faps = [socks() for _ in range(100)]
+    with relay_in_thread([((LO, 0), addr(seg))]) as r:
+        for i, f in enumerate(faps):
+            f.sendto(struct.pack("!I", i), r.listen_addrs[0])
+        seen = {}
+        for _ in faps:
+            data, outside = seg.recvfrom(10)
+            seen[struct.unpack("!I", data)[0]] = outside
+        table = r.mappings()
+        assert len(set(table.values())) == len(faps)
+        assert {table[addr(f)] for f in faps} == set(seen.values())
+        assert all(seen[i] == table[addr(f)] for i, f in enumerate(faps))
+        for i in range(len(faps)):  # each reply reaches its own FAP only
+            seg.sendto(struct.pack("!I", i), seen[i])
+        for i, f in enumerate(faps):
+            assert struct.unpack("!I", f.recvfrom(10)[0])[0] == i

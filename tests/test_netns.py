@@ -115,3 +115,22 @@ def test_destroy_stops_processes_and_survives_failure():
         raise RuntimeError("test body failed")
     assert proc.poll() is not None
     assert not t.exists()
+
+
+def test_two_topologies_side_by_side():
+    require(netns.probe())
+    with netns.nat_topology() as a, netns.nat_topology() as b:
+        socks = []
+        try:
+            for topo, word in ((a, b"a"), (b, b"b")):
+                srv, cli = topo.socket("segw"), topo.socket("fap")
+                socks += [srv, cli]
+                srv.settimeout(3)
+                srv.bind((netns.SEGW_ADDR, 4500))  # same address and port in each topology
+                cli.sendto(word, (netns.SEGW_ADDR, 4500))
+                data, frm = srv.recvfrom(10)
+                assert (data, frm[0]) == (word, netns.RTR_OUTSIDE_ADDR)
+        finally:
+            for s in socks:
+                s.close()
+    assert not a.exists() and not b.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -81,6 +82,9 @@ def test_translation_replies_and_two_ports_per_fap(socks):
         seg4500.sendto(b"y", seen500)
         assert fap500.recvfrom(100) == (b"y", l4500)
 
+        rows = r.mapping_rows()
+        assert {row.inside: row.outside for row in rows} == table
+        assert all(row.last_used >= row.created for row in rows)
         c = r.counters()
         assert (c.received_up, c.sent_up, c.received_down, c.sent_down) == (3, 3, 3, 3)
         assert c.mappings_created == 2
@@ -284,5 +288,47 @@ def test_asyncio_api_and_ipv6(socks):
             data, frm = await loop.run_in_executor(None, fap.recvfrom, 10)
             assert data == b"back" and frm[:2] == relay.listen_addrs[0]
         assert not relay.running
+        short = NatRelay([Route(("::1", 0), addr(seg))], outside_host="::1", lifetime=0.2)
+        await short.start()
+        await asyncio.wait_for(short.wait_stopped(), 3.0)  # stops by itself
+        assert not short.running
 
     asyncio.run(main())
+
+
+def test_thread_setup_runs_on_relay_thread_and_failure_is_reported(socks):
+    seg, fap = socks(), socks()
+    seen = []
+    with relay_in_thread([((LO, 0), addr(seg))],
+                         thread_setup=lambda: seen.append(threading.current_thread().name)) as r:
+        fap.sendto(b"a", r.listen_addrs[0])
+        assert seg.recvfrom(10)[0] == b"a"
+    assert seen == ["ikecp-relay"]
+
+    def broken() -> None:
+        raise PermissionError("setns refused")
+
+    with pytest.raises(RuntimeError, match="setup failed") as err, \
+            relay_in_thread([((LO, 0), addr(seg))], thread_setup=broken):
+        pass
+    assert isinstance(err.value.__cause__, PermissionError)
+
+
+def test_many_faps_get_distinct_outside_ports(socks):
+    seg = socks()
+    faps = [socks() for _ in range(100)]
+    with relay_in_thread([((LO, 0), addr(seg))]) as r:
+        for i, f in enumerate(faps):
+            f.sendto(struct.pack("!I", i), r.listen_addrs[0])
+        seen = {}
+        for _ in faps:
+            data, outside = seg.recvfrom(10)
+            seen[struct.unpack("!I", data)[0]] = outside
+        table = r.mappings()
+        assert len(set(table.values())) == len(faps)
+        assert {table[addr(f)] for f in faps} == set(seen.values())
+        assert all(seen[i] == table[addr(f)] for i, f in enumerate(faps))
+        for i in range(len(faps)):  # each reply reaches its own FAP only
+            seg.sendto(struct.pack("!I", i), seen[i])
+        for i, f in enumerate(faps):
+            assert struct.unpack("!I", f.recvfrom(10)[0])[0] == i

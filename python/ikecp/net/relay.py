@@ -216,6 +216,7 @@ class NatRelay:
         self._flows: dict[Addr, _Flow] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._binding: set[asyncio.Task[None]] = set()  # outside sockets being opened
         self._stopped = asyncio.Event()
         self._running = False
 
@@ -248,6 +249,8 @@ class NatRelay:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        for task in list(self._binding):
+            task.cancel()
         self._close_all()
         self._stopped.set()
 
@@ -277,6 +280,7 @@ class NatRelay:
         return {k: f.outside for k, f in self._flows.items() if f.proto is not None}
 
     def mapping_rows(self) -> list[Mapping]:
+        """The table with creation and last-use times (the relay's clock)."""
         return [Mapping(f.inside, f.outside, f.created, f.last_used)
                 for f in self._flows.values() if f.proto is not None]
 
@@ -304,7 +308,9 @@ class NatRelay:
             self._flows[src] = flow
             self.counters.mappings_created += 1
             assert self._loop is not None
-            self._loop.create_task(self._open_first(flow))
+            task = self._loop.create_task(self._open_first(flow))
+            self._binding.add(task)
+            task.add_done_callback(self._binding.discard)
         if flow.pending is not None:
             flow.pending.append((route.target, data))
             return
@@ -437,16 +443,29 @@ class ThreadedRelay:
     """A ``NatRelay`` on its own event loop in a daemon thread, for synchronous tests.
 
     Methods mirror the relay's and block (bounded by ``timeout``) until the loop has run them.
+    ``thread_setup`` runs first on the relay's thread, e.g. to join a network namespace so
+    that every socket the relay opens lives there.
     """
 
-    def __init__(self, relay: NatRelay, *, timeout: float = 5.0) -> None:
+    def __init__(self, relay: NatRelay, *, timeout: float = 5.0,
+                 thread_setup: Callable[[], None] | None = None) -> None:
         self.relay = relay
         self._timeout = timeout
+        self._setup = thread_setup
+        self._setup_error: BaseException | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="ikecp-relay", daemon=True)
         self._ready = threading.Event()
 
     def _run(self) -> None:
+        try:
+            if self._setup is not None:
+                self._setup()
+        except BaseException as exc:
+            self._setup_error = exc
+            return
+        finally:
+            self._ready.set()
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
@@ -455,6 +474,10 @@ class ThreadedRelay:
 
     def start(self) -> ThreadedRelay:
         self._thread.start()
+        if not self._ready.wait(self._timeout) or self._setup_error is not None:
+            self._thread.join(self._timeout)
+            self._loop.close()
+            raise RuntimeError("relay thread setup failed") from self._setup_error
         try:
             self._call(self.relay.start())
         except BaseException:
@@ -500,13 +523,19 @@ class ThreadedRelay:
             return self.relay.mappings()
         return self._call(table())
 
+    def mapping_rows(self) -> list[Mapping]:
+        async def rows() -> list[Mapping]:
+            return self.relay.mapping_rows()
+        return self._call(rows())
+
     def rebind(self, inside: Addr) -> Addr:
         return self._call(self.relay.rebind(inside))
 
 
 @contextlib.contextmanager
-def relay_in_thread(routes: Sequence[Route | tuple[Addr, Addr]],
+def relay_in_thread(routes: Sequence[Route | tuple[Addr, Addr]], *,
+                    thread_setup: Callable[[], None] | None = None,
                     **kwargs: Any) -> Iterator[ThreadedRelay]:
     """``with relay_in_thread([(listen, target)], idle_timeout=…) as r:`` for sync code."""
-    with ThreadedRelay(NatRelay(routes, **kwargs)) as threaded:
+    with ThreadedRelay(NatRelay(routes, **kwargs), thread_setup=thread_setup) as threaded:
         yield threaded

@@ -101,8 +101,8 @@ def cleanup_stale() -> list[str]:
     return removed
 
 
-def _setns(name: str) -> None:
-    """Move the calling thread (only) into network namespace ``name``."""
+def enter(name: str) -> None:
+    """Move the calling thread (only) into network namespace ``name``; it cannot come back."""
     fd = os.open(_NETNS_DIR / name, os.O_RDONLY | os.O_CLOEXEC)
     try:
         setns = getattr(os, "setns", None)  # Python >= 3.12
@@ -127,7 +127,7 @@ def call_in_netns(name: str, fn: Callable[..., _T], *args: Any,
 
     def body() -> None:
         try:
-            _setns(name)
+            enter(name)
             box["value"] = fn(*args, **kwargs)
         except BaseException as exc:
             box["error"] = exc
@@ -143,11 +143,16 @@ def call_in_netns(name: str, fn: Callable[..., _T], *args: Any,
 
 
 class NatTopology:
-    """The fap / rtr / segw namespaces; use as a context manager for guaranteed cleanup."""
+    """The fap / rtr / segw namespaces; use as a context manager for guaranteed cleanup.
 
-    def __init__(self, *, random_ports: bool = True) -> None:
+    ``kernel_nat=False`` leaves rtr without forwarding or NAT rules, for a userspace relay
+    (``ikecp.net.relay``) running in rtr to be the only path between fap and segw.
+    """
+
+    def __init__(self, *, kernel_nat: bool = True, random_ports: bool = True) -> None:
         tag = secrets.token_hex(3)
         self.names = {role: f"{PREFIX}{os.getpid()}-{tag}-{role}" for role in ROLES}
+        self._kernel_nat = kernel_nat
         self._random = random_ports
         self._procs: list[subprocess.Popen[Any]] = []
         self._created: list[str] = []
@@ -192,6 +197,8 @@ class NatTopology:
             _ip("-n", ns, "addr", "add", cidr, "dev", dev)
             _ip("-n", ns, "link", "set", dev, "up")
         _ip("-n", fap, "route", "add", "default", "via", RTR_INSIDE_ADDR)
+        if not self._kernel_nat:
+            return  # rtr neither forwards nor translates: a userspace relay there must
         self.run_cmd("rtr", ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
         flags = " random" if self._random else ""
         ruleset = (
@@ -299,9 +306,10 @@ def _stop_process(proc: subprocess.Popen[Any], grace: float = 3.0) -> None:
 
 
 @contextlib.contextmanager
-def nat_topology(*, random_ports: bool = True) -> Iterator[NatTopology]:
+def nat_topology(*, kernel_nat: bool = True,
+                 random_ports: bool = True) -> Iterator[NatTopology]:
     """``with nat_topology() as topo:`` builds the three namespaces and always removes them."""
-    topo = NatTopology(random_ports=random_ports)
+    topo = NatTopology(kernel_nat=kernel_nat, random_ports=random_ports)
     with topo:
         yield topo
 
@@ -315,6 +323,7 @@ __all__ = [
     "NatTopology",
     "call_in_netns",
     "cleanup_stale",
+    "enter",
     "nat_topology",
     "probe",
 ]

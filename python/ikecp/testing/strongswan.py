@@ -17,9 +17,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from .netns import FAP_ADDR, SEGW_ADDR
 
 CHARON = Path("/usr/sbin/charon-systemd")
 SWANCTL = "swanctl"
@@ -27,6 +29,40 @@ SWANCTL = "swanctl"
 #: Plugins charon loads (explicit, so nothing from /etc/strongswan.d sneaks in).
 PLUGINS = ("random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints curve25519 "
            "gmp hmac kdf sha1 sha2 aes gcm chapoly socket-default vici attr")
+
+
+_DIR_PREFIX = "ikecp-charon-"
+
+
+def cleanup_stale() -> list[Path]:
+    """Remove charon directories (and their charons) left by test processes that died.
+
+    A directory is ``ikecp-charon-<pid>-*`` in the temp dir; a charon belongs to it when its
+    environment names the directory's strongswan.conf.
+    """
+    removed = []
+    for d in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*-*"):
+        owner = d.name[len(_DIR_PREFIX):].split("-", 1)[0]
+        if not owner.isdigit() or _alive(int(owner)):
+            continue
+        marker = f"STRONGSWAN_CONF={d / 'strongswan.conf'}".encode()
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(proc.name), signal.SIGKILL)
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def probe() -> str | None:
@@ -59,7 +95,8 @@ class Child:
 class CharonConfig:
     """What a test says about a strongSwan peer; ``Charon`` turns it into config files.
 
-    PSK (``psk``) or certificates (``cert``/``key``/``cacert`` as PEM file paths).
+    PSK (``psk``) or certificates (``cert``/``key``/``cacert``: PEM files, copied into the
+    charon's directory; ``ikecp.testing.pki`` makes a throwaway set).
     ``pools`` (responder) maps pool name to addresses; ``vips`` (initiator) asks for
     virtual IPs, e.g. ``("0.0.0.0",)``. ``pool_attrs`` adds raw attributes to a pool:
     ``{"pool4": {"23": "0xc6336401115c"}}`` (VICI takes numbered attribute types).
@@ -83,6 +120,7 @@ class CharonConfig:
     port_nat_t: int = 4500
     remote_port: int | None = None
     encap: bool = False
+    mobike: bool = True
     kernel: Literal["libipsec", "netlink"] = "libipsec"
     connection: str = "ikecp"
     log_levels: Mapping[str, int] = field(
@@ -93,6 +131,28 @@ class CharonConfig:
             raise ValueError("CharonConfig needs exactly one of psk or cert")
         if self.cert is not None and self.key is None:
             raise ValueError("CharonConfig.cert needs key")
+
+
+#: Defaults of the stock FAP/SeGW pair below (test values, not secrets).
+TEST_PSK = "ikecp-test-psk-0123456789"
+TEST_POOL = "100.64.128.0/24"
+
+
+def segw_responder(**changes: Any) -> CharonConfig:
+    """A strongSwan SeGW on the topology's segw address: PSK, a virtual IPv4 pool, 0/0."""
+    base = CharonConfig(
+        role="responder", local_addrs=SEGW_ADDR, local_id="segw.test", remote_id="fap.test",
+        psk=TEST_PSK, pools={"vip4": TEST_POOL}, children=(Child(local_ts=("0.0.0.0/0",)),))
+    return replace(base, **changes)
+
+
+def fap_initiator(**changes: Any) -> CharonConfig:
+    """A strongSwan FAP on the topology's fap address asking for a virtual IP, 0/0 tunnel."""
+    base = CharonConfig(
+        role="initiator", local_addrs=FAP_ADDR, remote_addrs=SEGW_ADDR, local_id="fap.test",
+        remote_id="segw.test", psk=TEST_PSK, vips=("0.0.0.0",),
+        children=(Child(remote_ts=("0.0.0.0/0",)),))
+    return replace(base, **changes)
 
 
 Section = Mapping[str, Any]
@@ -143,11 +203,12 @@ def swanctl_conf(cfg: CharonConfig) -> str:
     remote: dict[str, Any] = {"id": cfg.remote_id}
     if cfg.psk is not None:
         local["auth"] = remote["auth"] = "psk"
-    else:
+    elif cfg.cert is not None:
         local["auth"] = remote["auth"] = "pubkey"
-        local["certs"] = str(cfg.cert)
+        # Names inside the swanctl dir (SWANCTL_DIR = the workdir): x509/, x509ca/.
+        local["certs"] = cfg.cert.name
         if cfg.cacert is not None:
-            remote["cacerts"] = str(cfg.cacert)
+            remote["cacerts"] = cfg.cacert.name
     children = {
         c.name: {
             "local_ts": c.local_ts,
@@ -164,6 +225,7 @@ def swanctl_conf(cfg: CharonConfig) -> str:
         "local_port": cfg.port,
         "proposals": cfg.proposals,
         "encap": cfg.encap,
+        "mobike": cfg.mobike,
         "local": local,
         "remote": remote,
         "children": children,
@@ -181,8 +243,6 @@ def swanctl_conf(cfg: CharonConfig) -> str:
     if cfg.psk is not None:
         auth = {"id-local": cfg.local_id, "id-remote": cfg.remote_id, "secret": f'"{cfg.psk}"'}
         doc["secrets"] = {"ike-ikecp": auth}
-    elif cfg.key is not None:
-        doc["secrets"] = {"private-ikecp": {"file": str(cfg.key)}}
     return render(doc)
 
 
@@ -293,7 +353,7 @@ class Charon:
         self.config = config
         self.netns = netns
         self._own_dir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ikecp-charon-"))
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-"))
         self.vici = self.workdir / "charon.vici"
         self.log_path = self.workdir / "charon.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -301,11 +361,18 @@ class Charon:
     # -- lifecycle -------------------------------------------------------------------------
 
     def write_config(self) -> None:
+        """Write both config files; copy certificates and key where swanctl looks for them."""
         (self.workdir / "strongswan.conf").write_text(strongswan_conf(self.config, self.workdir))
         (self.workdir / "swanctl.conf").write_text(swanctl_conf(self.config))
+        for sub, src in (("x509", self.config.cert), ("x509ca", self.config.cacert),
+                         ("private", self.config.key)):
+            if src is not None:
+                (self.workdir / sub).mkdir(mode=0o700, exist_ok=True)
+                shutil.copy(src, self.workdir / sub / Path(src).name)
 
     def start(self, timeout: float = 15.0) -> Charon:
         """Start charon, wait until VICI answers, then load the connection."""
+        cleanup_stale()
         self.write_config()
         env = {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf")}
         argv = [str(CHARON)]
@@ -363,7 +430,8 @@ class Charon:
         return done.returncode == 0
 
     def _swanctl_env(self) -> dict[str, str]:
-        return {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf")}
+        return {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf"),
+                "SWANCTL_DIR": str(self.workdir)}
 
     def swanctl(self, *args: str, timeout: float = 15.0) -> str:
         """Run swanctl against this charon's VICI socket; return stdout, raise on failure."""

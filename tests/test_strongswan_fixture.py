@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from ikecp.testing import netns, strongswan
+from ikecp.testing.ca import write_pki
 from ikecp.testing.facility import require
-from ikecp.testing.pki import make_pki
 from ikecp.testing.strongswan import Charon, CharonConfig, Child, parse_raw
 
 PSK = strongswan.TEST_PSK
@@ -155,7 +155,7 @@ def test_charon_start_failure_is_reported_and_cleaned_up():
 def test_certificate_authentication_through_kernel_napt(tmp_path):
     require(netns.probe())
     require(strongswan.probe())
-    pki = make_pki(tmp_path)
+    pki = write_pki(tmp_path)
     segw, fap = pki.identities["segw.test"], pki.identities["fap.test"]
     certs = {"psk": None, "cacert": pki.ca_cert}
     with netns.nat_topology() as topo, \

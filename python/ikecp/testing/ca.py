@@ -18,6 +18,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
@@ -180,3 +181,38 @@ class CertAuthority:
                 x509.SubjectAlternativeName([_general_name(i) for i in ids]), critical=False)
         cert = builder.sign(self.key, _signing_hash(self.key))
         return Issued(key, cert, self.chain, self.root)
+
+
+@dataclass(frozen=True)
+class PemFiles:
+    """Where ``write_pki`` put one end entity's certificate and private key."""
+
+    name: str
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class PkiFiles:
+    """The CA certificate and the end entities' files, by name (see ``write_pki``)."""
+
+    ca_cert: Path
+    identities: dict[str, PemFiles]
+
+
+def write_pki(directory: Path, names: Iterable[str] = ("segw.test", "fap.test")) -> PkiFiles:
+    """Write ``ca.pem`` and ``<name>.pem`` / ``<name>.key.pem`` (ECDSA P-256, dNSName = name)
+    into ``directory``: the file layout a third-party peer such as strongSwan loads."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = CertAuthority()
+    ca_path = directory / "ca.pem"
+    ca_path.write_bytes(ca.cert_pem)
+    files = {}
+    for name in names:
+        issued = ca.issue([name], fresh_key=True)
+        cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key.pem"
+        cert_path.write_bytes(issued.cert_pem)
+        key_path.write_bytes(issued.key_pem)
+        key_path.chmod(0o600)
+        files[name] = PemFiles(name, cert_path, key_path)
+    return PkiFiles(ca_path, files)

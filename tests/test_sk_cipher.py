@@ -188,3 +188,27 @@ def test_bad_pad_length_is_integrity_error(be, t):
     assert len(forged) == len(good)
     with pytest.raises(IntegrityError):
         cipher.open(forged)
+
+
+@pytest.mark.parametrize("t", [t for t in TRANSFORMS if t[0] == 12], ids=[
+    i for t, i in zip(TRANSFORMS, IDS, strict=True) if t[0] == 12])
+def test_cbc_layout_against_independent_primitives(be, t):
+    # RFC 7296 §3.14 with RFC 3602 (AES-CBC) and RFC 2404 / RFC 4868 (truncated HMAC ICV),
+    # rebuilt from hashlib/hmac and cryptography's AES-CBC rather than read back by open().
+    import hmac as std_hmac
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    cipher = make(be, t)
+    iv = bytes(range(16))
+    plaintext = b"IDi|AUTH|SA|TSi|TSr" * 3
+    out = cipher.seal(header(), 35, plaintext, iv=iv)
+    digest = {2: "sha1", 12: "sha256", 13: "sha384", 14: "sha512"}[t[2]]
+    integ_key = (b"k" * 64)[:t[3]]
+    icv = out[-t[5]:]
+    assert icv == std_hmac.digest(integ_key, out[:-t[5]], digest)[:t[5]]
+    dec = Cipher(algorithms.AES((b"k" * 64)[:t[1]]), modes.CBC(iv)).decryptor()
+    padded = dec.update(out[48:-t[5]]) + dec.finalize()
+    pad_len = padded[-1]
+    assert pad_len < 16 and (len(plaintext) + pad_len + 1) % 16 == 0
+    assert padded == plaintext + bytes(pad_len) + bytes((pad_len,))

@@ -262,7 +262,8 @@ impl SkCipher {
     }
 
     /// Verify and decrypt the SK payload that ends `data`: (first inner type, plaintext).
-    pub fn open(&self, data: &[u8]) -> Result<(u8, Vec<u8>), Error> {
+    /// The plaintext buffer is wiped (whole capacity) when the caller drops it.
+    pub fn open(&self, data: &[u8]) -> Result<(u8, Zeroizing<Vec<u8>>), Error> {
         let sk_off = find_sk(data)?;
         let short = Error::Parse {
             what: "bad SK payload length",
@@ -304,7 +305,8 @@ impl SkCipher {
             .len()
             .checked_sub(pad_len + 1)
             .ok_or(Error::Integrity)?;
-        Ok((first_inner, plain[..keep].to_vec()))
+        plain.truncate(keep);
+        Ok((first_inner, plain))
     }
 }
 
@@ -512,7 +514,10 @@ mod tests {
             let out = c
                 .seal(&header(), 35, b"hello world", None)
                 .unwrap_or_default();
-            assert_eq!(c.open(&out), Ok((35, b"hello world".to_vec())));
+            assert_eq!(
+                c.open(&out).map(|(t, p)| (t, p.to_vec())),
+                Ok((35, b"hello world".to_vec()))
+            );
             for k in 0..out.len() {
                 let mut bad = out.clone();
                 bad[k] ^= 0x80;

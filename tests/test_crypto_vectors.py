@@ -92,9 +92,11 @@ def test_prf_rejects_unsupported(be, prf_id):
         be.prf(prf_id, b"k", b"d")
 
 
-# --- IKEv2 key derivation: NIST SP 800-135 "IKEv2 KDF" component test (CAVS format) --------
-# Values as published in libreswan's CAVS driver (programs/cavp, ikev2 KDF example run with
-# SHA-1, DKM length 132 octets): Ni, Nr, g^ir, g^ir (new), SPIi, SPIr and the five outputs.
+# --- IKEv2 key derivation: NIST CAVP SP 800-135 "IKEv2 KDF" component test, HMAC-SHA1 ------
+# The NIST response file itself was not reachable; these numbers are the vector libreswan ships
+# as "CAVP: IKEv2 key derivation with HMAC-SHA1" (its ike_alg KDF self-test and the example run
+# of its CAVS driver, which adds the two child DKMs), and the same SKEYSEED/DKM/rekey values
+# appear in NSS's IKE KDF unit-test vectors. DKM length 132 octets.
 CAVS_SHA1 = {
     "gir": "4b2c1f971981a8ad8d0abeafabf38cf75fc8349c148142465ed9c8b516b8be52",
     "gir_new": "863f3c9d06efd39d2b907b97f8699e5dd5251ef64a2a176f36ee40c87d4f9330",

@@ -141,31 +141,35 @@ def _parse_error(be, data, t=TRANSFORMS[0]):
 
 def test_structural_errors(be):
     good = make(be, TRANSFORMS[0]).seal(header(), 35, b"hello")
-    assert _parse_error(be, good[:20])[1:] == (0, None)
-    assert _parse_error(be, good + b"\x00")[1:] == (0, None)  # header length != datagram
+    assert _parse_error(be, good[:20]) == ("truncated header", 0, None)
+    assert _parse_error(be, good + b"\x00") == ("length mismatch", 0, None)
     # no SK payload at all
     bare = bytearray(header(first=0))
     bare[24:28] = (28).to_bytes(4, "big")
-    assert _parse_error(be, bytes(bare))[1:] == (28, None)
+    assert _parse_error(be, bytes(bare)) == ("no SK payload", 28, None)
     # SK payload length not reaching the end of the datagram
     short = bytearray(good)
     short[30:32] = (int.from_bytes(good[30:32], "big") - 1).to_bytes(2, "big")
-    assert _parse_error(be, bytes(short))[1:] == (28, 46)
+    assert _parse_error(be, bytes(short)) == ("trailing data", len(good) - 1, 46)
     # a clear payload whose length overruns the datagram
     clear = bytes((46, 0, 0x0F, 0xFF)) + bytes(8)
     over = make(be, TRANSFORMS[0]).seal(header(clear, first=41), 35, b"")
-    assert _parse_error(be, over)[1:] == (28, 41)
+    assert _parse_error(be, over) == ("truncated payload", 28, 41)
+    # a clear payload claiming less than its own generic header
+    under = bytearray(over)
+    under[30:32] = (3).to_bytes(2, "big")
+    assert _parse_error(be, bytes(under)) == ("bad payload length", 28, 41)
     # SK too short to hold IV and ICV
     tiny = bytearray(header() + bytes((35, 0, 0, 12)) + bytes(8))
     tiny[24:28] = len(tiny).to_bytes(4, "big")
-    assert _parse_error(be, bytes(tiny))[1:] == (28, 46)
+    assert _parse_error(be, bytes(tiny)) == ("bad SK payload length", 28, 46)
     # CBC ciphertext not a whole number of blocks
     t = TRANSFORMS[4]
     cbc = make(be, t).seal(header(), 35, b"abc")
     cut = bytearray(cbc[:-1])
     cut[24:28] = len(cut).to_bytes(4, "big")
     cut[30:32] = (len(cut) - 28).to_bytes(2, "big")
-    assert _parse_error(be, bytes(cut), t)[1:] == (28, 46)
+    assert _parse_error(be, bytes(cut), t) == ("bad SK payload length", 28, 46)
 
 
 @pytest.mark.parametrize("t", [TRANSFORMS[3], TRANSFORMS[4]], ids=["sha1", "sha256"])

@@ -13,7 +13,7 @@ import pytest
 from ikecp import _backend, sk
 from ikecp._reference import SkCipher
 from ikecp.errors import IntegrityError
-from ikecp.message import SK, Auth, IDi, Message, Nonce
+from ikecp.message import SK, Auth, IDi, Message, Nonce, Notify
 
 
 def _tiny_codec() -> SimpleNamespace:
@@ -71,3 +71,19 @@ def test_seal_open_message_with_backend_codec(monkeypatch, name):
         assert data[16] == 46 and data[28] == 35
         assert sk.open_message(cipher, data) == msg
         assert sk.open_message(_backend.load("python").SkCipher(*keys), data) == msg
+
+
+@pytest.mark.parametrize("name", ["python", "native"])
+def test_open_message_keeps_clear_payloads(monkeypatch, name):
+    backend = _backend.load(name)
+    monkeypatch.setattr(_backend, "backend", backend)
+    clear = Notify(0, 16430)  # IKEV2_FRAGMENTATION_SUPPORTED, in the clear before SK
+    head = backend.encode_message(Message(b"\x01" * 8, b"\x02" * 8, 35, 0x08, 1, (clear,)))
+    prefix = bytearray(head)
+    prefix[28] = 46  # the clear payload's next-payload now points at SK
+    cipher = backend.SkCipher(20, bytes(36), 0, b"")
+    first, body = backend.encode_payloads((Nonce(b"n" * 16),))
+    data = cipher.seal(bytes(prefix), first, body)
+    opened = sk.open_message(cipher, data)
+    assert opened.payloads == (clear, Nonce(b"n" * 16))
+    assert (opened.spi_i, opened.exchange, opened.message_id) == (b"\x01" * 8, 35, 1)

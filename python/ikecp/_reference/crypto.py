@@ -185,7 +185,6 @@ class SkCipher:
                 raise CryptoError("wrong key length for the integrity transform")
             self._cbc_key, self._integ, self._integ_key = encr_key, integ, integ_key
             self.iv_size, self.icv_size = 16, integ[2]
-            self._iv_start, self._ivs_used = 0, itertools.count()
         else:
             raise CryptoError(f"unsupported encryption transform {encr_id}")
 

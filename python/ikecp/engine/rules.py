@@ -9,7 +9,27 @@ from ..const import ExchangeType as X
 from ..const import NotifyType
 from ..const import PayloadType as P
 from ..errors import RemoteProtocolError
-from ..message import Payload, UnknownPayload
+from ..message import (
+    CP,
+    EAP,
+    KE,
+    SA,
+    SK,
+    SKF,
+    Auth,
+    Cert,
+    CertReq,
+    Delete,
+    IDi,
+    IDr,
+    Nonce,
+    Notify,
+    Payload,
+    TSi,
+    TSr,
+    UnknownPayload,
+    VendorId,
+)
 
 _MANY = (0, 1 << 16)
 _ONE = (1, 1)
@@ -17,7 +37,7 @@ _OPT = (0, 1)
 _COMMON = {P.NOTIFY: _MANY, P.VENDOR_ID: _MANY}
 
 #: (exchange, is_response) -> (must be encrypted, {payload type: (min, max)}).
-RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
+_RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
     (X.IKE_SA_INIT, False): (False, {P.SA: _ONE, P.KE: _ONE, P.NONCE: _ONE,
                                      P.CERTREQ: _MANY, **_COMMON}),
     (X.IKE_SA_INIT, True): (False, {P.SA: _ONE, P.KE: _ONE, P.NONCE: _ONE,
@@ -32,6 +52,15 @@ RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
     (X.INFORMATIONAL, False): (True, {P.DELETE: _MANY, P.CP: _OPT, **_COMMON}),
     (X.INFORMATIONAL, True): (True, {P.DELETE: _MANY, P.CP: _OPT, **_COMMON}),
 }
+#: The same with plain-int keys for the per-message lookups.
+RULES = {(int(x), r): (enc, {int(t): n for t, n in table.items()})
+         for (x, r), (enc, table) in _RULES.items()}
+
+
+_TYPE_OF: dict[type, int] = {
+    cls: int(cls.payload_type) for cls in (SA, KE, IDi, IDr, Cert, CertReq, Auth, Nonce, Notify,
+                                            Delete, VendorId, TSi, TSr, SK, SKF, CP, EAP)
+}
 
 
 def check(exchange: int, is_response: bool, payloads: Sequence[Payload]) -> None:
@@ -45,7 +74,8 @@ def check(exchange: int, is_response: bool, payloads: Sequence[Payload]) -> None
     counts: dict[int, int] = {}
     relaxed = False
     for p in payloads:
-        t = p.payload_type
+        # Plain ints: hashing an IntEnum member runs Python code (Enum.__hash__).
+        t = _TYPE_OF.get(type(p)) or p.payload_type
         if t not in allowed:
             if type(p) is UnknownPayload:
                 if p.critical:

@@ -400,6 +400,9 @@ class IkeSa:
                 self.local = (self.local[0], local_port)
             inner = msg
         else:
+            if not rules.must_encrypt(exchange):
+                self._drop(f"unknown exchange type {exchange}")
+                return
             if self.cipher_in is None or msg.spi_r != self.spi_r:
                 self._drop("request for an SA without keys")
                 return

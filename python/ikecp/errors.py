@@ -55,3 +55,16 @@ class RemoteProtocolError(IkeError):
 
 class LocalProtocolError(IkeError):
     """The application drove the engine wrongly: bad settings or a call in the wrong state."""
+
+
+class AuthenticationError(IkeError):
+    """The peer could not be authenticated: bad AUTH signature, untrusted or invalid
+    certificate chain, or an identity its certificate does not carry.
+
+    ``reason`` is a short phrase naming what failed; it never contains key material, so the
+    engine may log it before answering AUTHENTICATION_FAILED.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -510,6 +510,8 @@ class IkeSa:
                 return
             if refused:
                 self.emit(ProtocolErrorReceived(exc.notify_type, req.exchange))
+            elif req.exchange == X.IKE_AUTH:
+                self._notify_once(exc.notify_type)
             self._fail(exc.reason, exc.notify_type)
             return
         self._request = None
@@ -518,6 +520,14 @@ class IkeSa:
             self.state = State.AUTH
             self._float()
             self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))
+
+    def _notify_once(self, notify_type: int) -> None:
+        """Tell the peer why we give up on its IKE_AUTH response, in a one-shot
+        INFORMATIONAL that is never retransmitted (RFC 7296 §2.21.2)."""
+        flags = _INITIATOR if self.is_initiator else 0
+        msg = Message(self.spi_i, self.spi_r, X.INFORMATIONAL, flags, self._next_id + 1,
+                      (Notify(0, notify_type),))
+        self._send(self._encode(msg))
 
     def _emit_binding(self) -> None:
         ctx = self.cp_context()

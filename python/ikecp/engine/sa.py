@@ -102,6 +102,17 @@ class _Request:
         self.deadline: float | None = None
 
 
+class _Work:
+    """A request being answered; ``index`` is the next task to run."""
+
+    __slots__ = ("exchange", "index", "inner", "msg_id", "request_hash", "tasks")
+
+    def __init__(self, exchange: int, msg_id: int, request_hash: int, inner: Message,
+                 tasks: list[Any]) -> None:
+        self.exchange, self.msg_id, self.request_hash = exchange, msg_id, request_hash
+        self.inner, self.tasks, self.index = inner, tasks, 0
+
+
 class _RefuseChild:
     """CREATE_CHILD_SA is not supported yet: refuse it without harming the IKE SA."""
 
@@ -150,6 +161,7 @@ class IkeSa:
         self._now = 0.0
         self._half_open_at: float | None = None
         self._dpd_at: float | None = None
+        self._parked: _Work | None = None  # a request waiting for a Deferred CP value
 
     @classmethod
     def initiator(cls, settings: Settings, local: Address, remote: Address, *,
@@ -196,8 +208,14 @@ class IkeSa:
         self._kick()
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
-        """Everything queued for sending; starts the retransmission timer of a new request."""
+        """Everything queued for sending; starts the retransmission timer of a new request
+        and finishes a response whose deferred CP values have all arrived."""
         self._now = now
+        parked = self._parked
+        if parked is not None and self.state is not State.CLOSED \
+                and not parked.tasks[parked.index - 1].waiting_for_values():
+            self._work(parked)
+            self._kick()
         req = self._request
         if self._arm and req is not None:
             req.deadline = now + self.settings.retransmit.delay(req.tries)
@@ -388,8 +406,8 @@ class IkeSa:
                 self._track_address(addr, local_port)
             self._send(cached[2])
             return
-        if mid != self._expected:
-            self._drop(f"unexpected request message ID {mid}")
+        if mid != self._expected or self._parked is not None:
+            self._drop(f"request message ID {mid} unexpected or still being answered")
             return
         if exchange == X.IKE_SA_INIT:
             if self.state is not State.IDLE:
@@ -423,18 +441,34 @@ class IkeSa:
             self._drop(f"exchange {exchange} not expected in state {self.state.value}")
             return
         self.stats.requests_processed += 1
+        self._work(_Work(exchange, mid, hash(data), inner, tasks))
+
+    def _work(self, work: _Work) -> None:
+        """Run the responder tasks from where ``work`` stands; park it when a CP provider
+        answers later (``Deferred``), otherwise build and send the response."""
         error: RemoteProtocolError | None = None
         out: list[Payload] = []
+        tasks = work.tasks
         try:
-            rules.check(exchange, False, inner.payloads)
-            for task in tasks:
-                task.process_r(self, inner)
+            if work.index == 0:
+                rules.check(work.exchange, False, work.inner.payloads)
+            else:
+                tasks[work.index - 1].resume_r(self)
+            while work.index < len(tasks):
+                task = tasks[work.index]
+                work.index += 1
+                task.process_r(self, work.inner)
+                if getattr(task, "waiting", None):
+                    self._parked = work
+                    return
             for task in tasks:
                 task.build_r(self, out)
         except RemoteProtocolError as exc:
             error = exc
             out = [Notify(0, exc.notify_type, data=exc.data)]
             self.emit(ProtocolErrorSent(exc.notify_type, exc.reason))
+        self._parked = None
+        exchange, mid = work.exchange, work.msg_id
         flags = _RESPONSE | (_INITIATOR if self.is_initiator else 0)
         if exchange == X.IKE_SA_INIT and error is not None:
             # Stateless refusal (INVALID_KE, NO_PROPOSAL_CHOSEN, ...): nothing is kept, the
@@ -443,7 +477,7 @@ class IkeSa:
                 Message(self.spi_i, bytes(8), exchange, flags, mid, tuple(out))))
             return
         reply = self._encode(Message(self.spi_i, self.spi_r, exchange, flags, mid, tuple(out)))
-        self._cached = (mid, hash(data), reply)
+        self._cached = (mid, work.request_hash, reply)
         self._expected = mid + 1
         self._send(reply)
         if exchange == X.IKE_SA_INIT:

@@ -273,6 +273,16 @@ class IkeSa:
         self._queue.append((X.INFORMATIONAL, [LivenessTask()]))
         self._kick()
 
+    def key_log(self) -> dict[str, object] | None:
+        """SPIs, SK_e/SK_a keys and transform ids for a decryption key log (Wireshark's
+        ikev2_decryption_table); None before keys exist. Secret: never log it by default."""
+        if not self.key_material or self.suite is None:
+            return None
+        sk_ei, sk_er, sk_ai, sk_ar = self.key_material
+        return {"spi_i": self.spi_i, "spi_r": self.spi_r, "sk_ei": sk_ei, "sk_er": sk_er,
+                "sk_ai": sk_ai, "sk_ar": sk_ar, "encr": self.suite.encr,
+                "encr_key_bits": self.suite.encr_key_bits, "integ": self.suite.integ}
+
     @property
     def established(self) -> bool:
         return self.state is State.ESTABLISHED

@@ -9,6 +9,7 @@ the tasks of each exchange; the protocol content lives in the task modules.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 from collections import deque
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from .transforms import Suite
 
 Address = tuple[str, int]
+log = logging.getLogger("ikecp.engine")
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 
 
@@ -187,6 +189,14 @@ class IkeSa:
         if self.state is State.CLOSED:
             self._drop("SA is closed")
             return
+        try:
+            self._receive(data, addr, local_port)
+        except Exception:
+            # A bug must not let one hostile datagram kill the caller's I/O loop.
+            log.exception("internal error while handling a datagram; dropped")
+            self._drop("internal error")
+
+    def _receive(self, data: bytes, addr: Address, local_port: int | None) -> None:
         try:
             msg = self.backend.decode_message(data)
         except (ParseError, ValueError) as exc:

@@ -52,16 +52,13 @@ _PRF_TOKENS = {
     "prfsha384": PrfId.HMAC_SHA2_384,
     "prfsha512": PrfId.HMAC_SHA2_512,
 }
+#: The groups ``ikecp.dh`` implements.
 _DH_TOKENS = {
     "modp2048": DhGroup.MODP_2048,
-    "modp3072": DhGroup.MODP_3072,
-    "modp4096": DhGroup.MODP_4096,
     "ecp256": DhGroup.ECP_256,
     "ecp384": DhGroup.ECP_384,
-    "ecp521": DhGroup.ECP_521,
     "x25519": DhGroup.CURVE25519,
     "curve25519": DhGroup.CURVE25519,
-    "x448": DhGroup.CURVE448,
 }
 _ESN_TOKENS = {"esn": Esn.YES, "noesn": Esn.NO}
 

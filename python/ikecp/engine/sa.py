@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +124,51 @@ class _RefuseChild:
 class IkeSa:
     """One IKE SA. Build with ``IkeSa.initiator(...)`` or ``IkeSa.responder(...)``."""
 
+    __slots__ = (
+        "_arm",
+        "_cached",
+        "_close_event",
+        "_cp_ctx",
+        "_dpd_at",
+        "_events",
+        "_expected",
+        "_half_open_at",
+        "_next_id",
+        "_now",
+        "_outbox",
+        "_parked",
+        "_queue",
+        "_request",
+        "backend",
+        "child_failure",
+        "child_spis",
+        "cipher_in",
+        "cipher_out",
+        "encapsulated",
+        "init_request",
+        "init_response",
+        "is_initiator",
+        "key_material",
+        "local",
+        "local_behind_nat",
+        "natt_supported",
+        "nonce_i",
+        "nonce_r",
+        "peer_id",
+        "remote",
+        "remote_behind_nat",
+        "role",
+        "settings",
+        "sk_d",
+        "sk_pi",
+        "sk_pr",
+        "spi_i",
+        "spi_r",
+        "state",
+        "stats",
+        "suite",
+    )
+
     def __init__(self, settings: Settings, role: Role, local: Address,
                  remote: Address | None = None, *, backend: Any = None) -> None:
         self.settings = settings
@@ -154,10 +198,10 @@ class IkeSa:
         self._next_id = 0          # our next request's message ID
         self._expected = 0         # message ID of the next request we accept
         self._request: _Request | None = None
-        self._queue: deque[tuple[int, list[Task]]] = deque()
+        self._queue: list[tuple[int, list[Task]]] = []
         self._cached: tuple[int, int, bytes] | None = None  # (msg id, hash(request), reply)
         self._outbox: list[Datagram] = []
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self._arm = False
         self._close_event: Event | None = None
         self._now = 0.0
@@ -264,7 +308,7 @@ class IkeSa:
                 self.check_liveness()
 
     def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     # --- application requests ---------------------------------------------------------------
 
@@ -373,7 +417,7 @@ class IkeSa:
         """Start the next queued exchange when the window (size 1) is free."""
         if self._request is not None or not self._queue or self.state is State.CLOSED:
             return
-        exchange, tasks = self._queue.popleft()
+        exchange, tasks = self._queue.pop(0)
         self._send_request(exchange, tasks)
 
     def _send_request(self, exchange: int, tasks: list[Task]) -> None:
@@ -509,6 +553,7 @@ class IkeSa:
                 self._fail(f"IKE_AUTH refused: {error.reason}", error.notify_type)
             else:
                 self._emit_binding()
+                self.init_request = self.init_response = b""  # only AUTH needed them
         if self._close_event is not None:
             self.close(self._close_event)
 
@@ -570,7 +615,9 @@ class IkeSa:
             return
         self._request = None
         self._next_id += 1
-        if req.exchange == X.IKE_SA_INIT:
+        if req.exchange == X.IKE_AUTH:
+            self.init_request = self.init_response = b""  # only AUTH needed them
+        elif req.exchange == X.IKE_SA_INIT:
             self.state = State.AUTH
             self._float()
             self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))

@@ -296,3 +296,15 @@ def test_random_damage_never_breaks_the_engine(backend, seed):
         assert ci.key_i_to_r == cr.key_i_to_r
     else:
         assert pair.i.closed or pair.r.closed or pair.i.next_timer() is not None
+
+
+def test_replayed_request_is_answered_to_its_source_without_moving_the_sa(backend):
+    pair = Pair(backend, fap_settings(), segw_settings(), nat=True).run()
+    auth_request = next(f for f in pair.log if f.to_responder
+                        and _exchange(f, backend) == ExchangeType.IKE_AUTH)
+    home = pair.r.remote
+    pair.r.receive_datagram(auth_request.wire[4:], ("203.0.113.66", 4500), pair.clock, 4500)
+    (reply,) = pair.r.datagrams_to_send(pair.clock)
+    assert reply.remote == ("203.0.113.66", 4500) and reply.encapsulated
+    assert pair.r.remote == home and pair.r.stats.cached_replies == 1
+    assert pair.r.stats.requests_processed == 2

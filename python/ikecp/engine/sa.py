@@ -405,8 +405,12 @@ class IkeSa:
     def _fail(self, reason: str, notify_type: int | None = None) -> None:
         self.close(SaFailed(reason, notify_type))
 
-    def _send(self, data: bytes) -> None:
-        self._outbox.append(Datagram(data, self.local[1], self.remote, self.encapsulated))
+    def _send(self, data: bytes, remote: Address | None = None,
+              local_port: int | None = None) -> None:
+        port = self.local[1] if local_port is None else local_port
+        encapsulated = self.encapsulated if local_port is None else \
+            local_port == self.settings.natt_port
+        self._outbox.append(Datagram(data, port, remote or self.remote, encapsulated))
 
     def _encode(self, msg: Message) -> bytes:
         if msg.exchange == X.IKE_SA_INIT:
@@ -465,17 +469,17 @@ class IkeSa:
             if hash(data) != cached[1]:
                 self._drop("different request with an answered message ID")
                 return
+            # An exact replay proves nothing about its source, so the SA keeps its address;
+            # the answer goes back where the request came from (RFC 7296 §2.11).
             self.stats.cached_replies += 1
-            if exchange != X.IKE_SA_INIT:
-                self._track_address(addr, local_port)
-            self._send(cached[2])
+            self._send(cached[2], addr, local_port)
             return
         if mid != self._expected or self._parked is not None:
             self._drop(f"request message ID {mid} unexpected or still being answered")
             return
         if exchange == X.IKE_SA_INIT:
-            if self.state is not State.IDLE:
-                self._drop("IKE_SA_INIT on an SA already past it")
+            if self.state is not State.IDLE or msg.spi_r != bytes(8):
+                self._drop("IKE_SA_INIT on an SA already past it, or with a responder SPI")
                 return
             self.spi_i, self.remote, self.init_request = msg.spi_i, addr, data
             if local_port is not None:

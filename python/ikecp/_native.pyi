@@ -1,6 +1,7 @@
 """Type stubs for the Rust extension ``ikecp._native`` (same API as ``ikecp._reference``)."""
 
 from collections.abc import Sequence
+from typing import final
 
 from .message import Message, Payload
 
@@ -28,6 +29,7 @@ def decode_payloads(first_type: int, data: bytes) -> tuple[Payload, ...]: ...
 def encode_payloads(payloads: Sequence[Payload]) -> tuple[int, bytes]: ...
 
 # crypto
+@final
 class SkCipher:
     """One direction's keyed SK payload protection (RFC 7296 §3.14, RFC 5282, RFC 7634)."""
 

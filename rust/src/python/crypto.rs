@@ -133,7 +133,7 @@ fn ike_keys<'py>(
 
 /// KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr).
 #[pyfunction]
-#[pyo3(signature = (prf_id, sk_d, nonce_i, nonce_r, length, shared_secret = None))]
+#[pyo3(signature = (prf_id, sk_d, nonce_i, nonce_r, length, shared_secret = b"".as_slice()))]
 fn child_keymat<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
@@ -141,14 +141,13 @@ fn child_keymat<'py>(
     nonce_i: PyBackedBytes,
     nonce_r: PyBackedBytes,
     length: &Bound<'py, PyAny>,
-    shared_secret: Option<PyBackedBytes>,
+    shared_secret: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     let n = int_arg(py, length, Error::Crypto("bad KEYMAT length"))?;
-    let shared: &[u8] = shared_secret.as_deref().unwrap_or(&[]);
     bytes_out(
         py,
-        crypto::child_keymat(p, &sk_d, &nonce_i, &nonce_r, n, shared),
+        crypto::child_keymat(p, &sk_d, &nonce_i, &nonce_r, n, shared_secret),
     )
 }
 

@@ -308,3 +308,17 @@ def test_replayed_request_is_answered_to_its_source_without_moving_the_sa(backen
     assert reply.remote == ("203.0.113.66", 4500) and reply.encapsulated
     assert pair.r.remote == home and pair.r.stats.cached_replies == 1
     assert pair.r.stats.requests_processed == 2
+
+
+def test_nat_keepalives_from_the_side_behind_nat(backend):
+    pair = Pair(backend, fap_settings(), segw_settings(), nat=True).run()
+    assert pair.r.next_timer() is None  # the SeGW is not behind a NAT
+    due = pair.i.next_timer()
+    assert due == pytest.approx(pair.clock + 20.0)
+    pair.i.handle_timer(due)
+    (keepalive,) = pair.i.datagrams_to_send(due)
+    assert keepalive.wire() == b"\xff" and keepalive.local_port == 4500
+    assert keepalive.remote == (pair.r_addr[0], 4500)
+    assert pair.i.next_timer() == pytest.approx(due + 20.0)
+    no_nat = Pair(backend, fap_settings(), segw_settings()).run()
+    assert no_nat.i.next_timer() is None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _backend, sk
 from .. import addr as _addr
-from ..const import NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
+from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
@@ -133,6 +133,7 @@ class IkeSa:
         "_events",
         "_expected",
         "_half_open_at",
+        "_keepalive_at",
         "_next_id",
         "_now",
         "_outbox",
@@ -207,6 +208,7 @@ class IkeSa:
         self._now = 0.0
         self._half_open_at: float | None = None
         self._dpd_at: float | None = None
+        self._keepalive_at: float | None = None
         self._parked: _Work | None = None  # a request waiting for a Deferred CP value
 
     @classmethod
@@ -282,7 +284,8 @@ class IkeSa:
         if self.state is State.CLOSED:
             return None
         times = [t for t in (self._request.deadline if self._request else None,
-                             self._half_open_at, self._dpd_at) if t is not None]
+                             self._half_open_at, self._dpd_at, self._keepalive_at)
+                 if t is not None]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -301,6 +304,11 @@ class IkeSa:
         if self._half_open_at is not None and now >= self._half_open_at:
             self._fail("IKE_AUTH did not arrive (half-open timeout)")
             return
+        keepalive = self.settings.keepalive_interval
+        if self._keepalive_at is not None and keepalive is not None and now >= self._keepalive_at:
+            # One 0xFF octet, no non-ESP marker: not encapsulated in the Datagram's sense.
+            self._outbox.append(Datagram(NAT_KEEPALIVE, self.local[1], self.remote, False))
+            self._keepalive_at = now + keepalive
         interval = self.settings.dpd_interval
         if self._dpd_at is not None and interval is not None and now >= self._dpd_at:
             self._dpd_at = now + interval
@@ -361,6 +369,9 @@ class IkeSa:
         self._half_open_at = None
         if self.settings.dpd_interval is not None:
             self._dpd_at = self._now + self.settings.dpd_interval
+        keepalive = self.settings.keepalive_interval
+        if keepalive is not None and self.local_behind_nat and self.encapsulated:
+            self._keepalive_at = self._now + keepalive
 
     def cp_context(self) -> CpContext:
         ctx = self._cp_ctx
@@ -389,7 +400,7 @@ class IkeSa:
         self.state = State.CLOSED
         self._request = None
         self._queue.clear()
-        self._half_open_at = self._dpd_at = None
+        self._half_open_at = self._dpd_at = self._keepalive_at = None
         self.release_cp()
         self.emit(event)
 

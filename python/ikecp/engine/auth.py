@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..const import AuthMethod, NotifyType
 from ..errors import RemoteProtocolError
-from ..message import Auth, Cert, IDi, IDr, Message, Payload
+from ..message import Auth, Cert, IDi, IDr, Message, Notify, Payload
 from .events import IkeSaEstablished
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ class AuthTask:
         out.extend(sa.settings.auth.sign(sa, _octets(sa, False, me.id_type, me.data)))
 
     def process_i(self, sa: IkeSa, msg: Message) -> None:
-        for n in msg.payloads:
-            if getattr(n, "notify_type", 0x4000) < 0x4000 and n.notify_type not in CHILD_ERRORS:
+        for n in msg.find(Notify):
+            if n.notify_type < 0x4000 and n.notify_type not in CHILD_ERRORS:
                 raise RemoteProtocolError(n.notify_type, "peer refused IKE_AUTH")
         idr: IDr | None = msg.first(IDr)
         if idr is None or msg.first(Auth) is None:

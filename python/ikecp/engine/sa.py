@@ -181,7 +181,7 @@ class IkeSa:
         self.state = State.IDLE
         self.spi_i = os.urandom(8) if self.is_initiator else bytes(8)
         self.spi_r = bytes(8)
-        self.suite: Suite | None = None  # type: ignore[assignment]
+        self.suite: Suite = None  # type: ignore[assignment]  # set by IKE_SA_INIT
         self.nonce_i = self.nonce_r = b""
         self.sk_d = self.sk_pi = self.sk_pr = b""
         self.cipher_in: Any = None

@@ -27,7 +27,11 @@ CHILD_ERRORS = frozenset({
 
 
 class Authenticator(Protocol):
-    """Signs our AUTH payload and verifies the peer's for one authentication method."""
+    """Signs our AUTH payload and verifies the peer's for one authentication method.
+
+    A verifier may also carry ``accepted_methods`` (a collection of method numbers) when it
+    can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike.
+    """
 
     method: int
 
@@ -122,7 +126,7 @@ class AuthTask:
                                       f"peer identity {peer} is not {expected}")
         auth: Auth = msg.first(Auth)
         verifier = sa.settings.peer_auth or sa.settings.auth
-        if auth.method != verifier.method:
+        if auth.method not in (getattr(verifier, "accepted_methods", None) or (verifier.method,)):
             raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED,
                                       f"peer used auth method {auth.method}")
         octets = _octets(sa, initiator_side, id_type, id_data)

@@ -135,6 +135,7 @@ class IkeSa:
         "_expected",
         "_half_open_at",
         "_keepalive_at",
+        "_natt_local_port",
         "_next_id",
         "_now",
         "_outbox",
@@ -210,13 +211,20 @@ class IkeSa:
         self._half_open_at: float | None = None
         self._dpd_at: float | None = None
         self._keepalive_at: float | None = None
+        self._natt_local_port = settings.natt_port
         self._parked: _Work | None = None  # a request waiting for a Deferred CP value
 
     @classmethod
     def initiator(cls, settings: Settings, local: Address, remote: Address, *,
-                  backend: Any = None) -> IkeSa:
-        """An SA that starts IKE_SA_INIT towards ``remote`` right away."""
+                  backend: Any = None, natt_local_port: int | None = None) -> IkeSa:
+        """An SA that starts IKE_SA_INIT towards ``remote`` right away.
+
+        ``natt_local_port`` is the local port to float to when NAT is found (default
+        ``settings.natt_port``); a load generator gives every simulated peer its own.
+        """
         sa = cls(settings, Role.INITIATOR, local, remote, backend=backend)
+        if natt_local_port is not None:
+            sa._natt_local_port = natt_local_port
         sa.state = State.INIT
         sa._queue.append((X.IKE_SA_INIT, [SaInitTask(), NatDetectionTask()]))
         sa._kick()
@@ -468,9 +476,8 @@ class IkeSa:
     def _float(self) -> None:
         """Move to the NAT-T port after IKE_SA_INIT found a NAT (§2.23)."""
         if self.natt_supported and (self.local_behind_nat or self.remote_behind_nat):
-            port = self.settings.natt_port
-            self.local = (self.local[0], port)
-            self.remote = (self.remote[0], port)
+            self.local = (self.local[0], self._natt_local_port)
+            self.remote = (self.remote[0], self.settings.natt_port)
             self.encapsulated = True
 
     def _on_request(self, msg: MessageView, data: bytes, addr: Address,

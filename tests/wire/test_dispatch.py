@@ -11,7 +11,6 @@ from ikecp.const import NotifyType
 from ikecp.cp import AddressPool, CpRegistry, NatInfoHandler, NatInfoProvider, PoolProvider
 from ikecp.dispatch import Dispatcher
 from ikecp.engine import Identity, PskAuthenticator, RetransmitPolicy, Settings
-from ikecp.message import Notify
 from ikecp.engine.events import (
     IkeSaEstablished,
     LivenessConfirmed,
@@ -19,6 +18,7 @@ from ikecp.engine.events import (
     SaDeleted,
     SaFailed,
 )
+from ikecp.message import Notify
 
 PSK = b"dispatch test psk"
 FAP_IP, SEGW_IP = "127.0.0.2", "127.0.0.1"
@@ -186,7 +186,7 @@ def test_retransmission_then_failure_removes_sa(backend) -> None:
 
 
 def test_delete_all_removes_everything(backend) -> None:
-    wire, sas = pair(4)
+    wire, _ = pair(4)
     wire.segw.events()
     assert wire.segw.delete_all(wire.now) == 4
     wire.pump()

@@ -50,13 +50,14 @@ class FapResult:
 
 @dataclass
 class DemoResult:
+    expected: int
     faps: list[FapResult] = field(default_factory=list)
     bindings: list[Binding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return bool(self.faps) and all(f.ok for f in self.faps) \
-            and len(self.bindings) == len(self.faps)
+            and len(self.bindings) == len(self.faps) == self.expected
 
 
 class Topology:
@@ -114,6 +115,7 @@ class Topology:
 
     def result(self) -> DemoResult:
         return DemoResult(
+            self.n_faps,
             [FapResult(f.config.identity, f.status, self.mapping_of(f)) for f in self.faps],
             self.registry.all())
 
@@ -132,7 +134,10 @@ async def run(n_faps: int = 4, *, bindings: str = ":memory:", timeout: float = 1
     """Bring the demo network up, collect the result, shut everything down cleanly."""
     topo = Topology(n_faps, bindings=bindings, on_status=on_status)
     try:
-        await topo.start(timeout)
+        try:
+            await topo.start(timeout)
+        except TimeoutError:
+            log.error("not every FAP established an SA within %.0f s", timeout)
         return topo.result()
     finally:
         await topo.stop()

@@ -1,11 +1,13 @@
 """IKE SA keys in Wireshark's ``ikev2_decryption_table`` format, so a capture can be decrypted.
 
 Off unless the user asks (``--keylog FILE``): these lines are the SA's secrets. One line per
-IKE SA, eight quoted comma-separated fields, the order of the UAT's columns: SPIi, SPIr,
-SK_ei, SK_er, encryption algorithm, SK_ai, SK_ar, integrity algorithm (hex for the octet
-fields). The algorithm fields must be the exact names Wireshark's UAT accepts; the ones below
-were read from the value strings of Wireshark 4.0 (packet-isakmp.c, ``vs_ikev2_encr_algs``
-and ``vs_ikev2_integr_algs``). AEAD keys include their 4-octet salt, as Wireshark expects.
+IKE SA, eight comma-separated fields in the order of the UAT's columns: SPIi, SPIr, SK_ei,
+SK_er, encryption algorithm, SK_ai, SK_ar, integrity algorithm. Octet fields are bare hex
+(empty for the integrity keys of an AEAD), the algorithm names are double-quoted: the UAT
+line syntax, which tshark also takes as ``-o "uat:ikev2_decryption_table:<line>"``.
+The algorithm names must be exactly the ones Wireshark's UAT accepts; the ones below were
+read from the value strings of Wireshark 4.0 (packet-isakmp.c, ``vs_ikev2_encr_algs`` and
+``vs_ikev2_integr_algs``). AEAD keys include their 4-octet salt, as Wireshark expects.
 """
 
 from __future__ import annotations
@@ -58,9 +60,8 @@ def line(sa: IkeSa) -> str | None:
     if encr is None or integ is None:
         return None
     sk_ei, sk_er, sk_ai, sk_ar = sa.key_material
-    fields = (sa.spi_i.hex(), sa.spi_r.hex(), sk_ei.hex(), sk_er.hex(), encr, sk_ai.hex(),
-              sk_ar.hex(), integ)
-    return ",".join(f'"{f}"' for f in fields)
+    return ",".join((sa.spi_i.hex(), sa.spi_r.hex(), sk_ei.hex(), sk_er.hex(), f'"{encr}"',
+                     sk_ai.hex(), sk_ar.hex(), f'"{integ}"'))
 
 
 class KeyLog:

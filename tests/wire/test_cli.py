@@ -107,8 +107,9 @@ def test_segw_fap_bindings_and_keylog(tmp_path) -> None:
             fap.wait(10)
     line = keylog.read_text().splitlines()
     assert len(line) == 1
-    fields = [f.strip('"') for f in line[0].split(",")]
+    # UAT line syntax (checked to decrypt with tshark 4.0): bare hex, quoted names.
+    fields = line[0].split(",")
     assert fields[0] == status["spi_i"] and fields[1] == status["spi_r"]
-    assert fields[4] == "AES-GCM-256 with 16 octet ICV [RFC5282]"
-    assert fields[7] == "NONE [RFC4306]" and fields[5] == fields[6] == ""
+    assert fields[4] == '"AES-GCM-256 with 16 octet ICV [RFC5282]"'
+    assert fields[7] == '"NONE [RFC4306]"' and fields[5] == fields[6] == ""
     assert len(bytes.fromhex(fields[2])) == 36  # 32-octet key + 4-octet salt

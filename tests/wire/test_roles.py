@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Callable
@@ -184,6 +185,64 @@ def test_hostile_datagrams_on_real_sockets() -> None:
             assert fap.check_liveness()
             await wait_until(lambda: bool(confirmed))
             assert fap.status.state == "established"
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())
+
+
+def test_certificate_auth_through_config_files(tmp_path) -> None:
+    from ikecp.testing.ca import CertAuthority
+
+    root = CertAuthority("wire test root")
+    files = {}
+    for name, ident, kt in (("segw", "segw.demo.ikecp", "rsa2048"),
+                            ("fap", "fap-001.demo.ikecp", "ecdsa-p256")):
+        issued = root.issue([ident], key_type=kt)
+        (tmp_path / f"{name}.pem").write_bytes(issued.cert_pem)
+        (tmp_path / f"{name}.key").write_bytes(issued.key_pem)
+        files[name] = {"cert": str(tmp_path / f"{name}.pem"),
+                       "key": str(tmp_path / f"{name}.key"), "ca": (str(tmp_path / "ca.pem"),)}
+    (tmp_path / "ca.pem").write_bytes(root.cert_pem)
+
+    async def main() -> None:
+        topo = Topology(1, segw_options=files["segw"], fap_options=files["fap"])
+        try:
+            await topo.start()
+            result = topo.result()
+        finally:
+            await topo.stop()
+        assert result.ok
+        assert result.bindings[0].identity == "fap-001.demo.ikecp"
+
+    asyncio.run(main())
+
+
+def test_wrong_ca_is_refused(tmp_path) -> None:
+    from ikecp.testing.ca import CertAuthority
+
+    good, rogue = CertAuthority("good root"), CertAuthority("rogue root")
+    for name, ca, ident in (("segw", good, "segw.demo.ikecp"),
+                            ("fap", rogue, "fap-001.demo.ikecp")):
+        issued = ca.issue([ident])
+        (tmp_path / f"{name}.pem").write_bytes(issued.cert_pem)
+        (tmp_path / f"{name}.key").write_bytes(issued.key_pem)
+    (tmp_path / "good.pem").write_bytes(good.cert_pem)
+
+    def opts(name: str) -> dict:
+        return {"cert": str(tmp_path / f"{name}.pem"), "key": str(tmp_path / f"{name}.key"),
+                "ca": (str(tmp_path / "good.pem"),)}
+
+    async def main() -> None:
+        topo = Topology(1, segw_options=opts("segw"),
+                        fap_options={**opts("fap"), "reconnect": 30.0})
+        try:
+            with contextlib.suppress(TimeoutError):
+                await topo.start(timeout=2.0)
+            fap = topo.faps[0]
+            assert fap.status.state == "down" and fap.status.established == 0
+            assert fap.status.reason == "peer refused IKE_AUTH"
+            assert len(topo.registry) == 0
         finally:
             await topo.stop()
 

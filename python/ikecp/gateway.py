@@ -24,6 +24,7 @@ from .engine.events import (
     ChildSaFailed,
     Event,
     IkeSaEstablished,
+    LivenessConfirmed,
     NatDetected,
     PeerBinding,
     SaDeleted,
@@ -140,6 +141,8 @@ class Gateway:
                      ev.spi_r.hex())
             if self.keylog is not None:
                 self.keylog.write(sa)
+        elif isinstance(ev, LivenessConfirmed):
+            self.registry.touch(sa.spi_r)  # the peer answered our liveness check
         elif isinstance(ev, NatDetected):
             log.debug("NAT detected: peer behind NAT %s", ev.remote_behind_nat)
         elif isinstance(ev, ChildSaFailed):

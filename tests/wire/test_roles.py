@@ -247,3 +247,53 @@ def test_wrong_ca_is_refused(tmp_path) -> None:
             await topo.stop()
 
     asyncio.run(main())
+
+
+def test_keepalives_reach_the_segw_and_are_counted() -> None:
+    async def main() -> None:
+        topo = Topology(1, fap_options={"keepalive": 0.05})
+        try:
+            await topo.start()
+            assert topo.gateway is not None and topo.gateway.dispatcher is not None
+            st = topo.gateway.dispatcher.stats
+            await wait_until(lambda: st.keepalives >= 3)
+            assert topo.faps[0].keepalives_sent >= 3
+            assert topo.faps[0].status.state == "established"
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())
+
+
+def test_idle_binding_expires_and_its_sa_is_deleted() -> None:
+    async def main() -> None:
+        topo = Topology(1, segw_options={"binding_expiry": 0.3, "dpd": 0},
+                        fap_options={"dpd": 0, "reconnect": 30.0})
+        try:
+            await topo.start()
+            fap = topo.faps[0]
+            await wait_until(lambda: fap.status.state == "down", timeout=5)
+            assert fap.status.reason == "deleted by the SeGW"
+            assert len(topo.registry) == 0
+            assert [h[2] for h in topo.registry.history() if h[1] == "down"][0] == "expired"
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())
+
+
+def test_answered_liveness_checks_keep_the_binding() -> None:
+    async def main() -> None:
+        topo = Topology(1, segw_options={"binding_expiry": 0.6, "dpd": 0.1},
+                        fap_options={"dpd": 0, "reconnect": 30.0})
+        try:
+            await topo.start()
+            first = topo.registry.all()[0]
+            await asyncio.sleep(1.5)  # well past the expiry: only the SeGW's checks run
+            assert topo.faps[0].status.state == "established"
+            (now,) = topo.registry.all()
+            assert now.spi_r == first.spi_r and now.last_seen > first.last_seen + 0.5
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())

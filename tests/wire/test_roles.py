@@ -275,7 +275,8 @@ def test_idle_binding_expires_and_its_sa_is_deleted() -> None:
             await wait_until(lambda: fap.status.state == "down", timeout=5)
             assert fap.status.reason == "deleted by the SeGW"
             assert len(topo.registry) == 0
-            assert [h[2] for h in topo.registry.history() if h[1] == "down"][0] == "expired"
+            downs = [h[2] for h in topo.registry.history() if h[1] == "down"]
+            assert downs == ["expired"]
         finally:
             await topo.stop()
 

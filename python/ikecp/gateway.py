@@ -182,10 +182,10 @@ class Gateway:
                 self._seen[sa.spi_r] = count
                 self.registry.touch(sa.spi_r)
         for b in self.registry.expire(self.config.binding_expiry):
-            sa = d.find(bytes.fromhex(b.spi_r))
-            if sa is not None:
+            idle = d.find(bytes.fromhex(b.spi_r))
+            if idle is not None:
                 log.info("binding of %s expired: deleting its SA", b.identity)
-                sa.delete()
-                d.update(sa, self.clock())
+                idle.delete()
+                d.update(idle, self.clock())
         if self._driver is not None:
             self._driver.flush()

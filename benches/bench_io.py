@@ -7,6 +7,9 @@ server endpoint that echoes them, both in this process on loopback. CPU time div
 (handshakes x 2 sides) is the I/O cost per handshake side; DESIGN.md's budget is 20 us.
 ``asyncio-endpoints`` is the baseline the drivers replace: plain asyncio datagram endpoints.
 
+``test_full_handshake_io_share`` runs real handshakes (engine + crypto + NAT-T + CP) once in
+memory and once over the selector driver; the difference per side is what I/O adds.
+
 Run: ``pytest benches/bench_io.py -s --benchmark-group-by=group``.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 from ikecp.engine import Datagram
@@ -182,3 +186,89 @@ def test_io_per_handshake_side(benchmark, driver: str) -> None:
     if len(RESULTS) == len(DRIVERS):
         for name in ("asyncio", "asyncio-endpoints"):
             print(f"{name}/selector ratio: {RESULTS[name] / RESULTS['selector']:.2f}")
+
+
+# --- full handshakes: the same engine work with and without sockets -------------------------
+
+FULL = 300
+_full: dict[str, float] = {}
+
+
+def _settings():
+    from ikecp.cp import CpRegistry, NatInfoHandler, NatInfoProvider
+    from ikecp.engine import Identity, IkeProposal, PskAuthenticator, Settings
+
+    prop = (IkeProposal.parse("aes256gcm16-prfsha256-x25519"),)
+    fap = Settings(local_id=Identity.fqdn("fap.bench"), auth=PskAuthenticator(b"k" * 32),
+                   ike_proposals=prop, cp=CpRegistry().add_handler(NatInfoHandler()),
+                   force_encap=True)
+    segw = Settings(local_id=Identity.fqdn("segw.bench"), auth=PskAuthenticator(b"k" * 32),
+                    ike_proposals=prop, cp=CpRegistry().add_provider(NatInfoProvider()))
+    return fap, segw
+
+
+def full_in_memory(n: int) -> float:
+    from ikecp.dispatch import Dispatcher
+
+    fset, sset = _settings()
+    segw, fap = Dispatcher(sset, "127.0.0.1"), Dispatcher(None, "127.0.4.1")
+    start = time.process_time()
+    for _ in range(n):
+        fap.connect(fset, ("127.0.0.1", 500), 0.0, local=("127.0.4.1", 500))
+    moved = True
+    while moved:
+        moved = False
+        for dg in fap.datagrams_to_send():
+            moved = True
+            segw.receive(dg.wire(), dg.remote[1], ("127.0.4.1", dg.local_port), 0.0)
+        for dg in segw.datagrams_to_send():
+            moved = True
+            fap.receive(dg.wire(), dg.remote[1], ("127.0.0.1", dg.local_port), 0.0)
+    spent = time.process_time() - start
+    assert sum(sa.established for sa in fap.sas()) == n
+    return spent
+
+
+def full_on_sockets(n: int) -> float:
+    from ikecp.dispatch import Dispatcher
+
+    fset, sset = _settings()
+    segw_ep = UdpEndpoint("127.0.0.1", (0, 0))
+    fap_ep = UdpEndpoint("127.0.4.1", segw_ep.ports)
+    port, natt = segw_ep.ports
+    fset, sset = replace(fset, port=port, natt_port=natt), replace(sset, port=port,
+                                                                   natt_port=natt)
+    segw = Dispatcher(sset, "127.0.0.1")
+    fap = Dispatcher(None, "127.0.4.1", natt_ports={natt})
+    sd, fd = SelectorDriver(segw, segw_ep), SelectorDriver(fap, fap_ep)
+    start = time.process_time()
+    done = 0
+    for i in range(0, n, WINDOW):  # windows keep the socket buffers from overflowing
+        for _ in range(min(WINDOW, n - i)):
+            fap.connect(fset, ("127.0.0.1", port), fd.clock())
+        target = min(n, i + WINDOW)
+        deadline = time.monotonic() + 30
+        while done < target and time.monotonic() < deadline:
+            fd.run_once(0.01)
+            sd.run_once(0.01)
+            done = sum(sa.established for sa in fap.sas())
+    spent = time.process_time() - start
+    sd.close()
+    fd.close()
+    assert done == n
+    return spent
+
+
+@pytest.mark.parametrize("where", ["memory", "sockets"])
+def test_full_handshake_io_share(benchmark, where: str) -> None:
+    """Engine + crypto + NAT-T + CP handshakes, in memory vs over the selector driver:
+    the difference per handshake side is what the sockets and the driver add."""
+    benchmark.group = "full handshakes (X25519 + PSK + AES-GCM + NAT-T + CP)"
+    fn = full_in_memory if where == "memory" else full_on_sockets
+    cpu: list[float] = []
+    benchmark.pedantic(lambda: cpu.append(fn(FULL)), rounds=3, iterations=1)
+    _full[where] = min(cpu) / (2 * FULL) * 1e6
+    print(f"\n{where}: {_full[where]:.1f} us CPU per handshake side")
+    if len(_full) == 2:
+        print(f"sockets - memory: {_full['sockets'] - _full['memory']:.1f} us per side; "
+              f"sockets/memory ratio {_full['sockets'] / _full['memory']:.2f}")

@@ -236,10 +236,9 @@ def full_on_sockets(n: int) -> float:
     segw_ep = UdpEndpoint("127.0.0.1", (0, 0))
     fap_ep = UdpEndpoint("127.0.4.1", segw_ep.ports)
     port, natt = segw_ep.ports
-    fset, sset = replace(fset, port=port, natt_port=natt), replace(sset, port=port,
-                                                                   natt_port=natt)
-    segw = Dispatcher(sset, "127.0.0.1")
-    fap = Dispatcher(None, "127.0.4.1", natt_ports={natt})
+    fset, sset = replace(fset, natt_port=natt), replace(sset, natt_port=natt)
+    segw = Dispatcher(sset, "127.0.0.1", port=port)
+    fap = Dispatcher(None, "127.0.4.1", port=port, natt_ports={natt})
     sd, fd = SelectorDriver(segw, segw_ep), SelectorDriver(fap, fap_ep)
     start = time.process_time()
     done = 0

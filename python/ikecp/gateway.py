@@ -72,8 +72,8 @@ class Gateway:
         cfg = self.config
         endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))
         port, natt = endpoint.ports
-        settings = cfg.settings(port, natt)
-        self.dispatcher = Dispatcher(settings, cfg.listen, natt_ports={natt},
+        settings = cfg.settings(natt)
+        self.dispatcher = Dispatcher(settings, cfg.listen, port=port, natt_ports={natt},
                                      max_half_open=cfg.max_half_open,
                                      cookie_threshold=cfg.cookie_threshold)
         self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)

@@ -14,11 +14,12 @@ def test_examples_load_and_build_settings() -> None:
     segw = load_segw(EXAMPLES / "segw.toml")
     fap = load_fap(EXAMPLES / "fap.toml")
     assert segw.pool == "10.99.0.0/16" and fap.keepalive == 20.0
-    s = segw.settings(5500, 5501)
-    assert (s.port, s.natt_port) == (5500, 5501) and s.dpd_interval == 30.0
+    s = segw.settings(5501)
+    assert s.natt_port == 5501 and s.dpd_interval == 30.0
     assert 23 in s.cp.providers and 1 in s.cp.providers  # NAT-info + INTERNAL_IP4_ADDRESS
     f = fap.settings()
     assert 23 in f.cp.handlers and 1 in f.cp.handlers and f.retransmit.tries == 5
+    assert f.keepalive_interval == 20.0 and fap.remote_ports == (500, 4500)
 
 
 @pytest.mark.parametrize(("cls", "data", "key"), [
@@ -41,6 +42,8 @@ def test_examples_load_and_build_settings() -> None:
     (FapConfig, {"psk": "x", "keepalive": -1}, "keepalive"),
     (FapConfig, {"psk": "x", "nat_info_mode": "sometimes"}, "nat_info_mode"),
     (FapConfig, {"psk": "x", "retries": 99}, "retries"),
+    (FapConfig, {"psk": "x", "port": 0}, "segw_port"),
+    (FapConfig, {"psk": "x", "natt_port": 0, "segw_port": 500}, "segw_natt_port"),
     (FapConfig, {"psk": "x", "pool": "10.0.0.0/8"}, "pool"),  # a SeGW key in a FAP file
     (FapConfig, {"psk": "x", "identity": ""}, "identity"),
 ])

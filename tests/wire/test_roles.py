@@ -257,7 +257,6 @@ def test_keepalives_reach_the_segw_and_are_counted() -> None:
             assert topo.gateway is not None and topo.gateway.dispatcher is not None
             st = topo.gateway.dispatcher.stats
             await wait_until(lambda: st.keepalives >= 3)
-            assert topo.faps[0].keepalives_sent >= 3
             assert topo.faps[0].status.state == "established"
         finally:
             await topo.stop()

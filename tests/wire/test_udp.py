@@ -39,15 +39,16 @@ def test_selector_driver_many_handshakes(segw_host: str, fap_host: str) -> None:
     else:
         segw_ep, fap_ep = endpoints(segw_host, fap_host)
     port, natt = segw_ep.ports
-    segw = Dispatcher(segw_settings(port=port, natt_port=natt), segw_host)
-    fap = Dispatcher(None, fap_host, natt_ports={fap_ep.ports[1]})
+    segw = Dispatcher(segw_settings(natt_port=natt), segw_host, port=port)
+    fap = Dispatcher(None, fap_host, port=fap_ep.ports[0], natt_ports={fap_ep.ports[1]})
     up: list[object] = []
     sd = SelectorDriver(segw, segw_ep)
     fd = SelectorDriver(fap, fap_ep, on_events=lambda evs: up.extend(
         e for _, e in evs if isinstance(e, IkeSaEstablished)))
     try:
-        fset = fap_settings(port=fap_ep.ports[0], natt_port=fap_ep.ports[1])
-        sas = [fap.connect(fset, (segw_host, port), fd.clock()) for _ in range(20)]
+        fset = fap_settings(natt_port=natt)
+        sas = [fap.connect(fset, (segw_host, port), fd.clock(), natt_local_port=fap_ep.ports[1])
+               for _ in range(20)]
         deadline = fd.clock() + 20
         while len(up) < 20 and fd.clock() < deadline:
             fd.run_once(0.01)
@@ -68,12 +69,11 @@ def test_asyncio_driver_retransmits_on_its_timer() -> None:
     async def main() -> None:
         sink = UdpEndpoint("127.0.0.1", (0,))  # bound, never read: a silent peer
         fap_ep = UdpEndpoint("127.0.3.2", (0, 0))
-        fap = Dispatcher(None, "127.0.3.2", natt_ports={fap_ep.ports[1]})
+        fap = Dispatcher(None, "127.0.3.2", port=fap_ep.ports[0], natt_ports={fap_ep.ports[1]})
         drv = AsyncioDriver(fap, fap_ep)
         drv.start()
         try:
-            fset = fap_settings(port=fap_ep.ports[0], natt_port=fap_ep.ports[1],
-                                retransmit=RetransmitPolicy(0.05, 1.0, 2))
+            fset = fap_settings(retransmit=RetransmitPolicy(0.05, 1.0, 2))
             for _ in range(3):
                 fap.connect(fset, ("127.0.0.1", sink.ports[0]), drv.clock())
             drv.flush()

@@ -146,8 +146,8 @@ class SegwConfig(_Common):
     """The security gateway (responder)."""
 
     identity: str = "segw.ikecp.test"
-    #: Address to listen on (IPv4 or IPv6 literal).
-    listen: str = "127.0.0.1"
+    #: Addresses to listen on (IPv4 and/or IPv6 literals; one string or a list).
+    listen: tuple[str, ...] = ("127.0.0.1",)
     #: Per-peer PSKs: {identity = "secret"}; peers not listed use ``psk``.
     peers: dict[str, str] = field(default_factory=dict)
     #: Inner addresses handed out with INTERNAL_IP4_ADDRESS.
@@ -175,7 +175,9 @@ class SegwConfig(_Common):
             raise ConfigError("pool", str(exc), source) from exc
         if net.version != 4 or net.num_addresses < 4:
             raise ConfigError("pool", "must be an IPv4 network with room for hosts", source)
-        for name, values in (("listen", (self.listen,)), ("dns", self.dns)):
+        if not self.listen:
+            raise ConfigError("listen", "needs at least one address", source)
+        for name, values in (("listen", self.listen), ("dns", self.dns)):
             for v in values:
                 try:
                     ipaddress.ip_address(v)
@@ -287,8 +289,10 @@ def _coerce(source: str, key: str, hint: Any, value: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(source, key, inner[0], value)
     if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(key, "must be a list of strings", source)
+            raise ConfigError(key, "must be a string or a list of strings", source)
         return tuple(value)
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):

@@ -82,7 +82,7 @@ class Topology:
 
     def segw_config(self, port: int = 0, natt_port: int = 0) -> SegwConfig:
         psk = None if "cert" in self.segw_options else self.psk
-        return SegwConfig(identity="segw.demo.ikecp", listen=SEGW_IP, port=port,
+        return SegwConfig(identity="segw.demo.ikecp", listen=(SEGW_IP,), port=port,
                           natt_port=natt_port, psk=psk, **self.segw_options)
 
     async def start_gateway(self, gateway: Gateway | None = None) -> Gateway:

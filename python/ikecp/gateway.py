@@ -70,17 +70,17 @@ class Gateway:
             self.registry.remove(b.spi_r, "stale at startup")
         self._stopping = False
         cfg = self.config
-        endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))
+        endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))  # one socket per address
         port, natt = endpoint.ports
         settings = cfg.settings(natt)
-        self.dispatcher = Dispatcher(settings, cfg.listen, port=port, natt_ports={natt},
+        self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
                                      max_half_open=cfg.max_half_open,
                                      cookie_threshold=cfg.cookie_threshold)
         self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        log.info("SeGW %s listening on %s ports %d/%d, pool %s", cfg.identity, cfg.listen,
-                 port, natt, cfg.pool)
+        log.info("SeGW %s listening on %s ports %d/%d, pool %s", cfg.identity,
+                 ", ".join(cfg.listen), port, natt, cfg.pool)
 
     @property
     def ports(self) -> tuple[int, int]:

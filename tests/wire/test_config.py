@@ -31,7 +31,9 @@ def test_examples_load_and_build_settings() -> None:
     (SegwConfig, {"psk": "x", "listen": "localhost"}, "listen"),
     (SegwConfig, {"psk": "x", "nat_info": "yes"}, "nat_info"),
     (SegwConfig, {"psk": "x", "nat_info_type": 16}, "nat_info_type"),
-    (SegwConfig, {"psk": "x", "dns": "10.0.0.1"}, "dns"),
+    (SegwConfig, {"psk": "x", "dns": [10]}, "dns"),
+    (SegwConfig, {"psk": "x", "dns": "10.0.0.300"}, "dns"),
+    (SegwConfig, {"psk": "x", "listen": []}, "listen"),
     (SegwConfig, {"psk": "x", "proposals": ["aes256-nosuchprf"]}, "proposals"),
     (SegwConfig, {"psk": "x", "cookie_threshold": -1}, "cookie_threshold"),
     (SegwConfig, {}, "psk"),
@@ -66,6 +68,7 @@ def test_unreadable_and_invalid_toml(tmp_path) -> None:
 def test_defaults_work_on_loopback() -> None:
     segw = from_dict(SegwConfig, {"psk": "x"})
     fap = from_dict(FapConfig, {"psk": "x"})
-    assert segw.listen == "127.0.0.1" and fap.segw == "127.0.0.1"
+    assert segw.listen == ("127.0.0.1",) and fap.segw == "127.0.0.1"
+    assert from_dict(SegwConfig, {"psk": "x", "listen": "::1"}).listen == ("::1",)
     per_peer = from_dict(SegwConfig, {"peers": {"fap.example": "s1"}})
     assert per_peer.settings().auth is not None

@@ -9,10 +9,12 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
 from ikecp.bindings import BindingRegistry
 from ikecp.demo import Topology
 from ikecp.engine.events import LivenessConfirmed, SaDeleted
 from ikecp.gateway import Gateway
+from test_udp import has_ipv6
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -295,5 +297,43 @@ def test_answered_liveness_checks_keep_the_binding() -> None:
             assert now.spi_r == first.spi_r and now.last_seen > first.last_seen + 0.5
         finally:
             await topo.stop()
+
+    asyncio.run(main())
+
+
+def test_dual_stack_segw_serves_ipv4_and_ipv6_faps() -> None:
+    from ikecp.config import FapConfig, SegwConfig
+    from ikecp.femto import Femto
+
+    if not has_ipv6():
+        pytest.skip("no IPv6 loopback on this machine")
+
+    async def main() -> None:
+        reg = BindingRegistry()
+        gw = Gateway(SegwConfig(psk="dual", listen=("127.0.0.1", "::1"), port=0, natt_port=0,
+                                nat_info=True), registry=reg)
+        await gw.start()
+        port, natt = gw.ports
+        faps = [Femto(FapConfig(psk="dual", identity=f"fap-v{v}.example", segw=host,
+                                local=local, port=0, natt_port=0, segw_port=port,
+                                segw_natt_port=natt, nat_info_mode="always"))
+                for v, host, local in ((4, "127.0.0.1", "127.0.6.1"), (6, "::1", "::1"))]
+        try:
+            for f in faps:
+                await f.start()
+            for f in faps:
+                await f.wait_established(10)
+            v4, v6 = (reg.by_identity(f"fap-v{v}.example") for v in (4, 6))
+            assert v4[0].public_ip == "127.0.6.1" and v6[0].public_ip == "::1"
+            assert v4[0].inner_ip and v6[0].inner_ip and v4[0].inner_ip != v6[0].inner_ip
+            # NAT-info is IPv4-only: the v4 FAP learns its address, the v6 FAP gets none.
+            assert faps[0].status.public_ip == "127.0.6.1"
+            assert faps[1].status.public_ip is None and faps[1].status.nat_info
+            assert faps[0].status.nat_detected is False and faps[1].status.nat_detected is False
+        finally:
+            for f in faps:
+                await f.stop()
+            await gw.stop()
+            reg.close()
 
     asyncio.run(main())

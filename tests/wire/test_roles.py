@@ -337,3 +337,23 @@ def test_dual_stack_segw_serves_ipv4_and_ipv6_faps() -> None:
             reg.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("fap_secret", ["secret of fap 1", "the shared psk"])
+def test_per_peer_psk(fap_secret: str) -> None:
+    async def main() -> None:
+        topo = Topology(1, segw_options={"peers": {"fap-001.demo.ikecp": "secret of fap 1"}},
+                        fap_options={"psk": fap_secret, "reconnect": 30.0})
+        topo.psk = "the shared psk"  # what peers without their own entry use
+        try:
+            with contextlib.suppress(TimeoutError):
+                await topo.start(timeout=3.0)
+            status = topo.faps[0].status
+            if fap_secret == "secret of fap 1":
+                assert status.state == "established" and len(topo.registry) == 1
+            else:  # the peer has its own secret: the shared one must not work for it
+                assert status.state == "down" and len(topo.registry) == 0
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())

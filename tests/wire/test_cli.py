@@ -133,3 +133,20 @@ def test_fap_once_against_a_segw_on_other_ports(tmp_path) -> None:
     finally:
         segw.send_signal(signal.SIGTERM)
         assert segw.wait(10) == 0
+
+
+def test_demo_reports_a_mismatch() -> None:
+    from ikecp.demo import DemoResult, FapResult, format_result
+    from ikecp.femto import FapStatus
+
+    good = FapStatus(state="established", nat_detected=True, inner_ip="10.99.0.1",
+                     public_ip="127.0.0.1", public_port=40000)
+    wrong = FapStatus(state="established", nat_detected=True, inner_ip="10.99.0.2",
+                      public_ip="127.0.0.1", public_port=40001)
+    result = DemoResult(2, [FapResult("a", good, ("127.0.0.1", 40000)),
+                            FapResult("b", wrong, ("127.0.0.1", 40002))])
+    assert not result.ok
+    lines = format_result(result).splitlines()
+    assert lines[-1] == "demo: MISMATCH"
+    assert [line.split()[-1] for line in lines if line.startswith("  a ") or
+            line.startswith("  b ")] == ["OK", "MISMATCH"]

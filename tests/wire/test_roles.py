@@ -73,9 +73,11 @@ def test_lookups_by_inner_ip_identity_public() -> None:
     asyncio.run(main())
 
 
-def test_nat_rebinding_shows_up_in_registry() -> None:
+@pytest.mark.parametrize("trigger", ["explicit", "dpd"])
+def test_nat_rebinding_shows_up_in_registry(trigger: str) -> None:
     async def main() -> None:
-        topo = Topology(2)
+        # "dpd": the FAP's own periodic liveness check carries the news.
+        topo = Topology(2, fap_options={"dpd": 0.2} if trigger == "dpd" else None)
         try:
             await topo.start()
             fap = topo.faps[0]
@@ -83,7 +85,8 @@ def test_nat_rebinding_shows_up_in_registry() -> None:
             assert topo.relay is not None
             new = await topo.relay.rebind((fap.config.local, topo.ports[1]))
             assert new != old
-            assert fap.check_liveness()  # an authenticated request from the new port
+            if trigger == "explicit":
+                assert fap.check_liveness()  # an authenticated request from the new port
 
             def moved() -> bool:
                 rows = topo.registry.by_identity(fap.config.identity)

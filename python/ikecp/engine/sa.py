@@ -9,14 +9,14 @@ the tasks of each exchange; the protocol content lives in the task modules.
 from __future__ import annotations
 
 import enum
+import logging
 import os
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import _backend, sk
 from .. import addr as _addr
-from ..const import NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
+from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
@@ -40,12 +40,14 @@ from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
 from .task import Ignore, Retry, Task
+from .view import MessageView
 
 if TYPE_CHECKING:
     from .settings import Identity, Settings
     from .transforms import Suite
 
 Address = tuple[str, int]
+log = logging.getLogger("ikecp.engine")
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 
 
@@ -102,15 +104,73 @@ class _Request:
         self.deadline: float | None = None
 
 
+class _Work:
+    """A request being answered; ``index`` is the next task to run."""
+
+    __slots__ = ("exchange", "index", "inner", "msg_id", "request_hash", "tasks")
+
+    def __init__(self, exchange: int, msg_id: int, request_hash: int, inner: MessageView,
+                 tasks: list[Any]) -> None:
+        self.exchange, self.msg_id, self.request_hash = exchange, msg_id, request_hash
+        self.inner, self.tasks, self.index = inner, tasks, 0
+
+
 class _RefuseChild:
     """CREATE_CHILD_SA is not supported yet: refuse it without harming the IKE SA."""
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         raise RemoteProtocolError(NotifyType.NO_ADDITIONAL_SAS, "CREATE_CHILD_SA unsupported")
 
 
 class IkeSa:
     """One IKE SA. Build with ``IkeSa.initiator(...)`` or ``IkeSa.responder(...)``."""
+
+    __slots__ = (
+        "_arm",
+        "_cached",
+        "_close_event",
+        "_cp_ctx",
+        "_dpd_at",
+        "_events",
+        "_expected",
+        "_half_open_at",
+        "_keepalive_at",
+        "_natt_local_port",
+        "_next_id",
+        "_now",
+        "_outbox",
+        "_parked",
+        "_queue",
+        "_request",
+        "backend",
+        "child_failure",
+        "child_spis",
+        "cipher_in",
+        "cipher_out",
+        "encapsulated",
+        "init_request",
+        "init_response",
+        "is_initiator",
+        "key_material",
+        "local",
+        "local_behind_nat",
+        "natt_supported",
+        "nonce_i",
+        "nonce_r",
+        "peer_id",
+        "remote",
+        "remote_behind_nat",
+        "role",
+        "settings",
+        "sk_d",
+        "sk_pi",
+        "sk_pr",
+        "spi_i",
+        "spi_r",
+        "state",
+        "stats",
+        "suite",
+    )
 
     def __init__(self, settings: Settings, role: Role, local: Address,
                  remote: Address | None = None, *, backend: Any = None) -> None:
@@ -123,7 +183,7 @@ class IkeSa:
         self.state = State.IDLE
         self.spi_i = os.urandom(8) if self.is_initiator else bytes(8)
         self.spi_r = bytes(8)
-        self.suite: Suite | None = None  # type: ignore[assignment]
+        self.suite: Suite = None  # type: ignore[assignment]  # set by IKE_SA_INIT
         self.nonce_i = self.nonce_r = b""
         self.sk_d = self.sk_pi = self.sk_pr = b""
         self.cipher_in: Any = None
@@ -141,21 +201,30 @@ class IkeSa:
         self._next_id = 0          # our next request's message ID
         self._expected = 0         # message ID of the next request we accept
         self._request: _Request | None = None
-        self._queue: deque[tuple[int, list[Task]]] = deque()
+        self._queue: list[tuple[int, list[Task]]] = []
         self._cached: tuple[int, int, bytes] | None = None  # (msg id, hash(request), reply)
         self._outbox: list[Datagram] = []
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self._arm = False
         self._close_event: Event | None = None
         self._now = 0.0
         self._half_open_at: float | None = None
         self._dpd_at: float | None = None
+        self._keepalive_at: float | None = None
+        self._natt_local_port = settings.natt_port
+        self._parked: _Work | None = None  # a request waiting for a Deferred CP value
 
     @classmethod
     def initiator(cls, settings: Settings, local: Address, remote: Address, *,
-                  backend: Any = None) -> IkeSa:
-        """An SA that starts IKE_SA_INIT towards ``remote`` right away."""
+                  backend: Any = None, natt_local_port: int | None = None) -> IkeSa:
+        """An SA that starts IKE_SA_INIT towards ``remote`` right away.
+
+        ``natt_local_port`` is the local port to float to when NAT is found (default
+        ``settings.natt_port``); a load generator gives every simulated peer its own.
+        """
         sa = cls(settings, Role.INITIATOR, local, remote, backend=backend)
+        if natt_local_port is not None:
+            sa._natt_local_port = natt_local_port
         sa.state = State.INIT
         sa._queue.append((X.IKE_SA_INIT, [SaInitTask(), NatDetectionTask()]))
         sa._kick()
@@ -175,6 +244,14 @@ class IkeSa:
         if self.state is State.CLOSED:
             self._drop("SA is closed")
             return
+        try:
+            self._receive(data, addr, local_port)
+        except Exception:
+            # A bug must not let one hostile datagram kill the caller's I/O loop.
+            log.exception("internal error while handling a datagram; dropped")
+            self._drop("internal error")
+
+    def _receive(self, data: bytes, addr: Address, local_port: int | None) -> None:
         try:
             msg = self.backend.decode_message(data)
         except (ParseError, ValueError) as exc:
@@ -196,8 +273,14 @@ class IkeSa:
         self._kick()
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
-        """Everything queued for sending; starts the retransmission timer of a new request."""
+        """Everything queued for sending; starts the retransmission timer of a new request
+        and finishes a response whose deferred CP values have all arrived."""
         self._now = now
+        parked = self._parked
+        if parked is not None and self.state is not State.CLOSED \
+                and not parked.tasks[parked.index - 1].waiting_for_values():
+            self._work(parked)
+            self._kick()
         req = self._request
         if self._arm and req is not None:
             req.deadline = now + self.settings.retransmit.delay(req.tries)
@@ -210,7 +293,8 @@ class IkeSa:
         if self.state is State.CLOSED:
             return None
         times = [t for t in (self._request.deadline if self._request else None,
-                             self._half_open_at, self._dpd_at) if t is not None]
+                             self._half_open_at, self._dpd_at, self._keepalive_at)
+                 if t is not None]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -229,6 +313,11 @@ class IkeSa:
         if self._half_open_at is not None and now >= self._half_open_at:
             self._fail("IKE_AUTH did not arrive (half-open timeout)")
             return
+        keepalive = self.settings.keepalive_interval
+        if self._keepalive_at is not None and keepalive is not None and now >= self._keepalive_at:
+            # One 0xFF octet, no non-ESP marker: not encapsulated in the Datagram's sense.
+            self._outbox.append(Datagram(NAT_KEEPALIVE, self.local[1], self.remote, False))
+            self._keepalive_at = now + keepalive
         interval = self.settings.dpd_interval
         if self._dpd_at is not None and interval is not None and now >= self._dpd_at:
             self._dpd_at = now + interval
@@ -236,7 +325,7 @@ class IkeSa:
                 self.check_liveness()
 
     def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     # --- application requests ---------------------------------------------------------------
 
@@ -254,6 +343,16 @@ class IkeSa:
             raise LocalProtocolError("liveness checks need an established SA")
         self._queue.append((X.INFORMATIONAL, [LivenessTask()]))
         self._kick()
+
+    def key_log(self) -> dict[str, object] | None:
+        """SPIs, SK_e/SK_a keys and transform ids for a decryption key log (Wireshark's
+        ikev2_decryption_table); None before keys exist. Secret: never log it by default."""
+        if not self.key_material or self.suite is None:
+            return None
+        sk_ei, sk_er, sk_ai, sk_ar = self.key_material
+        return {"spi_i": self.spi_i, "spi_r": self.spi_r, "sk_ei": sk_ei, "sk_er": sk_er,
+                "sk_ai": sk_ai, "sk_ar": sk_ar, "encr": self.suite.encr,
+                "encr_key_bits": self.suite.encr_key_bits, "integ": self.suite.integ}
 
     @property
     def established(self) -> bool:
@@ -279,6 +378,9 @@ class IkeSa:
         self._half_open_at = None
         if self.settings.dpd_interval is not None:
             self._dpd_at = self._now + self.settings.dpd_interval
+        keepalive = self.settings.keepalive_interval
+        if keepalive is not None and self.local_behind_nat and self.encapsulated:
+            self._keepalive_at = self._now + keepalive
 
     def cp_context(self) -> CpContext:
         ctx = self._cp_ctx
@@ -307,7 +409,7 @@ class IkeSa:
         self.state = State.CLOSED
         self._request = None
         self._queue.clear()
-        self._half_open_at = self._dpd_at = None
+        self._half_open_at = self._dpd_at = self._keepalive_at = None
         self.release_cp()
         self.emit(event)
 
@@ -323,10 +425,14 @@ class IkeSa:
     def _fail(self, reason: str, notify_type: int | None = None) -> None:
         self.close(SaFailed(reason, notify_type))
 
-    def _send(self, data: bytes) -> None:
-        self._outbox.append(Datagram(data, self.local[1], self.remote, self.encapsulated))
+    def _send(self, data: bytes, remote: Address | None = None,
+              local_port: int | None = None) -> None:
+        port = self.local[1] if local_port is None else local_port
+        encapsulated = self.encapsulated if local_port is None else \
+            local_port == self.settings.natt_port
+        self._outbox.append(Datagram(data, port, remote or self.remote, encapsulated))
 
-    def _encode(self, msg: Message) -> bytes:
+    def _encode(self, msg: MessageView) -> bytes:
         if msg.exchange == X.IKE_SA_INIT:
             return self.backend.encode_message(msg)
         return sk.seal_message(self.cipher_out, msg)
@@ -335,7 +441,7 @@ class IkeSa:
         """Start the next queued exchange when the window (size 1) is free."""
         if self._request is not None or not self._queue or self.state is State.CLOSED:
             return
-        exchange, tasks = self._queue.popleft()
+        exchange, tasks = self._queue.pop(0)
         self._send_request(exchange, tasks)
 
     def _send_request(self, exchange: int, tasks: list[Task]) -> None:
@@ -370,12 +476,11 @@ class IkeSa:
     def _float(self) -> None:
         """Move to the NAT-T port after IKE_SA_INIT found a NAT (§2.23)."""
         if self.natt_supported and (self.local_behind_nat or self.remote_behind_nat):
-            port = self.settings.natt_port
-            self.local = (self.local[0], port)
-            self.remote = (self.remote[0], port)
+            self.local = (self.local[0], self._natt_local_port)
+            self.remote = (self.remote[0], self.settings.natt_port)
             self.encapsulated = True
 
-    def _on_request(self, msg: Message, data: bytes, addr: Address,
+    def _on_request(self, msg: MessageView, data: bytes, addr: Address,
                     local_port: int | None) -> None:
         mid, exchange = msg.message_id, msg.exchange
         cached = self._cached
@@ -383,23 +488,26 @@ class IkeSa:
             if hash(data) != cached[1]:
                 self._drop("different request with an answered message ID")
                 return
+            # An exact replay proves nothing about its source, so the SA keeps its address;
+            # the answer goes back where the request came from (RFC 7296 §2.11).
             self.stats.cached_replies += 1
-            if exchange != X.IKE_SA_INIT:
-                self._track_address(addr, local_port)
-            self._send(cached[2])
+            self._send(cached[2], addr, local_port)
             return
-        if mid != self._expected:
-            self._drop(f"unexpected request message ID {mid}")
+        if mid != self._expected or self._parked is not None:
+            self._drop(f"request message ID {mid} unexpected or still being answered")
             return
         if exchange == X.IKE_SA_INIT:
-            if self.state is not State.IDLE:
-                self._drop("IKE_SA_INIT on an SA already past it")
+            if self.state is not State.IDLE or msg.spi_r != bytes(8):
+                self._drop("IKE_SA_INIT on an SA already past it, or with a responder SPI")
                 return
             self.spi_i, self.remote, self.init_request = msg.spi_i, addr, data
             if local_port is not None:
                 self.local = (self.local[0], local_port)
             inner = msg
         else:
+            if not rules.must_encrypt(exchange):
+                self._drop(f"unknown exchange type {exchange}")
+                return
             if self.cipher_in is None or msg.spi_r != self.spi_r:
                 self._drop("request for an SA without keys")
                 return
@@ -415,23 +523,40 @@ class IkeSa:
                 self._drop(f"malformed encrypted payload: {exc}")
                 return
             self._track_address(addr, local_port)
-        tasks = self._responder_tasks(exchange, inner)
+        view = MessageView(inner)
+        tasks = self._responder_tasks(exchange, view)
         if tasks is None:
             self._drop(f"exchange {exchange} not expected in state {self.state.value}")
             return
         self.stats.requests_processed += 1
+        self._work(_Work(exchange, mid, hash(data), view, tasks))
+
+    def _work(self, work: _Work) -> None:
+        """Run the responder tasks from where ``work`` stands; park it when a CP provider
+        answers later (``Deferred``), otherwise build and send the response."""
         error: RemoteProtocolError | None = None
         out: list[Payload] = []
+        tasks = work.tasks
         try:
-            rules.check(exchange, False, inner.payloads)
-            for task in tasks:
-                task.process_r(self, inner)
+            if work.index == 0:
+                rules.check(work.exchange, False, work.inner.payloads)
+            else:
+                tasks[work.index - 1].resume_r(self)
+            while work.index < len(tasks):
+                task = tasks[work.index]
+                work.index += 1
+                task.process_r(self, work.inner)
+                if getattr(task, "waiting", None):
+                    self._parked = work
+                    return
             for task in tasks:
                 task.build_r(self, out)
         except RemoteProtocolError as exc:
             error = exc
             out = [Notify(0, exc.notify_type, data=exc.data)]
             self.emit(ProtocolErrorSent(exc.notify_type, exc.reason))
+        self._parked = None
+        exchange, mid = work.exchange, work.msg_id
         flags = _RESPONSE | (_INITIATOR if self.is_initiator else 0)
         if exchange == X.IKE_SA_INIT and error is not None:
             # Stateless refusal (INVALID_KE, NO_PROPOSAL_CHOSEN, ...): nothing is kept, the
@@ -440,7 +565,7 @@ class IkeSa:
                 Message(self.spi_i, bytes(8), exchange, flags, mid, tuple(out))))
             return
         reply = self._encode(Message(self.spi_i, self.spi_r, exchange, flags, mid, tuple(out)))
-        self._cached = (mid, hash(data), reply)
+        self._cached = (mid, work.request_hash, reply)
         self._expected = mid + 1
         self._send(reply)
         if exchange == X.IKE_SA_INIT:
@@ -452,10 +577,11 @@ class IkeSa:
                 self._fail(f"IKE_AUTH refused: {error.reason}", error.notify_type)
             else:
                 self._emit_binding()
+                self.init_request = self.init_response = b""  # only AUTH needed them
         if self._close_event is not None:
             self.close(self._close_event)
 
-    def _responder_tasks(self, exchange: int, inner: Message) -> list[Any] | None:
+    def _responder_tasks(self, exchange: int, inner: MessageView) -> list[Any] | None:
         if exchange == X.IKE_SA_INIT:
             return [SaInitTask(), NatDetectionTask()] if not self.is_initiator else None
         if exchange == X.IKE_AUTH:
@@ -469,7 +595,7 @@ class IkeSa:
             return [_RefuseChild()]
         return None
 
-    def _on_response(self, msg: Message, data: bytes) -> None:
+    def _on_response(self, msg: MessageView, data: bytes) -> None:
         req = self._request
         if req is None or msg.message_id != req.msg_id or msg.exchange != req.exchange:
             self._drop("unexpected response")
@@ -488,10 +614,11 @@ class IkeSa:
             except (ParseError, ValueError) as exc:
                 self._drop(f"malformed encrypted payload: {exc}")
                 return
+        view = MessageView(inner)
         try:
             rules.check(req.exchange, True, inner.payloads)
             for task in req.tasks:
-                task.process_i(self, inner)
+                task.process_i(self, view)
         except Retry:
             self._request = None
             self._send_request(req.exchange, req.tasks)
@@ -500,21 +627,33 @@ class IkeSa:
             self._drop(f"ignored response: {exc}")
             return
         except RemoteProtocolError as exc:
-            refused = [n for n in inner.find(Notify) if n.notify_type == exc.notify_type]
+            refused = view.notifies(exc.notify_type)
             if req.exchange == X.IKE_SA_INIT and not refused:
                 # Unauthenticated and broken: maybe forged; keep waiting for the real one.
                 self._drop(f"invalid IKE_SA_INIT response: {exc.reason}")
                 return
             if refused:
                 self.emit(ProtocolErrorReceived(exc.notify_type, req.exchange))
+            elif req.exchange == X.IKE_AUTH:
+                self._notify_once(exc.notify_type)
             self._fail(exc.reason, exc.notify_type)
             return
         self._request = None
         self._next_id += 1
-        if req.exchange == X.IKE_SA_INIT:
+        if req.exchange == X.IKE_AUTH:
+            self.init_request = self.init_response = b""  # only AUTH needed them
+        elif req.exchange == X.IKE_SA_INIT:
             self.state = State.AUTH
             self._float()
             self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))
+
+    def _notify_once(self, notify_type: int) -> None:
+        """Tell the peer why we give up on its IKE_AUTH response, in a one-shot
+        INFORMATIONAL that is never retransmitted (RFC 7296 §2.21.2)."""
+        flags = _INITIATOR if self.is_initiator else 0
+        msg = Message(self.spi_i, self.spi_r, X.INFORMATIONAL, flags, self._next_id + 1,
+                      (Notify(0, notify_type),))
+        self._send(self._encode(msg))
 
     def _emit_binding(self) -> None:
         ctx = self.cp_context()

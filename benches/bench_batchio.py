@@ -1,6 +1,6 @@
 """Datagram I/O cost on loopback: asyncio, blocking sockets, and BatchSocket (both backends).
 
-Run: ``pytest benches/bench_io.py --benchmark-group-by=group -s`` (release build of the
+Run: ``pytest benches/bench_batchio.py --benchmark-group-by=group -s`` (release build of the
 extension). One call echoes a burst of BURST 300-octet datagrams (IKE_AUTH-sized) from one
 socket to another and back, so each datagram is sent twice and received twice; the
 per-datagram figure is mean / (2 * BURST) (one send + one receive). The table printed at the

@@ -160,6 +160,16 @@ def test_bind_conflict_is_oserror(io, sockets):
     assert err.value.errno == errno.EADDRINUSE
 
 
+def test_ipv6_wildcard_is_ipv6_only(io, sockets):
+    """Each socket is one family: "::" and "0.0.0.0" can hold the same port number."""
+    port = sockets(io, "::").getsockname()[1]
+    v4 = io.BatchSocket("0.0.0.0", port)
+    try:
+        assert v4.getsockname() == ("0.0.0.0", port)
+    finally:
+        v4.close()
+
+
 def outcome(fn: Callable[[], object]) -> tuple:
     """What a call did, comparable across backends."""
     try:

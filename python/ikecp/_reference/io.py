@@ -51,6 +51,8 @@ class BatchSocket:
         family = _family_of(host)
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
+            if family == socket.AF_INET6:  # one family per socket, as the native class
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((host, port))
             sock.setblocking(False)
         except BaseException:

@@ -3,7 +3,7 @@
 use std::io;
 use std::mem::zeroed;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::null_mut;
 use std::time::{Duration, Instant};
 
@@ -53,11 +53,50 @@ impl RecvBuffer {
 }
 
 impl BatchSocket {
-    /// Binds a new UDP socket to `addr` (port 0 picks a free port).
+    /// Binds a new UDP socket to `addr` (port 0 picks a free port). An IPv6 socket is
+    /// IPv6-only, so every socket sees and sends one address family and "::" can share a
+    /// port number with "0.0.0.0".
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let sock = UdpSocket::bind(addr)?;
-        sock.set_nonblocking(true)?;
-        Ok(Self { sock })
+        let family = if addr.is_ipv6() {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        let flags = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        // SAFETY: plain socket(2); the result is checked before use.
+        let fd = unsafe { libc::socket(family, flags, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns; dropping closes it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        if addr.is_ipv6() {
+            let on: libc::c_int = 1;
+            // SAFETY: the option value is a live c_int of the length given.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_V6ONLY,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SAFETY (zeroed): all-zero is a valid sockaddr_storage; to_storage fills it.
+        let mut st: libc::sockaddr_storage = unsafe { zeroed() };
+        let len = to_storage(&addr, &mut st);
+        // SAFETY: `st` holds a sockaddr of `len` octets.
+        let r = unsafe { libc::bind(fd, (&st as *const libc::sockaddr_storage).cast(), len) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            sock: UdpSocket::from(owned),
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

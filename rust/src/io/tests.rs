@@ -97,3 +97,13 @@ fn bad_batch_size_and_refused_send() {
         Some(Some(libc::EMSGSIZE))
     );
 }
+
+#[test]
+fn ipv6_socket_is_ipv6_only() {
+    // With IPV6_V6ONLY the wildcard IPv6 socket can share a port number with IPv4.
+    let v6 = BatchSocket::bind("[::]:0".parse().unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = addr(&v6).port();
+    let v4 = BatchSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)));
+    assert!(v4.is_ok());
+}

@@ -66,9 +66,9 @@ def test_batches_arrive_in_order_with_sources(io, sockets, host, count, rx_name)
 
 
 @pytest.mark.parametrize(("host", "largest"), [("127.0.0.1", 65_507), ("::1", 65_527)])
-def test_sizes_up_to_the_largest_udp_payload(io, sockets, host, largest):
+def test_sizes_from_empty_to_the_largest_udp_payload(io, sockets, host, largest):
     tx, rx = sockets(io, host), sockets(io, host)
-    sizes = [1, 2, 576, 1500, 9000, 32_768, largest - 1, largest]
+    sizes = [0, 1, 2, 576, 1500, 9000, 32_768, largest - 1, largest]
     for size in sizes:  # one at a time: a batch of 64 KiB datagrams would overrun rcvbuf
         data = bytes(range(256)) * (size // 256) + bytes(size % 256)
         assert tx.send_batch([(data, rx.getsockname())]) == 1

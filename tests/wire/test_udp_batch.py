@@ -109,3 +109,17 @@ def test_refused_datagrams_are_counted_and_the_rest_goes(backend):
     finally:
         rx.close()
         tx.close()
+
+
+def test_falls_back_to_the_twin_without_a_native_batch_socket(monkeypatch):
+    """Where the extension has no BatchSocket (not Linux) the endpoint uses the twin."""
+    from types import SimpleNamespace
+
+    from ikecp import _backend, _reference
+
+    monkeypatch.setattr(_backend, "backend", SimpleNamespace())
+    ep = BatchUdpEndpoint("127.0.0.1", (0,))
+    try:
+        assert all(isinstance(s, _reference.BatchSocket) for _, s in ep.sockets())
+    finally:
+        ep.close()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .. import _backend
+from .. import _backend, _reference
 from .._backend import BatchSocketLike
 from ..dispatch import Dispatcher
 from ..engine import Datagram, IkeSa
@@ -149,10 +149,14 @@ class UdpEndpoint:
 
 class BatchUdpEndpoint(UdpEndpoint):
     """``UdpEndpoint`` whose sockets are the configured backend's ``BatchSocket`` (native:
-    ``recvmmsg``/``sendmmsg``, Linux; ``IKECP_BACKEND=python``: the pure-Python twin)."""
+    ``recvmmsg``/``sendmmsg``, Linux only; the pure-Python twin with ``IKECP_BACKEND=python``
+    or where the native class is missing)."""
 
     def _open(self, host: str, port: int) -> BatchSocketLike:  # type: ignore[override]
-        return _backend.backend.BatchSocket(host, port)
+        cls = getattr(_backend.backend, "BatchSocket", None)
+        if cls is None:  # the native class exists on Linux only: use the twin elsewhere
+            cls = _reference.BatchSocket
+        return cls(host, port)
 
     def recv_batch(self, key: tuple[int, int], limit: int = BATCH
                    ) -> tuple[str, list[tuple[bytes, Address]]]:

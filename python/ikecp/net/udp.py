@@ -25,6 +25,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from .. import _backend, _reference
 from .._backend import BatchSocketLike
@@ -160,7 +161,8 @@ class BatchUdpEndpoint(UdpEndpoint):
 
     def recv_batch(self, key: tuple[int, int], limit: int = BATCH
                    ) -> tuple[str, list[tuple[bytes, Address]]]:
-        sock, host = self._socks[key]
+        entry, host = self._socks[key]
+        sock = cast(BatchSocketLike, entry)  # what _open made
         try:
             out = sock.recv_batch(limit, 0)
         except OSError as exc:  # a reported ICMP error; the queued datagrams stay for later
@@ -176,7 +178,7 @@ class BatchUdpEndpoint(UdpEndpoint):
         per_socket: dict[tuple[int, int], list[tuple[bytes, Address]]] = {}
         errors = 0
         for dg in datagrams:
-            key = (family_of(dg.remote[0]), dg.local_port)
+            key: tuple[int, int] = (family_of(dg.remote[0]), dg.local_port)
             if key not in self._socks:
                 log.warning("no socket on port %d for a datagram to %s", dg.local_port,
                             dg.remote)
@@ -185,7 +187,7 @@ class BatchUdpEndpoint(UdpEndpoint):
             per_socket.setdefault(key, []).append((dg.wire(), dg.remote))
         sent = 0
         for key, batch in per_socket.items():
-            sock, i = self._socks[key][0], 0
+            sock, i = cast(BatchSocketLike, self._socks[key][0]), 0
             while i < len(batch):
                 try:
                     n = sock.send_batch(batch[i:] if i else batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import selectors
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -253,3 +254,58 @@ def test_native_and_python_give_equal_results(sockets, host):
     assert native == python
     assert native[0] == 20
     assert [len(batch) for batch in native[2:]] == [5, 8, 8, 0, 2]
+
+
+class _AlarmError(Exception):
+    pass
+
+
+def test_signal_handler_exception_interrupts_a_wait(io, sockets):
+    """A signal whose handler raises ends a blocking receive with that exception."""
+    rx = sockets(io, "127.0.0.1")
+
+    def handler(signum, frame):
+        raise _AlarmError
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        start = time.monotonic()
+        with pytest.raises(_AlarmError):
+            rx.recv_batch(4, 5.0)
+        assert time.monotonic() - start < 2.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_quiet_signal_does_not_cut_the_timeout_short(io, sockets):
+    """A signal whose handler returns resumes the wait with the same deadline (PEP 475)."""
+    rx = sockets(io, "127.0.0.1")
+    seen: list[int] = []
+    old = signal.signal(signal.SIGALRM, lambda signum, frame: seen.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.03)
+        start = time.monotonic()
+        assert rx.recv_batch(4, 0.2) == []
+        elapsed = time.monotonic() - start
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert seen == [signal.SIGALRM]
+    assert 0.18 <= elapsed < 1.0
+
+
+def test_native_one_receiver_many_senders(sockets):
+    """Natively, a second concurrent receiver is refused; sending while one waits works."""
+    rx, tx = sockets(NATIVE, "127.0.0.1"), sockets(NATIVE, "127.0.0.1")
+    result: list = []
+    waiter = threading.Thread(target=lambda: result.extend(rx.recv_batch(4, 2.0)))
+    waiter.start()
+    time.sleep(0.05)
+    with pytest.raises(RuntimeError, match="another thread is receiving"):
+        rx.recv_batch(1, 0)
+    assert rx.send_batch([(b"self", rx.getsockname())]) == 1
+    waiter.join(2.0)
+    assert result == [(b"self", rx.getsockname())]
+    assert tx.recv_batch(1, 0) == []

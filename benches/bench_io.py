@@ -6,6 +6,8 @@ timed: a client endpoint sends windows of 2-datagram "handshakes" (~300 octets e
 server endpoint that echoes them, both in this process on loopback. CPU time divided by
 (handshakes x 2 sides) is the I/O cost per handshake side; DESIGN.md's budget is 20 us.
 ``asyncio-endpoints`` is the baseline the drivers replace: plain asyncio datagram endpoints.
+The ``-batch`` variants run the same drivers on ``BatchUdpEndpoint`` (the backend's
+``BatchSocket``: recvmmsg/sendmmsg natively).
 
 ``test_full_handshake_io_share`` runs real handshakes (engine + crypto + NAT-T + CP) once in
 memory and once over the selector driver; the difference per side is what I/O adds.
@@ -21,7 +23,7 @@ from dataclasses import replace
 
 import pytest
 from ikecp.engine import Datagram
-from ikecp.net.udp import AsyncioDriver, SelectorDriver, UdpEndpoint
+from ikecp.net.udp import AsyncioDriver, BatchUdpEndpoint, SelectorDriver, UdpEndpoint
 
 HANDSHAKES = 2000
 WINDOW = 32  # handshakes in flight (2 datagrams each), well below socket buffer sizes
@@ -80,12 +82,12 @@ class Client(Echo):
             self._window()
 
 
-def _pair() -> tuple[UdpEndpoint, UdpEndpoint]:
-    return UdpEndpoint("127.0.0.1", (0,)), UdpEndpoint("127.0.0.1", (0,))
+def _pair(cls: type[UdpEndpoint] = UdpEndpoint) -> tuple[UdpEndpoint, UdpEndpoint]:
+    return cls("127.0.0.1", (0,)), cls("127.0.0.1", (0,))
 
 
-def run_selector(n: int) -> float:
-    srv_ep, cli_ep = _pair()
+def run_selector(n: int, cls: type[UdpEndpoint] = UdpEndpoint) -> float:
+    srv_ep, cli_ep = _pair(cls)
     client = Client(cli_ep.ports[0], ("127.0.0.1", srv_ep.ports[0]), n)
     srv = SelectorDriver(Echo(), srv_ep)  # type: ignore[arg-type]
     cli = SelectorDriver(client, cli_ep)  # type: ignore[arg-type]
@@ -101,9 +103,9 @@ def run_selector(n: int) -> float:
     return spent
 
 
-def run_asyncio(n: int) -> float:
+def run_asyncio(n: int, cls: type[UdpEndpoint] = UdpEndpoint) -> float:
     async def main() -> float:
-        srv_ep, cli_ep = _pair()
+        srv_ep, cli_ep = _pair(cls)
         client = Client(cli_ep.ports[0], ("127.0.0.1", srv_ep.ports[0]), n)
         client.on_finish = asyncio.Event()
         srv = AsyncioDriver(Echo(), srv_ep)  # type: ignore[arg-type]
@@ -171,7 +173,9 @@ def run_asyncio_endpoints(n: int) -> float:
 
 
 DRIVERS = {"selector": run_selector, "asyncio": run_asyncio,
-           "asyncio-endpoints": run_asyncio_endpoints}
+           "asyncio-endpoints": run_asyncio_endpoints,
+           "selector-batch": lambda n: run_selector(n, BatchUdpEndpoint),
+           "asyncio-batch": lambda n: run_asyncio(n, BatchUdpEndpoint)}
 
 
 @pytest.mark.parametrize("driver", list(DRIVERS))
@@ -184,7 +188,7 @@ def test_io_per_handshake_side(benchmark, driver: str) -> None:
     RESULTS[driver] = per_side
     print(f"\n{driver}: {per_side:.1f} us CPU per handshake side")
     if len(RESULTS) == len(DRIVERS):
-        for name in ("asyncio", "asyncio-endpoints"):
+        for name in ("asyncio", "asyncio-endpoints", "selector-batch", "asyncio-batch"):
             print(f"{name}/selector ratio: {RESULTS[name] / RESULTS['selector']:.2f}")
 
 
@@ -229,12 +233,12 @@ def full_in_memory(n: int) -> float:
     return spent
 
 
-def full_on_sockets(n: int) -> float:
+def full_on_sockets(n: int, cls: type[UdpEndpoint] = UdpEndpoint) -> float:
     from ikecp.dispatch import Dispatcher
 
     fset, sset = _settings()
-    segw_ep = UdpEndpoint("127.0.0.1", (0, 0))
-    fap_ep = UdpEndpoint("127.0.4.1", segw_ep.ports)
+    segw_ep = cls("127.0.0.1", (0, 0))
+    fap_ep = cls("127.0.4.1", segw_ep.ports)
     port, natt = segw_ep.ports
     fset, sset = replace(fset, natt_port=natt), replace(sset, natt_port=natt)
     segw = Dispatcher(sset, "127.0.0.1", port=port)
@@ -258,16 +262,22 @@ def full_on_sockets(n: int) -> float:
     return spent
 
 
-@pytest.mark.parametrize("where", ["memory", "sockets"])
+FULL_RUNS = {"memory": full_in_memory, "sockets": full_on_sockets,
+             "sockets-batch": lambda n: full_on_sockets(n, BatchUdpEndpoint)}
+
+
+@pytest.mark.parametrize("where", list(FULL_RUNS))
 def test_full_handshake_io_share(benchmark, where: str) -> None:
     """Engine + crypto + NAT-T + CP handshakes, in memory vs over the selector driver:
     the difference per handshake side is what the sockets and the driver add."""
     benchmark.group = "full handshakes (X25519 + PSK + AES-GCM + NAT-T + CP)"
-    fn = full_in_memory if where == "memory" else full_on_sockets
+    fn = FULL_RUNS[where]
     cpu: list[float] = []
     benchmark.pedantic(lambda: cpu.append(fn(FULL)), rounds=3, iterations=1)
     _full[where] = min(cpu) / (2 * FULL) * 1e6
     print(f"\n{where}: {_full[where]:.1f} us CPU per handshake side")
-    if len(_full) == 2:
-        print(f"sockets - memory: {_full['sockets'] - _full['memory']:.1f} us per side; "
-              f"sockets/memory ratio {_full['sockets'] / _full['memory']:.2f}")
+    if len(_full) == len(FULL_RUNS):
+        for name in ("sockets", "sockets-batch"):
+            print(f"{name} - memory: {_full[name] - _full['memory']:.1f} us per side; "
+                  f"{name}/memory ratio {_full[name] / _full['memory']:.2f}; "
+                  f"{1e6 / (2 * _full[name]):.0f} handshakes/s per core")

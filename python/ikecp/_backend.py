@@ -8,7 +8,7 @@ with the same signatures, return equal values and raise the same exception class
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import Protocol
 
@@ -30,6 +30,22 @@ class SkCipherLike(Protocol):
     def seal(self, prefix: bytes, next_payload: int, plaintext: bytes,
              *, iv: bytes | None = None) -> bytes: ...
     def open(self, data: bytes) -> tuple[int, bytes]: ...
+
+
+class BatchSocketLike(Protocol):
+    """A bound UDP socket moving datagrams in batches (``recvmmsg``/``sendmmsg`` natively).
+
+    It owns its descriptor; ``fileno()`` is lent for readiness polling only.
+    """
+
+    MAX_BATCH: int
+
+    def fileno(self) -> int: ...
+    def getsockname(self) -> tuple[str, int]: ...
+    def close(self) -> None: ...
+    def recv_batch(self, max_datagrams: int,
+                   timeout: float | None = None) -> list[tuple[bytes, tuple[str, int]]]: ...
+    def send_batch(self, datagrams: Iterable[tuple[bytes, tuple[str, int]]]) -> int: ...
 
 
 class Backend(Protocol):
@@ -57,6 +73,8 @@ class Backend(Protocol):
     def psk_auth(self, prf_id: int, psk: bytes, signed_octets: bytes) -> bytes: ...
     def nat_detection_hash(self, spi_i: bytes, spi_r: bytes, ip: bytes, port: int) -> bytes: ...
     SkCipher: type[SkCipherLike]
+    # batched UDP I/O: BatchSocket(host, port) binds a new socket (native: Linux only)
+    BatchSocket: type[BatchSocketLike]
 
 
 def load(name: str | None = None) -> ModuleType:

@@ -16,8 +16,10 @@ from .crypto import (
     signed_octets,
     skeyseed,
 )
+from .io import BatchSocket
 
 __all__ = [
+    "BatchSocket",
     "SkCipher",
     "child_keymat",
     "decode_message",

@@ -10,8 +10,9 @@ feed it to a dispatcher and fire the dispatcher's timers:
 - ``SelectorDriver`` for a dedicated thread or process (the load generator): a blocking
   ``selectors`` loop with the same batching and no event-loop overhead.
 
-A native recvmmsg/sendmmsg backend can replace ``UdpEndpoint``'s two batch methods without
-touching the drivers.
+``BatchUdpEndpoint`` is ``UdpEndpoint`` on the backend's ``BatchSocket``: the native one
+moves each batch with one ``recvmmsg``/``sendmmsg`` call with the GIL released. Both drivers
+take either endpoint unchanged.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
+from .. import _backend, _reference
+from .._backend import BatchSocketLike
 from ..dispatch import Dispatcher
 from ..engine import Datagram, IkeSa
 from ..engine.events import Event
@@ -69,15 +73,7 @@ class UdpEndpoint:
             for i, port in enumerate(ports):
                 for host in self.hosts:
                     family = family_of(host)
-                    sock = socket.socket(family, socket.SOCK_DGRAM)
-                    try:
-                        sock.setblocking(False)
-                        if family == socket.AF_INET6:
-                            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                        sock.bind((host, self.ports[i] if i < len(self.ports) else port))
-                    except BaseException:
-                        sock.close()
-                        raise
+                    sock = self._open(host, self.ports[i] if i < len(self.ports) else port)
                     bound = sock.getsockname()[1]
                     if i == len(self.ports):
                         self.ports.append(bound)
@@ -85,6 +81,20 @@ class UdpEndpoint:
         except BaseException:
             self.close()
             raise
+
+    def _open(self, host: str, port: int) -> socket.socket:
+        """A bound non-blocking socket, IPv6-only for an IPv6 host."""
+        family = family_of(host)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def sockets(self) -> list[tuple[tuple[int, int], socket.socket]]:
         """((family, port), socket) for every socket."""
@@ -136,6 +146,62 @@ class UdpEndpoint:
         for sock, _ in self._socks.values():
             sock.close()
         self._socks.clear()
+
+
+class BatchUdpEndpoint(UdpEndpoint):
+    """``UdpEndpoint`` whose sockets are the configured backend's ``BatchSocket`` (native:
+    ``recvmmsg``/``sendmmsg``, Linux only; the pure-Python twin with ``IKECP_BACKEND=python``
+    or where the native class is missing)."""
+
+    def _open(self, host: str, port: int) -> BatchSocketLike:  # type: ignore[override]
+        cls = getattr(_backend.backend, "BatchSocket", None)
+        if cls is None:  # the native class exists on Linux only: use the twin elsewhere
+            cls = _reference.BatchSocket
+        return cls(host, port)
+
+    def recv_batch(self, key: tuple[int, int], limit: int = BATCH
+                   ) -> tuple[str, list[tuple[bytes, Address]]]:
+        entry, host = self._socks[key]
+        sock = cast(BatchSocketLike, entry)  # what _open made
+        try:
+            out = sock.recv_batch(limit, 0)
+        except OSError as exc:  # a reported ICMP error; the queued datagrams stay for later
+            if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                return host, []
+            raise
+        self.stats.received += len(out)
+        return host, out
+
+    def send_batch(self, datagrams: Iterable[Datagram]) -> int:
+        """As ``UdpEndpoint.send_batch``: a datagram the kernel refuses is counted in
+        ``stats.send_errors`` and the rest of the batch still goes."""
+        per_socket: dict[tuple[int, int], list[tuple[bytes, Address]]] = {}
+        errors = 0
+        for dg in datagrams:
+            key: tuple[int, int] = (family_of(dg.remote[0]), dg.local_port)
+            if key not in self._socks:
+                log.warning("no socket on port %d for a datagram to %s", dg.local_port,
+                            dg.remote)
+                errors += 1
+                continue
+            per_socket.setdefault(key, []).append((dg.wire(), dg.remote))
+        sent = 0
+        for key, batch in per_socket.items():
+            sock, i = cast(BatchSocketLike, self._socks[key][0]), 0
+            while i < len(batch):
+                try:
+                    n = sock.send_batch(batch[i:] if i else batch)
+                except (OSError, ValueError) as exc:
+                    log.debug("send to %s failed: %s", batch[i][1], exc)
+                    n = 0
+                sent += n
+                i += n
+                if i < len(batch):  # batch[i] was refused: it is lost, the rest goes on
+                    errors += 1
+                    i += 1
+        self.stats.sent += sent
+        self.stats.send_errors += errors
+        return sent
 
 
 class _Driver:

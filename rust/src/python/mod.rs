@@ -5,10 +5,14 @@ use pyo3::prelude::*;
 
 mod codec;
 mod crypto;
+#[cfg(target_os = "linux")]
+mod io;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     crypto::register(m)?;
+    #[cfg(target_os = "linux")]
+    io::register(m)?;
     Ok(())
 }

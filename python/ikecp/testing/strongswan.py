@@ -74,6 +74,9 @@ class CharonConfig:
     cert: Path | None = None
     key: Path | None = None
     cacert: Path | None = None
+    #: swanctl ``send_cert`` (``ifasked``/``always``/``never``); strongSwan's default sends
+    #: its certificate only after a CERTREQ.
+    send_cert: str | None = None
     proposals: str = "aes256gcm16-prfsha256-x25519"
     pools: Mapping[str, str] = field(default_factory=dict)
     pool_attrs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -170,6 +173,8 @@ def swanctl_conf(cfg: CharonConfig) -> str:
     }
     if cfg.remote_port is not None:
         conn["remote_port"] = cfg.remote_port
+    if cfg.send_cert is not None:
+        conn["send_cert"] = cfg.send_cert
     if cfg.pools:
         conn["pools"] = tuple(cfg.pools)
     if cfg.vips:
@@ -181,8 +186,6 @@ def swanctl_conf(cfg: CharonConfig) -> str:
     if cfg.psk is not None:
         auth = {"id-local": cfg.local_id, "id-remote": cfg.remote_id, "secret": f'"{cfg.psk}"'}
         doc["secrets"] = {"ike-ikecp": auth}
-    elif cfg.key is not None:
-        doc["secrets"] = {"private-ikecp": {"file": str(cfg.key)}}
     return render(doc)
 
 
@@ -303,6 +306,12 @@ class Charon:
     def write_config(self) -> None:
         (self.workdir / "strongswan.conf").write_text(strongswan_conf(self.config, self.workdir))
         (self.workdir / "swanctl.conf").write_text(swanctl_conf(self.config))
+        if self.config.key is not None:
+            # swanctl loads private keys only from its credential folders (a secrets section
+            # just holds passphrases); SWANCTL_DIR points it at ours.
+            private = self.workdir / "private"
+            private.mkdir(exist_ok=True)
+            shutil.copyfile(self.config.key, private / "ikecp.key")
 
     def start(self, timeout: float = 15.0) -> Charon:
         """Start charon, wait until VICI answers, then load the connection."""
@@ -363,7 +372,8 @@ class Charon:
         return done.returncode == 0
 
     def _swanctl_env(self) -> dict[str, str]:
-        return {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf")}
+        return {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf"),
+                "SWANCTL_DIR": str(self.workdir)}
 
     def swanctl(self, *args: str, timeout: float = 15.0) -> str:
         """Run swanctl against this charon's VICI socket; return stdout, raise on failure."""

@@ -1,0 +1,169 @@
+"""ikecp FAP <-> ikecp SeGW through the kernel NAPT, captured and decoded by tshark (issue 4).
+
+dumpcap records the SeGW's link; tshark (Wireshark 4.0) decrypts the SK payloads with the IKE
+SA's keys given as an ``ikev2_decryption_table`` UAT line. Wireshark is an independent
+implementation: every message must decode with no malformed packet or expert complaint, the
+integrity check must pass, and the decrypted CP payloads must show attribute type 23 with the
+6 octets of the translated address and port. Wireshark 4.0 labels type 23 "RESERVED TO IANA",
+so the number and the bytes are checked, not the name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ikecp.const import ConfigAttr, EncrId, IntegId
+from ikecp.cp import nat_info
+from ikecp.engine.events import ChildSaEstablished, PeerBinding, PublicAddressLearned, SaDeleted
+from ikecp.testing import netns
+from ikecp.testing.facility import require
+from interop_peers import fap_settings, ikecp_loop
+from test_strongswan_to_segw import segw_settings
+
+pytestmark = [pytest.mark.peer, pytest.mark.netns]
+
+NAT_INFO = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
+
+#: Wireshark 4.0's names in the ikev2_decryption_table UAT (packet-isakmp.c value strings).
+_WS_ENCR = {
+    (EncrId.AES_GCM_16, 128): "AES-GCM-128 with 16 octet ICV [RFC5282]",
+    (EncrId.AES_GCM_16, 256): "AES-GCM-256 with 16 octet ICV [RFC5282]",
+    (EncrId.AES_CBC, 128): "AES-CBC-128 [RFC3602]",
+    (EncrId.AES_CBC, 256): "AES-CBC-256 [RFC3602]",
+}
+_WS_INTEG = {
+    IntegId.NONE: "NONE [RFC4306]",
+    IntegId.HMAC_SHA2_256_128: "HMAC_SHA2_256_128 [RFC4868]",
+}
+
+
+def uat_line(sa) -> str:
+    """One ikev2_decryption_table row for an established IKE SA: SPIs and SK_e/SK_a keys as
+    bare hex (for AES-GCM, SK_e includes the 4-octet salt, as Wireshark expects)."""
+    s = sa.suite
+    sk_ei, sk_er, sk_ai, sk_ar = sa.key_material
+    return ",".join((sa.spi_i.hex(), sa.spi_r.hex(), sk_ei.hex(), sk_er.hex(),
+                     f'"{_WS_ENCR[(s.encr, s.encr_key_bits)]}"', sk_ai.hex(), sk_ar.hex(),
+                     f'"{_WS_INTEG[s.integ]}"'))
+
+
+def require_tools() -> None:
+    require(netns.probe())
+    for tool in ("dumpcap", "tshark"):
+        if shutil.which(tool) is None:
+            require(f"{tool} missing (run .ci/install-peers.sh)")
+
+
+@contextlib.contextmanager
+def capture(topo: netns.NatTopology, path: Path) -> Iterator[None]:
+    """dumpcap on the SeGW's link for the duration of the block."""
+    proc = topo.popen("segw", ["dumpcap", "-q", "-i", "eth0", "-f", "udp", "-w", str(path)],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not (path.exists() and path.stat().st_size > 0):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            err = proc.stderr.read() if proc.stderr else b""
+            raise RuntimeError(f"dumpcap did not start: {err!r}")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        time.sleep(0.2)  # let the last datagram reach the capture
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def decode(path: Path, uat: str) -> list[ET.Element]:
+    """tshark's PDML for every IKE frame of the capture, decrypted with ``uat``."""
+    done = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-o", f"uat:ikev2_decryption_table:{uat}",
+         "-Y", "isakmp", "-T", "pdml"],
+        capture_output=True, text=True, timeout=60, check=True)
+    return ET.fromstring(done.stdout).findall("packet")
+
+
+def fields(packet: ET.Element, name: str) -> list[ET.Element]:
+    return [f for f in packet.iter("field") if f.get("name") == name]
+
+
+def value(packet: ET.Element, name: str) -> str:
+    (f,) = fields(packet, name)
+    return f.get("show", "")
+
+
+def cp_attributes(packet: ET.Element) -> tuple[int, list[tuple[int, bytes]]]:
+    """(CFG type, [(attribute type, value bytes)]) of the packet's one decrypted CP payload."""
+    cfg_type = int(value(packet, "isakmp.cfg.type"))
+    attrs = []
+    for attr in fields(packet, "isakmp.cfg.attr"):
+        kids = {f.get("name"): f for f in attr.findall("field")}
+        raw = kids.get("isakmp.cfg.attr.value")
+        data = bytes.fromhex(raw.get("value", "")) if raw is not None else b""
+        assert int(kids["isakmp.cfg.attr.length"].get("show", "-1")) == len(data)
+        attrs.append((int(kids["isakmp.cfg.attr.type"].get("show", "-1")), data))
+    return cfg_type, attrs
+
+
+@pytest.mark.parametrize(("proposal", "esp"), [
+    ("aes256gcm16-prfsha256-x25519", "aes256gcm16"),
+    ("aes256-sha256-modp2048", "aes256-sha256"),
+])
+def test_capture_decodes_with_key_log(tmp_path, proposal, esp):
+    require_tools()
+    pcap = tmp_path / "ike.pcapng"
+    with netns.nat_topology() as topo:
+        with capture(topo, pcap), \
+                ikecp_loop(topo, "segw", netns.SEGW_ADDR, responder=segw_settings()) as segw, \
+                ikecp_loop(topo, "fap", netns.FAP_ADDR) as fap:
+            sa = fap.initiate(fap_settings(proposal, esp), (netns.SEGW_ADDR, 500))
+            fap.wait_for(lambda evs: any(isinstance(e, ChildSaEstablished) for _, e in evs))
+            segw.wait_for(lambda evs: any(isinstance(e, PeerBinding) for _, e in evs))
+            public = topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
+            uat = fap.call(lambda: uat_line(sa))
+            fap.call(sa.delete)
+            fap.wait_for(lambda evs: any(isinstance(e, SaDeleted) for _, e in evs))
+            sent = [w for d, _, _, w in fap.trace if d == "out"]
+            received = [w for d, _, _, w in fap.trace if d == "in"]
+        (learned,) = fap.events_of(PublicAddressLearned)
+        (binding,) = segw.events_of(PeerBinding)
+
+    packets = decode(pcap, uat)
+    # Every IKE message of the SA is in the capture: SA_INIT, AUTH, INFORMATIONAL, both ways.
+    assert len(packets) == len(sent) + len(received) == 6
+    exchanges = [int(value(p, "isakmp.exchangetype")) for p in packets]
+    assert exchanges == [34, 34, 35, 35, 37, 37]
+
+    for p in packets:
+        problems = [f.get("showname") for f in p.iter("field")
+                    if (f.get("name") or "").startswith(("_ws.malformed", "_ws.expert"))]
+        problems += [pr.get("name") for pr in p.iter("proto")
+                     if (pr.get("name") or "").startswith("_ws.malformed")]
+        assert problems == [], problems
+        if int(value(p, "isakmp.exchangetype")) != 34:
+            assert fields(p, "isakmp.enc.decrypted"), "SK payload not decrypted"
+            (icd,) = fields(p, "isakmp.enc.icd")
+            assert icd.get("showname", "").endswith("[correct]")
+
+    # IKE_AUTH request: CFG_REQUEST asks for 23 with an empty value.
+    req_type, req_attrs = cp_attributes(packets[2])
+    assert req_type == 1 and (NAT_INFO, b"") in req_attrs
+    # IKE_AUTH response: CFG_REPLY carries exactly one 23 with the translated address:port.
+    reply_type, reply_attrs = cp_attributes(packets[3])
+    assert reply_type == 2
+    nat_values = [v for t, v in reply_attrs if t == NAT_INFO]
+    assert nat_values == [nat_info.encode(*public)]
+    assert public[0] == netns.RTR_OUTSIDE_ADDR
+    # ... which is the source the SeGW saw on the wire, and what both engines reported.
+    assert (value(packets[2], "ip.src"), int(value(packets[2], "udp.srcport"))) == public
+    assert (learned.address, learned.port) == public
+    assert (binding.public_address, binding.public_port) == public

@@ -77,6 +77,8 @@ class CharonConfig:
     #: swanctl ``send_cert`` (``ifasked``/``always``/``never``); strongSwan's default sends
     #: its certificate only after a CERTREQ.
     send_cert: str | None = None
+    #: More swanctl connection settings, e.g. ``{"dpd_delay": "1s"}``.
+    conn_extra: Mapping[str, Any] = field(default_factory=dict)
     proposals: str = "aes256gcm16-prfsha256-x25519"
     pools: Mapping[str, str] = field(default_factory=dict)
     pool_attrs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -175,6 +177,7 @@ def swanctl_conf(cfg: CharonConfig) -> str:
         conn["remote_port"] = cfg.remote_port
     if cfg.send_cert is not None:
         conn["send_cert"] = cfg.send_cert
+    conn.update(cfg.conn_extra)
     if cfg.pools:
         conn["pools"] = tuple(cfg.pools)
     if cfg.vips:

@@ -141,3 +141,40 @@ def test_engine_overhead(be, capsys):
                   f"{replay:.0f} us codec+crypto ({len(calls[side])} calls), "
                   f"{total - replay:.0f} us engine Python")
     assert all(len(calls[s]) > 10 for s in "ir")
+
+
+def test_memory_per_established_sa(be, monkeypatch, capsys):
+    """Python heap per established responder SA (IKE SA + its CHILD_SA) after its events
+    are drained. tracemalloc does not see allocations made inside the Rust extension."""
+    import gc
+    import tracemalloc
+
+    kept: list[IkeSa] = []
+    responder = IkeSa.responder
+
+    def keep(*args, **kwargs):
+        kept.append(responder(*args, **kwargs))
+        return kept[-1]
+
+    monkeypatch.setattr(IkeSa, "responder", keep)
+    sides, count = Sides(be), 500
+    sides.handshake()  # warm caches before measuring
+    kept.clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(count):
+            sides.handshake()
+        for sa in kept:
+            while sa.next_event() is not None:
+                pass
+        gc.collect()
+        grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before,
+                                                                               "filename"))
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == count and all(sa.established for sa in kept)
+    with capsys.disabled():
+        print(f"\n[{be.__name__.rsplit('.', 1)[-1]}] {grown / count:.0f} bytes of Python heap "
+              f"per established responder SA")

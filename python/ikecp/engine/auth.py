@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..const import AuthMethod, NotifyType
 from ..errors import RemoteProtocolError
-from ..message import Auth, Cert, IDi, IDr, Message, Payload
+from ..message import Auth, Cert, IDi, IDr, Message, Notify, Payload
 from .events import IkeSaEstablished
 
 if TYPE_CHECKING:
@@ -27,7 +27,11 @@ CHILD_ERRORS = frozenset({
 
 
 class Authenticator(Protocol):
-    """Signs our AUTH payload and verifies the peer's for one authentication method."""
+    """Signs our AUTH payload and verifies the peer's for one authentication method.
+
+    A verifier may also carry ``accepted_methods`` (a collection of method numbers) when it
+    can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike.
+    """
 
     method: int
 
@@ -93,18 +97,17 @@ class AuthTask:
 
     def process_r(self, sa: IkeSa, msg: Message) -> None:
         idi: IDi = msg.first(IDi)
-        peer = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
-        sa.peer_id = peer
-        _established(sa)
+        sa.peer_id = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
+        _established(sa)  # after every task processed: the response is about to go out
         me = sa.settings.local_id
         out.append(IDr(me.id_type, me.data))
         out.extend(sa.settings.auth.sign(sa, _octets(sa, False, me.id_type, me.data)))
 
     def process_i(self, sa: IkeSa, msg: Message) -> None:
-        for n in msg.payloads:
-            if getattr(n, "notify_type", 0x4000) < 0x4000 and n.notify_type not in CHILD_ERRORS:
+        for n in msg.find(Notify):
+            if n.notify_type < 0x4000 and n.notify_type not in CHILD_ERRORS:
                 raise RemoteProtocolError(n.notify_type, "peer refused IKE_AUTH")
         idr: IDr | None = msg.first(IDr)
         if idr is None or msg.first(Auth) is None:
@@ -123,7 +126,7 @@ class AuthTask:
                                       f"peer identity {peer} is not {expected}")
         auth: Auth = msg.first(Auth)
         verifier = sa.settings.peer_auth or sa.settings.auth
-        if auth.method != verifier.method:
+        if auth.method not in (getattr(verifier, "accepted_methods", None) or (verifier.method,)):
             raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED,
                                       f"peer used auth method {auth.method}")
         octets = _octets(sa, initiator_side, id_type, id_data)

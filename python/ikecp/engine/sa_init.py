@@ -10,6 +10,7 @@ from .. import dh
 from ..const import NotifyType, ProtocolId
 from ..errors import CryptoError, RemoteProtocolError
 from ..message import KE, SA, Message, Nonce, Notify, Payload, Proposal
+from .auth import certreq_payloads
 from .keys import derive_ike_keys
 from .task import Ignore, Retry
 from .transforms import ike_offer, select
@@ -123,4 +124,5 @@ class SaInitTask:
                                 sa.suite.transforms()),)))
         out.append(KE(self.dh.group, self.dh.public_bytes))
         out.append(Nonce(sa.nonce_r))
+        out.extend(certreq_payloads(sa))
         self.dh = None

@@ -64,7 +64,8 @@ def real_source_hash(sa) -> bytes:
 
 
 def run_fap_against_strongswan(proposal: str, esp: str, ss_kw: dict | None = None,
-                               fap_kw: dict | None = None) -> None:
+                               fap_kw: dict | None = None, log_has: tuple[str, ...] = ()
+                               ) -> None:
     require_peers()
     with netns.nat_topology() as topo, \
             strongswan.charon(segw_config(proposal, esp, **(ss_kw or {})),
@@ -113,6 +114,8 @@ def run_fap_against_strongswan(proposal: str, esp: str, ss_kw: dict | None = Non
         log = ss.log()
         assert re.search(r"parsed IKE_AUTH request 1 \[ IDi .*CPRQ\(ADDR EXTSRC4\) SA", log)
         assert re.search(r"generating IKE_AUTH response 1 \[ IDr .*CPRP\(ADDR\) SA", log)
+        for pattern in log_has:
+            assert re.search(pattern, log), pattern
         assert all(a.type != ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO for a in cfg.attributes)
         assert "absent" in not_supported.reason
 
@@ -140,9 +143,9 @@ def test_psk_modp2048_aes_cbc_hmac_sha256():
 
 
 def test_certificates_x25519_aes_gcm(tmp_path):
-    """ECDSA P-256 certificates from one test CA. We send no CERTREQ yet, so strongSwan is told
-    to send its certificate anyway; it signs with ECDSA-256 (method 9) since we send no
-    SIGNATURE_HASH_ALGORITHMS, and verifies our RFC 7427 signature."""
+    """ECDSA P-256 certificates from one test CA. strongSwan (default ``send_cert = ifasked``)
+    sends its certificate because we ask with CERTREQ; it signs with ECDSA-256 (method 9) since
+    we send no SIGNATURE_HASH_ALGORITHMS, and verifies our RFC 7427 signature."""
     root = CertAuthority("ikecp interop root CA")
     fap_cert = root.issue([FAP_ID], fresh_key=True)
     segw_cert = root.issue([SEGW_ID], fresh_key=True)
@@ -154,7 +157,11 @@ def test_certificates_x25519_aes_gcm(tmp_path):
     run_fap_against_strongswan(
         "aes256gcm16-prfsha256-x25519", "aes256gcm16",
         ss_kw={"psk": None, "cert": tmp_path / "segw.pem", "key": tmp_path / "segw.key",
-               "cacert": tmp_path / "ca.pem", "send_cert": "always"},
+               "cacert": tmp_path / "ca.pem"},
         fap_kw={"auth": CertAuthenticator(fap_cert.credential, trust),
                 "peer_auth": CertAuthenticator(None, trust,
-                                               method=AuthMethod.ECDSA_SHA256_P256)})
+                                               method=AuthMethod.ECDSA_SHA256_P256)},
+        log_has=(r'received cert request for "O=ikecp test, CN=ikecp interop root CA"',
+                 r'sending end entity cert "O=ikecp test, CN=segw\.interop\.test"',
+                 r"authentication of 'fap\.interop\.test' with ECDSA_WITH_SHA256_DER successful",
+                 r"generating IKE_AUTH response 1 \[ IDr CERT AUTH"))

@@ -9,10 +9,14 @@ assigned (read from the router's conntrack table).
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
+from ikecp import pki
+from ikecp.const import AuthMethod
 from ikecp.cp import AddressPool, CpRegistry, NatInfoProvider, PoolProvider
 from ikecp.engine import Identity, PskAuthenticator, Settings, selector
+from ikecp.engine.cert_auth import CertAuthenticator
 from ikecp.engine.events import (
     ChildSaEstablished,
     IkeSaEstablished,
@@ -22,6 +26,7 @@ from ikecp.engine.events import (
     SaFailed,
 )
 from ikecp.testing import netns, strongswan
+from ikecp.testing.ca import CertAuthority
 from ikecp.testing.strongswan import CharonConfig, Child
 from interop_peers import FAP_ID, IKECP_POOL, PSK, SEGW_ID, ikecp_loop, require_peers
 
@@ -31,21 +36,23 @@ pytestmark = [pytest.mark.peer, pytest.mark.netns]
 CORE_NET = "10.99.0.0/16"
 
 
-def segw_settings() -> Settings:
+def segw_settings(**kw: Any) -> Settings:
     registry = (CpRegistry()
                 .add_provider(PoolProvider(AddressPool(IKECP_POOL)))
                 .add_provider(NatInfoProvider()))
-    return Settings(local_id=Identity.fqdn(SEGW_ID), auth=PskAuthenticator(PSK.encode()),
-                    local_ts=(selector(CORE_NET),), cp=registry)
+    kw.setdefault("auth", PskAuthenticator(PSK.encode()))
+    return Settings(local_id=Identity.fqdn(SEGW_ID), local_ts=(selector(CORE_NET),),
+                    cp=registry, **kw)
 
 
-def fap_config(proposal: str, esp: str) -> CharonConfig:
+def fap_config(proposal: str, esp: str, **kw: Any) -> CharonConfig:
     # remote_ts is the core network, not 0.0.0.0/0: kernel-libipsec would then route the
     # SeGW's own address into its TUN device and fail to install the CHILD_SA's route.
     return CharonConfig(
         role="initiator", local_addrs=netns.FAP_ADDR, remote_addrs=netns.SEGW_ADDR,
-        local_id=FAP_ID, remote_id=SEGW_ID, psk=PSK, proposals=proposal, vips=("0.0.0.0",),
-        children=(Child(remote_ts=(CORE_NET,), esp_proposals=esp),))
+        local_id=FAP_ID, remote_id=SEGW_ID, proposals=proposal, vips=("0.0.0.0",),
+        children=(Child(remote_ts=(CORE_NET,), esp_proposals=esp),),
+        **{"psk": PSK, **kw})
 
 
 @pytest.mark.parametrize(("proposal", "esp"), [
@@ -53,10 +60,33 @@ def fap_config(proposal: str, esp: str) -> CharonConfig:
     ("aes256-sha256-modp2048", "aes256-sha256"),
 ])
 def test_strongswan_fap_to_ikecp_segw(proposal, esp):
+    run_strongswan_fap(fap_config(proposal, esp), segw_settings())
+
+
+def test_strongswan_fap_with_certificates(tmp_path):
+    """ECDSA P-256 certificates. strongSwan sends SIGNATURE_HASH_ALGORITHMS and we do not
+    answer it yet, so it signs with ECDSA-256 (method 9); we sign with RFC 7427 (14)."""
+    root = CertAuthority("ikecp interop root CA")
+    fap_cert = root.issue([FAP_ID], fresh_key=True)
+    segw_cert = root.issue([SEGW_ID], fresh_key=True)
+    for name, data in {"ca.pem": root.cert_pem, "fap.pem": fap_cert.cert_pem,
+                       "fap.key": fap_cert.key_pem}.items():
+        (tmp_path / name).write_bytes(data)
+    trust = pki.TrustStore([root.cert])
+    segw = segw_settings(
+        auth=CertAuthenticator(segw_cert.credential, trust),
+        peer_auth=CertAuthenticator(None, trust, method=AuthMethod.ECDSA_SHA256_P256))
+    fap = fap_config("aes256gcm16-prfsha256-x25519", "aes256gcm16", psk=None,
+                     cert=tmp_path / "fap.pem", key=tmp_path / "fap.key",
+                     cacert=tmp_path / "ca.pem")
+    run_strongswan_fap(fap, segw)
+
+
+def run_strongswan_fap(fap: CharonConfig, segw: Settings) -> None:
     require_peers()
     with netns.nat_topology() as topo, \
-            ikecp_loop(topo, "segw", netns.SEGW_ADDR, responder=segw_settings()) as loop, \
-            strongswan.charon(fap_config(proposal, esp), netns=topo.fap) as ss:
+            ikecp_loop(topo, "segw", netns.SEGW_ADDR, responder=segw) as loop, \
+            strongswan.charon(fap, netns=topo.fap) as ss:
         out = ss.initiate("net")
         assert "initiate completed successfully" in out, out
         i = ss.wait_for_sa()

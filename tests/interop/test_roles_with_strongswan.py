@@ -1,0 +1,87 @@
+"""The ``ikecp segw`` and ``ikecp fap`` programs against strongSwan through the kernel NAPT,
+configured by TOML files; the SeGW's binding registry read back with ``ikecp bindings``."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from ikecp.testing import netns, strongswan
+from ikecp_roles import bindings, role, wait_bindings
+from interop_peers import FAP_ID, IKECP_POOL, PSK, SEGW_ID, SS_POOL, require_peers
+from test_fap_to_strongswan import segw_config
+from test_strongswan_to_segw import CORE_NET, fap_config
+
+pytestmark = [pytest.mark.peer, pytest.mark.netns]
+
+X25519 = "aes256gcm16-prfsha256-x25519"
+
+
+def segw_toml(tmp_path) -> dict:
+    return {"identity": SEGW_ID, "listen": netns.SEGW_ADDR, "psk": PSK, "pool": IKECP_POOL,
+            "bindings": str(tmp_path / "bindings.sqlite"), "dpd": 0}
+
+
+def fap_toml() -> dict:
+    return {"identity": FAP_ID, "segw": netns.SEGW_ADDR, "segw_id": SEGW_ID, "psk": PSK,
+            "proposals": [X25519], "esp_proposals": ["aes256gcm16"], "dpd": 0,
+            "retransmit_timeout": 0.5, "retries": 3}
+
+
+def test_strongswan_fap_to_ikecp_segw_program(tmp_path):
+    require_peers()
+    db = tmp_path / "bindings.sqlite"
+    with netns.nat_topology() as topo, \
+            role(topo, "segw", "segw", segw_toml(tmp_path), tmp_path) as segw, \
+            strongswan.charon(fap_config(X25519, "aes256gcm16"), netns=topo.fap) as ss:
+        segw.wait_line(lambda line: line.startswith("SeGW "))
+        out = ss.initiate("net")
+        assert "initiate completed successfully" in out, out
+        i = ss.wait_for_sa()
+        (b,) = wait_bindings(db, lambda rows: len(rows) == 1)
+
+        public = topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
+        assert public[0] == netns.RTR_OUTSIDE_ADDR
+        assert b["identity"] == FAP_ID
+        assert (b["public_ip"], b["public_port"]) == public
+        assert (b["spi_i"], b["spi_r"]) == (i.raw["initiator-spi"], i.raw["responder-spi"])
+        assert ipaddress.ip_address(b["inner_ip"]) in ipaddress.ip_network(IKECP_POOL)
+        assert i.local_vips == (b["inner_ip"],) and i.nat_local
+        (child,) = i.children.values()
+        assert child["state"] == "INSTALLED" and child["remote-ts"] == [CORE_NET]
+        assert sorted(b["child_spis"]) == sorted([child["spi-in"], child["spi-out"]])
+        # Look-ups a mobile core would make.
+        assert bindings(db, "--inner-ip", b["inner_ip"]) == [b]
+        assert bindings(db, "--public", f"{public[0]}:{public[1]}") == [b]
+        assert bindings(db, "--identity", FAP_ID) == [b]
+
+        # strongSwan deletes: the binding leaves the registry.
+        ss.terminate()
+        wait_bindings(db, lambda rows: rows == [])
+        assert segw.stop() == 0
+
+
+def test_ikecp_fap_program_to_strongswan_segw(tmp_path):
+    require_peers()
+    with netns.nat_topology() as topo, \
+            strongswan.charon(segw_config(X25519, "aes256gcm16"), netns=topo.segw) as ss, \
+            role(topo, "fap", "fap", fap_toml(), tmp_path, "--json") as fap:
+        status = fap.wait_status(lambda s: s["state"] == "established")
+        r = ss.wait_for_sa()
+        assert (status["spi_i"], status["spi_r"]) == (r.raw["initiator-spi"],
+                                                      r.raw["responder-spi"])
+        assert status["nat_detected"] is True and r.nat_remote
+        assert ipaddress.ip_address(status["inner_ip"]) in ipaddress.ip_network(SS_POOL)
+        assert r.remote_vips == (status["inner_ip"],)
+        # strongSwan does not know attribute 23: no public address, the SA stays up.
+        assert status["public_ip"] is None and status["public_port"] is None
+        assert "absent" in status["nat_info"]
+        (child,) = r.children.values()
+        assert child["state"] == "INSTALLED"
+        assert (r.remote_host, r.remote_port) == topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
+
+        # SIGTERM: the FAP deletes its SA and strongSwan drops it.
+        assert fap.stop() == 0
+        ss.wait_for_log(r"deleting IKE_SA ikecp\[1\]|IKE_SA ikecp\[1\] state change: .* => "
+                        r"DELETING", timeout=5)
+        assert ss.list_sas() == []

@@ -21,40 +21,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ikecp.const import ConfigAttr, EncrId, IntegId
+from ikecp import keylog
+from ikecp.const import ConfigAttr
 from ikecp.cp import nat_info
 from ikecp.engine.events import ChildSaEstablished, PeerBinding, PublicAddressLearned, SaDeleted
 from ikecp.testing import netns
 from ikecp.testing.facility import require
+from ikecp_roles import role, wait_bindings
 from interop_peers import fap_settings, ikecp_loop
+from test_roles_with_strongswan import fap_toml, segw_toml
 from test_strongswan_to_segw import segw_settings
 
 pytestmark = [pytest.mark.peer, pytest.mark.netns]
 
 NAT_INFO = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
-
-#: Wireshark 4.0's names in the ikev2_decryption_table UAT (packet-isakmp.c value strings).
-_WS_ENCR = {
-    (EncrId.AES_GCM_16, 128): "AES-GCM-128 with 16 octet ICV [RFC5282]",
-    (EncrId.AES_GCM_16, 256): "AES-GCM-256 with 16 octet ICV [RFC5282]",
-    (EncrId.AES_CBC, 128): "AES-CBC-128 [RFC3602]",
-    (EncrId.AES_CBC, 256): "AES-CBC-256 [RFC3602]",
-}
-_WS_INTEG = {
-    IntegId.NONE: "NONE [RFC4306]",
-    IntegId.HMAC_SHA2_256_128: "HMAC_SHA2_256_128 [RFC4868]",
-}
-
-
-def uat_line(sa) -> str:
-    """One ikev2_decryption_table row for an established IKE SA: SPIs and SK_e/SK_a keys as
-    bare hex (for AES-GCM, SK_e includes the 4-octet salt, as Wireshark expects)."""
-    s = sa.suite
-    sk_ei, sk_er, sk_ai, sk_ar = sa.key_material
-    return ",".join((sa.spi_i.hex(), sa.spi_r.hex(), sk_ei.hex(), sk_er.hex(),
-                     f'"{_WS_ENCR[(s.encr, s.encr_key_bits)]}"', sk_ai.hex(), sk_ar.hex(),
-                     f'"{_WS_INTEG[s.integ]}"'))
-
 
 def require_tools() -> None:
     require(netns.probe())
@@ -129,7 +109,7 @@ def test_capture_decodes_with_key_log(tmp_path, proposal, esp):
             fap.wait_for(lambda evs: any(isinstance(e, ChildSaEstablished) for _, e in evs))
             segw.wait_for(lambda evs: any(isinstance(e, PeerBinding) for _, e in evs))
             public = topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
-            uat = fap.call(lambda: uat_line(sa))
+            uat = fap.call(lambda: keylog.line(sa))
             fap.call(sa.delete)
             fap.wait_for(lambda evs: any(isinstance(e, SaDeleted) for _, e in evs))
             sent = [w for d, _, _, w in fap.trace if d == "out"]
@@ -137,9 +117,43 @@ def test_capture_decodes_with_key_log(tmp_path, proposal, esp):
         (learned,) = fap.events_of(PublicAddressLearned)
         (binding,) = segw.events_of(PeerBinding)
 
+    assert uat is not None
     packets = decode(pcap, uat)
-    # Every IKE message of the SA is in the capture: SA_INIT, AUTH, INFORMATIONAL, both ways.
-    assert len(packets) == len(sent) + len(received) == 6
+    assert len(packets) == len(sent) + len(received)
+    check_capture(packets, public)
+    assert (learned.address, learned.port) == public
+    assert (binding.public_address, binding.public_port) == public
+
+
+def test_capture_of_the_programs_decodes_with_their_key_logs(tmp_path):
+    """The same with ``ikecp segw --keylog`` and ``ikecp fap --keylog``: both write the one
+    line that decrypts the whole conversation."""
+    require_tools()
+    pcap, db = tmp_path / "ike.pcapng", tmp_path / "bindings.sqlite"
+    keys = {"segw": tmp_path / "segw.keys", "fap": tmp_path / "fap.keys"}
+    with netns.nat_topology() as topo, capture(topo, pcap), \
+                role(topo, "segw", "segw", segw_toml(tmp_path), tmp_path,
+                 "--keylog", str(keys["segw"])) as segw:
+        segw.wait_line(lambda line: line.startswith("SeGW "))
+        with role(topo, "fap", "fap", fap_toml(), tmp_path, "--json",
+                  "--keylog", str(keys["fap"])) as fap:
+            status = fap.wait_status(lambda s: s["state"] == "established")
+            public = topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
+            (b,) = wait_bindings(db, lambda rows: len(rows) == 1)
+            assert fap.stop() == 0
+        wait_bindings(db, lambda rows: rows == [])
+    assert (status["public_ip"], status["public_port"]) == public
+    assert (b["public_ip"], b["public_port"]) == public
+    lines = {k: p.read_text().splitlines() for k, p in keys.items()}
+    assert lines["segw"] == lines["fap"] and len(lines["fap"]) == 1
+    assert oct(keys["fap"].stat().st_mode & 0o777) == "0o600"
+    check_capture(decode(pcap, lines["fap"][0]), public)
+
+
+def check_capture(packets: list[ET.Element], public: tuple[str, int]) -> None:
+    """SA_INIT, AUTH, INFORMATIONAL (delete), both ways, all decoded without complaint;
+    CP payloads carry attribute 23 as the FAP asked and the SeGW answered."""
+    assert len(packets) == 6
     exchanges = [int(value(p, "isakmp.exchangetype")) for p in packets]
     assert exchanges == [34, 34, 35, 35, 37, 37]
 
@@ -163,7 +177,5 @@ def test_capture_decodes_with_key_log(tmp_path, proposal, esp):
     nat_values = [v for t, v in reply_attrs if t == NAT_INFO]
     assert nat_values == [nat_info.encode(*public)]
     assert public[0] == netns.RTR_OUTSIDE_ADDR
-    # ... which is the source the SeGW saw on the wire, and what both engines reported.
+    # ... which is the source the SeGW saw on the wire.
     assert (value(packets[2], "ip.src"), int(value(packets[2], "udp.srcport"))) == public
-    assert (learned.address, learned.port) == public
-    assert (binding.public_address, binding.public_port) == public

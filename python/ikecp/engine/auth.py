@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..const import AuthMethod, CertEncoding, NotifyType
 from ..errors import RemoteProtocolError
-from ..message import Auth, Cert, CertReq, IDi, IDr, Message, Notify, Payload
+from ..message import Auth, Cert, CertReq, IDi, IDr, Notify, Payload
 from .events import IkeSaEstablished
 
 if TYPE_CHECKING:
     from .sa import IkeSa
     from .settings import Identity
+    from .view import MessageView
 
 #: Error notifies in an IKE_AUTH response that refuse only the CHILD_SA (RFC 7296 §1.2).
 CHILD_ERRORS = frozenset({
@@ -105,7 +106,7 @@ class AuthTask:
             out.append(IDr(peer.id_type, peer.data))
         out.extend(sa.settings.auth.sign(sa, _octets(sa, True, me.id_type, me.data)))
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         idi: IDi = msg.first(IDi)
         sa.peer_id = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
 
@@ -115,7 +116,7 @@ class AuthTask:
         out.append(IDr(me.id_type, me.data))
         out.extend(sa.settings.auth.sign(sa, _octets(sa, False, me.id_type, me.data)))
 
-    def process_i(self, sa: IkeSa, msg: Message) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
         for n in msg.find(Notify):
             if n.notify_type < 0x4000 and n.notify_type not in CHILD_ERRORS:
                 raise RemoteProtocolError(n.notify_type, "peer refused IKE_AUTH")
@@ -125,7 +126,7 @@ class AuthTask:
         sa.peer_id = self._verify(sa, msg, idr.id_type, idr.data, initiator_side=False)
         _established(sa)
 
-    def _verify(self, sa: IkeSa, msg: Message, id_type: int, id_data: bytes,
+    def _verify(self, sa: IkeSa, msg: MessageView, id_type: int, id_data: bytes,
                 initiator_side: bool) -> Identity:
         from .settings import Identity
 

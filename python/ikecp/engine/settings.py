@@ -100,8 +100,6 @@ class Settings:
     #: Send a fake NAT_DETECTION_SOURCE_IP so both sides float and encapsulate (strongSwan's
     #: ``encap = yes``).
     force_encap: bool = False
-    #: The IKE port the roles bind and connect to (``ikecp.dispatch``, ``ikecp.femto``).
-    port: int = 500
     natt_port: int = 4500
     retransmit: RetransmitPolicy = RetransmitPolicy()
     #: Responder: give up on an SA whose IKE_AUTH does not arrive in time.

@@ -90,7 +90,8 @@ def _segw(args: argparse.Namespace) -> int:
     async def run() -> None:
         gw = Gateway(cfg)
         await gw.start()
-        print(f"SeGW {cfg.identity} on {cfg.listen} ports {gw.ports[0]}/{gw.ports[1]}, "
+        where = ", ".join(cfg.listen)
+        print(f"SeGW {cfg.identity} on {where} ports {gw.ports[0]}/{gw.ports[1]}, "
               f"bindings in {cfg.bindings}", flush=True)
         try:
             await _until_signal()

@@ -96,8 +96,7 @@ class _Common:
             "local_id": identity(self.identity), "auth": self.authenticator(),
             "ike_proposals": tuple(IkeProposal.parse(p) for p in self.proposals),
             "child_proposals": tuple(ChildProposal.parse(p) for p in self.esp_proposals),
-            "port": self.port, "natt_port": self.natt_port,
-            "dpd_interval": self.dpd or None,
+            "natt_port": self.natt_port, "dpd_interval": self.dpd or None,
         }
 
     def _check(self, source: str) -> None:
@@ -147,8 +146,8 @@ class SegwConfig(_Common):
     """The security gateway (responder)."""
 
     identity: str = "segw.ikecp.test"
-    #: Address to listen on (IPv4 or IPv6 literal).
-    listen: str = "127.0.0.1"
+    #: Addresses to listen on (IPv4 and/or IPv6 literals; one string or a list).
+    listen: tuple[str, ...] = ("127.0.0.1",)
     #: Per-peer PSKs: {identity = "secret"}; peers not listed use ``psk``.
     peers: dict[str, str] = field(default_factory=dict)
     #: Inner addresses handed out with INTERNAL_IP4_ADDRESS.
@@ -176,7 +175,9 @@ class SegwConfig(_Common):
             raise ConfigError("pool", str(exc), source) from exc
         if net.version != 4 or net.num_addresses < 4:
             raise ConfigError("pool", "must be an IPv4 network with room for hosts", source)
-        for name, values in (("listen", (self.listen,)), ("dns", self.dns)):
+        if not self.listen:
+            raise ConfigError("listen", "needs at least one address", source)
+        for name, values in (("listen", self.listen), ("dns", self.dns)):
             for v in values:
                 try:
                     ipaddress.ip_address(v)
@@ -198,16 +199,16 @@ class SegwConfig(_Common):
                                     {identity(k): v.encode() for k, v in self.peers.items()})
         return super().authenticator()
 
-    def settings(self, port: int | None = None, natt_port: int | None = None) -> Settings:
-        """Engine settings (a new address pool each call); ports override the configured
-        ones when the sockets were bound to port 0."""
+    def settings(self, natt_port: int | None = None) -> Settings:
+        """Engine settings (a new address pool each call); ``natt_port`` overrides the
+        configured one when the socket was bound to port 0."""
         cp = CpRegistry().add_provider(PoolProvider(AddressPool(self.pool)))
         if self.nat_info:
             cp.add_provider(NatInfoProvider(self.nat_info_type, legacy=self.legacy_nat_info))
         if self.dns:
             cp.add_provider(StaticProvider.addresses(ConfigAttr.INTERNAL_IP4_DNS, self.dns))
         kw = self._base_settings()
-        kw.update(cp=cp, port=port or self.port, natt_port=natt_port or self.natt_port)
+        kw.update(cp=cp, natt_port=natt_port or self.natt_port)
         return Settings(**kw)
 
 
@@ -219,11 +220,14 @@ class FapConfig(_Common):
     #: The SeGW's address and its expected identity (unset: accept what authenticates).
     segw: str = "127.0.0.1"
     segw_id: str | None = None
+    #: The SeGW's IKE and NAT-T ports (unset: the same numbers as ``port`` / ``natt_port``).
+    segw_port: int | None = None
+    segw_natt_port: int | None = None
     #: Local address to bind ("" picks the one the route to the SeGW uses).
     local: str = ""
     #: When to ask for EXTERNAL_SOURCE_IP4_NAT_INFO: auto (behind NAT), always, never.
     nat_info_mode: str = "auto"
-    #: Seconds between NAT keepalives while behind a NAT (RFC 3948); 0 disables them.
+    #: Seconds between NAT keepalives while behind a NAT (RFC 3948 §2.3); 0 disables them.
     keepalive: float = 20.0
     #: Seconds to wait before re-establishing a lost SA (doubles up to 60 s on failures).
     reconnect: float = 2.0
@@ -244,19 +248,32 @@ class FapConfig(_Common):
         for name in ("keepalive", "reconnect"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, "must be >= 0", source)
+        for name, local in (("segw_port", self.port), ("segw_natt_port", self.natt_port)):
+            value = getattr(self, name)
+            if value is None and local == 0:
+                raise ConfigError(name, "is needed when the local port is 0 (any)", source)
+            if value is not None and not 1 <= value <= 65535:
+                raise ConfigError(name, "must be a UDP port (1-65535)", source)
         if not 0 <= self.retries <= 20:
             raise ConfigError("retries", "must be within 0-20", source)
         if self.retransmit_timeout <= 0:
             raise ConfigError("retransmit_timeout", "must be > 0", source)
 
-    def settings(self, port: int | None = None, natt_port: int | None = None) -> Settings:
+    @property
+    def remote_ports(self) -> tuple[int, int]:
+        """The SeGW's (IKE, NAT-T) ports."""
+        return (self.segw_port or self.port, self.segw_natt_port or self.natt_port)
+
+    def settings(self) -> Settings:
+        """Engine settings; ``natt_port`` is the SeGW's (the FAP's own NAT-T socket is
+        given to the SA as its float port)."""
         from .engine import RetransmitPolicy
 
         cp = CpRegistry().add_handler(RequestHandler(ConfigAttr.INTERNAL_IP4_ADDRESS))
         cp.add_handler(NatInfoHandler(Mode(self.nat_info_mode), self.nat_info_type,
                                       legacy=self.legacy_nat_info))
         kw = self._base_settings()
-        kw.update(cp=cp, port=port or self.port, natt_port=natt_port or self.natt_port,
+        kw.update(cp=cp, natt_port=self.remote_ports[1], keepalive_interval=self.keepalive or None,
                   remote_id=identity(self.segw_id) if self.segw_id else None,
                   retransmit=RetransmitPolicy(self.retransmit_timeout, tries=self.retries))
         return Settings(**kw)
@@ -272,8 +289,10 @@ def _coerce(source: str, key: str, hint: Any, value: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(source, key, inner[0], value)
     if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(key, "must be a list of strings", source)
+            raise ConfigError(key, "must be a string or a list of strings", source)
         return tuple(value)
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):

@@ -81,8 +81,9 @@ class Topology:
         self.ports = (0, 0)
 
     def segw_config(self, port: int = 0, natt_port: int = 0) -> SegwConfig:
-        return SegwConfig(identity="segw.demo.ikecp", listen=SEGW_IP, port=port,
-                          natt_port=natt_port, psk=self.psk, **self.segw_options)
+        psk = None if "cert" in self.segw_options else self.psk
+        return SegwConfig(identity="segw.demo.ikecp", listen=(SEGW_IP,), port=port,
+                          natt_port=natt_port, psk=psk, **self.segw_options)
 
     async def start_gateway(self, gateway: Gateway | None = None) -> Gateway:
         """Start ``gateway`` (default: one on the topology's registry and ports)."""
@@ -100,9 +101,11 @@ class Topology:
         await self.relay.start()
         for i in range(self.n_faps):
             options = {"keepalive": 20.0, "reconnect": 0.5, **self.fap_options}
+            if "cert" not in options:
+                options["psk"] = self.psk
             cfg = FapConfig(identity=f"fap-{i + 1:03d}.demo.ikecp", segw=RELAY_IP,
                             segw_id="segw.demo.ikecp", local=fap_ip(i), port=port,
-                            natt_port=natt, psk=self.psk, **options)
+                            natt_port=natt, **options)
             fap = Femto(cfg, on_status=self.on_status)
             self.faps.append(fap)
             await fap.start()

@@ -66,18 +66,20 @@ class Dispatcher:
     """The SA table, the demultiplexer and the timer heap of one IKE endpoint.
 
     ``responder`` is the ``Settings`` for SAs created by incoming IKE_SA_INIT requests
-    (None: accept none, as on a FAP). ``local_ip`` is the address our sockets are bound to
-    (it enters NAT detection). ``natt_ports`` are the local ports on which datagrams carry
-    the non-ESP marker (default: the responder's NAT-T port, else 4500). At most
+    (None: accept none, as on a FAP). ``local_ip`` and ``port`` are the address and IKE port
+    our sockets are bound to (the address enters NAT detection). ``natt_ports`` are the
+    local ports on which datagrams carry the non-ESP marker (default: the responder's NAT-T
+    port, else 4500). At most
     ``max_half_open`` responder SAs may wait for IKE_AUTH; from ``cookie_threshold`` half-open
     SAs on, a new IKE_SA_INIT must return our COOKIE first.
     """
 
-    def __init__(self, responder: Settings | None, local_ip: str, *,
+    def __init__(self, responder: Settings | None, local_ip: str, *, port: int = 500,
                  natt_ports: Collection[int] | None = None, max_half_open: int = 10_000,
                  cookie_threshold: int | None = None, backend: Any = None) -> None:
         self.responder = responder
         self.local_ip = local_ip
+        self.port = port
         if natt_ports is None:
             natt_ports = {responder.natt_port if responder is not None else 4500}
         self.natt_ports = frozenset(natt_ports)
@@ -172,11 +174,13 @@ class Dispatcher:
     # --- SAs the application starts or acts on ---------------------------------------------
 
     def connect(self, settings: Settings, remote: Address, now: float, *,
-                local: Address | None = None) -> IkeSa:
-        """Start an initiator SA towards ``remote`` (from ``local_ip:settings.port``)."""
+                local: Address | None = None, natt_local_port: int | None = None) -> IkeSa:
+        """Start an initiator SA towards ``remote`` from ``local`` (default: ``local_ip`` and
+        ``port``); after a NAT is found it floats to ``natt_local_port`` (default: the
+        settings' NAT-T port, which is also the peer's)."""
         self._now = now
-        sa = IkeSa.initiator(settings, local or (self.local_ip, settings.port), remote,
-                             backend=self.backend)
+        sa = IkeSa.initiator(settings, local or (self.local_ip, self.port), remote,
+                             backend=self.backend, natt_local_port=natt_local_port)
         self._by_spi[sa.spi_i] = sa
         self.stats.sas_created += 1
         self._after(sa)

@@ -1,15 +1,14 @@
 """The femtocell (FAP): one IKE SA to the SeGW, kept up for as long as it runs.
 
 It connects, reports whether NAT was detected, the inner IP it was given and the public
-IP:port the SeGW saw (EXTERNAL_SOURCE_IP4_NAT_INFO), sends NAT keepalives while behind a NAT
-(RFC 3948 §2.3, every 20 s by default), lets the engine run liveness checks, and starts a new
+IP:port the SeGW saw (EXTERNAL_SOURCE_IP4_NAT_INFO), has the engine send NAT keepalives while
+behind a NAT (RFC 3948 §2.3, every 20 s by default) and run liveness checks, and starts a new
 SA when the old one is deleted or dies (with a growing delay while attempts keep failing).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import socket
@@ -18,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from .config import FapConfig
-from .const import NAT_KEEPALIVE, ConfigAttr
+from .const import ConfigAttr
 from .dispatch import Dispatcher
-from .engine import Datagram, IkeSa
+from .engine import IkeSa
 from .engine.events import (
     ChildSaFailed,
     ConfigReceived,
@@ -95,9 +94,7 @@ class Femto:
         self.status = FapStatus(segw=config.segw)
         self.sa: IkeSa | None = None
         self.dispatcher: Dispatcher | None = None
-        self.keepalives_sent = 0
         self._driver: AsyncioDriver | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._reconnect: asyncio.TimerHandle | None = None
         self._failures = 0
         self._stopping = False
@@ -110,13 +107,12 @@ class Femto:
         local = cfg.local or route_source(cfg.segw)
         endpoint = UdpEndpoint(local, (cfg.port, cfg.natt_port))
         port, natt = endpoint.ports
-        self._settings = cfg.settings(port, natt)
-        self.dispatcher = Dispatcher(None, local, natt_ports={natt})
+        self._settings = cfg.settings()
+        self._natt = natt
+        self.dispatcher = Dispatcher(None, local, port=port, natt_ports={natt})
         self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
         self._driver.start()
         self._set(local=f"{local}:{port}")
-        if cfg.keepalive:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._keepalives()))
         self._connect()
 
     async def stop(self, timeout: float = 2.0) -> None:
@@ -124,10 +120,6 @@ class Femto:
         self._stopping = True
         if self._reconnect is not None:
             self._reconnect.cancel()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         d, driver = self.dispatcher, self._driver
         if d is None or driver is None:
             return
@@ -166,12 +158,13 @@ class Femto:
             return
         cfg = self.config
         before = self.status
-        self.sa = self.dispatcher.connect(self._settings, (cfg.segw, self._settings.port),
-                                          self.clock())
+        segw_port = cfg.remote_ports[0]
+        self.sa = self.dispatcher.connect(self._settings, (cfg.segw, segw_port), self.clock(),
+                                          natt_local_port=self._natt)
         self._set(state="connecting", spi_i=self.sa.spi_i.hex(), spi_r=None,
                   nat_detected=None, inner_ip=None, public_ip=None, public_port=None,
                   nat_info=None)
-        log.info("connecting to %s:%d as %s", cfg.segw, self._settings.port, cfg.identity)
+        log.info("connecting to %s:%d as %s", cfg.segw, segw_port, cfg.identity)
         self._report(before)
         self._driver.flush()
 
@@ -237,15 +230,3 @@ class Femto:
 
     def _set(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]
-
-    async def _keepalives(self) -> None:
-        """One 0xFF datagram on the NAT-T port every ``keepalive`` s while behind a NAT."""
-        while True:
-            await asyncio.sleep(self.config.keepalive)
-            sa, driver = self.sa, self._driver
-            if sa is None or driver is None or not sa.established or not sa.encapsulated \
-                    or not sa.local_behind_nat:
-                continue
-            driver.endpoint.send_batch([Datagram(NAT_KEEPALIVE, sa.local[1], sa.remote,
-                                                 False)])
-            self.keepalives_sent += 1

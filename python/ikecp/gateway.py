@@ -24,6 +24,7 @@ from .engine.events import (
     ChildSaFailed,
     Event,
     IkeSaEstablished,
+    LivenessConfirmed,
     NatDetected,
     PeerBinding,
     SaDeleted,
@@ -69,17 +70,17 @@ class Gateway:
             self.registry.remove(b.spi_r, "stale at startup")
         self._stopping = False
         cfg = self.config
-        endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))
+        endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))  # one socket per address
         port, natt = endpoint.ports
-        settings = cfg.settings(port, natt)
-        self.dispatcher = Dispatcher(settings, cfg.listen, natt_ports={natt},
+        settings = cfg.settings(natt)
+        self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
                                      max_half_open=cfg.max_half_open,
                                      cookie_threshold=cfg.cookie_threshold)
         self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        log.info("SeGW %s listening on %s ports %d/%d, pool %s", cfg.identity, cfg.listen,
-                 port, natt, cfg.pool)
+        log.info("SeGW %s listening on %s ports %d/%d, pool %s", cfg.identity,
+                 ", ".join(cfg.listen), port, natt, cfg.pool)
 
     @property
     def ports(self) -> tuple[int, int]:
@@ -140,6 +141,8 @@ class Gateway:
                      ev.spi_r.hex())
             if self.keylog is not None:
                 self.keylog.write(sa)
+        elif isinstance(ev, LivenessConfirmed):
+            self.registry.touch(sa.spi_r)  # the peer answered our liveness check
         elif isinstance(ev, NatDetected):
             log.debug("NAT detected: peer behind NAT %s", ev.remote_behind_nat)
         elif isinstance(ev, ChildSaFailed):
@@ -179,10 +182,10 @@ class Gateway:
                 self._seen[sa.spi_r] = count
                 self.registry.touch(sa.spi_r)
         for b in self.registry.expire(self.config.binding_expiry):
-            sa = d.find(bytes.fromhex(b.spi_r))
-            if sa is not None:
+            idle = d.find(bytes.fromhex(b.spi_r))
+            if idle is not None:
                 log.info("binding of %s expired: deleting its SA", b.identity)
-                sa.delete()
-                d.update(sa, self.clock())
+                idle.delete()
+                d.update(idle, self.clock())
         if self._driver is not None:
             self._driver.flush()

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ikecp.keylog")
 
-_GCM_ICV = {EncrId.AES_GCM_8: 8, EncrId.AES_GCM_12: 12, EncrId.AES_GCM_16: 16}
-_CCM_ICV = {EncrId.AES_CCM_8: 8, EncrId.AES_CCM_12: 12, EncrId.AES_CCM_16: 16}
+_GCM_ICV: dict[int, int] = {EncrId.AES_GCM_8: 8, EncrId.AES_GCM_12: 12, EncrId.AES_GCM_16: 16}
+_CCM_ICV: dict[int, int] = {EncrId.AES_CCM_8: 8, EncrId.AES_CCM_12: 12, EncrId.AES_CCM_16: 16}
 _INTEG = {
     IntegId.NONE: "NONE [RFC4306]",
     IntegId.HMAC_SHA1_96: "HMAC_SHA1_96 [RFC2404]",

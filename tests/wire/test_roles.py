@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
 from ikecp.bindings import BindingRegistry
 from ikecp.demo import Topology
 from ikecp.engine.events import LivenessConfirmed, SaDeleted
 from ikecp.gateway import Gateway
+from test_udp import has_ipv6
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -186,5 +189,151 @@ def test_hostile_datagrams_on_real_sockets() -> None:
             assert fap.status.state == "established"
         finally:
             await topo.stop()
+
+    asyncio.run(main())
+
+
+def test_certificate_auth_through_config_files(tmp_path) -> None:
+    from ikecp.testing.ca import CertAuthority
+
+    root = CertAuthority("wire test root")
+    files = {}
+    for name, ident, kt in (("segw", "segw.demo.ikecp", "rsa2048"),
+                            ("fap", "fap-001.demo.ikecp", "ecdsa-p256")):
+        issued = root.issue([ident], key_type=kt)
+        (tmp_path / f"{name}.pem").write_bytes(issued.cert_pem)
+        (tmp_path / f"{name}.key").write_bytes(issued.key_pem)
+        files[name] = {"cert": str(tmp_path / f"{name}.pem"),
+                       "key": str(tmp_path / f"{name}.key"), "ca": (str(tmp_path / "ca.pem"),)}
+    (tmp_path / "ca.pem").write_bytes(root.cert_pem)
+
+    async def main() -> None:
+        topo = Topology(1, segw_options=files["segw"], fap_options=files["fap"])
+        try:
+            await topo.start()
+            result = topo.result()
+        finally:
+            await topo.stop()
+        assert result.ok
+        assert result.bindings[0].identity == "fap-001.demo.ikecp"
+
+    asyncio.run(main())
+
+
+def test_wrong_ca_is_refused(tmp_path) -> None:
+    from ikecp.testing.ca import CertAuthority
+
+    good, rogue = CertAuthority("good root"), CertAuthority("rogue root")
+    for name, ca, ident in (("segw", good, "segw.demo.ikecp"),
+                            ("fap", rogue, "fap-001.demo.ikecp")):
+        issued = ca.issue([ident])
+        (tmp_path / f"{name}.pem").write_bytes(issued.cert_pem)
+        (tmp_path / f"{name}.key").write_bytes(issued.key_pem)
+    (tmp_path / "good.pem").write_bytes(good.cert_pem)
+
+    def opts(name: str) -> dict:
+        return {"cert": str(tmp_path / f"{name}.pem"), "key": str(tmp_path / f"{name}.key"),
+                "ca": (str(tmp_path / "good.pem"),)}
+
+    async def main() -> None:
+        topo = Topology(1, segw_options=opts("segw"),
+                        fap_options={**opts("fap"), "reconnect": 30.0})
+        try:
+            with contextlib.suppress(TimeoutError):
+                await topo.start(timeout=2.0)
+            fap = topo.faps[0]
+            assert fap.status.state == "down" and fap.status.established == 0
+            assert fap.status.reason == "peer refused IKE_AUTH"
+            assert len(topo.registry) == 0
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())
+
+
+def test_keepalives_reach_the_segw_and_are_counted() -> None:
+    async def main() -> None:
+        topo = Topology(1, fap_options={"keepalive": 0.05})
+        try:
+            await topo.start()
+            assert topo.gateway is not None and topo.gateway.dispatcher is not None
+            st = topo.gateway.dispatcher.stats
+            await wait_until(lambda: st.keepalives >= 3)
+            assert topo.faps[0].status.state == "established"
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())
+
+
+def test_idle_binding_expires_and_its_sa_is_deleted() -> None:
+    async def main() -> None:
+        topo = Topology(1, segw_options={"binding_expiry": 0.3, "dpd": 0},
+                        fap_options={"dpd": 0, "reconnect": 30.0})
+        try:
+            await topo.start()
+            fap = topo.faps[0]
+            await wait_until(lambda: fap.status.state == "down", timeout=5)
+            assert fap.status.reason == "deleted by the SeGW"
+            assert len(topo.registry) == 0
+            downs = [h[2] for h in topo.registry.history() if h[1] == "down"]
+            assert downs == ["expired"]
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())
+
+
+def test_answered_liveness_checks_keep_the_binding() -> None:
+    async def main() -> None:
+        topo = Topology(1, segw_options={"binding_expiry": 0.6, "dpd": 0.1},
+                        fap_options={"dpd": 0, "reconnect": 30.0})
+        try:
+            await topo.start()
+            first = topo.registry.all()[0]
+            await asyncio.sleep(1.5)  # well past the expiry: only the SeGW's checks run
+            assert topo.faps[0].status.state == "established"
+            (now,) = topo.registry.all()
+            assert now.spi_r == first.spi_r and now.last_seen > first.last_seen + 0.5
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())
+
+
+def test_dual_stack_segw_serves_ipv4_and_ipv6_faps() -> None:
+    from ikecp.config import FapConfig, SegwConfig
+    from ikecp.femto import Femto
+
+    if not has_ipv6():
+        pytest.skip("no IPv6 loopback on this machine")
+
+    async def main() -> None:
+        reg = BindingRegistry()
+        gw = Gateway(SegwConfig(psk="dual", listen=("127.0.0.1", "::1"), port=0, natt_port=0,
+                                nat_info=True), registry=reg)
+        await gw.start()
+        port, natt = gw.ports
+        faps = [Femto(FapConfig(psk="dual", identity=f"fap-v{v}.example", segw=host,
+                                local=local, port=0, natt_port=0, segw_port=port,
+                                segw_natt_port=natt, nat_info_mode="always"))
+                for v, host, local in ((4, "127.0.0.1", "127.0.6.1"), (6, "::1", "::1"))]
+        try:
+            for f in faps:
+                await f.start()
+            for f in faps:
+                await f.wait_established(10)
+            v4, v6 = (reg.by_identity(f"fap-v{v}.example") for v in (4, 6))
+            assert v4[0].public_ip == "127.0.6.1" and v6[0].public_ip == "::1"
+            assert v4[0].inner_ip and v6[0].inner_ip and v4[0].inner_ip != v6[0].inner_ip
+            # NAT-info is IPv4-only: the v4 FAP learns its address, the v6 FAP gets none.
+            assert faps[0].status.public_ip == "127.0.6.1"
+            assert faps[1].status.public_ip is None and faps[1].status.nat_info
+            assert faps[0].status.nat_detected is False and faps[1].status.nat_detected is False
+        finally:
+            for f in faps:
+                await f.stop()
+            await gw.stop()
+            reg.close()
 
     asyncio.run(main())

@@ -85,10 +85,11 @@ class UdpIkeLoop:
         self._calls.put((fn, fut))
         return fut.result(timeout)
 
-    def initiate(self, settings: Settings, remote: tuple[str, int]) -> IkeSa:
-        """Start an initiator SA from our IKE port towards ``remote``."""
+    def initiate(self, settings: Settings, remote: tuple[str, int],
+                 local_port: int = 500) -> IkeSa:
+        """Start an initiator SA from our ``local_port`` towards ``remote``."""
         def start() -> IkeSa:
-            sa = IkeSa.initiator(settings, (self.local_ip, settings.port), remote)
+            sa = IkeSa.initiator(settings, (self.local_ip, local_port), remote)
             self.sas[sa.spi_i] = sa
             return sa
         return self.call(start)

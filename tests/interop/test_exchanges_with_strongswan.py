@@ -19,8 +19,10 @@ from ikecp.engine.events import (
     SaFailed,
 )
 from ikecp.testing import netns, strongswan
+from ikecp_roles import role, wait_bindings
 from interop_peers import fap_settings, ikecp_loop, require_peers
 from test_fap_to_strongswan import SEGW, segw_config
+from test_roles_with_strongswan import segw_toml
 from test_strongswan_to_segw import fap_config, segw_settings
 
 pytestmark = [pytest.mark.peer, pytest.mark.netns]
@@ -87,3 +89,30 @@ def test_liveness_both_ways_and_delete_by_strongswan_segw():
         loop.wait_for(lambda evs: any(isinstance(e, SaDeleted) and e.by_peer for _, e in evs))
         assert ss.list_sas() == []
         assert loop.events_of(SaFailed) == []
+
+
+def test_strongswan_reauthenticates_when_ike_rekey_is_refused(tmp_path):
+    """ikecp cannot rekey an IKE SA yet and answers CREATE_CHILD_SA with NO_ADDITIONAL_SAS;
+    strongSwan then reauthenticates: DELETE, and a new IKE_SA started on the NAT-T port. The
+    ikecp SeGW program must answer that IKE_SA_INIT with the non-ESP marker, so the new SA
+    comes up at once (no retransmission) and the binding registry follows it."""
+    require_peers()
+    cfg = dataclasses.replace(fap_config(X25519_ONLY, "aes256gcm16"),
+                              conn_extra={"rekey_time": "2s", "over_time": "10s"})
+    db = tmp_path / "bindings.sqlite"
+    with netns.nat_topology() as topo, \
+            role(topo, "segw", "segw", segw_toml(tmp_path), tmp_path) as segw, \
+            strongswan.charon(cfg, netns=topo.fap) as ss:
+        segw.wait_line(lambda line: line.startswith("SeGW "))
+        assert "initiate completed successfully" in ss.initiate("net")
+        (first,) = wait_bindings(db, lambda rows: len(rows) == 1)
+        ss.wait_for_log(r"peer seems to not support IKE rekeying, starting reauthentication")
+        (second,) = wait_bindings(
+            db, lambda rows: len(rows) == 1 and rows[0]["spi_i"] != first["spi_i"])
+        sa = ss.wait_for_sa()
+        assert (sa.raw["initiator-spi"], sa.raw["responder-spi"]) == (second["spi_i"],
+                                                                      second["spi_r"])
+        assert (sa.local_port, sa.remote_port) == (4500, 4500)
+        assert "retransmit" not in ss.log()
+        assert (second["public_ip"], second["public_port"]) == \
+            topo.nat_mappings()[(netns.FAP_ADDR, 4500)]

@@ -85,3 +85,25 @@ def test_ikecp_fap_program_to_strongswan_segw(tmp_path):
         ss.wait_for_log(r"deleting IKE_SA ikecp\[1\]|IKE_SA ikecp\[1\] state change: .* => "
                         r"DELETING", timeout=5)
         assert ss.list_sas() == []
+
+
+def test_ikecp_fap_program_reconnects_when_strongswan_deletes(tmp_path):
+    """strongSwan, the SeGW, deletes the IKE SA (as it does when an IKE rekey is refused and the
+    FAP does not reauthenticate); the FAP program establishes a new one by itself."""
+    require_peers()
+    with netns.nat_topology() as topo, \
+            strongswan.charon(segw_config(X25519, "aes256gcm16"), netns=topo.segw) as ss, \
+            role(topo, "fap", "fap", {**fap_toml(), "reconnect": 0.5}, tmp_path,
+                 "--json") as fap:
+        first = fap.wait_status(lambda s: s["state"] == "established")
+        ss.terminate()
+        fap.wait_status(lambda s: s["state"] != "established")
+        second = fap.wait_status(lambda s: s["state"] == "established", timeout=20)
+        assert second["established"] == first["established"] + 1
+        assert second["spi_i"] != first["spi_i"]
+        r = ss.wait_for_sa()
+        assert (r.raw["initiator-spi"], r.raw["responder-spi"]) == (second["spi_i"],
+                                                                    second["spi_r"])
+        (child,) = r.children.values()
+        assert child["state"] == "INSTALLED"
+        assert r.remote_vips == (second["inner_ip"],)

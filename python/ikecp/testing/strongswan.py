@@ -53,6 +53,8 @@ class Child:
     remote_ts: tuple[str, ...] = ("dynamic",)
     esp_proposals: str = "aes256gcm16"
     start_action: str = "none"
+    #: More swanctl child settings, e.g. ``{"rekey_time": "2s"}``.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def swanctl_conf(cfg: CharonConfig) -> str:
             "remote_ts": c.remote_ts,
             "esp_proposals": c.esp_proposals,
             "start_action": c.start_action,
+            **c.extra,
         }
         for c in cfg.children
     }

@@ -7,6 +7,7 @@ EXTERNAL_SOURCE_IP4_NAT_INFO (23): it must leave it out of CFG_REPLY and the FAP
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 
@@ -41,6 +42,7 @@ from interop_peers import (
 pytestmark = [pytest.mark.peer, pytest.mark.netns]
 
 SEGW = (netns.SEGW_ADDR, 500)
+X25519 = "aes256gcm16-prfsha256-x25519"
 
 
 def segw_config(proposal: str, esp: str, **kw: object) -> CharonConfig:
@@ -165,3 +167,37 @@ def test_certificates_x25519_aes_gcm(tmp_path):
                  r'sending end entity cert "O=ikecp test, CN=segw\.interop\.test"',
                  r"authentication of 'fap\.interop\.test' with ECDSA_WITH_SHA256_DER successful",
                  r"generating IKE_AUTH response 1 \[ IDr CERT AUTH"))
+
+
+@pytest.mark.parametrize(("text", "learned"), [
+    ("d@ABCD", ("100.64.65.66", 17220)),       # 6 octets: address and port
+    ("d@AB", ("100.64.65.66", None)),          # 4 octets: the draft's address-only form
+    ("0xc633644d115c", None),                  # 14 octets: malformed, must do no harm
+])
+def test_fap_reads_nat_info_encoded_by_strongswan(text, learned):
+    """strongSwan cannot compute attribute 23, but a pool can carry a fixed value for a numbered
+    attribute: its CFG_REPLY then holds a 23 with those octets, which our FAP must read as
+    address and port (a third party's encoding of the attribute, not our own). swanctl passes
+    the value's text as the octets ("0x..." arrives as 14 ASCII octets), so the address and
+    port are chosen printable: "d@ABCD" is 100.64.65.66:17220 (CGNAT space)."""
+    require_peers()
+    cfg = dataclasses.replace(segw_config(X25519, "aes256gcm16"),
+                              pool_attrs={"vip4": {"23": text}})
+    with netns.nat_topology() as topo, strongswan.charon(cfg, netns=topo.segw) as ss, \
+            ikecp_loop(topo, "fap", netns.FAP_ADDR) as loop:
+        loop.initiate(fap_settings(X25519, "aes256gcm16"), SEGW)
+        loop.wait_for(lambda evs: any(isinstance(e, ChildSaEstablished) for _, e in evs))
+        (cfg_reply,) = loop.events_of(ConfigReceived)
+        assert [a.value for a in cfg_reply.attributes
+                if a.type == ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO] == [text.encode()]
+        assert re.search(r"generating IKE_AUTH response 1 \[ IDr AUTH CPRP\(ADDR EXTSRC4\)",
+                         ss.log())
+        if learned is None:
+            assert loop.events_of(PublicAddressLearned) == []
+            (why,) = loop.events_of(NatInfoNotSupported)
+            assert "14" in why.reason
+        else:
+            (got,) = loop.events_of(PublicAddressLearned)
+            assert (got.address, got.port, got.attr_type) == (*learned, 23)
+            assert loop.events_of(NatInfoNotSupported) == []
+        assert ss.wait_for_sa().state == "ESTABLISHED"

@@ -46,8 +46,9 @@ def segw_settings(**kw: Any) -> Settings:
 
 
 def fap_config(proposal: str, esp: str, **kw: Any) -> CharonConfig:
-    # remote_ts is the core network, not 0.0.0.0/0: kernel-libipsec would then route the
-    # SeGW's own address into its TUN device and fail to install the CHILD_SA's route.
+    # kernel-libipsec (userspace ESP) installs the CHILD_SA; seen here with remote_ts
+    # 0.0.0.0/0 too (it adds an exclude route for the SeGW). With kernel-netlink alone the
+    # SAD entry fails with ENOSYS and strongSwan deletes the CHILD_SA, keeping the IKE SA.
     return CharonConfig(
         role="initiator", local_addrs=netns.FAP_ADDR, remote_addrs=netns.SEGW_ADDR,
         local_id=FAP_ID, remote_id=SEGW_ID, proposals=proposal, vips=("0.0.0.0",),

@@ -35,6 +35,6 @@ def test_responder_made_for_port_500_answers_on_the_port_the_request_came_to(bac
     (request,) = fap.datagrams_to_send(0.0)
     assert request.encapsulated
     segw = IkeSa.responder(segw_settings(), RESPONDER_ADDR, backend=backend)
-    segw.receive_datagram(request.data, INITIATOR_ADDR[:1] + (NATT,), 0.0, local_port=NATT)
+    segw.receive_datagram(request.data, (INITIATOR_ADDR[0], NATT), 0.0, local_port=NATT)
     (reply,) = segw.datagrams_to_send(0.0)
     assert reply.local_port == NATT and reply.encapsulated

@@ -94,6 +94,18 @@ def certreq_payloads(sa: IkeSa) -> list[CertReq]:
     return [CertReq(CertEncoding.X509_CERT_SIG, data)] if data else []
 
 
+def signature_hash_notifies(sa: IkeSa) -> list[Notify]:
+    """N(SIGNATURE_HASH_ALGORITHMS) for IKE_SA_INIT (RFC 7427 §4) when our verifier checks
+    RFC 7427 signatures: without it strongSwan signs with the classic methods (e.g. 9)."""
+    verifier = sa.settings.peer_auth or sa.settings.auth
+    methods = getattr(verifier, "accepted_methods", None) or (verifier.method,)
+    hashes = getattr(verifier, "signature_hashes", None)
+    if hashes is None or AuthMethod.DIGITAL_SIGNATURE not in methods:
+        return []
+    data = hashes()
+    return [Notify(0, NotifyType.SIGNATURE_HASH_ALGORITHMS, data=data)] if data else []
+
+
 class AuthTask:
     """IDi/IDr + AUTH for either role; marks the SA established once the peer is proven."""
 

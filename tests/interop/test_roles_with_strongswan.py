@@ -3,10 +3,13 @@ configured by TOML files; the SeGW's binding registry read back with ``ikecp bin
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import re
 
 import pytest
 from ikecp.testing import netns, strongswan
+from ikecp.testing.ca import CertAuthority
 from ikecp_roles import bindings, role, wait_bindings
 from interop_peers import FAP_ID, IKECP_POOL, PSK, SEGW_ID, SS_POOL, require_peers
 from test_fap_to_strongswan import segw_config
@@ -107,3 +110,63 @@ def test_ikecp_fap_program_reconnects_when_strongswan_deletes(tmp_path):
         (child,) = r.children.values()
         assert child["state"] == "INSTALLED"
         assert r.remote_vips == (second["inner_ip"],)
+
+
+def pem_files(tmp_path) -> dict:
+    """One test CA, ECDSA P-256 certificates for both ends, written as PEM files."""
+    root = CertAuthority("ikecp interop root CA")
+    out = {"ca": tmp_path / "ca.pem"}
+    out["ca"].write_bytes(root.cert_pem)
+    for name, ident in (("fap", FAP_ID), ("segw", SEGW_ID)):
+        issued = root.issue([ident], fresh_key=True)
+        for kind, data in (("cert", issued.cert_pem), ("key", issued.key_pem)):
+            out[f"{name}_{kind}"] = tmp_path / f"{name}-{kind}.pem"
+            out[f"{name}_{kind}"].write_bytes(data)
+    return out
+
+
+def cert_toml(base: dict, files: dict, me: str) -> dict:
+    cfg = {k: v for k, v in base.items() if k != "psk"}
+    cfg.update(cert=str(files[f"{me}_cert"]), key=str(files[f"{me}_key"]), ca=[str(files["ca"])])
+    return cfg
+
+
+def test_strongswan_fap_with_certificates_to_ikecp_segw_program(tmp_path):
+    """Certificates from config files. We announce SIGNATURE_HASH_ALGORITHMS, so strongSwan
+    signs with RFC 7427 (method 14), which the SeGW's default verifier checks."""
+    require_peers()
+    files, db = pem_files(tmp_path), tmp_path / "bindings.sqlite"
+    fap = fap_config(X25519, "aes256gcm16", psk=None, cert=files["fap_cert"],
+                     key=files["fap_key"], cacert=files["ca"])
+    with netns.nat_topology() as topo, \
+            role(topo, "segw", "segw", cert_toml(segw_toml(tmp_path), files, "segw"),
+                 tmp_path) as segw, \
+            strongswan.charon(fap, netns=topo.fap) as ss:
+        segw.wait_line(lambda line: line.startswith("SeGW "))
+        out = ss.initiate("net")
+        assert "initiate completed successfully" in out, out
+        (b,) = wait_bindings(db, lambda rows: len(rows) == 1)
+        assert b["identity"] == FAP_ID
+        assert (b["public_ip"], b["public_port"]) == topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
+        log = ss.log()
+        assert "authentication of 'fap.interop.test' (myself) with ECDSA_WITH_SHA256_DER" in log
+        assert re.search(r"parsed IKE_SA_INIT response 0 \[ .*CERTREQ .*N\(HASH_ALG\)", log)
+
+
+def test_ikecp_fap_program_with_certificates_to_strongswan_segw(tmp_path):
+    require_peers()
+    files = pem_files(tmp_path)
+    segw = dataclasses.replace(segw_config(X25519, "aes256gcm16"), psk=None,
+                               cert=files["segw_cert"], key=files["segw_key"],
+                               cacert=files["ca"])
+    with netns.nat_topology() as topo, strongswan.charon(segw, netns=topo.segw) as ss, \
+            role(topo, "fap", "fap", cert_toml(fap_toml(), files, "fap"), tmp_path,
+                 "--json") as fap:
+        status = fap.wait_status(lambda s: s["state"] == "established")
+        r = ss.wait_for_sa()
+        assert (status["spi_i"], status["spi_r"]) == (r.raw["initiator-spi"],
+                                                      r.raw["responder-spi"])
+        assert r.remote_vips == (status["inner_ip"],)
+        log = ss.log()
+        assert "authentication of 'segw.interop.test' (myself) with ECDSA_WITH_SHA256_DER" in log
+        assert "authentication of 'fap.interop.test' with ECDSA_WITH_SHA256_DER successful" in log

@@ -146,8 +146,10 @@ def test_psk_modp2048_aes_cbc_hmac_sha256():
 
 def test_certificates_x25519_aes_gcm(tmp_path):
     """ECDSA P-256 certificates from one test CA. strongSwan (default ``send_cert = ifasked``)
-    sends its certificate because we ask with CERTREQ; it signs with ECDSA-256 (method 9) since
-    we send no SIGNATURE_HASH_ALGORITHMS, and verifies our RFC 7427 signature."""
+    sends its certificate because we ask with CERTREQ. Our verifier here takes only ECDSA-256
+    (method 9), so we announce no SIGNATURE_HASH_ALGORITHMS and strongSwan signs the classic
+    way; it verifies our RFC 7427 signature. (The RFC 7427 way back: test_roles_with_strongswan.)
+    """
     root = CertAuthority("ikecp interop root CA")
     fap_cert = root.issue([FAP_ID], fresh_key=True)
     segw_cert = root.issue([SEGW_ID], fresh_key=True)

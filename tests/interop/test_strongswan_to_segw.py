@@ -65,8 +65,9 @@ def test_strongswan_fap_to_ikecp_segw(proposal, esp):
 
 
 def test_strongswan_fap_with_certificates(tmp_path):
-    """ECDSA P-256 certificates. strongSwan sends SIGNATURE_HASH_ALGORITHMS and we do not
-    answer it yet, so it signs with ECDSA-256 (method 9); we sign with RFC 7427 (14)."""
+    """ECDSA P-256 certificates. Our verifier here takes only ECDSA-256 (method 9), so we do
+    not answer strongSwan's SIGNATURE_HASH_ALGORITHMS and it signs the classic way; we sign
+    with RFC 7427 (14). strongSwan sends its certificate because we send CERTREQ."""
     root = CertAuthority("ikecp interop root CA")
     fap_cert = root.issue([FAP_ID], fresh_key=True)
     segw_cert = root.issue([SEGW_ID], fresh_key=True)

@@ -76,7 +76,7 @@ async def _until_signal() -> None:
 
 
 def _segw(args: argparse.Namespace) -> int:
-    from .config import SegwConfig, load_segw
+    from .config import load_segw
     from .gateway import Gateway
 
     cfg = load_segw(args.config) if args.config else None
@@ -85,7 +85,6 @@ def _segw(args: argparse.Namespace) -> int:
         return 2
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
-    assert isinstance(cfg, SegwConfig)
 
     async def run() -> None:
         gw = Gateway(cfg)

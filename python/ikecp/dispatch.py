@@ -96,7 +96,7 @@ class Dispatcher:
         self._outbox: list[Datagram] = []
         self._events: list[tuple[IkeSa, Event]] = []
         self._now = 0.0
-        self._cookie_secret = os.urandom(32)
+        self._cookie_secrets = {0: os.urandom(32)}  # version -> secret (current + previous)
         self._cookie_version = 0
 
     # --- the sans-IO surface ----------------------------------------------------------------
@@ -246,10 +246,19 @@ class Dispatcher:
         st.sas_created += 1
         return sa
 
-    def _cookie(self, nonce: bytes, remote: Address, spi_i: bytes) -> bytes:
+    def rotate_cookie_secret(self) -> None:
+        """Start a new COOKIE secret (RFC 7296 §2.6 asks for regular changes); cookies made
+        with the previous secret stay valid until the next rotation."""
+        self._cookie_version = (self._cookie_version + 1) & 0xFFFF
+        previous = (self._cookie_version - 1) & 0xFFFF
+        self._cookie_secrets = {previous: self._cookie_secrets[previous],
+                                self._cookie_version: os.urandom(32)}
+
+    def _cookie(self, nonce: bytes, remote: Address, spi_i: bytes, version: int) -> bytes:
         """RFC 7296 §2.6: version of the secret | hash(Ni | IPi | SPIi | secret)."""
-        digest = hashlib.sha256(nonce + remote[0].encode() + spi_i + self._cookie_secret)
-        return self._cookie_version.to_bytes(2, "big") + digest.digest()
+        secret = self._cookie_secrets[version]
+        digest = hashlib.sha256(nonce + remote[0].encode() + spi_i + secret)
+        return version.to_bytes(2, "big") + digest.digest()
 
     def _cookie_ok(self, data: bytes, local_port: int, remote: Address) -> bool:
         """True if the request carries our cookie; otherwise challenge it statelessly."""
@@ -262,10 +271,12 @@ class Dispatcher:
         if nonce is None:
             self.stats.invalid += 1
             return False
-        expected = self._cookie(nonce.data, remote, msg.spi_i)
+        expected = self._cookie(nonce.data, remote, msg.spi_i, self._cookie_version)
         first = msg.payloads[0] if msg.payloads else None
         if isinstance(first, Notify) and first.notify_type == NotifyType.COOKIE:
-            if hmac.compare_digest(first.data, expected):
+            version = int.from_bytes(first.data[:2], "big")
+            if version in self._cookie_secrets and hmac.compare_digest(
+                    first.data, self._cookie(nonce.data, remote, msg.spi_i, version)):
                 return True
             self.stats.bad_cookies += 1
         challenge = Message(msg.spi_i, _ZERO_SPI, ExchangeType.IKE_SA_INIT,

@@ -37,6 +37,9 @@ log = logging.getLogger("ikecp.segw")
 
 Address = tuple[str, int]
 
+#: Seconds between COOKIE secret changes (a cookie stays valid for one more period).
+COOKIE_SECRET_LIFETIME = 300.0
+
 
 class Gateway:
     """Run with ``await gw.start()`` ... ``await gw.stop()`` (or ``async with``)."""
@@ -59,6 +62,7 @@ class Gateway:
         self._driver: AsyncioDriver | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._seen: dict[bytes, int] = {}
+        self._cookie_rotated = 0.0
         self._stopping = False
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -174,6 +178,10 @@ class Gateway:
         d = self.dispatcher
         if d is None:
             return
+        now = self.clock()
+        if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
+            d.rotate_cookie_secret()
+            self._cookie_rotated = now
         for sa in d.sas():
             if not sa.established:
                 continue

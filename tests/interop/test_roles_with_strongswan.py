@@ -170,3 +170,27 @@ def test_ikecp_fap_program_with_certificates_to_strongswan_segw(tmp_path):
         log = ss.log()
         assert "authentication of 'segw.interop.test' (myself) with ECDSA_WITH_SHA256_DER" in log
         assert "authentication of 'fap.interop.test' with ECDSA_WITH_SHA256_DER successful" in log
+
+
+def test_binding_follows_a_kernel_nat_rebinding(tmp_path):
+    """The router forgets idle UDP mappings after a second; strongSwan's liveness checks every
+    two seconds then leave through a new random port. The SeGW must move the binding to the
+    new public port (an authenticated request from a new address, RFC 7296 §2.23)."""
+    require_peers()
+    db = tmp_path / "bindings.sqlite"
+    fap = fap_config(X25519, "aes256gcm16")
+    fap = dataclasses.replace(fap, conn_extra={"dpd_delay": "2s"})
+    with netns.nat_topology() as topo, \
+            role(topo, "segw", "segw", segw_toml(tmp_path), tmp_path) as segw, \
+            strongswan.charon(fap, netns=topo.fap) as ss:
+        segw.wait_line(lambda line: line.startswith("SeGW "))
+        assert "initiate completed successfully" in ss.initiate("net")
+        (first,) = wait_bindings(db, lambda rows: len(rows) == 1)
+        for name in ("nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"):
+            topo.run_cmd("rtr", ["sysctl", "-qw", f"net.netfilter.{name}=1"])
+        (moved,) = wait_bindings(
+            db, lambda rows: len(rows) == 1 and rows[0]["public_port"] != first["public_port"],
+            timeout=15)
+        assert moved["spi_i"] == first["spi_i"] and moved["identity"] == FAP_ID
+        assert moved["public_ip"] == netns.RTR_OUTSIDE_ADDR
+        assert ss.wait_for_sa().state == "ESTABLISHED"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import time
 
 import pytest
 from ikecp.testing import netns, strongswan
@@ -194,3 +195,26 @@ def test_binding_follows_a_kernel_nat_rebinding(tmp_path):
         assert moved["spi_i"] == first["spi_i"] and moved["identity"] == FAP_ID
         assert moved["public_ip"] == netns.RTR_OUTSIDE_ADDR
         assert ss.wait_for_sa().state == "ESTABLISHED"
+
+
+def test_strongswan_segw_follows_the_ikecp_fap_through_a_rebinding(tmp_path):
+    """The same rebinding the other way: the ikecp FAP's liveness checks leave through new
+    ports; strongSwan, the SeGW, follows them and the SA stays up."""
+    require_peers()
+    with netns.nat_topology() as topo, \
+            strongswan.charon(segw_config(X25519, "aes256gcm16"), netns=topo.segw) as ss, \
+            role(topo, "fap", "fap", {**fap_toml(), "dpd": 2.0}, tmp_path, "--json") as fap:
+        status = fap.wait_status(lambda s: s["state"] == "established")
+        first = ss.wait_for_sa()
+        for name in ("nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"):
+            topo.run_cmd("rtr", ["sysctl", "-qw", f"net.netfilter.{name}=1"])
+        deadline = time.monotonic() + 15
+        while (sa := ss.wait_for_sa()).remote_port == first.remote_port:
+            assert time.monotonic() < deadline, "strongSwan never saw a new port"
+            time.sleep(0.3)
+        assert sa.raw["initiator-spi"] == status["spi_i"] and sa.remote_host == first.remote_host
+        assert re.search(r"remote endpoint changed from 198\.51\.100\.1\[\d+\] to "
+                         r"198\.51\.100\.1\[\d+\]", ss.log())
+        # The same SA (same SPI, one SA), so the FAP did not have to reconnect.
+        assert [s.raw["initiator-spi"] for s in ss.list_sas()] == [status["spi_i"]]
+        assert fap.proc.poll() is None

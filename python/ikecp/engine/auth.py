@@ -9,9 +9,9 @@ import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from ..const import AuthMethod, NotifyType
+from ..const import AuthMethod, CertEncoding, NotifyType
 from ..errors import RemoteProtocolError
-from ..message import Auth, Cert, IDi, IDr, Notify, Payload
+from ..message import Auth, Cert, CertReq, IDi, IDr, Notify, Payload
 from .events import IkeSaEstablished
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ class Authenticator(Protocol):
     """Signs our AUTH payload and verifies the peer's for one authentication method.
 
     A verifier may also carry ``accepted_methods`` (a collection of method numbers) when it
-    can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike.
+    can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike, and
+    ``certreq_data()`` returning the CERTREQ data naming the CAs it trusts (or None).
     """
 
     method: int
@@ -85,12 +86,33 @@ def _octets(sa: IkeSa, initiator_side: bool, id_type: int, id_data: bytes) -> by
                                     id_type, id_data)
 
 
+def certreq_payloads(sa: IkeSa) -> list[CertReq]:
+    """CERTREQ naming the CAs our verifier trusts (RFC 7296 §3.7), none for PSK. Peers such
+    as strongSwan send their certificate only when asked."""
+    request = getattr(sa.settings.peer_auth or sa.settings.auth, "certreq_data", None)
+    data = request() if request is not None else None
+    return [CertReq(CertEncoding.X509_CERT_SIG, data)] if data else []
+
+
+def signature_hash_notifies(sa: IkeSa) -> list[Notify]:
+    """N(SIGNATURE_HASH_ALGORITHMS) for IKE_SA_INIT (RFC 7427 §4) when our verifier checks
+    RFC 7427 signatures: without it strongSwan signs with the classic methods (e.g. 9)."""
+    verifier = sa.settings.peer_auth or sa.settings.auth
+    methods = getattr(verifier, "accepted_methods", None) or (verifier.method,)
+    hashes = getattr(verifier, "signature_hashes", None)
+    if hashes is None or AuthMethod.DIGITAL_SIGNATURE not in methods:
+        return []
+    data = hashes()
+    return [Notify(0, NotifyType.SIGNATURE_HASH_ALGORITHMS, data=data)] if data else []
+
+
 class AuthTask:
     """IDi/IDr + AUTH for either role; marks the SA established once the peer is proven."""
 
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         me = sa.settings.local_id
         out.append(IDi(me.id_type, me.data))
+        out.extend(certreq_payloads(sa))
         if sa.settings.remote_id is not None:
             peer = sa.settings.remote_id
             out.append(IDr(peer.id_type, peer.data))

@@ -4,8 +4,11 @@
 Limits of the current seam, kept here rather than worked around: the engine compares the
 peer's AUTH method with this authenticator's single ``method``, so configure the method the
 peer will use (``Settings.peer_auth`` may differ from ``Settings.auth``); IKE_SA_INIT does not
-yet exchange SIGNATURE_HASH_ALGORITHMS or CERTREQ, so we sign with the configured hash and
-always send our one credential.
+read the peer's SIGNATURE_HASH_ALGORITHMS or CERTREQ, so we sign with the configured hash and
+always send our one credential. We do announce the hashes we verify (``signature_hashes``), so
+RFC 7427 peers such as strongSwan sign with method 14 rather than a classic method, and send
+CERTREQ naming our trust anchors (``certreq_data``): strongSwan sends its certificate only
+when asked.
 """
 
 from __future__ import annotations
@@ -52,6 +55,16 @@ class CertAuthenticator:
         self._pss = pss
         self._accepted = tuple(accepted_hashes)
         self._clock = clock
+
+    def signature_hashes(self) -> bytes | None:
+        """SIGNATURE_HASH_ALGORITHMS data: the hashes we accept in RFC 7427 signatures."""
+        if self._trust is None:
+            return None
+        return pki.build_signature_hash_algorithms(self._accepted)
+
+    def certreq_data(self) -> bytes | None:
+        """CERTREQ data naming our trust anchors (None without a trust store)."""
+        return self._trust.certreq_data() if self._trust is not None else None
 
     def sign(self, sa: IkeSa, octets: bytes) -> tuple[Payload, ...]:
         cred = self._credential

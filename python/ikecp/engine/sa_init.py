@@ -10,6 +10,7 @@ from .. import dh
 from ..const import NotifyType, ProtocolId
 from ..errors import CryptoError, RemoteProtocolError
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal
+from .auth import certreq_payloads, signature_hash_notifies
 from .keys import derive_ike_keys
 from .task import Ignore, Retry
 from .transforms import ike_offer, select
@@ -33,6 +34,7 @@ class SaInitTask:
         self.rounds = 0
         self.dh: dh.DhPrivate | None = None
         self.proposal_number = 1
+        self.peer_sent_hashes = False
 
     # --- initiator --------------------------------------------------------------------------
 
@@ -47,6 +49,7 @@ class SaInitTask:
         out.append(SA(ike_offer(tuple(sa.settings.ike_proposals), group)))
         out.append(KE(group, self.dh.public_bytes))
         out.append(Nonce(sa.nonce_i))
+        out.extend(signature_hash_notifies(sa))
 
     def process_i(self, sa: IkeSa, msg: MessageView) -> None:
         cookie = msg.notifies(NotifyType.COOKIE)
@@ -95,6 +98,7 @@ class SaInitTask:
     # --- responder --------------------------------------------------------------------------
 
     def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+        self.peer_sent_hashes = bool(msg.notifies(NotifyType.SIGNATURE_HASH_ALGORITHMS))
         ke: KE = msg.first(KE)
         sa_payload: SA = msg.first(SA)
         nonce_i = _check_nonce(msg.first(Nonce))
@@ -124,4 +128,7 @@ class SaInitTask:
                                 sa.suite.transforms()),)))
         out.append(KE(self.dh.group, self.dh.public_bytes))
         out.append(Nonce(sa.nonce_r))
+        out.extend(certreq_payloads(sa))
+        if self.peer_sent_hashes:
+            out.extend(signature_hash_notifies(sa))
         self.dh = None

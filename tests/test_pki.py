@@ -91,10 +91,8 @@ def test_algorithm_identifier_matches_openssl_encoding(scheme: str, hash_alg: Ha
             .not_valid_before(NOW).not_valid_after(NOW + timedelta(days=1))
             .sign(key, h, rsa_padding=pss if scheme == "pss" else None))
     encoded = _cert_signature_algorithm(cert)
-    if scheme == "pss":  # RFC 4055: hash parameters may be NULL or absent; accept either
-        assert pki._IDENTIFIERS[encoded] == ("pss", hash_alg)
-    else:
-        assert encoded == pki.signature_algorithm_identifier(scheme, hash_alg)
+    assert encoded == pki.signature_algorithm_identifier(scheme, hash_alg)
+    assert pki._IDENTIFIERS[encoded] == (scheme, hash_alg)
 
 
 # --- AUTH sign / verify ---------------------------------------------------------------------
@@ -132,6 +130,17 @@ def test_auth_round_trip_and_rejections(key_type, method, hash_alg, pss) -> None
         pki.verify_auth(key.public_key(), method, tampered, OCTETS)
     with pytest.raises(AuthenticationError):
         pki.verify_auth(new_key(key_type).public_key(), method, data, OCTETS)
+
+
+def test_pss_identifier_without_hash_null_is_accepted() -> None:
+    """RFC 4055 §2.1: hash AlgorithmIdentifier parameters may be absent as well as NULL."""
+    key = shared_key("rsa2048")
+    data = pki.sign_auth(key, AuthMethod.DIGITAL_SIGNATURE, OCTETS, pss=True)
+    sent_id = data[1 : 1 + data[0]]
+    bare_id = pki._pss_identifier(HashAlg.SHA2_256, hash_null=False)
+    assert len(bare_id) == len(sent_id) - 4  # two NULLs fewer
+    pki.verify_auth(key.public_key(), AuthMethod.DIGITAL_SIGNATURE,
+                    bytes((len(bare_id),)) + bare_id + data[1 + data[0] :], OCTETS)
 
 
 def test_auth_mismatches_are_authentication_errors() -> None:

@@ -1,17 +1,19 @@
 """Certificate authentication for IKEv2: credentials, chain validation, identities, AUTH
 signatures and CERTREQ (RFC 7296 §2.15, §3.5-§3.8; RFC 7427; RFC 4754; RFC 4945).
 
-Pure Python on ``cryptography``; sans-IO: nothing here reads a clock or a socket, and files are
-read only by the ``*_file(s)`` helpers when the caller names them. Every failure to authenticate
-the peer raises :class:`ikecp.errors.AuthenticationError` with a short ``reason``; a caller's
-own mistake (signing with a key the method cannot use) raises ``ValueError``.
+Pure Python on ``cryptography``; sans-IO: nothing here reads a clock or a socket, and files
+are read only by the ``from_files`` constructors, from the paths the caller names. Every
+failure to authenticate the peer raises :class:`ikecp.errors.AuthenticationError` with a short
+``reason``; a caller's own mistake (signing with a key the method cannot use) raises
+``ValueError``.
 
 API for the engine
 ------------------
 Our side (initiator or responder):
 
 - ``cred = Credential.from_files(key_path, cert_path, chain_paths=(), password=None)`` or
-  ``Credential.from_pem(key_pem, cert_pem, chain_pem=b"")`` or ``Credential(key, cert, ...)``.
+  ``Credential.from_pem(key_pem, cert_pem, chain_pem=b"", anchor_pem=b"")`` (PEM or DER) or
+  ``Credential(key, cert, intermediates, anchors)``.
   ``cred.cert_payloads()`` gives the CERT payload data (encoding 4, X.509 DER) to send, end
   entity first, then intermediates. ``anchors`` (not sent) name the root(s) our chain ends at,
   so a peer's CERTREQ can be matched against them.
@@ -29,10 +31,11 @@ Peer side:
 
 - ``store = TrustStore(anchor_certs)`` / ``TrustStore.from_files(*pem_or_der_paths)``.
 - ``chain = store.verify(cert_der, intermediate_ders, now)`` validates the peer's end-entity
-  certificate (first CERT payload) and intermediates (further CERT payloads) at ``now``
-  (an aware ``datetime``): signatures up to a trust anchor, validity periods, basicConstraints
-  cA on every issuer, keyCertSign on issuers and digitalSignature on the end entity where
-  keyUsage is present, RSA keys of at least 2048 bits. Returns the validated chain, end entity
+  certificate (first CERT payload) and intermediates (further CERT payloads) at ``now`` (a
+  ``datetime``, aware or naive meaning UTC): signatures up to a trust anchor, validity
+  periods, basicConstraints cA and pathLenConstraint on issuers, keyCertSign on issuers and
+  digitalSignature on the end entity where keyUsage is present, no unknown critical
+  extension, RSA keys of at least 2048 bits. Returns the validated chain, end entity
   first, anchor last.
 - ``check_identity(chain[0], id_type, id_data)``: the peer's IDi/IDr must be carried by its
   certificate (see ``cert_matches_identity`` for the rules per ID type).
@@ -80,6 +83,7 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 __all__ = [
+    "DEFAULT_HASHES",
     "Credential",
     "HashAlg",
     "TrustStore",
@@ -434,9 +438,9 @@ def choose_hash(peer_hashes: Iterable[int],
 
 def choose_auth(key: PrivateKey, peer_hashes: Iterable[int] | None,
                 preferred: Sequence[HashAlg] = DEFAULT_HASHES) -> tuple[AuthMethod, HashAlg]:
-    """AUTH method and hash to sign with: RFC 7427 when the peer sent
-    SIGNATURE_HASH_ALGORITHMS with a hash we share, else the key's classic method
-    (RFC 7427 §4: without the notify, method 14 must not be used)."""
+    """AUTH method and hash to sign with: RFC 7427 when the peer announced a hash we share in
+    SIGNATURE_HASH_ALGORITHMS (``peer_hashes``; None when it sent no such notify), else the
+    key's classic method, which a peer without RFC 7427 support can still verify."""
     if peer_hashes is not None:
         chosen = choose_hash(peer_hashes, preferred)
         if chosen is not None:

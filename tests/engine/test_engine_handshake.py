@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
 from engine_pair import FAP_ID, PSK, SEGW_ID, Pair, fap_settings, segw_settings
 from ikecp.const import DhGroup, EncrId, ExchangeType, HeaderFlag, NotifyType
-from ikecp.engine import ChildProposal, IkeProposal, PskAuthenticator
+from ikecp.engine import ChildProposal, Identity, IkeProposal, PskAuthenticator
 from ikecp.engine.events import (
     ChildSaEstablished,
     IkeSaEstablished,
+    PeerBinding,
     ProtocolErrorReceived,
     ProtocolErrorSent,
     SaFailed,
@@ -82,14 +84,15 @@ def test_initiator_rejects_responder_with_wrong_psk(backend):
 
     r = segw_settings(auth=Split(PSK))
     pair = Pair(backend, fap_settings(), r).run()
-    assert pair.r.established  # it thinks so; the initiator must not
-    assert pair.i.closed
+    assert pair.events("r", IkeSaEstablished)  # it thought so, until the initiator said no
+    assert pair.i.closed and pair.r.closed
     assert pair.events("i", SaFailed)[0].notify_type == NotifyType.AUTHENTICATION_FAILED
+    assert pair.events("r", ProtocolErrorReceived)[0].notify_type == \
+        NotifyType.AUTHENTICATION_FAILED
+    assert pair.events("r", SaFailed)[0].notify_type == NotifyType.AUTHENTICATION_FAILED
 
 
 def test_unexpected_peer_identity_is_refused(backend):
-    from ikecp.engine import Identity
-
     r = segw_settings(remote_id=Identity.fqdn("someone-else.example.net"))
     pair = Pair(backend, fap_settings(), r).run()
     assert pair.i.closed and pair.r.closed
@@ -174,3 +177,18 @@ def test_missing_payload_is_invalid_syntax(backend):
     (reply,) = pair.r.datagrams_to_send(0.0)
     assert backend.decode_message(reply.data).first(Notify).notify_type == \
         NotifyType.INVALID_SYNTAX
+
+
+@pytest.mark.parametrize("identity", [
+    Identity.fqdn("fap.example.net"),
+    Identity.rfc822("fap@example.net"),
+    Identity.ipv4("100.64.0.2"),
+    Identity.der_dn(bytes.fromhex("3011310f300d06035504030c0666656d746f31")),
+    Identity.key_id(b"\x01\x02fap-key"),
+])
+def test_identity_types(backend, identity):
+    i = dataclasses.replace(fap_settings(), local_id=identity)
+    r = segw_settings(remote_id=identity, auth=PskAuthenticator(peers={identity: PSK}))
+    pair = Pair(backend, i, r).run()
+    assert pair.r.established and pair.events("r", IkeSaEstablished)[0].remote_id == identity
+    assert pair.events("r", PeerBinding)[0].peer_id == identity

@@ -10,9 +10,9 @@ MIP6_HOME_PREFIX (RFC 5026), so it is only used when explicitly asked for as leg
 from __future__ import annotations
 
 import enum
-import ipaddress
 import logging
 
+from .. import addr
 from ..const import ConfigAttr
 from ..engine.events import NatInfoNotSupported, PublicAddressLearned
 from .registry import CpContext
@@ -47,15 +47,18 @@ def check_code_point(code_point: int, *, legacy: bool = False) -> int:
 
 def encode(address: str, port: int) -> bytes:
     """The 6-octet reply value for ``address:port``."""
-    return ipaddress.IPv4Address(address).packed + port.to_bytes(2, "big")
+    packed = addr.pack(address)
+    if len(packed) != 4:
+        raise ValueError("NAT-info carries an IPv4 address")
+    return packed + port.to_bytes(2, "big")
 
 
 def decode(value: bytes) -> tuple[str, int | None]:
     """(address, port) from a 6-octet value, (address, None) from the draft's 4 octets."""
     if len(value) == 6:
-        return str(ipaddress.IPv4Address(value[:4])), int.from_bytes(value[4:], "big")
+        return addr.unpack(value[:4]), int.from_bytes(value[4:], "big")
     if len(value) == 4:
-        return str(ipaddress.IPv4Address(value)), None
+        return addr.unpack(value), None
     raise ValueError(f"NAT-info value must be 6 or 4 octets, not {len(value)}")
 
 
@@ -98,7 +101,7 @@ class NatInfoProvider:
 
     def provide(self, ctx: CpContext, requested: list[bytes]) -> list[bytes]:
         ip, port = ctx.remote_addr
-        if not self.enabled or ipaddress.ip_address(ip).version != 4:
+        if not self.enabled or ":" in ip:
             return []
         return [encode(ip, port)]
 

@@ -11,7 +11,7 @@ from ..const import ConfigAttr, NotifyType, ProtocolId, TsType
 from ..message import SA, Message, Notify, Payload, Proposal, TrafficSelector, TSi, TSr
 from .auth import CHILD_ERRORS
 from .events import ChildSaEstablished, ChildSaFailed
-from .transforms import Suite, sa_proposals, select
+from .transforms import Suite, child_offer, sa_proposals, select
 
 if TYPE_CHECKING:
     from .sa import IkeSa
@@ -77,8 +77,8 @@ class ChildCreateTask:
 
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         self.spi_in = os.urandom(4)
-        out.append(SA(sa_proposals(ProtocolId.ESP, (
-            p.transforms() for p in sa.settings.child_proposals), self.spi_in)))
+        out.append(SA(sa_proposals(ProtocolId.ESP, child_offer(tuple(sa.settings.child_proposals)),
+                                   self.spi_in)))
         out.append(TSi(sa.settings.local_ts))
         out.append(TSr(sa.settings.remote_ts))
 

@@ -3,10 +3,10 @@ DESTINATION_IP hashes on both sides, and the fake source hash that forces encaps
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import TYPE_CHECKING
 
+from .. import addr as _addr
 from ..const import NotifyType
 from ..message import Message, Notify, Payload
 
@@ -17,8 +17,7 @@ _ZERO_SPI = bytes(8)
 
 
 def _hash(sa: IkeSa, spi_r: bytes, addr: tuple[str, int]) -> bytes:
-    return sa.backend.nat_detection_hash(sa.spi_i, spi_r, ipaddress.ip_address(addr[0]).packed,
-                                         addr[1])
+    return sa.backend.nat_detection_hash(sa.spi_i, spi_r, _addr.pack(addr[0]), addr[1])
 
 
 class NatDetectionTask:

@@ -9,7 +9,27 @@ from ..const import ExchangeType as X
 from ..const import NotifyType
 from ..const import PayloadType as P
 from ..errors import RemoteProtocolError
-from ..message import Notify, Payload, UnknownPayload
+from ..message import (
+    CP,
+    EAP,
+    KE,
+    SA,
+    SK,
+    SKF,
+    Auth,
+    Cert,
+    CertReq,
+    Delete,
+    IDi,
+    IDr,
+    Nonce,
+    Notify,
+    Payload,
+    TSi,
+    TSr,
+    UnknownPayload,
+    VendorId,
+)
 
 _MANY = (0, 1 << 16)
 _ONE = (1, 1)
@@ -17,7 +37,7 @@ _OPT = (0, 1)
 _COMMON = {P.NOTIFY: _MANY, P.VENDOR_ID: _MANY}
 
 #: (exchange, is_response) -> (must be encrypted, {payload type: (min, max)}).
-RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
+_RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
     (X.IKE_SA_INIT, False): (False, {P.SA: _ONE, P.KE: _ONE, P.NONCE: _ONE,
                                      P.CERTREQ: _MANY, **_COMMON}),
     (X.IKE_SA_INIT, True): (False, {P.SA: _ONE, P.KE: _ONE, P.NONCE: _ONE,
@@ -32,35 +52,42 @@ RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
     (X.INFORMATIONAL, False): (True, {P.DELETE: _MANY, P.CP: _OPT, **_COMMON}),
     (X.INFORMATIONAL, True): (True, {P.DELETE: _MANY, P.CP: _OPT, **_COMMON}),
 }
+#: The same with plain-int keys for the per-message lookups.
+RULES = {(int(x), r): (enc, {int(t): n for t, n in table.items()})
+         for (x, r), (enc, table) in _RULES.items()}
 
 
-def is_error_reply(payloads: Sequence[Payload]) -> bool:
-    """A response carrying an error notify or a COOKIE request may omit required payloads."""
-    return any(isinstance(p, Notify) and (p.notify_type < 16384
-                                          or p.notify_type == NotifyType.COOKIE)
-               for p in payloads)
+_TYPE_OF: dict[type, int] = {
+    cls: int(cls.payload_type) for cls in (SA, KE, IDi, IDr, Cert, CertReq, Auth, Nonce, Notify,
+                                            Delete, VendorId, TSi, TSr, SK, SKF, CP, EAP)
+}
 
 
 def check(exchange: int, is_response: bool, payloads: Sequence[Payload]) -> None:
     """Raise ``RemoteProtocolError`` for a critical unknown payload or a payload count the
-    exchange does not allow; non-critical unknown payloads are skipped (§2.5)."""
+    exchange does not allow; non-critical unknown payloads are skipped (§2.5). A response
+    carrying an error notify or a COOKIE request may omit the required payloads."""
     rule = RULES.get((exchange, is_response))
     if rule is None:
         raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, f"unexpected exchange {exchange}")
     allowed = rule[1]
     counts: dict[int, int] = {}
+    relaxed = False
     for p in payloads:
-        if isinstance(p, UnknownPayload):
-            if p.critical:
-                raise RemoteProtocolError(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
-                                          f"critical payload {p.type}", bytes((p.type & 0xFF,)))
-            continue
-        t = p.payload_type
+        # Plain ints: hashing an IntEnum member runs Python code (Enum.__hash__).
+        t = _TYPE_OF.get(type(p)) or p.payload_type
         if t not in allowed:
+            if type(p) is UnknownPayload:
+                if p.critical:
+                    raise RemoteProtocolError(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
+                                              f"critical payload {t}", bytes((t & 0xFF,)))
+                continue
             raise RemoteProtocolError(NotifyType.INVALID_SYNTAX,
                                       f"payload {t} not allowed here")
         counts[t] = counts.get(t, 0) + 1
-    relaxed = is_response and is_error_reply(payloads)
+        if t == P.NOTIFY and is_response and (p.notify_type < 16384  # type: ignore[union-attr]
+                                              or p.notify_type == NotifyType.COOKIE):
+            relaxed = True
     for t, (low, high) in allowed.items():
         n = counts.get(t, 0)
         if n > high or (n < low and not relaxed):

@@ -9,13 +9,13 @@ the tasks of each exchange; the protocol content lives in the task modules.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import os
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import _backend, sk
+from .. import addr as _addr
 from ..const import NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .transforms import Suite
 
 Address = tuple[str, int]
+_INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 
 
 class Role(enum.Enum):
@@ -181,11 +182,14 @@ class IkeSa:
             return
         if msg.major_version != 2:
             self._drop("unsupported major version")
-        elif msg.spi_i != self.spi_i and not (self.state is State.IDLE and not msg.is_response):
+            return
+        flags = int(msg.flags)
+        is_response = bool(flags & _RESPONSE)
+        if msg.spi_i != self.spi_i and not (self.state is State.IDLE and not is_response):
             self._drop("unknown initiator SPI")
-        elif msg.from_initiator == self.is_initiator:
+        elif bool(flags & _INITIATOR) == self.is_initiator:
             self._drop("wrong initiator flag")
-        elif msg.is_response:
+        elif is_response:
             self._on_response(msg, data)
         else:
             self._on_request(msg, data, addr, local_port)
@@ -342,7 +346,7 @@ class IkeSa:
         except RemoteProtocolError as exc:
             self._fail(f"cannot build request: {exc.reason}", exc.notify_type)
             return
-        flags = HeaderFlag.INITIATOR if self.is_initiator else 0
+        flags = _INITIATOR if self.is_initiator else 0
         msg = Message(self.spi_i, self.spi_r, exchange, flags, self._next_id, tuple(payloads))
         data = self._encode(msg)
         if exchange == X.IKE_SA_INIT:
@@ -396,6 +400,9 @@ class IkeSa:
                 self.local = (self.local[0], local_port)
             inner = msg
         else:
+            if not rules.must_encrypt(exchange):
+                self._drop(f"unknown exchange type {exchange}")
+                return
             if self.cipher_in is None or msg.spi_r != self.spi_r:
                 self._drop("request for an SA without keys")
                 return
@@ -428,7 +435,7 @@ class IkeSa:
             error = exc
             out = [Notify(0, exc.notify_type, data=exc.data)]
             self.emit(ProtocolErrorSent(exc.notify_type, exc.reason))
-        flags = HeaderFlag.RESPONSE | (HeaderFlag.INITIATOR if self.is_initiator else 0)
+        flags = _RESPONSE | (_INITIATOR if self.is_initiator else 0)
         if exchange == X.IKE_SA_INIT and error is not None:
             # Stateless refusal (INVALID_KE, NO_PROPOSAL_CHOSEN, ...): nothing is kept, the
             # initiator may try again with the same SPI.
@@ -503,6 +510,8 @@ class IkeSa:
                 return
             if refused:
                 self.emit(ProtocolErrorReceived(exc.notify_type, req.exchange))
+            elif req.exchange == X.IKE_AUTH:
+                self._notify_once(exc.notify_type)
             self._fail(exc.reason, exc.notify_type)
             return
         self._request = None
@@ -512,12 +521,20 @@ class IkeSa:
             self._float()
             self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))
 
+    def _notify_once(self, notify_type: int) -> None:
+        """Tell the peer why we give up on its IKE_AUTH response, in a one-shot
+        INFORMATIONAL that is never retransmitted (RFC 7296 §2.21.2)."""
+        flags = _INITIATOR if self.is_initiator else 0
+        msg = Message(self.spi_i, self.spi_r, X.INFORMATIONAL, flags, self._next_id + 1,
+                      (Notify(0, notify_type),))
+        self._send(self._encode(msg))
+
     def _emit_binding(self) -> None:
         ctx = self.cp_context()
         inner = ctx.assigned.get(ConfigAttr.INTERNAL_IP4_ADDRESS)
         self.emit(PeerBinding(
             peer_id=self.peer_id,
-            inner_address=str(ipaddress.IPv4Address(inner[0])) if inner else None,
+            inner_address=_addr.unpack(inner[0]) if inner else None,
             public_address=self.remote[0], public_port=self.remote[1],
             spi_i=self.spi_i, spi_r=self.spi_r,
             child_spis=self.child_spis or (),

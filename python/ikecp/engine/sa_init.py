@@ -12,7 +12,7 @@ from ..errors import CryptoError, RemoteProtocolError
 from ..message import KE, SA, Message, Nonce, Notify, Payload, Proposal
 from .keys import derive_ike_keys
 from .task import Ignore, Retry
-from .transforms import sa_proposals, select
+from .transforms import ike_offer, select
 
 if TYPE_CHECKING:
     from .sa import IkeSa
@@ -43,8 +43,7 @@ class SaInitTask:
         if self.cookie is not None:
             out.append(Notify(0, NotifyType.COOKIE, data=self.cookie))
         group = self.dh.group
-        out.append(SA(sa_proposals(ProtocolId.IKE, (
-            p.transforms(dh_first=group) for p in sa.settings.ike_proposals))))
+        out.append(SA(ike_offer(tuple(sa.settings.ike_proposals), group)))
         out.append(KE(group, self.dh.public_bytes))
         out.append(Nonce(sa.nonce_i))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..const import DhGroup, EncrId, Esn, IntegId, PrfId, ProtocolId, TransformAttr
 from ..const import TransformType as T
@@ -177,6 +178,18 @@ def sa_proposals(protocol: int, transform_sets: Iterable[tuple[Transform, ...]],
     return tuple(Proposal(n, protocol, spi, ts) for n, ts in enumerate(transform_sets, 1))
 
 
+@lru_cache(maxsize=256)
+def ike_offer(proposals: tuple[IkeProposal, ...], dh_first: int) -> tuple[Proposal, ...]:
+    """The initiator's IKE SA payload proposals, the KE group first in each."""
+    return sa_proposals(ProtocolId.IKE, (p.transforms(dh_first=dh_first) for p in proposals))
+
+
+@lru_cache(maxsize=256)
+def child_offer(proposals: tuple[ChildProposal, ...]) -> tuple[tuple[Transform, ...], ...]:
+    """Transform sets of the initiator's ESP proposals (the SPI is added per SA)."""
+    return tuple(p.transforms() for p in proposals)
+
+
 @dataclass(frozen=True, slots=True)
 class Suite:
     """One transform of each type: what a selected proposal boils down to."""
@@ -210,7 +223,8 @@ class Suite:
         return tuple(out)
 
 
-def _allowed(local: Sequence[IkeProposal | ChildProposal]) -> dict[int, list]:
+@lru_cache(maxsize=256)
+def _allowed(local: tuple[IkeProposal | ChildProposal, ...]) -> dict[int, list]:
     """Per transform type, the (id, key_bits) pairs the local side accepts, in its order."""
     allowed: dict[int, list] = {T.ENCR: [], T.INTEG: [], T.PRF: [], T.DH: [], T.ESN: []}
     for p in local:
@@ -231,10 +245,24 @@ def select(protocol: int, offered: Sequence[Proposal],
 
     Returns the proposal (for its number and SPI) and the chosen suite, or None. With
     ``prefer_dh`` the group of the initiator's KE payload wins when it is acceptable.
+    Offers repeat from peer to peer, so answers are cached (ESP SPIs are not part of the key).
     """
+    key = tuple(p if not p.spi else Proposal(p.number, p.protocol_id, b"", p.transforms)
+                for p in offered)
+    found = _select(protocol, key, tuple(local), prefer_dh)
+    if found is None:
+        return None
+    index, suite = found
+    return offered[index], suite
+
+
+@lru_cache(maxsize=1024)
+def _select(protocol: int, offered: tuple[Proposal, ...],
+            local: tuple[IkeProposal | ChildProposal, ...],
+            prefer_dh: int | None) -> tuple[int, Suite] | None:
     allowed = _allowed(local)
     is_ike = protocol == ProtocolId.IKE
-    for prop in offered:
+    for index, prop in enumerate(offered):
         if prop.protocol_id != protocol:
             continue
         by_type: dict[int, list[tuple[int, int | None]]] = {}
@@ -264,7 +292,7 @@ def select(protocol: int, offered: Sequence[Proposal],
                 continue
             if not is_ike and T.DH in chosen and chosen[T.DH][0] != DhGroup.NONE:
                 continue  # PFS is not possible in IKE_AUTH
-            return prop, Suite(
+            return index, Suite(
                 encr=encr[0], encr_key_bits=encr[1], integ=integ,
                 prf=chosen.get(T.PRF, (0, None))[0], dh=chosen.get(T.DH, (0, None))[0],
                 esn=chosen.get(T.ESN, (Esn.NO, None))[0],

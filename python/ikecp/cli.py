@@ -1,4 +1,4 @@
-"""Command line entry point: ``ikecp info`` and ``ikecp decode``."""
+"""Command line entry point: ``ikecp info``, ``ikecp decode`` and ``ikecp loadgen``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 
-from . import BACKEND_NAME, __version__, backend
+from . import BACKEND_NAME, __version__, backend, loadgen_cli
 from .errors import ParseError
 from .framing import Kind, classify
 
@@ -55,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("info", help="print the version and the active backend")
     dec = sub.add_parser("decode", help="decode an IKE message given as hex ('-' reads stdin)")
     dec.add_argument("hex", help="the message in hex, or - to read it from standard input")
+    loadgen_cli.register(sub)
     args = parser.parse_args(argv)
+    if args.command == "loadgen":
+        return loadgen_cli.main(args)
     if args.command == "info":
         print(f"ikecp {__version__}, backend: {BACKEND_NAME}")
         return 0

@@ -119,6 +119,10 @@ class LoadConfig:
     #: cert mode: a ``ikecp.testing.ca.CertAuthority`` issuing the FAP certificates and the
     #: trust anchor for the responder's certificate. Inherited by forked workers.
     ca: Any = field(default=None, compare=False, repr=False)
+    #: The table of a NAT this tool does not run (e.g. ``NatTopology.nat_mappings``, kernel
+    #: NAPT in namespaces): inside -> outside address, read once at the end to check NAT-info.
+    nat_table: Callable[[], dict[Address, Address]] | None = field(
+        default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_target(self.target, i_own_this_target=self.i_own_this_target)
@@ -261,7 +265,7 @@ class Worker:
         self._dest: dict[int, Address] = {cfg.port: (cfg.target, cfg.port),
                                           cfg.natt_port: (cfg.target, cfg.natt_port)}
         self._relay: Any = None
-        self._nat_table: dict[Address, Address] = {}
+        self._nat_reports: list[tuple[int, Address, tuple[str, int | None]]] = []
 
     # -- settings --------------------------------------------------------------------------
 
@@ -320,7 +324,9 @@ class Worker:
             listen = self._relay.listen_addrs
             self._dest = {cfg.port: listen[0], cfg.natt_port: listen[1]}
         try:
-            return self._loop()
+            result = self._loop()
+            self._verify_nat_info()
+            return result
         finally:
             for fap in list(self._active.values()):
                 self._close(fap)
@@ -344,7 +350,12 @@ class Worker:
     def _loop(self) -> WorkerResult:
         cfg, res = self.cfg, self.result
         share = self._share()
-        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        if cfg.auth == "cert":  # issue this worker's certificates before the clock starts
+            faps = cfg.faps or cfg.count
+            for k in range(self.index, min(cfg.count, faps, 65536), self.of):
+                self._settings(k)
+        # This thread only: a relay thread in the same process is not the initiator's work.
+        ru0 = resource.getrusage(resource.RUSAGE_THREAD)
         t0 = res.t_start = time.monotonic()
         stop_new, hard = t0 + cfg.duration, t0 + cfg.hard_stop
         next_progress = t0 + self.progress_interval
@@ -382,7 +393,7 @@ class Worker:
                 next_progress = now + self.progress_interval
                 self.progress(self._snapshot())
         res.started = started
-        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        ru1 = resource.getrusage(resource.RUSAGE_THREAD)
         res.cpu_seconds = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         res.t_end = time.monotonic()
         for fap in list(self._active.values()):
@@ -497,7 +508,7 @@ class Worker:
             res.failures[failure_cause(ev)] += 1
             self._handshake_done(fap, now, ok=False)
         elif isinstance(ev, PublicAddressLearned):
-            self._check_nat_info(fap, ev)
+            self._note_nat_info(fap, ev)
         elif isinstance(ev, NatInfoNotSupported):
             res.nat_info_missing += 1
         elif isinstance(ev, ConfigReceived):
@@ -514,25 +525,31 @@ class Worker:
                 res.failures[f"after establishment: {failure_cause(ev)}"] += 1
                 self._close(fap)
 
-    def _check_nat_info(self, fap: _Fap, ev: PublicAddressLearned) -> None:
-        """Compare the reported address with what the NAT (or our own socket) really used."""
-        res = self.result
-        res.nat_info_returned += 1
+    def _note_nat_info(self, fap: _Fap, ev: PublicAddressLearned) -> None:
+        """Keep what the SeGW reported with the socket it describes; ``_verify_nat_info``
+        compares them with the NAT's table once, at the end (one table read per run)."""
+        self.result.nat_info_returned += 1
         sock = fap.socks.get(self.cfg.natt_port) or fap.socks.get(self.cfg.port)
-        if sock is None:
-            return
-        inside = sock.getsockname()[:2]
-        seen: Address | None = (inside[0], inside[1])
+        if sock is not None:
+            host, port = sock.getsockname()[:2]
+            self._nat_reports.append((fap.n, (host, port), (ev.address, ev.port)))
+
+    def _verify_nat_info(self) -> None:
+        res = self.result
         if self._relay is not None:
-            seen = self._nat_table.get(seen)  # type: ignore[arg-type]
-            if seen is None:
-                self._nat_table = self._relay.mappings()
-                seen = self._nat_table.get((inside[0], inside[1]))
-        if seen is not None and (ev.address, ev.port) == seen:
-            res.nat_info_matched += 1
-        elif len(res.nat_info_mismatched) < 20:
-            res.nat_info_mismatched.append(
-                f"fap {fap.n}: reported {ev.address}:{ev.port}, NAT used {seen}")
+            table = self._relay.mappings()
+        elif self.cfg.nat_table is not None:
+            table = self.cfg.nat_table()
+        else:
+            table = None  # no NAT: the SeGW must have seen our own socket
+        for n, inside, reported in self._nat_reports:
+            seen = inside if table is None else table.get(inside)
+            if reported == seen:
+                res.nat_info_matched += 1
+            elif len(res.nat_info_mismatched) < 20:
+                res.nat_info_mismatched.append(
+                    f"fap {n}: reported {reported[0]}:{reported[1]}, NAT used {seen}")
+        self._nat_reports.clear()
 
     def _handshake_done(self, fap: _Fap, now: float, ok: bool = True) -> None:
         if fap.state != "handshake":

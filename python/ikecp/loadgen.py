@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import framing
-from .const import ConfigAttr, NotifyType
+from .const import AuthMethod, ConfigAttr, NotifyType
 from .cp import CpRegistry, NatInfoHandler, RequestHandler
 from .engine import (
     ChildProposal,
@@ -119,6 +119,9 @@ class LoadConfig:
     #: cert mode: a ``ikecp.testing.ca.CertAuthority`` issuing the FAP certificates and the
     #: trust anchor for the responder's certificate. Inherited by forked workers.
     ca: Any = field(default=None, compare=False, repr=False)
+    #: cert mode: the AUTH method the responder signs with (14, RFC 7427, by default; a
+    #: strongSwan SeGW with an ECDSA key uses 9 while we send no SIGNATURE_HASH_ALGORITHMS).
+    peer_auth_method: int = AuthMethod.DIGITAL_SIGNATURE
     #: The table of a NAT this tool does not run (e.g. ``NatTopology.nat_mappings``, kernel
     #: NAPT in namespaces): inside -> outside address, read once at the end to check NAT-info.
     nat_table: Callable[[], dict[Address, Address]] | None = field(
@@ -259,6 +262,7 @@ class Worker:
         self._handshaking = 0
         self._base = self._base_settings()
         self._settings_cache: dict[int, Settings] = {}
+        self._trust: Any = None
         hosts = ipaddress.ip_network(cfg.source, strict=False)
         self._sources = [str(hosts.network_address)] if hosts.num_addresses == 1 else None
         self._source_net = hosts
@@ -289,18 +293,21 @@ class Worker:
             name = self.cfg.id_template.format(n=n)
             changes: dict[str, Any] = {"local_id": identity(name)}
             if self.cfg.auth == "cert":
-                changes.update(auth=self._cert_auth(name))
+                changes.update(self._cert_auth(name))
             s = dataclasses.replace(self._base, **changes)
             if len(self._settings_cache) < 65536:
                 self._settings_cache[n] = s
         return s
 
-    def _cert_auth(self, name: str) -> Any:
+    def _cert_auth(self, name: str) -> dict[str, Any]:
         from . import pki
         from .engine.cert_auth import CertAuthenticator
-        from .testing.ca import Issued
-        issued: Issued = self.cfg.ca.issue([name])
-        return CertAuthenticator(issued.credential, pki.TrustStore([issued.root]))
+        issued = self.cfg.ca.issue([name])
+        if self._trust is None:
+            self._trust = pki.TrustStore([issued.root])
+        return {"auth": CertAuthenticator(issued.credential, self._trust),
+                "peer_auth": CertAuthenticator(None, self._trust,
+                                               method=self.cfg.peer_auth_method)}
 
     def _source(self, n: int) -> str:
         if self._sources is not None:

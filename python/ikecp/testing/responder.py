@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing
+import os
 import selectors
 import socket
 import threading
@@ -131,7 +132,6 @@ class ResponderProcess:
         """utime + stime of the process so far, from /proc/<pid>/stat."""
         with open(f"/proc/{self.pid}/stat", encoding="ascii") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
-        import os
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_bytes(self) -> int:
@@ -142,20 +142,28 @@ class ResponderProcess:
         return 0
 
 
-def _child(settings: Settings, host: str, lifetime: float, conn: object) -> None:
-    r = SocketResponder(settings, host, lifetime=lifetime)
+def _child(settings: Settings, host: str, ports: tuple[int, int], lifetime: float,
+           conn: object) -> None:
+    r = SocketResponder(settings, host, *ports, lifetime=lifetime)
     conn.send((r.port, r.natt_port))  # type: ignore[attr-defined]
     r.serve()
 
 
 @contextlib.contextmanager
-def serve_in_process(settings: Settings, host: str = "127.0.0.1", *,
+def serve_in_process(settings: Settings, host: str = "127.0.0.1", *, port: int = 0,
+                     natt_port: int = 0, netns: str | None = None,
                      lifetime: float = 300.0) -> Iterator[ResponderProcess]:
-    """A forked responder process (its CPU is its own), killed on exit."""
+    """A forked responder process (its CPU is its own), killed on exit. With ``netns`` it is
+    forked from a thread inside that network namespace, so it lives there."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
-    p = ctx.Process(target=_child, args=(settings, host, lifetime, child), daemon=True)
-    p.start()
+    p = ctx.Process(target=_child, args=(settings, host, (port, natt_port), lifetime, child),
+                    daemon=True)
+    if netns is None:
+        p.start()
+    else:
+        from .netns import call_in_netns
+        call_in_netns(netns, p.start)
     try:
         if not parent.poll(10):
             raise RuntimeError("responder process did not start")

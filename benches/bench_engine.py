@@ -2,10 +2,12 @@
 NAT-info attribute requested and answered), native vs pure-Python backend in one run.
 
 Run: ``pytest benches/bench_engine.py -s --benchmark-group-by=group`` with a release build.
-``test_engine_overhead`` prints, per side, the microseconds per handshake spent inside the
-engine's Python code once every codec/crypto call (backend functions, SK ciphers,
-Diffie-Hellman) is subtracted; the timing wrappers' own cost stays on the engine's side, so
-the figure is an upper bound.
+
+``test_engine_overhead`` prints, per side, the CPU microseconds per handshake the engine's own
+Python code costs: it records every codec/crypto call one handshake makes on each side
+(backend functions, SK cipher construction/seal/open, Diffie-Hellman), then subtracts the
+time of replaying exactly those calls from the time of real handshakes. Thread CPU time is
+used because the machine is shared; the best of several batches is kept.
 """
 
 from __future__ import annotations
@@ -28,80 +30,65 @@ FAP = Settings(local_id=Identity.fqdn("fap.example.net"), auth=PskAuthenticator(
 SEGW = Settings(local_id=Identity.fqdn("segw.example.net"), auth=PskAuthenticator(b"k" * 32),
                 ike_proposals=PROPOSAL, cp=CpRegistry().add_provider(NatInfoProvider()))
 I_ADDR, R_ADDR, PUBLIC_IP = ("100.64.0.2", 500), ("198.51.100.10", 500), "198.51.100.1"
+CODEC_CRYPTO = ("decode_message", "encode_message", "decode_payloads", "encode_payloads", "prf",
+                "prf_plus", "skeyseed", "ike_keys", "child_keymat", "signed_octets",
+                "psk_auth", "nat_detection_hash")
+
+cpu = time.thread_time  # a shared machine: waiting for a core is not our cost
 
 
-class Clock:
-    """Accumulates time spent in wrapped calls."""
+def recording(be, calls: list):
+    """A backend and a dh module that append (callable, args, kwargs) of every call."""
+    def rec(fn):
+        def call(*args, **kwargs):
+            calls.append((fn, args, kwargs))
+            return fn(*args, **kwargs)
+        return call
 
-    def __init__(self) -> None:
-        self.spent = 0.0
-
-    def wrap(self, fn):
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.spent += time.perf_counter() - start
-        return timed
-
-
-def metered(be, clock: Clock):
-    """A backend and a dh module whose every call is timed into ``clock``."""
-    names = ("decode_message", "encode_message", "decode_payloads", "encode_payloads", "prf",
-             "prf_plus", "skeyseed", "ike_keys", "child_keymat", "signed_octets", "psk_auth",
-             "nat_detection_hash")
-    ns = SimpleNamespace(**{n: clock.wrap(getattr(be, n)) for n in names})
-    ns.__name__ = be.__name__
+    ns = SimpleNamespace(**{n: rec(getattr(be, n)) for n in CODEC_CRYPTO})
 
     class Cipher:
         def __init__(self, *args) -> None:
-            start = time.perf_counter()
+            calls.append((be.SkCipher, args, {}))
             inner = be.SkCipher(*args)
-            self.seal, self.open = clock.wrap(inner.seal), clock.wrap(inner.open)
+            self.seal, self.open = rec(inner.seal), rec(inner.open)
             self.iv_size, self.icv_size = inner.iv_size, inner.icv_size
-            clock.spent += time.perf_counter() - start
 
     class Private:
         def __init__(self, group: int) -> None:
-            start = time.perf_counter()
+            calls.append((dh.generate, (group,), {}))
             inner = dh.generate(group)
             self.group, self.public_bytes = inner.group, inner.public_bytes
-            self.exchange = clock.wrap(inner.exchange)
-            clock.spent += time.perf_counter() - start
+            self.exchange = rec(inner.exchange)
 
     ns.SkCipher = Cipher
     return ns, SimpleNamespace(generate=Private, DhPrivate=Private)
 
 
 class Sides:
-    """Runs a handshake; optionally gives each side its own metered backend and times every
-    call into each side. ``ikecp.sk`` and the SA_INIT task read the module-level backend and
-    dh, so those are switched to the calling side's before each call."""
+    """Runs one handshake, initiator behind a NAPT. With ``per_side`` each side gets its own
+    backend and dh module (``ikecp.sk`` and the SA_INIT task read the module-level ones, so
+    they are switched before each call); ``spent`` sums the CPU time of calls into each side."""
 
-    def __init__(self, be, metered_sides: dict | None = None) -> None:
+    def __init__(self, be, per_side: dict | None = None) -> None:
         self.be = be
-        self.metered = metered_sides
+        self.per_side = per_side
         self.spent = {"i": 0.0, "r": 0.0}
 
     def call(self, side: str, fn, *args):
-        if self.metered is None:
-            return fn(*args)
-        ns, dh_ns = self.metered[side]
-        _backend.backend = ns
-        sa_init_module.dh = dh_ns
-        start = time.perf_counter()
+        if self.per_side is not None:
+            _backend.backend, sa_init_module.dh = self.per_side[side]
+        start = cpu()
         try:
             return fn(*args)
         finally:
-            self.spent[side] += time.perf_counter() - start
-            _backend.backend = self.be
-            sa_init_module.dh = dh
+            self.spent[side] += cpu() - start
+            _backend.backend, sa_init_module.dh = self.be, dh
 
     def handshake(self) -> IkeSa:
         call, now = self.call, 0.0
-        be_i = self.metered["i"][0] if self.metered else self.be
-        be_r = self.metered["r"][0] if self.metered else self.be
+        be_i = self.per_side["i"][0] if self.per_side else self.be
+        be_r = self.per_side["r"][0] if self.per_side else self.be
         i = call("i", lambda: IkeSa.initiator(FAP, I_ADDR, R_ADDR, backend=be_i))
         r = call("r", lambda: IkeSa.responder(SEGW, R_ADDR, backend=be_r))
         for _ in range(2):
@@ -128,17 +115,66 @@ def test_handshake(benchmark, be):
 
 
 def test_engine_overhead(be, capsys):
-    """Per-side engine time per handshake with codec/crypto time subtracted."""
-    rounds = 200
-    clocks = {"i": Clock(), "r": Clock()}
-    sides = Sides(be, {side: metered(be, c) for side, c in clocks.items()})
-    for _ in range(rounds):
-        sides.handshake()
+    """Per-side engine CPU time per handshake, codec/crypto replayed and subtracted."""
+    calls = {"i": [], "r": []}
+    Sides(be, {s: recording(be, calls[s]) for s in "ir"}).handshake()
+    batches, rounds = 7, 40
+    best: dict[str, tuple[float, float]] = {}
+    for _ in range(batches):
+        sides = Sides(be)
+        for _ in range(rounds):
+            sides.handshake()
+        for side in "ir":
+            start = cpu()
+            for _ in range(rounds):
+                for fn, args, kwargs in calls[side]:
+                    fn(*args, **kwargs)
+            replay = cpu() - start
+            total = sides.spent[side]
+            if side not in best or total - replay < best[side][0] - best[side][1]:
+                best[side] = (total, replay)
     name = be.__name__.rsplit(".", 1)[-1]
     with capsys.disabled():
         for side, role in (("i", "initiator"), ("r", "responder")):
-            total = sides.spent[side] / rounds * 1e6
-            crypto = clocks[side].spent / rounds * 1e6
-            print(f"\n[{name}] {role}: {total:.0f} us per handshake in engine calls, "
-                  f"{crypto:.0f} us codec+crypto, {total - crypto:.0f} us engine Python")
-    assert all(sides.spent[s] > clocks[s].spent > 0 for s in "ir")
+            total, replay = (t / rounds * 1e6 for t in best[side])
+            print(f"\n[{name}] {role}: {total:.0f} us CPU per handshake, "
+                  f"{replay:.0f} us codec+crypto ({len(calls[side])} calls), "
+                  f"{total - replay:.0f} us engine Python")
+    assert all(len(calls[s]) > 10 for s in "ir")
+
+
+def test_memory_per_established_sa(be, monkeypatch, capsys):
+    """Python heap per established responder SA (IKE SA + its CHILD_SA) after its events
+    are drained. tracemalloc does not see allocations made inside the Rust extension."""
+    import gc
+    import tracemalloc
+
+    kept: list[IkeSa] = []
+    responder = IkeSa.responder
+
+    def keep(*args, **kwargs):
+        kept.append(responder(*args, **kwargs))
+        return kept[-1]
+
+    monkeypatch.setattr(IkeSa, "responder", keep)
+    sides, count = Sides(be), 500
+    sides.handshake()  # warm caches before measuring
+    kept.clear()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(count):
+            sides.handshake()
+        for sa in kept:
+            while sa.next_event() is not None:
+                pass
+        gc.collect()
+        grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before,
+                                                                               "filename"))
+    finally:
+        tracemalloc.stop()
+    assert len(kept) == count and all(sa.established for sa in kept)
+    with capsys.disabled():
+        print(f"\n[{be.__name__.rsplit('.', 1)[-1]}] {grown / count:.0f} bytes of Python heap "
+              f"per established responder SA")

@@ -8,6 +8,7 @@ from types import ModuleType
 
 import pytest
 import samples
+from ikecp._backend import load
 from ikecp.errors import ParseError
 from ikecp.message import (
     CP,
@@ -349,3 +350,27 @@ def test_encode_message_rejects_bad_header(codec: ModuleType) -> None:
         codec.encode_message(replace(msg, major_version=16))
     with pytest.raises(ValueError):
         codec.encode_message(replace(msg, exchange=256))
+
+
+@pytest.mark.parametrize(("first", "exc"), [(256, ValueError), (-1, ValueError),
+                                            ("x", TypeError), (1.5, TypeError)])
+def test_decode_payloads_rejects_bad_first_type(codec: ModuleType, first: object,
+                                                exc: type) -> None:
+    with pytest.raises(exc):
+        codec.decode_payloads(first, b"")
+
+
+def test_decoded_objects_behave_like_constructed_ones(codec: ModuleType) -> None:
+    import dataclasses
+    import pickle
+
+    msg = samples.all_payloads_message()
+    wire = codec.encode_message(msg)
+    out = codec.decode_message(wire)
+    assert hash(out) == hash(msg)
+    assert repr(out) == repr(load("python").decode_message(wire))
+    assert pickle.loads(pickle.dumps(out)) == msg
+    assert dataclasses.replace(out, message_id=8).message_id == 8
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.message_id = 9  # type: ignore[misc]
+    assert out.first(Notify) == msg.first(Notify) and out.first(KE).critical

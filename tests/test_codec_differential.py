@@ -180,3 +180,42 @@ def test_spliced_messages(a: Message, b: Message, draw: st.DataObject) -> None:
     j = draw.draw(st.integers(28, len(wb)))
     spliced = _fix_len(wa[:i] + wb[j:])
     assert_same_decode(spliced)
+
+
+BAD_VALUES = (-1, 256, 65536, 1 << 32, "x", 1.5, None, b"xx", True)
+
+
+def _field_variants(obj: object):
+    """Every copy of ``obj`` with one field (at any depth) replaced by a bad value."""
+    from dataclasses import fields, is_dataclass, replace
+
+    if not is_dataclass(obj):
+        return
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        for bad in BAD_VALUES:
+            yield replace(obj, **{f.name: bad})
+        if isinstance(value, tuple):
+            for i, item in enumerate(value):
+                for variant in _field_variants(item):
+                    yield replace(obj, **{f.name: (*value[:i], variant, *value[i + 1:])})
+
+
+def encode_outcome(fn: Callable[..., object], *args: object) -> tuple:
+    try:
+        return ("ok", fn(*args))
+    except (TypeError, ValueError, AttributeError) as e:
+        return ("error", next(c for c in (TypeError, ValueError, AttributeError)
+                              if isinstance(e, c)))
+
+
+def test_bad_fields_raise_the_same_exception_class() -> None:
+    import samples
+
+    checked = 0
+    for msg in samples.all_samples():
+        for variant in _field_variants(msg):
+            assert encode_outcome(PY.encode_message, variant) == \
+                encode_outcome(NATIVE.encode_message, variant), variant
+            checked += 1
+    assert checked > 1000

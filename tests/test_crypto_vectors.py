@@ -92,9 +92,11 @@ def test_prf_rejects_unsupported(be, prf_id):
         be.prf(prf_id, b"k", b"d")
 
 
-# --- IKEv2 key derivation: NIST SP 800-135 "IKEv2 KDF" component test (CAVS format) --------
-# Values as published in libreswan's CAVS driver (programs/cavp, ikev2 KDF example run with
-# SHA-1, DKM length 132 octets): Ni, Nr, g^ir, g^ir (new), SPIi, SPIr and the five outputs.
+# --- IKEv2 key derivation: NIST CAVP SP 800-135 "IKEv2 KDF" component test, HMAC-SHA1 ------
+# The NIST response file itself was not reachable; these numbers are the vector libreswan ships
+# as "CAVP: IKEv2 key derivation with HMAC-SHA1" (its ike_alg KDF self-test and the example run
+# of its CAVS driver, which adds the two child DKMs), and the same SKEYSEED/DKM/rekey values
+# appear in NSS's IKE KDF unit-test vectors. DKM length 132 octets.
 CAVS_SHA1 = {
     "gir": "4b2c1f971981a8ad8d0abeafabf38cf75fc8349c148142465ed9c8b516b8be52",
     "gir_new": "863f3c9d06efd39d2b907b97f8699e5dd5251ef64a2a176f36ee40c87d4f9330",
@@ -134,6 +136,57 @@ def test_ikev2_kdf_cavs_sha1(be):
     assert be.child_keymat(2, sk_d, v["ni"], v["nr"], 132,
                            shared_secret=v["gir_new"]) == v["dkm_child_dh"]
     assert be.rekey_skeyseed(2, sk_d, v["gir_new"], v["ni"], v["nr"]) == v["skeyseed_rekey"]
+
+
+# NIST CAVP IKEv2 KDF samples for HMAC-SHA-256 as carried in NSS's generated IKE test vectors
+# (gtests "ike_sha256_vectors", entries marked "from this NIST samples"): SKEYSEED with short
+# and with long nonces, prf+ to a 132-octet DKM, and the rekey SKEYSEED from SK_d (old).
+CAVP_SHA256_NI, CAVP_SHA256_NR = "3f302be1abcb28e1", "8c332ee006064c9b"
+CAVP_SHA256_SPIS = "40dac39e1e1a8640" "8619a1cf9a6e4c07"
+CAVP_SHA256_SKEYSEED = "5f00d1bd2c58ec224b1e6b71fa0f19a1faa7a193952c444411b47c1a9d8ba6fe"
+CAVP_SHA256_DKM = (
+    "0b137d669b0947d7d026d593f0305ad401ff0c471357d695778a9c7f4b4869ece98aca531"
+    "188d16041b3bb936d2dbb3b4993a6e768a809160de45d0283f273a6cdf6854379e31be72b"
+    "8d3d1fa990cf9c5b015ca9f918a7df6253c958114a09d4e1c19bdcd4db14b29d98db1a74a"
+    "d405c588662c14a04d0d36aa4ab55e90f8986d12d4aad")
+CAVP_SHA256_LONG_NI = (
+    "b1dee62505b47b223bae14ce7a5b757402ad1587511618d09f94950d47f1d8d4ce86aca12"
+    "d78db9854d86019ad735757ae79d8932ac0c7db842c85060150ca875ea5d47e3cfcb2a059"
+    "22ebb7959d49b9797a2289676ee79a1d9a18b790f87e4771ddaf4be3376057a553162f68f"
+    "e429aca73b07234543801ba2122b1bde82251770d05df813cf556a11ca4dc43ffcb85a97d"
+    "bed16e2fda6985e07e31be6364899e63c507c7c616e5eb7765a53560f76772de43918ba07"
+    "badfe85244dcdcd917cb065afb60e3b7e68b54dd94bfc7c31c8b752892781ed3cc4b7f28f"
+    "bc0ab9af908f5ae1f09f893f80100a7b3135993161b51fbba3bbb24b9f88c6147de82cd6f"
+    "0")
+CAVP_SHA256_LONG_NR = (
+    "f0acfef2ad1f7add0eaafda78c1cf1097d9fc91cb04a7c145069ac426fd164cbe661b1dd2"
+    "df0fb84e19512181f0d8ea50b7860845f332757a8e56d2a3b7be436b5718a2d49baa996a4"
+    "616684a208c2d611cd65e605dca6e3d3f116859b4410fe13679696bb2e23c08a40c7e1316"
+    "d54b4c9c0286701c221151b3642cb4112ca1a53e0e597a7e29c634caed86ca3c31973d37b"
+    "4c346134fd6784cd99913feedf3d29d89a0a02a5a750f02f5738109dcc670bb27701fb59f"
+    "78e83b76860c3fec079a1fc8c937ddb58ae7500422b7e49ce63759c65b6bc439381d56bcc"
+    "159edede894b073841036ebfa050a5b3e7c876a3f18def26b1768a263ac66c9d83b680eb5"
+    "e")
+
+
+def test_ikev2_kdf_cavp_sha256(be):
+    ni, nr, spis = h(CAVP_SHA256_NI), h(CAVP_SHA256_NR), h(CAVP_SHA256_SPIS)
+    gir = h("0f4d257d7a58fc4545c7d7a88119eee5d5c9690c5b4c989171d3abbfd99d1d29")
+    seed = be.skeyseed(5, ni, nr, gir)
+    assert seed == h(CAVP_SHA256_SKEYSEED)
+    dkm = h(CAVP_SHA256_DKM)
+    assert len(dkm) == 132
+    assert be.prf_plus(5, seed, ni + nr + spis, 132) == dkm
+    assert be.prf_plus(5, seed, ni + nr + spis, 15) == dkm[:15]
+    # 3 x 32 prf-sized keys + 2 x 16 integ + 2 x 2 encr = 132: the same stream, cut in seven
+    keys = be.ike_keys(5, seed, ni, nr, spis[:8], spis[8:], 2, 16)
+    assert b"".join(keys) == dkm
+    gir_new = h("25f3b12d6f282739256e39bf54eda53b60ffcf379bb7bcc90c27b4c4c578616c")
+    assert be.rekey_skeyseed(5, keys[0], gir_new, ni, nr) == h(
+        "2d63f6debc92048b4fef3889c4c99ca67d6496e0fac14a2bca9a2d6566ff2398")
+    long_gir = h("a1ff3dc6cf9b4c04709943cb4ca1f1789bcf360b03f1d027de3ae8ee039e9155")
+    assert be.skeyseed(5, h(CAVP_SHA256_LONG_NI), h(CAVP_SHA256_LONG_NR), long_gir) == h(
+        "750c5c94b9c2ec20b68033e024dadf0fa87e8b48c6561b21c72478451a06583d")
 
 
 def test_prf_plus_limits(be):

@@ -1,7 +1,7 @@
 """ikecp.sk: whole-message seal/open composed from the active codec and an SkCipher.
 
-The first test runs against a tiny local codec (Nonce payloads only) so it does not depend on
-the codec branch; the second uses the real reference codec and runs once that has landed.
+The first test runs against a tiny local codec (Nonce payloads only), so a broken codec cannot
+mask a broken composition; the second uses each backend's real codec.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from ikecp import _backend, sk
 from ikecp._reference import SkCipher
 from ikecp.errors import IntegrityError
-from ikecp.message import SK, Message, Nonce
+from ikecp.message import SK, Auth, IDi, Message, Nonce, Notify
 
 
 def _tiny_codec() -> SimpleNamespace:
@@ -59,14 +59,31 @@ def test_seal_open_message_with_local_codec(monkeypatch):
         sk.open_message(cipher, data[:-1] + bytes((data[-1] ^ 1,)))
 
 
-def test_seal_open_message_with_reference_codec(monkeypatch):
-    from ikecp import _reference
+@pytest.mark.parametrize("name", ["python", "native"])
+def test_seal_open_message_with_backend_codec(monkeypatch, name):
+    backend = _backend.load(name)
+    monkeypatch.setattr(_backend, "backend", backend)
+    msg = Message(b"\x01" * 8, b"\x02" * 8, 35, 0x08, 1,
+                  (IDi(2, b"fap.example"), Auth(2, b"a" * 32), Nonce(b"n" * 32)))
+    for keys in [(12, bytes(32), 12, bytes(32)), (20, bytes(36), 0, b""), (28, bytes(36), 0, b"")]:
+        cipher = backend.SkCipher(*keys)
+        data = sk.seal_message(cipher, msg)
+        assert data[16] == 46 and data[28] == 35
+        assert sk.open_message(cipher, data) == msg
+        assert sk.open_message(_backend.load("python").SkCipher(*keys), data) == msg
 
-    try:
-        _reference.encode_payloads(())
-    except NotImplementedError:
-        pytest.skip("reference codec not merged into this branch yet")
-    monkeypatch.setattr(_backend, "backend", _reference)
-    cipher = SkCipher(12, bytes(32), 12, bytes(32))
-    msg = Message(b"\x01" * 8, b"\x02" * 8, 35, 0x08, 1, (Nonce(b"n" * 32),))
-    assert sk.open_message(cipher, sk.seal_message(cipher, msg)) == msg
+
+@pytest.mark.parametrize("name", ["python", "native"])
+def test_open_message_keeps_clear_payloads(monkeypatch, name):
+    backend = _backend.load(name)
+    monkeypatch.setattr(_backend, "backend", backend)
+    clear = Notify(0, 16430)  # IKEV2_FRAGMENTATION_SUPPORTED, in the clear before SK
+    head = backend.encode_message(Message(b"\x01" * 8, b"\x02" * 8, 35, 0x08, 1, (clear,)))
+    prefix = bytearray(head)
+    prefix[28] = 46  # the clear payload's next-payload now points at SK
+    cipher = backend.SkCipher(20, bytes(36), 0, b"")
+    first, body = backend.encode_payloads((Nonce(b"n" * 16),))
+    data = cipher.seal(bytes(prefix), first, body)
+    opened = sk.open_message(cipher, data)
+    assert opened.payloads == (clear, Nonce(b"n" * 16))
+    assert (opened.spi_i, opened.exchange, opened.message_id) == (b"\x01" * 8, 35, 1)

@@ -192,3 +192,13 @@ def test_identity_types(backend, identity):
     pair = Pair(backend, i, r).run()
     assert pair.r.established and pair.events("r", IkeSaEstablished)[0].remote_id == identity
     assert pair.events("r", PeerBinding)[0].peer_id == identity
+
+
+def test_key_log_matches_on_both_sides(backend):
+    pair = Pair(backend, fap_settings(), segw_settings())
+    assert pair.i.key_log() is None
+    pair.run()
+    log_i, log_r = pair.i.key_log(), pair.r.key_log()
+    assert log_i == log_r and log_i is not None
+    assert log_i["spi_i"] == pair.i.spi_i and len(log_i["sk_ei"]) == 36  # AES-256 + salt
+    assert log_i["sk_ai"] == b"" and log_i["sk_ei"] != log_i["sk_er"]

@@ -11,6 +11,7 @@ from ikecp.const import CfgType, ConfigAttr, NotifyType
 from ikecp.cp import (
     AddressPool,
     CpRegistry,
+    Deferred,
     Mode,
     NatInfoHandler,
     NatInfoProvider,
@@ -29,6 +30,7 @@ from ikecp.engine.events import (
     PeerBinding,
     PublicAddressLearned,
 )
+from ikecp.errors import LocalProtocolError
 
 NAT_INFO = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
 
@@ -287,3 +289,48 @@ def test_custom_attribute_without_touching_the_engine(backend):
 def test_cfg_types():
     assert CfgType.CFG_REQUEST == 1 and CfgType.CFG_REPLY == 2
     assert IkeSaEstablished.__dataclass_params__.frozen  # events are frozen dataclasses
+
+
+class _LaterPool:
+    """An address provider whose answer arrives after the request (like an IPAM lookup)."""
+
+    attr_type = ConfigAttr.INTERNAL_IP4_ADDRESS
+
+    def __init__(self) -> None:
+        self.pending: list[Deferred] = []
+
+    def provide(self, ctx, requested):
+        self.pending.append(Deferred())
+        return self.pending[-1]
+
+    def release(self, ctx):
+        return None
+
+
+@pytest.mark.parametrize("outcome", ["resolve", "fail"])
+def test_deferred_provider_holds_the_response(backend, outcome):
+    later = _LaterPool()
+    segw = segw_settings(_segw(NatInfoProvider(), later))
+    pair = Pair(backend, _pool_fap(), segw, nat=True)
+    for _ in range(8):  # IKE_AUTH arrives, is parked; retransmissions are dropped meanwhile
+        pair.step()
+    assert len(later.pending) == 1 and not pair.r.established
+    assert pair.r.stats.requests_processed == 2 and pair.i.stats.retransmissions >= 1
+    if outcome == "resolve":
+        later.pending[0].resolve([bytes([10, 99, 0, 7])])
+    else:
+        later.pending[0].fail(NotifyType.INTERNAL_ADDRESS_FAILURE, "IPAM says no")
+    pair.run()
+    assert pair.i.established and pair.r.established
+    assert pair.r.stats.requests_processed == 2
+    if outcome == "resolve":
+        (config,) = pair.events("i", ConfigReceived)
+        got = {a.type: a.value for a in config.attributes}
+        assert got[ConfigAttr.INTERNAL_IP4_ADDRESS] == bytes([10, 99, 0, 7])
+        assert NAT_INFO in got
+        assert len(pair.events("i", ChildSaEstablished)) == 1
+    else:
+        assert pair.events("i", ChildSaFailed)[0].notify_type == \
+            NotifyType.INTERNAL_ADDRESS_FAILURE
+    with pytest.raises(LocalProtocolError):
+        later.pending[0].resolve([])

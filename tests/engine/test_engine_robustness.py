@@ -3,8 +3,13 @@ exchanges (liveness, delete); timers; address changes."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from engine_pair import NAT_PUBLIC_IP, Flight, Pair, fap_settings, segw_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from ikecp import sk
 from ikecp.const import ConfigAttr, ExchangeType, HeaderFlag, NotifyType
 from ikecp.cp import (
@@ -250,3 +255,70 @@ def test_create_child_sa_is_refused_without_harm(backend):
     answer = sk.open_message(i.cipher_in, reply.data)
     assert answer.first(Notify).notify_type == NotifyType.NO_ADDITIONAL_SAS
     assert pair.r.established
+
+
+@hyp_settings(max_examples=20, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_random_damage_never_breaks_the_engine(backend, seed):
+    """Random bit flips, truncations, extensions and header edits before every genuine
+    datagram: the engine never raises, and a damaged unauthenticated IKE_SA_INIT at worst
+    ends the SA cleanly. Encrypted messages are protected, so once keys exist the damage is
+    always dropped."""
+    rng = random.Random(seed)
+
+    def damage(flights):
+        out = []
+        for f in flights:
+            marker = f.wire[:4] if f.datagram.encapsulated else b""
+            for _ in range(rng.randint(0, 3)):
+                w = bytearray(f.wire[len(marker):])
+                op = rng.randrange(4)
+                if op == 0:
+                    w[rng.randrange(len(w))] ^= 1 << rng.randrange(8)
+                elif op == 1:
+                    del w[rng.randrange(len(w)):]
+                elif op == 2:
+                    w += rng.randbytes(rng.randint(1, 8))
+                else:
+                    w[rng.randrange(16, 28)] = rng.randrange(256)
+                out.append(Flight(f.to_responder, f.datagram, marker + bytes(w)))
+            out.append(f)
+        return out
+
+    pair = Pair(backend, _fap(), _segw_with_pool()[0], nat=True, hook=damage).run(200)
+    for events in (pair.i_events, pair.r_events):
+        assert not [e for e in events if isinstance(e, DatagramDropped)
+                    and e.reason == "internal error"]
+    if pair.i.established and pair.r.established:
+        (ci,) = pair.events("i", ChildSaEstablished)
+        (cr,) = pair.events("r", ChildSaEstablished)
+        assert ci.key_i_to_r == cr.key_i_to_r
+    else:
+        assert pair.i.closed or pair.r.closed or pair.i.next_timer() is not None
+
+
+def test_replayed_request_is_answered_to_its_source_without_moving_the_sa(backend):
+    pair = Pair(backend, fap_settings(), segw_settings(), nat=True).run()
+    auth_request = next(f for f in pair.log if f.to_responder
+                        and _exchange(f, backend) == ExchangeType.IKE_AUTH)
+    home = pair.r.remote
+    pair.r.receive_datagram(auth_request.wire[4:], ("203.0.113.66", 4500), pair.clock, 4500)
+    (reply,) = pair.r.datagrams_to_send(pair.clock)
+    assert reply.remote == ("203.0.113.66", 4500) and reply.encapsulated
+    assert pair.r.remote == home and pair.r.stats.cached_replies == 1
+    assert pair.r.stats.requests_processed == 2
+
+
+def test_nat_keepalives_from_the_side_behind_nat(backend):
+    pair = Pair(backend, fap_settings(), segw_settings(), nat=True).run()
+    assert pair.r.next_timer() is None  # the SeGW is not behind a NAT
+    due = pair.i.next_timer()
+    assert due == pytest.approx(pair.clock + 20.0)
+    pair.i.handle_timer(due)
+    (keepalive,) = pair.i.datagrams_to_send(due)
+    assert keepalive.wire() == b"\xff" and keepalive.local_port == 4500
+    assert keepalive.remote == (pair.r_addr[0], 4500)
+    assert pair.i.next_timer() == pytest.approx(due + 20.0)
+    no_nat = Pair(backend, fap_settings(), segw_settings()).run()
+    assert no_nat.i.next_timer() is None

@@ -88,9 +88,7 @@ def decode_message(data: bytes) -> Message:
 
 def decode_payloads(first_type: int, data: bytes) -> tuple[Payload, ...]:
     """Parse a payload chain starting with type ``first_type`` (e.g. decrypted SK contents)."""
-    if not 0 <= first_type <= 255:
-        raise ValueError("first_type must be an int in 0..255")
-    return _chain(first_type, data, 0)
+    return _chain(_uint(first_type, 255, "first_type"), data, 0)
 
 
 def _chain(ptype: int, data: bytes, pos: int) -> tuple[Payload, ...]:
@@ -322,8 +320,6 @@ def encode_payloads(payloads: Sequence[Payload]) -> tuple[int, bytes]:
     for i, (nxt, flags, body) in enumerate(parts):
         if nxt is None:
             nxt = types[i + 1] if i + 1 < n else 0
-        elif not 0 <= nxt <= 255:
-            raise ValueError("next_payload must be 0..255")
         out.append(_GEN.pack(nxt, flags, 4 + len(body)))
         out.append(body)
     return types[0], b"".join(out)
@@ -341,7 +337,7 @@ _Enc = tuple[int, "int | None", bytes]
 
 def _enc_sa(p: SA) -> _Enc:
     props = p.proposals
-    if not props:
+    if len(props) == 0:
         raise ValueError("SA needs at least one proposal")
     out = []
     last_i = len(props) - 1
@@ -426,7 +422,7 @@ def _enc_ts(ptype: int) -> Callable[[Payload], _Enc]:
             raise ValueError("more than 255 traffic selectors")
         out = [_B3.pack(len(sels))]
         for s in sels:
-            n = _TS_LEN.get(s.ts_type)
+            n = _TS_LEN.get(_uint(s.ts_type, 255, "TrafficSelector.ts_type"))
             if n is None:
                 raise ValueError("TrafficSelector.ts_type must be 7 (IPv4) or 8 (IPv6)")
             if not isinstance(s.start_addr, bytes) or not isinstance(s.end_addr, bytes):
@@ -441,14 +437,24 @@ def _enc_ts(ptype: int) -> Callable[[Payload], _Enc]:
     return enc
 
 
+def _uint(value: object, limit: int, what: str) -> int:
+    """``value`` as a wire integer in 0..limit, else the TypeError/ValueError native raises."""
+    if not isinstance(value, int):
+        raise TypeError(f"{what} must be an int")
+    if not 0 <= value <= limit:
+        raise ValueError(f"{what} must be an int in 0..{limit}")
+    return value
+
+
 def _enc_sk(p: SK) -> _Enc:
-    return 46, p.next_payload, b"" + p.data
+    return 46, _uint(p.next_payload, 255, "SK.next_payload"), b"" + p.data
 
 
 def _enc_skf(p: SKF) -> _Enc:
     if not 1 <= p.fragment_number <= p.total_fragments:
         raise ValueError("SKF needs 1 <= fragment_number <= total_fragments")
-    return 53, p.next_payload, _SKF.pack(p.fragment_number, p.total_fragments) + p.data
+    nxt = _uint(p.next_payload, 255, "SKF.next_payload")
+    return 53, nxt, _SKF.pack(p.fragment_number, p.total_fragments) + p.data
 
 
 def _enc_cp(p: CP) -> _Enc:
@@ -462,7 +468,7 @@ def _enc_cp(p: CP) -> _Enc:
 
 
 def _enc_unknown(p: UnknownPayload) -> _Enc:
-    if not 1 <= p.type <= 255 or p.type in _DECODERS:
+    if _uint(p.type, 255, "UnknownPayload.type") == 0 or p.type in _DECODERS:
         raise ValueError(f"UnknownPayload.type {p.type} must be 1..255 and not a known type")
     return p.type, None, b"" + p.data
 

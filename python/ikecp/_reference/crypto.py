@@ -268,24 +268,29 @@ class SkCipher:
 
 
 def _find_sk(data: bytes) -> int:
-    """Offset of the SK payload's generic header, checking it is last and ends the datagram."""
+    """Offset of the SK payload's generic header, checking it is last and ends the datagram.
+
+    The ``what`` phrases are the codec's where the fault is the same one.
+    """
     if len(data) < _HEADER_LEN:
-        raise ParseError("truncated IKE header", 0, None)
+        raise ParseError("truncated header", 0, None)
     if int.from_bytes(data[24:28], "big") != len(data):
-        raise ParseError("IKE header length does not match datagram", 0, None)
+        raise ParseError("length mismatch", 0, None)
     next_type = data[16]
     offset = _HEADER_LEN
     while True:
         if next_type == 0:
             raise ParseError("no SK payload", offset, None)
         if offset + _GENERIC_LEN > len(data):
-            raise ParseError("truncated payload header", offset, next_type)
+            raise ParseError("truncated payload", offset, next_type)
         length = int.from_bytes(data[offset + 2:offset + 4], "big")
+        if length < _GENERIC_LEN:
+            raise ParseError("bad payload length", offset, next_type)
+        if offset + length > len(data):
+            raise ParseError("truncated payload", offset, next_type)
         if next_type == _SK:
             if offset + length != len(data):
-                raise ParseError("SK payload must end the message", offset, _SK)
+                raise ParseError("trailing data", offset + length, _SK)
             return offset
-        if length < _GENERIC_LEN or offset + length > len(data):
-            raise ParseError("bad payload length", offset, next_type)
         next_type = data[offset]
         offset += length

@@ -2,7 +2,14 @@
 extension. See ``registry`` for how an application adds its own attribute."""
 
 from .nat_info import Mode, NatInfoHandler, NatInfoProvider
-from .registry import AttributeHandler, AttributeProvider, CpContext, CpFailure, CpRegistry
+from .registry import (
+    AttributeHandler,
+    AttributeProvider,
+    CpContext,
+    CpFailure,
+    CpRegistry,
+    Deferred,
+)
 from .standard import AddressPool, PoolProvider, RequestHandler, StaticProvider
 
 __all__ = [
@@ -12,6 +19,7 @@ __all__ = [
     "CpContext",
     "CpFailure",
     "CpRegistry",
+    "Deferred",
     "Mode",
     "NatInfoHandler",
     "NatInfoProvider",

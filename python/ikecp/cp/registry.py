@@ -43,6 +43,31 @@ class CpFailure(Exception):  # noqa: N818 - a signal to the config task, not an 
         self.reason = reason
 
 
+class Deferred:
+    """Returned by ``AttributeProvider.provide`` when the answer comes later (an IPAM or
+    AAA lookup). The engine holds the IKE_AUTH response (dropping retransmissions meanwhile)
+    until every deferred value is settled; the application then calls ``datagrams_to_send``
+    on the SA as usual and the response goes out."""
+
+    __slots__ = ("done", "failure", "values")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.values: list[bytes] = []
+        self.failure: CpFailure | None = None
+
+    def resolve(self, values: list[bytes]) -> None:
+        if self.done:
+            raise LocalProtocolError("deferred CP value already settled")
+        self.values, self.done = list(values), True
+
+    def fail(self, notify_type: int, reason: str) -> None:
+        """Refuse like a synchronous ``CpFailure`` (e.g. INTERNAL_ADDRESS_FAILURE)."""
+        if self.done:
+            raise LocalProtocolError("deferred CP value already settled")
+        self.failure, self.done = CpFailure(notify_type, reason), True
+
+
 class AttributeHandler(Protocol):
     """Initiator side of one attribute type."""
 
@@ -61,8 +86,9 @@ class AttributeProvider(Protocol):
 
     attr_type: int
 
-    def provide(self, ctx: CpContext, requested: list[bytes]) -> list[bytes]:
-        """Values for CFG_REPLY (empty: answer nothing), or raise ``CpFailure``."""
+    def provide(self, ctx: CpContext, requested: list[bytes]) -> list[bytes] | Deferred:
+        """Values for CFG_REPLY (empty: answer nothing), a ``Deferred`` settled later, or
+        raise ``CpFailure``."""
 
     def release(self, ctx: CpContext) -> None:
         """The SA is gone: give back whatever ``provide`` handed out."""

@@ -1,8 +1,24 @@
 """The sans-IO IKEv2 engine: ``IkeSa`` plus one task module per concern.
 
 Drive an SA only through ``receive_datagram``, ``datagrams_to_send``, ``next_timer``,
-``handle_timer`` and ``next_event``. The I/O layer owns sockets, the clock and the non-ESP
-marker (see ``Datagram``).
+``handle_timer`` and ``next_event``; it never reads a clock or touches a socket::
+
+    sa = IkeSa.initiator(settings, local=("100.64.0.2", 500), remote=("198.51.100.10", 500))
+    for d in sa.datagrams_to_send(now):        # Datagram(data, local_port, remote, ...)
+        sockets[d.local_port].sendto(d.wire(), d.remote)
+    ...
+    sa.receive_datagram(ike_message, source_addr, now, local_port=arrival_port)
+    while (event := sa.next_event()) is not None:
+        handle(event)                          # frozen dataclasses, see events.py
+
+Who does what with UDP/4500: the I/O layer owns the non-ESP marker. It strips the marker
+(``ikecp.framing.classify``) before ``receive_datagram`` and adds it on send when
+``Datagram.encapsulated`` (``Datagram.wire()``); the engine says which local port to send
+from (500, or the NAT-T port after the float) and follows the peer's address on every
+authenticated request. Layout: ``sa.py`` (message IDs, retransmission, reply cache, task
+runner), ``rules.py`` (payloads per exchange), ``sa_init.py``, ``nat_detection.py``,
+``auth.py``, ``config.py`` (CP via ``ikecp.cp``), ``child_create.py``, ``delete.py``,
+``liveness.py``; ``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
 """
 
 from .auth import Authenticator, PskAuthenticator

@@ -93,11 +93,10 @@ class AuthTask:
 
     def process_r(self, sa: IkeSa, msg: Message) -> None:
         idi: IDi = msg.first(IDi)
-        peer = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
-        sa.peer_id = peer
-        _established(sa)
+        sa.peer_id = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
+        _established(sa)  # after every task processed: the response is about to go out
         me = sa.settings.local_id
         out.append(IDr(me.id_type, me.data))
         out.extend(sa.settings.auth.sign(sa, _octets(sa, False, me.id_type, me.data)))

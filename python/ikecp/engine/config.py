@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..const import CfgType
-from ..cp.registry import AttributeHandler, CpFailure
+from ..cp.registry import AttributeHandler, CpFailure, Deferred
 from ..message import CP, ConfigAttribute, Message, Payload
 from .events import ConfigReceived
 
@@ -26,6 +26,7 @@ class ConfigTask:
     def __init__(self) -> None:
         self.asked: list[AttributeHandler] = []
         self.reply: list[ConfigAttribute] | None = None
+        self.waiting: list[tuple[int, Deferred]] = []
 
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         ctx = sa.cp_context()
@@ -64,13 +65,34 @@ class ConfigTask:
             try:
                 values = provider.provide(ctx, requested[attr_type])
             except CpFailure as failure:
-                sa.child_failure = (failure.notify_type, failure.reason)
-                sa.release_cp()
-                sa.flush_cp_events()
+                self._failed(sa, failure)
                 return
-            reply.extend(ConfigAttribute(attr_type, v) for v in values)
+            if isinstance(values, Deferred):
+                self.waiting.append((attr_type, values))
+            else:
+                reply.extend(ConfigAttribute(attr_type, v) for v in values)
         sa.flush_cp_events()
         self.reply = reply
+
+    def waiting_for_values(self) -> bool:
+        return any(not d.done for _, d in self.waiting)
+
+    def resume_r(self, sa: IkeSa) -> None:
+        """All deferred values arrived: add them to the reply, in registration order."""
+        waiting, self.waiting = self.waiting, []
+        for attr_type, deferred in waiting:
+            if deferred.failure is not None:
+                self._failed(sa, deferred.failure)
+                return
+            if self.reply is not None:
+                self.reply.extend(ConfigAttribute(attr_type, v) for v in deferred.values)
+        sa.flush_cp_events()
+
+    def _failed(self, sa: IkeSa, failure: CpFailure) -> None:
+        sa.child_failure = (failure.notify_type, failure.reason)
+        self.reply, self.waiting = None, []
+        sa.release_cp()
+        sa.flush_cp_events()
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         if self.reply is not None:

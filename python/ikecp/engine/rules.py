@@ -57,6 +57,9 @@ RULES = {(int(x), r): (enc, {int(t): n for t, n in table.items()})
          for (x, r), (enc, table) in _RULES.items()}
 
 
+#: Payload-class sequences already found valid, per exchange and direction.
+_PASSED: set[tuple] = set()
+
 _TYPE_OF: dict[type, int] = {
     cls: int(cls.payload_type) for cls in (SA, KE, IDi, IDr, Cert, CertReq, Auth, Nonce, Notify,
                                             Delete, VendorId, TSi, TSr, SK, SKF, CP, EAP)
@@ -67,6 +70,10 @@ def check(exchange: int, is_response: bool, payloads: Sequence[Payload]) -> None
     """Raise ``RemoteProtocolError`` for a critical unknown payload or a payload count the
     exchange does not allow; non-critical unknown payloads are skipped (§2.5). A response
     carrying an error notify or a COOKIE request may omit the required payloads."""
+    exchange = int(exchange)  # hashing an IntEnum member runs Python code
+    shape = (exchange, is_response, *map(type, payloads))
+    if shape in _PASSED:
+        return
     rule = RULES.get((exchange, is_response))
     if rule is None:
         raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, f"unexpected exchange {exchange}")
@@ -74,8 +81,7 @@ def check(exchange: int, is_response: bool, payloads: Sequence[Payload]) -> None
     counts: dict[int, int] = {}
     relaxed = False
     for p in payloads:
-        # Plain ints: hashing an IntEnum member runs Python code (Enum.__hash__).
-        t = _TYPE_OF.get(type(p)) or p.payload_type
+        t = _TYPE_OF.get(type(p)) or p.payload_type  # plain ints, as above
         if t not in allowed:
             if type(p) is UnknownPayload:
                 if p.critical:
@@ -93,6 +99,8 @@ def check(exchange: int, is_response: bool, payloads: Sequence[Payload]) -> None
         if n > high or (n < low and not relaxed):
             raise RemoteProtocolError(NotifyType.INVALID_SYNTAX,
                                       f"payload {t} appears {n} times")
+    if not relaxed and UnknownPayload not in shape and len(_PASSED) < 4096:
+        _PASSED.add(shape)  # the verdict depends on nothing else: skip the walk next time
 
 
 def must_encrypt(exchange: int) -> bool:

@@ -9,14 +9,14 @@ the tasks of each exchange; the protocol content lives in the task modules.
 from __future__ import annotations
 
 import enum
+import logging
 import os
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import _backend, sk
 from .. import addr as _addr
-from ..const import NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
+from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .transforms import Suite
 
 Address = tuple[str, int]
+log = logging.getLogger("ikecp.engine")
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 
 
@@ -102,6 +103,17 @@ class _Request:
         self.deadline: float | None = None
 
 
+class _Work:
+    """A request being answered; ``index`` is the next task to run."""
+
+    __slots__ = ("exchange", "index", "inner", "msg_id", "request_hash", "tasks")
+
+    def __init__(self, exchange: int, msg_id: int, request_hash: int, inner: Message,
+                 tasks: list[Any]) -> None:
+        self.exchange, self.msg_id, self.request_hash = exchange, msg_id, request_hash
+        self.inner, self.tasks, self.index = inner, tasks, 0
+
+
 class _RefuseChild:
     """CREATE_CHILD_SA is not supported yet: refuse it without harming the IKE SA."""
 
@@ -111,6 +123,52 @@ class _RefuseChild:
 
 class IkeSa:
     """One IKE SA. Build with ``IkeSa.initiator(...)`` or ``IkeSa.responder(...)``."""
+
+    __slots__ = (
+        "_arm",
+        "_cached",
+        "_close_event",
+        "_cp_ctx",
+        "_dpd_at",
+        "_events",
+        "_expected",
+        "_half_open_at",
+        "_keepalive_at",
+        "_next_id",
+        "_now",
+        "_outbox",
+        "_parked",
+        "_queue",
+        "_request",
+        "backend",
+        "child_failure",
+        "child_spis",
+        "cipher_in",
+        "cipher_out",
+        "encapsulated",
+        "init_request",
+        "init_response",
+        "is_initiator",
+        "key_material",
+        "local",
+        "local_behind_nat",
+        "natt_supported",
+        "nonce_i",
+        "nonce_r",
+        "peer_id",
+        "remote",
+        "remote_behind_nat",
+        "role",
+        "settings",
+        "sk_d",
+        "sk_pi",
+        "sk_pr",
+        "spi_i",
+        "spi_r",
+        "state",
+        "stats",
+        "suite",
+    )
 
     def __init__(self, settings: Settings, role: Role, local: Address,
                  remote: Address | None = None, *, backend: Any = None) -> None:
@@ -141,15 +199,17 @@ class IkeSa:
         self._next_id = 0          # our next request's message ID
         self._expected = 0         # message ID of the next request we accept
         self._request: _Request | None = None
-        self._queue: deque[tuple[int, list[Task]]] = deque()
+        self._queue: list[tuple[int, list[Task]]] = []
         self._cached: tuple[int, int, bytes] | None = None  # (msg id, hash(request), reply)
         self._outbox: list[Datagram] = []
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self._arm = False
         self._close_event: Event | None = None
         self._now = 0.0
         self._half_open_at: float | None = None
         self._dpd_at: float | None = None
+        self._keepalive_at: float | None = None
+        self._parked: _Work | None = None  # a request waiting for a Deferred CP value
 
     @classmethod
     def initiator(cls, settings: Settings, local: Address, remote: Address, *,
@@ -176,6 +236,14 @@ class IkeSa:
             self._drop("SA is closed")
             return
         try:
+            self._receive(data, addr, local_port)
+        except Exception:
+            # A bug must not let one hostile datagram kill the caller's I/O loop.
+            log.exception("internal error while handling a datagram; dropped")
+            self._drop("internal error")
+
+    def _receive(self, data: bytes, addr: Address, local_port: int | None) -> None:
+        try:
             msg = self.backend.decode_message(data)
         except (ParseError, ValueError) as exc:
             self._drop(f"malformed message: {exc}")
@@ -196,8 +264,14 @@ class IkeSa:
         self._kick()
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
-        """Everything queued for sending; starts the retransmission timer of a new request."""
+        """Everything queued for sending; starts the retransmission timer of a new request
+        and finishes a response whose deferred CP values have all arrived."""
         self._now = now
+        parked = self._parked
+        if parked is not None and self.state is not State.CLOSED \
+                and not parked.tasks[parked.index - 1].waiting_for_values():
+            self._work(parked)
+            self._kick()
         req = self._request
         if self._arm and req is not None:
             req.deadline = now + self.settings.retransmit.delay(req.tries)
@@ -210,7 +284,8 @@ class IkeSa:
         if self.state is State.CLOSED:
             return None
         times = [t for t in (self._request.deadline if self._request else None,
-                             self._half_open_at, self._dpd_at) if t is not None]
+                             self._half_open_at, self._dpd_at, self._keepalive_at)
+                 if t is not None]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -229,6 +304,11 @@ class IkeSa:
         if self._half_open_at is not None and now >= self._half_open_at:
             self._fail("IKE_AUTH did not arrive (half-open timeout)")
             return
+        keepalive = self.settings.keepalive_interval
+        if self._keepalive_at is not None and keepalive is not None and now >= self._keepalive_at:
+            # One 0xFF octet, no non-ESP marker: not encapsulated in the Datagram's sense.
+            self._outbox.append(Datagram(NAT_KEEPALIVE, self.local[1], self.remote, False))
+            self._keepalive_at = now + keepalive
         interval = self.settings.dpd_interval
         if self._dpd_at is not None and interval is not None and now >= self._dpd_at:
             self._dpd_at = now + interval
@@ -236,7 +316,7 @@ class IkeSa:
                 self.check_liveness()
 
     def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     # --- application requests ---------------------------------------------------------------
 
@@ -254,6 +334,16 @@ class IkeSa:
             raise LocalProtocolError("liveness checks need an established SA")
         self._queue.append((X.INFORMATIONAL, [LivenessTask()]))
         self._kick()
+
+    def key_log(self) -> dict[str, object] | None:
+        """SPIs, SK_e/SK_a keys and transform ids for a decryption key log (Wireshark's
+        ikev2_decryption_table); None before keys exist. Secret: never log it by default."""
+        if not self.key_material or self.suite is None:
+            return None
+        sk_ei, sk_er, sk_ai, sk_ar = self.key_material
+        return {"spi_i": self.spi_i, "spi_r": self.spi_r, "sk_ei": sk_ei, "sk_er": sk_er,
+                "sk_ai": sk_ai, "sk_ar": sk_ar, "encr": self.suite.encr,
+                "encr_key_bits": self.suite.encr_key_bits, "integ": self.suite.integ}
 
     @property
     def established(self) -> bool:
@@ -279,6 +369,9 @@ class IkeSa:
         self._half_open_at = None
         if self.settings.dpd_interval is not None:
             self._dpd_at = self._now + self.settings.dpd_interval
+        keepalive = self.settings.keepalive_interval
+        if keepalive is not None and self.local_behind_nat and self.encapsulated:
+            self._keepalive_at = self._now + keepalive
 
     def cp_context(self) -> CpContext:
         ctx = self._cp_ctx
@@ -307,7 +400,7 @@ class IkeSa:
         self.state = State.CLOSED
         self._request = None
         self._queue.clear()
-        self._half_open_at = self._dpd_at = None
+        self._half_open_at = self._dpd_at = self._keepalive_at = None
         self.release_cp()
         self.emit(event)
 
@@ -323,8 +416,12 @@ class IkeSa:
     def _fail(self, reason: str, notify_type: int | None = None) -> None:
         self.close(SaFailed(reason, notify_type))
 
-    def _send(self, data: bytes) -> None:
-        self._outbox.append(Datagram(data, self.local[1], self.remote, self.encapsulated))
+    def _send(self, data: bytes, remote: Address | None = None,
+              local_port: int | None = None) -> None:
+        port = self.local[1] if local_port is None else local_port
+        encapsulated = self.encapsulated if local_port is None else \
+            local_port == self.settings.natt_port
+        self._outbox.append(Datagram(data, port, remote or self.remote, encapsulated))
 
     def _encode(self, msg: Message) -> bytes:
         if msg.exchange == X.IKE_SA_INIT:
@@ -335,7 +432,7 @@ class IkeSa:
         """Start the next queued exchange when the window (size 1) is free."""
         if self._request is not None or not self._queue or self.state is State.CLOSED:
             return
-        exchange, tasks = self._queue.popleft()
+        exchange, tasks = self._queue.pop(0)
         self._send_request(exchange, tasks)
 
     def _send_request(self, exchange: int, tasks: list[Task]) -> None:
@@ -383,17 +480,17 @@ class IkeSa:
             if hash(data) != cached[1]:
                 self._drop("different request with an answered message ID")
                 return
+            # An exact replay proves nothing about its source, so the SA keeps its address;
+            # the answer goes back where the request came from (RFC 7296 §2.11).
             self.stats.cached_replies += 1
-            if exchange != X.IKE_SA_INIT:
-                self._track_address(addr, local_port)
-            self._send(cached[2])
+            self._send(cached[2], addr, local_port)
             return
-        if mid != self._expected:
-            self._drop(f"unexpected request message ID {mid}")
+        if mid != self._expected or self._parked is not None:
+            self._drop(f"request message ID {mid} unexpected or still being answered")
             return
         if exchange == X.IKE_SA_INIT:
-            if self.state is not State.IDLE:
-                self._drop("IKE_SA_INIT on an SA already past it")
+            if self.state is not State.IDLE or msg.spi_r != bytes(8):
+                self._drop("IKE_SA_INIT on an SA already past it, or with a responder SPI")
                 return
             self.spi_i, self.remote, self.init_request = msg.spi_i, addr, data
             if local_port is not None:
@@ -423,18 +520,34 @@ class IkeSa:
             self._drop(f"exchange {exchange} not expected in state {self.state.value}")
             return
         self.stats.requests_processed += 1
+        self._work(_Work(exchange, mid, hash(data), inner, tasks))
+
+    def _work(self, work: _Work) -> None:
+        """Run the responder tasks from where ``work`` stands; park it when a CP provider
+        answers later (``Deferred``), otherwise build and send the response."""
         error: RemoteProtocolError | None = None
         out: list[Payload] = []
+        tasks = work.tasks
         try:
-            rules.check(exchange, False, inner.payloads)
-            for task in tasks:
-                task.process_r(self, inner)
+            if work.index == 0:
+                rules.check(work.exchange, False, work.inner.payloads)
+            else:
+                tasks[work.index - 1].resume_r(self)
+            while work.index < len(tasks):
+                task = tasks[work.index]
+                work.index += 1
+                task.process_r(self, work.inner)
+                if getattr(task, "waiting", None):
+                    self._parked = work
+                    return
             for task in tasks:
                 task.build_r(self, out)
         except RemoteProtocolError as exc:
             error = exc
             out = [Notify(0, exc.notify_type, data=exc.data)]
             self.emit(ProtocolErrorSent(exc.notify_type, exc.reason))
+        self._parked = None
+        exchange, mid = work.exchange, work.msg_id
         flags = _RESPONSE | (_INITIATOR if self.is_initiator else 0)
         if exchange == X.IKE_SA_INIT and error is not None:
             # Stateless refusal (INVALID_KE, NO_PROPOSAL_CHOSEN, ...): nothing is kept, the
@@ -443,7 +556,7 @@ class IkeSa:
                 Message(self.spi_i, bytes(8), exchange, flags, mid, tuple(out))))
             return
         reply = self._encode(Message(self.spi_i, self.spi_r, exchange, flags, mid, tuple(out)))
-        self._cached = (mid, hash(data), reply)
+        self._cached = (mid, work.request_hash, reply)
         self._expected = mid + 1
         self._send(reply)
         if exchange == X.IKE_SA_INIT:
@@ -455,6 +568,7 @@ class IkeSa:
                 self._fail(f"IKE_AUTH refused: {error.reason}", error.notify_type)
             else:
                 self._emit_binding()
+                self.init_request = self.init_response = b""  # only AUTH needed them
         if self._close_event is not None:
             self.close(self._close_event)
 
@@ -516,7 +630,9 @@ class IkeSa:
             return
         self._request = None
         self._next_id += 1
-        if req.exchange == X.IKE_SA_INIT:
+        if req.exchange == X.IKE_AUTH:
+            self.init_request = self.init_response = b""  # only AUTH needed them
+        elif req.exchange == X.IKE_SA_INIT:
             self.state = State.AUTH
             self._float()
             self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))

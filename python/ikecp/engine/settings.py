@@ -100,13 +100,14 @@ class Settings:
     #: Send a fake NAT_DETECTION_SOURCE_IP so both sides float and encapsulate (strongSwan's
     #: ``encap = yes``).
     force_encap: bool = False
-    port: int = 500
     natt_port: int = 4500
     retransmit: RetransmitPolicy = RetransmitPolicy()
     #: Responder: give up on an SA whose IKE_AUTH does not arrive in time.
     half_open_timeout: float = 30.0
     #: Send an empty INFORMATIONAL after this much time without one (None: never).
     dpd_interval: float | None = None
+    #: When this side is behind a NAT, send a NAT keepalive this often (RFC 3948 §2.3).
+    keepalive_interval: float | None = 20.0
     nonce_size: int = 32
     #: Initiator: the first KE group to send (default: the first group of the first proposal).
     initial_dh: int | None = None

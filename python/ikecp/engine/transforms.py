@@ -52,16 +52,13 @@ _PRF_TOKENS = {
     "prfsha384": PrfId.HMAC_SHA2_384,
     "prfsha512": PrfId.HMAC_SHA2_512,
 }
+#: The groups ``ikecp.dh`` implements.
 _DH_TOKENS = {
     "modp2048": DhGroup.MODP_2048,
-    "modp3072": DhGroup.MODP_3072,
-    "modp4096": DhGroup.MODP_4096,
     "ecp256": DhGroup.ECP_256,
     "ecp384": DhGroup.ECP_384,
-    "ecp521": DhGroup.ECP_521,
     "x25519": DhGroup.CURVE25519,
     "curve25519": DhGroup.CURVE25519,
-    "x448": DhGroup.CURVE448,
 }
 _ESN_TOKENS = {"esn": Esn.YES, "noesn": Esn.NO}
 
@@ -238,6 +235,11 @@ def _allowed(local: tuple[IkeProposal | ChildProposal, ...]) -> dict[int, list]:
     return allowed
 
 
+#: (protocol, id(local), prefer_dh, offer shape) -> (local, answer); local is kept so a
+#: recycled id() can never match.
+_SELECTED: dict[tuple, tuple[object, tuple[int, Suite] | None]] = {}
+
+
 def select(protocol: int, offered: Sequence[Proposal],
            local: Sequence[IkeProposal | ChildProposal],
            prefer_dh: int | None = None) -> tuple[Proposal, Suite] | None:
@@ -245,18 +247,23 @@ def select(protocol: int, offered: Sequence[Proposal],
 
     Returns the proposal (for its number and SPI) and the chosen suite, or None. With
     ``prefer_dh`` the group of the initiator's KE payload wins when it is acceptable.
-    Offers repeat from peer to peer, so answers are cached (ESP SPIs are not part of the key).
+    Offers repeat from peer to peer, so answers are cached by the offer's transforms.
     """
-    key = tuple(p if not p.spi else Proposal(p.number, p.protocol_id, b"", p.transforms)
-                for p in offered)
-    found = _select(protocol, key, tuple(local), prefer_dh)
-    if found is None:
+    shape = tuple((p.protocol_id, tuple((t.type, t.id, t.attributes) for t in p.transforms))
+                  for p in offered)
+    key = (int(protocol), id(local), prefer_dh, shape)  # int: Enum.__hash__ is slow
+    hit = _SELECTED.get(key)
+    if hit is None or hit[0] is not local:
+        if len(_SELECTED) >= 1024:
+            _SELECTED.clear()
+        hit = _SELECTED[key] = (local, _select(protocol, tuple(offered), tuple(local),
+                                                prefer_dh))
+    if hit[1] is None:
         return None
-    index, suite = found
+    index, suite = hit[1]
     return offered[index], suite
 
 
-@lru_cache(maxsize=1024)
 def _select(protocol: int, offered: tuple[Proposal, ...],
             local: tuple[IkeProposal | ChildProposal, ...],
             prefer_dh: int | None) -> tuple[int, Suite] | None:

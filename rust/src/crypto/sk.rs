@@ -262,7 +262,8 @@ impl SkCipher {
     }
 
     /// Verify and decrypt the SK payload that ends `data`: (first inner type, plaintext).
-    pub fn open(&self, data: &[u8]) -> Result<(u8, Vec<u8>), Error> {
+    /// The plaintext buffer is wiped (whole capacity) when the caller drops it.
+    pub fn open(&self, data: &[u8]) -> Result<(u8, Zeroizing<Vec<u8>>), Error> {
         let sk_off = find_sk(data)?;
         let short = Error::Parse {
             what: "bad SK payload length",
@@ -304,7 +305,8 @@ impl SkCipher {
             .len()
             .checked_sub(pad_len + 1)
             .ok_or(Error::Integrity)?;
-        Ok((first_inner, plain[..keep].to_vec()))
+        plain.truncate(keep);
+        Ok((first_inner, plain))
     }
 }
 
@@ -398,6 +400,7 @@ fn be16(data: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Offset of the SK generic header, after checking the chain and that SK ends the datagram.
+/// The `what` phrases are the codec's where the fault is the same one.
 fn find_sk(data: &[u8]) -> Result<usize, Error> {
     let parse = |what, offset, payload| Error::Parse {
         what,
@@ -406,10 +409,10 @@ fn find_sk(data: &[u8]) -> Result<usize, Error> {
     };
     let header = data
         .get(..HEADER_LEN)
-        .ok_or(parse("truncated IKE header", 0, None))?;
+        .ok_or(parse("truncated header", 0, None))?;
     let declared = u32::from_be_bytes([header[24], header[25], header[26], header[27]]);
     if usize::try_from(declared).ok() != Some(data.len()) {
-        return Err(parse("IKE header length does not match datagram", 0, None));
+        return Err(parse("length mismatch", 0, None));
     }
     let mut next = header[16];
     let mut offset = HEADER_LEN;
@@ -418,19 +421,23 @@ fn find_sk(data: &[u8]) -> Result<usize, Error> {
             return Err(parse("no SK payload", offset, None));
         }
         let (Some(&following), Some(length)) = (data.get(offset), be16(data, offset + 2)) else {
-            return Err(parse("truncated payload header", offset, Some(next)));
+            return Err(parse("truncated payload", offset, Some(next)));
         };
+        if length < GENERIC_LEN {
+            return Err(parse("bad payload length", offset, Some(next)));
+        }
+        let end = offset + length;
+        if end > data.len() {
+            return Err(parse("truncated payload", offset, Some(next)));
+        }
         if next == SK {
-            if offset + length != data.len() {
-                return Err(parse("SK payload must end the message", offset, Some(SK)));
+            if end != data.len() {
+                return Err(parse("trailing data", end, Some(SK)));
             }
             return Ok(offset);
         }
-        if length < GENERIC_LEN || offset + length > data.len() {
-            return Err(parse("bad payload length", offset, Some(next)));
-        }
         next = following;
-        offset += length;
+        offset = end;
     }
 }
 
@@ -512,7 +519,10 @@ mod tests {
             let out = c
                 .seal(&header(), 35, b"hello world", None)
                 .unwrap_or_default();
-            assert_eq!(c.open(&out), Ok((35, b"hello world".to_vec())));
+            assert_eq!(
+                c.open(&out).map(|(t, p)| (t, p.to_vec())),
+                Ok((35, b"hello world".to_vec()))
+            );
             for k in 0..out.len() {
                 let mut bad = out.clone();
                 bad[k] ^= 0x80;

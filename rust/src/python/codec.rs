@@ -3,7 +3,9 @@
 
 use std::borrow::Cow;
 
+use pyo3::conversion::IntoPyObjectExt;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
@@ -86,14 +88,51 @@ fn classes(py: Python<'_>) -> PyResult<&'static Classes> {
     })
 }
 
-fn parse_error(py: Python<'_>, c: &Classes, e: codec::ParseError) -> PyErr {
-    PyErr::from_type(
-        c.parse_error.bind(py).clone(),
-        (e.what, e.offset, e.payload),
-    )
+/// A core parse error as `ikecp.errors.ParseError(what, offset, payload)`.
+pub(crate) fn parse_error(py: Python<'_>, e: codec::ParseError) -> PyErr {
+    match classes(py) {
+        Ok(c) => PyErr::from_type(
+            c.parse_error.bind(py).clone(),
+            (e.what, e.offset, e.payload),
+        ),
+        Err(import_failed) => import_failed,
+    }
 }
 
 // --- decoding: core types -> Python objects -------------------------------------------------
+
+/// Build a frozen, slotted `ikecp.message` dataclass instance without running its generated
+/// `__init__` (which costs a Python frame per object): allocate it as `object.__new__` would
+/// and fill every field through the slot descriptors, as that `__init__` does. The classes
+/// have no `__post_init__`; every field is given, so the object equals one built by the
+/// constructor (the differential tests compare them).
+fn new_instance<'py>(
+    cls: &Py<PyType>,
+    py: Python<'py>,
+    fields: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `cls` is a live type object; PyType_GenericAlloc returns a new reference, or
+    // NULL with an exception set, which from_owned_ptr_or_err turns into Err.
+    let obj = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyType_GenericAlloc(cls.bind(py).as_type_ptr(), 0))?
+    };
+    for (name, value) in fields {
+        // SAFETY: all three pointers are live references for the duration of the call; the
+        // function returns -1 with an exception set on failure.
+        if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) } < 0
+        {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    Ok(obj)
+}
+
+/// `build!(py, class, {"field" => value, ...})`: a message object from its fields.
+macro_rules! build {
+    ($py:expr, $cls:expr, { $($name:literal => $value:expr),* $(,)? }) => {
+        new_instance($cls, $py, &[$((intern!($py, $name), $value.into_bound_py_any($py)?)),*])
+    };
+}
 
 fn tuple_of<'py, T>(
     py: Python<'py>,
@@ -112,19 +151,19 @@ fn proposal_to_py<'py>(
     let transforms = tuple_of(py, &p.transforms, |t: &Transform<'_>| {
         let attrs = tuple_of(py, &t.attributes, |a: &TransformAttribute<'_>| {
             let value = match &a.value {
-                AttrValue::Tv(v) => v.into_pyobject(py)?.into_any(),
+                AttrValue::Tv(v) => v.into_bound_py_any(py)?,
                 AttrValue::Tlv(v) => PyBytes::new(py, v).into_any(),
             };
-            c.transform_attribute.bind(py).call1((a.ty, value))
+            build!(py, &c.transform_attribute, {"type" => a.ty, "value" => value})
         })?;
-        c.transform.bind(py).call1((t.ty, t.id, attrs))
+        build!(py, &c.transform, {"type" => t.ty, "id" => t.id, "attributes" => attrs})
     })?;
-    c.proposal.bind(py).call1((
-        p.number,
-        p.protocol_id,
-        PyBytes::new(py, &p.spi),
-        transforms,
-    ))
+    build!(py, &c.proposal, {
+        "number" => p.number,
+        "protocol_id" => p.protocol_id,
+        "spi" => PyBytes::new(py, &p.spi),
+        "transforms" => transforms,
+    })
 }
 
 fn selectors_to_py<'py>(
@@ -133,14 +172,14 @@ fn selectors_to_py<'py>(
     sels: &[TrafficSelector<'_>],
 ) -> PyResult<Bound<'py, PyTuple>> {
     tuple_of(py, sels, |s| {
-        c.traffic_selector.bind(py).call1((
-            s.ts_type,
-            s.ip_protocol,
-            s.start_port,
-            s.end_port,
-            PyBytes::new(py, &s.start_addr),
-            PyBytes::new(py, &s.end_addr),
-        ))
+        build!(py, &c.traffic_selector, {
+            "ts_type" => s.ts_type,
+            "ip_protocol" => s.ip_protocol,
+            "start_port" => s.start_port,
+            "end_port" => s.end_port,
+            "start_addr" => PyBytes::new(py, &s.start_addr),
+            "end_addr" => PyBytes::new(py, &s.end_addr),
+        })
     })
 }
 
@@ -154,63 +193,91 @@ fn payload_to_py<'py>(
     match &p.body {
         Body::Sa(props) => {
             let props = tuple_of(py, props, |pr| proposal_to_py(py, c, pr))?;
-            c.sa.bind(py).call1((props, crit))
+            build!(py, &c.sa, {"proposals" => props, "critical" => crit})
         }
-        Body::Ke { group, data } => c.ke.bind(py).call1((*group, bytes(data), crit)),
-        Body::IdI { id_type, data } => c.idi.bind(py).call1((*id_type, bytes(data), crit)),
-        Body::IdR { id_type, data } => c.idr.bind(py).call1((*id_type, bytes(data), crit)),
-        Body::Cert { encoding, data } => c.cert.bind(py).call1((*encoding, bytes(data), crit)),
-        Body::CertReq { encoding, data } => {
-            c.certreq.bind(py).call1((*encoding, bytes(data), crit))
+        Body::Ke { group, data } => {
+            build!(py, &c.ke, {"group" => *group, "data" => bytes(data), "critical" => crit})
         }
-        Body::Auth { method, data } => c.auth.bind(py).call1((*method, bytes(data), crit)),
-        Body::Nonce(data) => c.nonce.bind(py).call1((bytes(data), crit)),
+        Body::IdI { id_type, data } => {
+            build!(py, &c.idi, {"id_type" => *id_type, "data" => bytes(data), "critical" => crit})
+        }
+        Body::IdR { id_type, data } => {
+            build!(py, &c.idr, {"id_type" => *id_type, "data" => bytes(data), "critical" => crit})
+        }
+        Body::Cert { encoding, data } => build!(py, &c.cert, {
+            "encoding" => *encoding, "data" => bytes(data), "critical" => crit,
+        }),
+        Body::CertReq { encoding, data } => build!(py, &c.certreq, {
+            "encoding" => *encoding, "data" => bytes(data), "critical" => crit,
+        }),
+        Body::Auth { method, data } => {
+            build!(py, &c.auth, {"method" => *method, "data" => bytes(data), "critical" => crit})
+        }
+        Body::Nonce(data) => build!(py, &c.nonce, {"data" => bytes(data), "critical" => crit}),
         Body::Notify {
             protocol_id,
             notify_type,
             spi,
             data,
-        } => c
-            .notify
-            .bind(py)
-            .call1((*protocol_id, *notify_type, bytes(spi), bytes(data), crit)),
+        } => build!(py, &c.notify, {
+            "protocol_id" => *protocol_id,
+            "notify_type" => *notify_type,
+            "spi" => bytes(spi),
+            "data" => bytes(data),
+            "critical" => crit,
+        }),
         Body::Delete {
             protocol_id,
             spi_size,
             spis,
         } => {
             let spis = PyTuple::new(py, spis.iter().map(|s| PyBytes::new(py, s)))?;
-            c.delete
-                .bind(py)
-                .call1((*protocol_id, *spi_size, spis, crit))
+            build!(py, &c.delete, {
+                "protocol_id" => *protocol_id,
+                "spi_size" => *spi_size,
+                "spis" => spis,
+                "critical" => crit,
+            })
         }
-        Body::VendorId(data) => c.vendor_id.bind(py).call1((bytes(data), crit)),
-        Body::TsI(sels) => c.tsi.bind(py).call1((selectors_to_py(py, c, sels)?, crit)),
-        Body::TsR(sels) => c.tsr.bind(py).call1((selectors_to_py(py, c, sels)?, crit)),
-        Body::Sk { next_payload, data } => c.sk.bind(py).call1((*next_payload, bytes(data), crit)),
+        Body::VendorId(data) => {
+            build!(py, &c.vendor_id, {"data" => bytes(data), "critical" => crit})
+        }
+        Body::TsI(sels) => build!(py, &c.tsi, {
+            "selectors" => selectors_to_py(py, c, sels)?, "critical" => crit,
+        }),
+        Body::TsR(sels) => build!(py, &c.tsr, {
+            "selectors" => selectors_to_py(py, c, sels)?, "critical" => crit,
+        }),
+        Body::Sk { next_payload, data } => build!(py, &c.sk, {
+            "next_payload" => *next_payload, "data" => bytes(data), "critical" => crit,
+        }),
         Body::Cp {
             cfg_type,
             attributes,
         } => {
-            let attrs = tuple_of(py, attributes, |a: &ConfigAttribute<'_>| {
-                c.config_attribute.bind(py).call1((a.ty, bytes(&a.value)))
-            })?;
-            c.cp.bind(py).call1((*cfg_type, attrs, crit))
+            let attrs = tuple_of(
+                py,
+                attributes,
+                |a: &ConfigAttribute<'_>| build!(py, &c.config_attribute, {"type" => a.ty, "value" => bytes(&a.value)}),
+            )?;
+            build!(py, &c.cp, {"cfg_type" => *cfg_type, "attributes" => attrs, "critical" => crit})
         }
-        Body::Eap(data) => c.eap.bind(py).call1((bytes(data), crit)),
+        Body::Eap(data) => build!(py, &c.eap, {"data" => bytes(data), "critical" => crit}),
         Body::Skf {
             next_payload,
             fragment_number,
             total_fragments,
             data,
-        } => c.skf.bind(py).call1((
-            *next_payload,
-            *fragment_number,
-            *total_fragments,
-            bytes(data),
-            crit,
-        )),
-        Body::Unknown { ty, data } => c.unknown.bind(py).call1((*ty, bytes(data), crit)),
+        } => build!(py, &c.skf, {
+            "next_payload" => *next_payload,
+            "fragment_number" => *fragment_number,
+            "total_fragments" => *total_fragments,
+            "data" => bytes(data),
+            "critical" => crit,
+        }),
+        Body::Unknown { ty, data } => {
+            build!(py, &c.unknown, {"type" => *ty, "data" => bytes(data), "critical" => crit})
+        }
     }
 }
 
@@ -222,6 +289,22 @@ fn payloads_to_py<'py>(
     tuple_of(py, payloads, |p| payload_to_py(py, c, p))
 }
 
+/// A core message as an `ikecp.message.Message` (for reuse by crypto's `open_message`).
+pub(crate) fn message_to_py<'py>(py: Python<'py>, m: &Message<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let c = classes(py)?;
+    let payloads = payloads_to_py(py, c, &m.payloads)?;
+    build!(py, &c.message, {
+        "spi_i" => PyBytes::new(py, &m.spi_i),
+        "spi_r" => PyBytes::new(py, &m.spi_r),
+        "exchange" => m.exchange,
+        "flags" => m.flags,
+        "message_id" => m.message_id,
+        "payloads" => payloads,
+        "major_version" => m.major_version,
+        "minor_version" => m.minor_version,
+    })
+}
+
 /// Decode a payload chain into a tuple of `ikecp.message` payloads (for reuse by crypto).
 pub(crate) fn decode_payloads_py<'py>(
     py: Python<'py>,
@@ -229,7 +312,7 @@ pub(crate) fn decode_payloads_py<'py>(
     data: &[u8],
 ) -> PyResult<Bound<'py, PyTuple>> {
     let c = classes(py)?;
-    let payloads = codec::decode_payloads(first_type, data).map_err(|e| parse_error(py, c, e))?;
+    let payloads = codec::decode_payloads(first_type, data).map_err(|e| parse_error(py, e))?;
     payloads_to_py(py, c, &payloads)
 }
 
@@ -491,8 +574,10 @@ fn spi_of(msg: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<[u8; 8
         .map_err(|_| PyValueError::new_err("Message.spi_i/spi_r must be 8 bytes"))
 }
 
-fn message_from_py(c: &Classes, msg: &Bound<'_, PyAny>) -> PyResult<Message<'static>> {
+/// An `ikecp.message.Message` as a core message (for reuse by crypto's `seal_message`).
+pub(crate) fn message_from_py(msg: &Bound<'_, PyAny>) -> PyResult<Message<'static>> {
     let py = msg.py();
+    let c = classes(py)?;
     Ok(Message {
         spi_i: spi_of(msg, intern!(py, "spi_i"))?,
         spi_r: spi_of(msg, intern!(py, "spi_r"))?,
@@ -511,26 +596,14 @@ fn message_from_py(c: &Classes, msg: &Bound<'_, PyAny>) -> PyResult<Message<'sta
 /// Parse one IKE message (header + payload chain); SK stays sealed.
 #[pyfunction]
 fn decode_message<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    let c = classes(py)?;
-    let m = codec::decode_message(data).map_err(|e| parse_error(py, c, e))?;
-    let payloads = payloads_to_py(py, c, &m.payloads)?;
-    c.message.bind(py).call1((
-        PyBytes::new(py, &m.spi_i),
-        PyBytes::new(py, &m.spi_r),
-        m.exchange,
-        m.flags,
-        m.message_id,
-        payloads,
-        m.major_version,
-        m.minor_version,
-    ))
+    let m = codec::decode_message(data).map_err(|e| parse_error(py, e))?;
+    message_to_py(py, &m)
 }
 
 /// Serialize a Message; lengths, chaining and counts are computed here.
 #[pyfunction]
 fn encode_message<'py>(py: Python<'py>, msg: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    let c = classes(py)?;
-    let m = message_from_py(c, msg)?;
+    let m = message_from_py(msg)?;
     let wire = codec::encode_message(&m).map_err(encode_error)?;
     Ok(PyBytes::new(py, &wire))
 }

@@ -7,6 +7,7 @@ Kept apart from ``loadgen`` so the driver loop imports nothing it does not need;
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (``q`` in 0..100) of an already sorted list."""
     if not sorted_values:
         return None
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    rank = max(1, min(len(sorted_values), math.ceil(q / 100 * len(sorted_values))))
     return sorted_values[rank - 1]
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import framing
-from .const import AuthMethod, ConfigAttr, NotifyType
+from .const import NAT_KEEPALIVE, AuthMethod, ConfigAttr, NotifyType
 from .cp import CpRegistry, NatInfoHandler, RequestHandler
 from .engine import (
     ChildProposal,
@@ -284,7 +284,7 @@ class Worker:
             remote_id=identity(cfg.remote_id) if cfg.remote_id else None,
             ike_proposals=(IkeProposal.parse(cfg.ike_proposal),),
             child_proposals=(ChildProposal.parse(cfg.esp_proposal),),
-            cp=reg, force_encap=cfg.force_encap, port=cfg.port, natt_port=cfg.natt_port,
+            cp=reg, force_encap=cfg.force_encap, natt_port=cfg.natt_port,
             retransmit=cfg.retransmit)
 
     def _settings(self, n: int) -> Settings:
@@ -447,7 +447,7 @@ class Worker:
         sa = fap.sa
         for d in sa.datagrams_to_send(now):
             wire = d.wire()
-            if self.cfg.always_marker and not d.encapsulated:
+            if self.cfg.always_marker and not d.encapsulated and d.data != NAT_KEEPALIVE:
                 wire = framing.add_marker(wire)
             try:
                 self._sock(fap, d.local_port).sendto(wire, self._dest.get(d.remote[1], d.remote))

@@ -48,7 +48,7 @@ class SocketResponder:
             sock.setblocking(False)
             self.socks[sock.getsockname()[1]] = sock
         self.port, self.natt_port = list(self.socks)
-        self.settings = dataclasses.replace(settings, port=self.port, natt_port=self.natt_port)
+        self.settings = dataclasses.replace(settings, natt_port=self.natt_port)
         self.dispatcher = Dispatcher(self.settings, host, natt_ports={self.natt_port})
         self.lifetime = lifetime
         self.counters = ResponderCounters()

@@ -146,7 +146,7 @@ def ikecp_segw_settings(suite: Suite, creds: Any) -> Settings:
 
 def _load(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, target: str,
           **kw: Any) -> dict[str, Any]:
-    cfg = LoadConfig(target=target, count=args.count, window=args.window, duration=120,
+    cfg = LoadConfig(target=target, count=args.count, window=args.window, duration=600,
                      timeout=10, teardown=False, ike_proposal=suite.ike,
                      auth=suite.auth, ca=ca, workers=1,
                      source=netns.FAP_ADDR if topo else "127.0.0.1",
@@ -212,7 +212,9 @@ class _BenchCharon(strongswan.Charon):
     """charon with its per-peer-IP DoS limits lifted: every simulated FAP comes from the one
     public address of the NAPT, and charon by default drops IKE_SA_INIT beyond 5 half-open SAs
     per IP (``block_threshold``) and asks for COOKIEs beyond 10 (``cookie_threshold``). The
-    ikecp responder has neither limit in this run, so this keeps the comparison equal."""
+    ikecp responder has neither limit in this run, so this keeps the comparison equal. Its
+    IKE_SA table has one bucket by default (``ikesa_table_size = 1``), a linear search that
+    makes every handshake slower as SAs pile up; a SeGW under load tests gets a real one."""
 
     def write_config(self) -> None:
         super().write_config()
@@ -228,7 +230,8 @@ class _BenchCharon(strongswan.Charon):
         conf.write_text(conf.read_text().replace(
             "charon-systemd {\n",
             "charon-systemd {\n    block_threshold = 1000000\n    cookie_threshold = 1000000\n"
-            "    init_limit_half_open = 0\n", 1))
+            "    init_limit_half_open = 0\n    ikesa_table_size = 65536\n"
+            "    ikesa_table_segments = 64\n", 1))
 
 
     def _swanctl_env(self) -> dict[str, str]:

@@ -35,7 +35,7 @@ from ikecp.const import AuthMethod, EncrId
 from ikecp.cp import AddressPool, CpRegistry, NatInfoHandler, NatInfoProvider, PoolProvider
 from ikecp.engine import IkeProposal, IkeSa, PskAuthenticator, Settings
 from ikecp.engine.events import ChildSaEstablished
-from ikecp.loadgen import DEFAULT_PSK, LoadConfig, identity, run
+from ikecp.loadgen import DEFAULT_PSK, LoadConfig, Worker, identity, run
 from ikecp.loadgen_report import summarize
 from ikecp.message import Message, Nonce
 from ikecp.testing import netns, strongswan
@@ -125,6 +125,44 @@ def crypto_floor(suite: Suite, rounds: int = 200) -> dict[str, float]:
     floor = {k: round(v * 1e6, 1) for k, v in out.items()}
     floor["total"] = round(sum(out.values()) * 1e6, 1)
     return floor
+
+
+# --- the engine alone ------------------------------------------------------------------------
+
+
+def engine_cpu(suite: Suite, ca: Any, creds: Any, n: int) -> dict[str, float]:
+    """CPU µs per handshake and side with in-memory engines (no sockets, no dispatcher), the
+    same settings as the socket runs: what the engine costs before any I/O."""
+    worker = Worker(LoadConfig(count=n, auth=suite.auth, ca=ca, ike_proposal=suite.ike))
+    segw = ikecp_segw_settings(suite, creds)
+    spent = {"i": 0.0, "r": 0.0}
+
+    def timed(side: str, fn: Any, *args: Any) -> Any:
+        start = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            spent[side] += time.thread_time() - start
+
+    for k in range(n):
+        settings = worker.settings_for(k)  # certificate issuing is not handshake work
+        i = timed("i", IkeSa.initiator, settings, ("100.64.0.2", 500), ("198.51.100.10", 500))
+        r = timed("r", IkeSa.responder, segw, ("198.51.100.10", 500))
+        for _ in range(2):
+            for d in timed("i", i.datagrams_to_send, 0.0):
+                timed("r", r.receive_datagram, d.data, ("198.51.100.1", 1024 + k % 60000), 0.0,
+                      d.remote[1])
+            for d in timed("r", r.datagrams_to_send, 0.0):
+                timed("i", i.receive_datagram, d.data, ("198.51.100.10", d.local_port), 0.0,
+                      d.remote[1])
+        while timed("i", i.next_event) is not None:
+            pass
+        while timed("r", r.next_event) is not None:
+            pass
+        if not (i.established and r.established):
+            raise RuntimeError(f"in-memory handshake {k} failed")
+    return {"initiator_us": round(spent["i"] / n * 1e6, 1),
+            "responder_us": round(spent["r"] / n * 1e6, 1)}
 
 
 # --- the two targets -------------------------------------------------------------------------
@@ -329,7 +367,9 @@ def main() -> int:
             for key in args.suites.split(","):
                 suite = SUITES[key]
                 row: dict[str, Any] = {"floor_us": crypto_floor(suite)}
-                print(f"\n{suite.name}: crypto floor per side {row['floor_us']} us", flush=True)
+                row["engine_us"] = engine_cpu(suite, ca, creds, 100 if args.quick else 300)
+                print(f"\n{suite.name}: crypto floor per side {row['floor_us']} us; in-memory "
+                      f"engine per handshake {row['engine_us']}", flush=True)
                 row["ikecp"] = run_ikecp(suite, args, topo, ca, creds)
                 _print_target("ikecp", row["ikecp"], row["floor_us"]["total"])
                 if not (why_no_swan or topo is None):
@@ -377,20 +417,22 @@ def _ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
 
 def _print_table(results: dict[str, Any]) -> None:
     print("\n| suite | target | hs/s | responder µs CPU/hs | initiator µs CPU/hs | floor µs |"
-          " efficiency |\n|---|---|---|---|---|---|---|")
+          " efficiency | engine alone µs (resp/init) |\n|---|---|---|---|---|---|---|---|")
     for key, row in results["suites"].items():
         for target in ("ikecp", "strongswan"):
             s = row.get(target)
             if not s or "error" in s:
                 continue
+            eng = row["engine_us"]
+            engine = f"{eng['responder_us']} / {eng['initiator_us']}" if target == "ikecp" else ""
             print(f"| {key} | {target} | {s['rate_middle_80']} | "
                   f"{s['responder_cpu_us_per_handshake']} | {s['cpu_us_per_handshake']} | "
-                  f"{row['floor_us']['total']} | {s['efficiency']} |")
+                  f"{row['floor_us']['total']} | {s['efficiency']} | {engine} |")
         a, b = row.get("ikecp"), row.get("strongswan")
         if a and b and "error" not in b:
             ratios = [_ratio(a, b, k) for k in ("rate_middle_80", "responder_cpu_us_per_handshake",
                                                 "cpu_us_per_handshake")]
-            print(f"| {key} | ikecp/strongSwan | {ratios[0]} | {ratios[1]} | {ratios[2]} | | |")
+            print(f"| {key} | ikecp/strongSwan | {ratios[0]} | {ratios[1]} | {ratios[2]} | | | |")
     for note in results["notes"]:
         print(f"note: {note}")
 

@@ -294,7 +294,9 @@ class Worker:
             cp=reg, force_encap=cfg.force_encap, natt_port=cfg.natt_port,
             retransmit=cfg.retransmit)
 
-    def _settings(self, n: int) -> Settings:
+    def settings_for(self, n: int) -> Settings:
+        """The initiator settings of FAP ``n``: its identity and, in cert mode, its own
+        certificate (issued on first use)."""
         s = self._settings_cache.get(n)
         if s is None:
             name = self.cfg.id_template.format(n=n)
@@ -370,7 +372,7 @@ class Worker:
         if cfg.auth == "cert":  # issue this worker's certificates before the clock starts
             faps = cfg.faps or cfg.count
             for k in range(self.index, min(cfg.count, faps, 65536), self.of):
-                self._settings(k)
+                self.settings_for(k)
         # This thread only: a relay thread in the same process is not the initiator's work.
         ru0 = resource.getrusage(resource.RUSAGE_THREAD)
         t0 = res.t_start = time.monotonic()
@@ -433,7 +435,7 @@ class Worker:
         cfg = self.cfg
         n = k % (cfg.faps or cfg.count)
         src = self._source(n)
-        sa = IkeSa.initiator(self._settings(n), (src, cfg.port), (cfg.target, cfg.port))
+        sa = IkeSa.initiator(self.settings_for(n), (src, cfg.port), (cfg.target, cfg.port))
         fap = _Fap(n, sa, now)
         fap.deadline = now + cfg.timeout
         self._active[id(fap)] = fap

@@ -168,3 +168,23 @@ def test_source_addresses_from_a_loopback_range(segw):
     sources = {sa.remote[0] for sa in segw.dispatcher.sas() if sa.established}
     net = ipaddress.ip_network("127.0.3.0/29")
     assert len(sources) == 5 and all(ipaddress.ip_address(s) in net for s in sources)
+
+
+def test_plot_writes_a_png(segw, tmp_path):
+    pytest.importorskip("matplotlib")
+    from ikecp.loadgen_report import plot
+    cfg = LoadConfig(port=segw.port, natt_port=segw.natt_port, count=20, window=5,
+                     duration=10, timeout=8)
+    res = run(cfg)
+    path = tmp_path / "run.png"
+    plot(str(path), res)
+    assert res.established == 20 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_progress_reaches_the_callback(segw):
+    seen = []
+    cfg = LoadConfig(port=segw.port, natt_port=segw.natt_port, count=8, window=2,
+                     duration=10, timeout=8)
+    res = run(cfg, progress=seen.append)
+    assert res.established == 8 and seen and seen[-1].established == 8
+    assert seen[-1].in_flight == 0

@@ -185,7 +185,7 @@ def ikecp_segw_settings(suite: Suite, creds: Any) -> Settings:
 def _load(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, target: str,
           **kw: Any) -> dict[str, Any]:
     cfg = LoadConfig(target=target, count=args.count, window=args.window, duration=600,
-                     timeout=10, teardown=False, ike_proposal=suite.ike,
+                     timeout=10, teardown=args.teardown, ike_proposal=suite.ike,
                      auth=suite.auth, ca=ca, workers=1,
                      source=netns.FAP_ADDR if topo else "127.0.0.1",
                      nat_table=(lambda: _natt_mappings(topo)) if topo else None, **kw)
@@ -342,6 +342,8 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=64, help="outstanding handshakes")
     ap.add_argument("--suites", default=",".join(SUITES), help="comma-separated")
     ap.add_argument("--scale", type=int, help="SAs for the memory measurement (0: skip)")
+    ap.add_argument("--teardown", action="store_true",
+                    help="DELETE each SA right after it is up (default: keep them all)")
     ap.add_argument("--no-strongswan", action="store_true")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()

@@ -340,7 +340,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, about a minute")
     ap.add_argument("--count", type=int, help="handshakes per suite and target")
     ap.add_argument("--window", type=int, default=64, help="outstanding handshakes")
-    ap.add_argument("--suites", default=",".join(SUITES), help="comma-separated")
+    ap.add_argument("--suites", default=",".join(SUITES),
+                    help="comma-separated (empty: only the memory scale)")
     ap.add_argument("--scale", type=int, help="SAs for the memory measurement (0: skip)")
     ap.add_argument("--teardown", action="store_true",
                     help="DELETE each SA right after it is up (default: keep them all)")
@@ -366,7 +367,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ikecp-bench-") as tmp:
         topo = netns.NatTopology().create() if use_ns else None
         try:
-            for key in args.suites.split(","):
+            for key in filter(None, args.suites.split(",")):
                 suite = SUITES[key]
                 row: dict[str, Any] = {"floor_us": crypto_floor(suite)}
                 row["engine_us"] = engine_cpu(suite, ca, creds, 100 if args.quick else 300)

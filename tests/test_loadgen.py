@@ -188,3 +188,12 @@ def test_progress_reaches_the_callback(segw):
     res = run(cfg, progress=seen.append)
     assert res.established == 8 and seen and seen[-1].established == 8
     assert seen[-1].in_flight == 0
+
+
+def test_open_loop_with_ramp_starts_at_the_rate(segw):
+    cfg = LoadConfig(port=segw.port, natt_port=segw.natt_port, count=30, rate=60, ramp=0.2,
+                     duration=10, timeout=8, force_encap=True)
+    res = run(cfg)
+    assert res.started == res.established == 30 and res.nat_info_matched == 30
+    # 30 handshakes at 60/s after a 0.2 s ramp cannot all have started before ~0.5 s.
+    assert max(res.done_at) - res.t_start >= 0.45

@@ -72,10 +72,11 @@ class SocketResponder:
                 timer = d.next_timer()
                 wait = 0.05 if timer is None else min(0.05, max(0.0, timer - now))
                 for key, _ in sel.select(wait):
-                    sock, port = key.fileobj, key.data
+                    port = key.data
+                    sock = self.socks[port]
                     for _ in range(64):
                         try:
-                            data, addr = sock.recvfrom(65535)  # type: ignore[union-attr]
+                            data, addr = sock.recvfrom(65535)
                         except (BlockingIOError, InterruptedError):
                             break
                         except OSError:

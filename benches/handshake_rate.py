@@ -6,8 +6,11 @@ Run (as root, release build of the extension): ``python benches/handshake_rate.p
 measures what it can (ikecp on loopback) and says what it skipped.
 
 Topology (``ikecp.testing.netns``): the load generator in the fap namespace behind the kernel
-NAPT, the responder (ikecp's or charon) in the segw namespace on 198.51.100.10:500/4500, so
-NAT-T is real and both responders see the same traffic. Per suite and target it reports
+NAPT, the responder in the segw namespace on 198.51.100.10:500/4500, so NAT-T is real and
+every responder sees the same traffic. Responders: ``ikecp segw`` (the real SeGW process:
+asyncio driver, binding registry in SQLite), the bare ``Dispatcher`` on a selector loop
+(``ikecp.testing.responder``: what the SeGW costs without its registry and asyncio), and
+strongSwan's charon. Per suite and target it reports
 handshakes/s end to end (IKE_SA_INIT + IKE_AUTH with CP and the first CHILD_SA), responder CPU
 µs per handshake (/proc/<pid>/stat of the responder process), initiator CPU µs per handshake
 (getrusage of the load generator's thread), the crypto floor measured in the same run (the DH,
@@ -22,7 +25,9 @@ import gc
 import json
 import os
 import platform
+import select
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -165,7 +170,7 @@ def engine_cpu(suite: Suite, ca: Any, creds: Any, n: int) -> dict[str, float]:
             "responder_us": round(spent["r"] / n * 1e6, 1)}
 
 
-# --- the two targets -------------------------------------------------------------------------
+# --- the targets -------------------------------------------------------------------------
 
 
 def ikecp_segw_settings(suite: Suite, creds: Any) -> Settings:
@@ -191,6 +196,45 @@ def _load(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, target: st
                      nat_table=(lambda: _natt_mappings(topo)) if topo else None, **kw)
     res = topo.call("fap", run, cfg, timeout=cfg.hard_stop + 30) if topo else run(cfg)
     return summarize(cfg, res)
+
+
+def run_ikecp_segw(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, creds: Any,
+                   workdir: Path) -> dict[str, Any]:
+    """The real SeGW: ``ikecp segw --config`` (asyncio driver, binding registry in SQLite)
+    as its own process in the segw namespace."""
+    lines = [f'identity = "{SEGW_ID}"', f'listen = ["{netns.SEGW_ADDR}"]', "port = 500",
+             "natt_port = 4500", 'pool = "10.0.0.0/8"', f'proposals = ["{suite.ike}"]',
+             'esp_proposals = ["aes256gcm16"]', "dpd = 0",
+             f'bindings = "{workdir / "bindings.sqlite"}"']
+    if suite.auth == "psk":
+        lines.append(f'psk = "{DEFAULT_PSK.decode()}"')
+    else:
+        (workdir / "segw.pem").write_bytes(creds.cert_pem)
+        (workdir / "segw.key").write_bytes(creds.key_pem)
+        (workdir / "ca.pem").write_bytes(ca.cert_pem)
+        lines += [f'cert = "{workdir / "segw.pem"}"', f'key = "{workdir / "segw.key"}"',
+                  f'ca = ["{workdir / "ca.pem"}"]']
+    conf = workdir / "segw.toml"
+    conf.write_text("\n".join(lines) + "\n")
+    (workdir / "bindings.sqlite").unlink(missing_ok=True)
+    proc = topo.popen("segw", [sys.executable, "-m", "ikecp.cli", "segw", "--config", str(conf)],
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+        if "ports 500/4500" not in line:
+            raise RuntimeError(f"ikecp segw did not start: {line!r}")
+        cpu0 = _proc_cpu(proc.pid)
+        summary = _load(suite, args, topo, ca, netns.SEGW_ADDR)
+        summary["responder_cpu_seconds"] = round(_proc_cpu(proc.pid) - cpu0, 3)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return summary
 
 
 def _natt_mappings(topo: Any) -> dict[tuple[str, int], tuple[str, int]]:
@@ -373,8 +417,11 @@ def main() -> int:
                 row["engine_us"] = engine_cpu(suite, ca, creds, 100 if args.quick else 300)
                 print(f"\n{suite.name}: crypto floor per side {row['floor_us']} us; in-memory "
                       f"engine per handshake {row['engine_us']}", flush=True)
+                if topo is not None:
+                    row["ikecp-segw"] = run_ikecp_segw(suite, args, topo, ca, creds, Path(tmp))
+                    _print_target("ikecp segw", row["ikecp-segw"], row["floor_us"]["total"])
                 row["ikecp"] = run_ikecp(suite, args, topo, ca, creds)
-                _print_target("ikecp", row["ikecp"], row["floor_us"]["total"])
+                _print_target("ikecp Dispatcher loop", row["ikecp"], row["floor_us"]["total"])
                 if not (why_no_swan or topo is None):
                     try:
                         row["strongswan"] = run_strongswan(suite, args, topo, ca, creds,
@@ -422,16 +469,17 @@ def _print_table(results: dict[str, Any]) -> None:
     print("\n| suite | target | hs/s | responder µs CPU/hs | initiator µs CPU/hs | floor µs |"
           " efficiency | engine alone µs (resp/init) |\n|---|---|---|---|---|---|---|---|")
     for key, row in results["suites"].items():
-        for target in ("ikecp", "strongswan"):
+        for target in ("ikecp-segw", "ikecp", "strongswan"):
             s = row.get(target)
             if not s or "error" in s:
                 continue
             eng = row["engine_us"]
-            engine = f"{eng['responder_us']} / {eng['initiator_us']}" if target == "ikecp" else ""
+            engine = f"{eng['responder_us']} / {eng['initiator_us']}" if target == "ikecp" \
+                else ""
             print(f"| {key} | {target} | {s['rate_middle_80']} | "
                   f"{s['responder_cpu_us_per_handshake']} | {s['cpu_us_per_handshake']} | "
                   f"{row['floor_us']['total']} | {s['efficiency']} | {engine} |")
-        a, b = row.get("ikecp"), row.get("strongswan")
+        a, b = row.get("ikecp-segw") or row.get("ikecp"), row.get("strongswan")
         if a and b and "error" not in b:
             ratios = [_ratio(a, b, k) for k in ("rate_middle_80", "responder_cpu_us_per_handshake",
                                                 "cpu_us_per_handshake")]

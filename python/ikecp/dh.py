@@ -34,6 +34,7 @@ _MODP_2048_P = int(
     16,
 )
 _MODP_2048 = _dh.DHParameterNumbers(_MODP_2048_P, 2)
+_MODP_2048_PARAMS = _MODP_2048.parameters()
 _MODP_LEN = 256
 
 _CURVES: dict[int, tuple[type[_ec.EllipticCurve], int]] = {
@@ -106,7 +107,7 @@ def generate(group: int) -> DhPrivate:
     if group in _CURVES:
         return DhPrivate(group, _ec.generate_private_key(_CURVES[group][0]()))
     if group == MODP_2048:
-        return DhPrivate(group, _MODP_2048.parameters().generate_private_key())
+        return DhPrivate(group, _MODP_2048_PARAMS.generate_private_key())
     raise CryptoError(f"unsupported Diffie-Hellman group {group}")
 
 

@@ -66,18 +66,20 @@ class Dispatcher:
     """The SA table, the demultiplexer and the timer heap of one IKE endpoint.
 
     ``responder`` is the ``Settings`` for SAs created by incoming IKE_SA_INIT requests
-    (None: accept none, as on a FAP). ``local_ip`` is the address our sockets are bound to
-    (it enters NAT detection). ``natt_ports`` are the local ports on which datagrams carry
-    the non-ESP marker (default: the responder's NAT-T port, else 4500). At most
+    (None: accept none, as on a FAP). ``local_ip`` and ``port`` are the address and IKE port
+    our sockets are bound to (the address enters NAT detection). ``natt_ports`` are the
+    local ports on which datagrams carry the non-ESP marker (default: the responder's NAT-T
+    port, else 4500). At most
     ``max_half_open`` responder SAs may wait for IKE_AUTH; from ``cookie_threshold`` half-open
     SAs on, a new IKE_SA_INIT must return our COOKIE first.
     """
 
-    def __init__(self, responder: Settings | None, local_ip: str, *,
+    def __init__(self, responder: Settings | None, local_ip: str, *, port: int = 500,
                  natt_ports: Collection[int] | None = None, max_half_open: int = 10_000,
                  cookie_threshold: int | None = None, backend: Any = None) -> None:
         self.responder = responder
         self.local_ip = local_ip
+        self.port = port
         if natt_ports is None:
             natt_ports = {responder.natt_port if responder is not None else 4500}
         self.natt_ports = frozenset(natt_ports)
@@ -94,7 +96,7 @@ class Dispatcher:
         self._outbox: list[Datagram] = []
         self._events: list[tuple[IkeSa, Event]] = []
         self._now = 0.0
-        self._cookie_secret = os.urandom(32)
+        self._cookie_secrets = {0: os.urandom(32)}  # version -> secret (current + previous)
         self._cookie_version = 0
 
     # --- the sans-IO surface ----------------------------------------------------------------
@@ -172,11 +174,13 @@ class Dispatcher:
     # --- SAs the application starts or acts on ---------------------------------------------
 
     def connect(self, settings: Settings, remote: Address, now: float, *,
-                local: Address | None = None) -> IkeSa:
-        """Start an initiator SA towards ``remote`` (from ``local_ip:settings.port``)."""
+                local: Address | None = None, natt_local_port: int | None = None) -> IkeSa:
+        """Start an initiator SA towards ``remote`` from ``local`` (default: ``local_ip`` and
+        ``port``); after a NAT is found it floats to ``natt_local_port`` (default: the
+        settings' NAT-T port, which is also the peer's)."""
         self._now = now
-        sa = IkeSa.initiator(settings, local or (self.local_ip, settings.port), remote,
-                             backend=self.backend)
+        sa = IkeSa.initiator(settings, local or (self.local_ip, self.port), remote,
+                             backend=self.backend, natt_local_port=natt_local_port)
         self._by_spi[sa.spi_i] = sa
         self.stats.sas_created += 1
         self._after(sa)
@@ -242,10 +246,19 @@ class Dispatcher:
         st.sas_created += 1
         return sa
 
-    def _cookie(self, nonce: bytes, remote: Address, spi_i: bytes) -> bytes:
+    def rotate_cookie_secret(self) -> None:
+        """Start a new COOKIE secret (RFC 7296 §2.6 asks for regular changes); cookies made
+        with the previous secret stay valid until the next rotation."""
+        self._cookie_version = (self._cookie_version + 1) & 0xFFFF
+        previous = (self._cookie_version - 1) & 0xFFFF
+        self._cookie_secrets = {previous: self._cookie_secrets[previous],
+                                self._cookie_version: os.urandom(32)}
+
+    def _cookie(self, nonce: bytes, remote: Address, spi_i: bytes, version: int) -> bytes:
         """RFC 7296 §2.6: version of the secret | hash(Ni | IPi | SPIi | secret)."""
-        digest = hashlib.sha256(nonce + remote[0].encode() + spi_i + self._cookie_secret)
-        return self._cookie_version.to_bytes(2, "big") + digest.digest()
+        secret = self._cookie_secrets[version]
+        digest = hashlib.sha256(nonce + remote[0].encode() + spi_i + secret)
+        return version.to_bytes(2, "big") + digest.digest()
 
     def _cookie_ok(self, data: bytes, local_port: int, remote: Address) -> bool:
         """True if the request carries our cookie; otherwise challenge it statelessly."""
@@ -258,10 +271,12 @@ class Dispatcher:
         if nonce is None:
             self.stats.invalid += 1
             return False
-        expected = self._cookie(nonce.data, remote, msg.spi_i)
+        expected = self._cookie(nonce.data, remote, msg.spi_i, self._cookie_version)
         first = msg.payloads[0] if msg.payloads else None
         if isinstance(first, Notify) and first.notify_type == NotifyType.COOKIE:
-            if hmac.compare_digest(first.data, expected):
+            version = int.from_bytes(first.data[:2], "big")
+            if version in self._cookie_secrets and hmac.compare_digest(
+                    first.data, self._cookie(nonce.data, remote, msg.spi_i, version)):
                 return True
             self.stats.bad_cookies += 1
         challenge = Message(msg.spi_i, _ZERO_SPI, ExchangeType.IKE_SA_INIT,

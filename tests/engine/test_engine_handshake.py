@@ -202,3 +202,17 @@ def test_key_log_matches_on_both_sides(backend):
     assert log_i == log_r and log_i is not None
     assert log_i["spi_i"] == pair.i.spi_i and len(log_i["sk_ei"]) == 36  # AES-256 + salt
     assert log_i["sk_ai"] == b"" and log_i["sk_ei"] != log_i["sk_er"]
+
+
+def test_verifier_may_accept_several_methods(backend):
+    class Lenient(PskAuthenticator):
+        accepted_methods = (2, 14)
+
+    class Strict(PskAuthenticator):
+        method = 14  # pretends to be a signature method: the PSK AUTH (2) is refused
+
+    ok = Pair(backend, fap_settings(), segw_settings(peer_auth=Lenient(PSK))).run()
+    assert ok.r.established
+    refused = Pair(backend, fap_settings(), segw_settings(peer_auth=Strict(PSK))).run()
+    assert refused.r.closed
+    assert "auth method 2" in refused.events("r", ProtocolErrorSent)[0].reason

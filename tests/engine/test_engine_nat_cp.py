@@ -334,3 +334,14 @@ def test_deferred_provider_holds_the_response(backend, outcome):
             NotifyType.INTERNAL_ADDRESS_FAILURE
     with pytest.raises(LocalProtocolError):
         later.pending[0].resolve([])
+
+
+def test_initiator_floats_to_its_own_natt_port(backend):
+    pair = Pair(backend, fap_settings(), segw_settings(), nat=True)
+    pair.i = type(pair.i).initiator(pair.i_settings, ("100.64.0.2", 20500), pair.r_addr,
+                                    backend=backend, natt_local_port=24500)
+    pair.run()
+    assert pair.i.established and pair.i.local == ("100.64.0.2", 24500)
+    assert pair.i.remote == (pair.r_addr[0], 4500)
+    public = pair.public(("100.64.0.2", 24500))
+    assert pair.events("i", PublicAddressLearned)[0].port == public[1]

@@ -163,6 +163,33 @@ def test_cookie_challenge_then_success(backend) -> None:
     assert wire.segw.stats.bad_cookies == 1 and wire.segw.half_open == 0
 
 
+def test_cookie_survives_one_secret_rotation(backend) -> None:
+    segw = Dispatcher(segw_settings(), SEGW_IP, cookie_threshold=0)
+    fap = Dispatcher(None, FAP_IP)
+    wire = Wire(fap, segw)
+    sa = fap.connect(fap_settings(), (SEGW_IP, 500), 0.0, local=(FAP_IP, 500))
+    first = fap.datagrams_to_send()[0]
+    segw.receive(first.wire(), 500, (FAP_IP, 500), 0.0)
+    challenge = segw.datagrams_to_send()
+    segw.rotate_cookie_secret()  # between challenge and answer: previous secret still valid
+    for dg in challenge:
+        fap.receive(dg.wire(), 500, (SEGW_IP, 500), 0.0)
+    wire.pump()
+    assert sa.established and segw.stats.bad_cookies == 0
+    # Two rotations between challenge and answer: the cookie is refused.
+    sa2 = fap.connect(fap_settings(), (SEGW_IP, 500), 0.0, local=(FAP_IP, 500))
+    segw.receive(fap.datagrams_to_send()[0].wire(), 500, (FAP_IP, 500), 0.0)
+    challenge = segw.datagrams_to_send()
+    segw.rotate_cookie_secret()
+    segw.rotate_cookie_secret()
+    for dg in challenge:
+        fap.receive(dg.wire(), 500, (SEGW_IP, 500), 0.0)
+    answer = fap.datagrams_to_send()
+    assert backend.decode_message(answer[0].data).payloads[0].notify_type == NotifyType.COOKIE
+    segw.receive(answer[0].wire(), 500, (FAP_IP, 500), 0.0)
+    assert segw.stats.bad_cookies == 1 and segw.half_open == 0 and not sa2.established
+
+
 def test_nat_t_port_and_marker(backend) -> None:
     wire, sas = pair(2, fap_kw={"force_encap": True})
     assert all(sa.established and sa.encapsulated for sa in sas)

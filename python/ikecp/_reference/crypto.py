@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac as _std_hmac
+import itertools
 import os
 import struct
 
@@ -151,7 +152,7 @@ def nat_detection_hash(spi_i: bytes, spi_r: bytes, ip: bytes, port: int) -> byte
 class SkCipher:
     """One direction's keyed SK payload protection; keys are set up once per IKE SA."""
 
-    __slots__ = ("_aead", "_cbc_key", "_counter", "_integ", "_integ_key", "_ivs_left", "_salt",
+    __slots__ = ("_aead", "_cbc_key", "_integ", "_integ_key", "_iv_start", "_ivs_used", "_salt",
                  "icv_size", "iv_size")
 
     def __init__(self, encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes) -> None:
@@ -171,8 +172,9 @@ class SkCipher:
             self._aead = AESGCM(key) if encr_id == ENCR_AES_GCM_16 else ChaCha20Poly1305(key)
             self.iv_size, self.icv_size = 8, 16
             # Fresh IVs come from a 64-bit counter starting at a random point (RFC 5282 §3.1).
-            self._counter = int.from_bytes(os.urandom(8), "big")
-            self._ivs_left = (1 << 64) - 1  # as many as the Rust core allows
+            # next() on itertools.count is atomic under the GIL: threads never share an IV.
+            self._iv_start = int.from_bytes(os.urandom(8), "big")
+            self._ivs_used = itertools.count()
         elif encr_id == ENCR_AES_CBC:
             if len(encr_key) not in (16, 32):
                 raise CryptoError("wrong key length for the encryption transform")
@@ -183,19 +185,16 @@ class SkCipher:
                 raise CryptoError("wrong key length for the integrity transform")
             self._cbc_key, self._integ, self._integ_key = encr_key, integ, integ_key
             self.iv_size, self.icv_size = 16, integ[2]
-            self._counter = self._ivs_left = 0
         else:
             raise CryptoError(f"unsupported encryption transform {encr_id}")
 
     def _fresh_iv(self) -> bytes:
         if self._aead is None:
             return os.urandom(16)
-        if self._ivs_left == 0:
+        used = next(self._ivs_used)
+        if used >= (1 << 64) - 1:  # as many as the Rust core allows
             raise CryptoError("IV space exhausted; rekey the SA")
-        iv = self._counter.to_bytes(8, "big")
-        self._counter = (self._counter + 1) & 0xFFFF_FFFF_FFFF_FFFF
-        self._ivs_left -= 1
-        return iv
+        return ((self._iv_start + used) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
 
     def _mac(self, data: bytes) -> bytes:
         assert self._integ is not None

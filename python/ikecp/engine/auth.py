@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..const import AuthMethod, NotifyType
 from ..errors import RemoteProtocolError
-from ..message import Auth, Cert, IDi, IDr, Message, Payload
+from ..message import Auth, Cert, IDi, IDr, Notify, Payload
 from .events import IkeSaEstablished
 
 if TYPE_CHECKING:
     from .sa import IkeSa
     from .settings import Identity
+    from .view import MessageView
 
 #: Error notifies in an IKE_AUTH response that refuse only the CHILD_SA (RFC 7296 §1.2).
 CHILD_ERRORS = frozenset({
@@ -27,7 +28,11 @@ CHILD_ERRORS = frozenset({
 
 
 class Authenticator(Protocol):
-    """Signs our AUTH payload and verifies the peer's for one authentication method."""
+    """Signs our AUTH payload and verifies the peer's for one authentication method.
+
+    A verifier may also carry ``accepted_methods`` (a collection of method numbers) when it
+    can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike.
+    """
 
     method: int
 
@@ -91,7 +96,7 @@ class AuthTask:
             out.append(IDr(peer.id_type, peer.data))
         out.extend(sa.settings.auth.sign(sa, _octets(sa, True, me.id_type, me.data)))
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         idi: IDi = msg.first(IDi)
         sa.peer_id = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
 
@@ -101,9 +106,9 @@ class AuthTask:
         out.append(IDr(me.id_type, me.data))
         out.extend(sa.settings.auth.sign(sa, _octets(sa, False, me.id_type, me.data)))
 
-    def process_i(self, sa: IkeSa, msg: Message) -> None:
-        for n in msg.payloads:
-            if getattr(n, "notify_type", 0x4000) < 0x4000 and n.notify_type not in CHILD_ERRORS:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
+        for n in msg.find(Notify):
+            if n.notify_type < 0x4000 and n.notify_type not in CHILD_ERRORS:
                 raise RemoteProtocolError(n.notify_type, "peer refused IKE_AUTH")
         idr: IDr | None = msg.first(IDr)
         if idr is None or msg.first(Auth) is None:
@@ -111,7 +116,7 @@ class AuthTask:
         sa.peer_id = self._verify(sa, msg, idr.id_type, idr.data, initiator_side=False)
         _established(sa)
 
-    def _verify(self, sa: IkeSa, msg: Message, id_type: int, id_data: bytes,
+    def _verify(self, sa: IkeSa, msg: MessageView, id_type: int, id_data: bytes,
                 initiator_side: bool) -> Identity:
         from .settings import Identity
 
@@ -122,7 +127,7 @@ class AuthTask:
                                       f"peer identity {peer} is not {expected}")
         auth: Auth = msg.first(Auth)
         verifier = sa.settings.peer_auth or sa.settings.auth
-        if auth.method != verifier.method:
+        if auth.method not in (getattr(verifier, "accepted_methods", None) or (verifier.method,)):
             raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED,
                                       f"peer used auth method {auth.method}")
         octets = _octets(sa, initiator_side, id_type, id_data)

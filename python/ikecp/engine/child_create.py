@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..const import ConfigAttr, NotifyType, ProtocolId, TsType
-from ..message import SA, Message, Notify, Payload, Proposal, TrafficSelector, TSi, TSr
+from ..message import SA, Notify, Payload, Proposal, TrafficSelector, TSi, TSr
 from .auth import CHILD_ERRORS
 from .events import ChildSaEstablished, ChildSaFailed
 from .transforms import Suite, child_offer, sa_proposals, select
 
 if TYPE_CHECKING:
     from .sa import IkeSa
+    from .view import MessageView
 
 
 def _intersect(a: TrafficSelector, b: TrafficSelector) -> TrafficSelector | None:
@@ -82,7 +83,7 @@ class ChildCreateTask:
         out.append(TSi(sa.settings.local_ts))
         out.append(TSr(sa.settings.remote_ts))
 
-    def process_i(self, sa: IkeSa, msg: Message) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
         for n in msg.find(Notify):
             if n.notify_type in CHILD_ERRORS:
                 sa.emit(ChildSaFailed(n.notify_type, "peer refused the CHILD_SA"))
@@ -106,7 +107,7 @@ class ChildCreateTask:
 
     # --- responder --------------------------------------------------------------------------
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         if sa.child_failure is not None:
             self.error = sa.child_failure
             return

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 from ..const import CfgType
 from ..cp.registry import AttributeHandler, CpFailure, Deferred
-from ..message import CP, ConfigAttribute, Message, Payload
+from ..message import CP, ConfigAttribute, Payload
 from .events import ConfigReceived
 
 if TYPE_CHECKING:
     from .sa import IkeSa
+    from .view import MessageView
 
 
 def _group(attributes: tuple[ConfigAttribute, ...]) -> dict[int, list[bytes]]:
@@ -39,7 +40,7 @@ class ConfigTask:
         if attrs:
             out.append(CP(CfgType.CFG_REQUEST, tuple(attrs)))
 
-    def process_i(self, sa: IkeSa, msg: Message) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
         if not self.asked:
             return
         cp = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_REPLY), None)
@@ -52,7 +53,7 @@ class ConfigTask:
             handler.handle(ctx, grouped.get(handler.attr_type, []))
         sa.flush_cp_events()
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         cp = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_REQUEST), None)
         if cp is None:
             return

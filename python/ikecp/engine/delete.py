@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..const import ProtocolId
-from ..message import Delete, Message, Payload
+from ..message import Delete, Payload
 from .events import ChildSaDeleted, SaDeleted
 
 if TYPE_CHECKING:
     from .sa import IkeSa
+    from .view import MessageView
 
 
 class DeleteTask:
@@ -21,10 +22,10 @@ class DeleteTask:
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         out.append(Delete(ProtocolId.IKE, 0))
 
-    def process_i(self, sa: IkeSa, msg: Message) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
         sa.close(SaDeleted(by_peer=False))
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         spis: list[bytes] = []
         for d in msg.find(Delete):
             if d.protocol_id == ProtocolId.IKE:

@@ -7,21 +7,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..const import ExchangeType, NotifyType
-from ..message import Message, Notify, Payload
+from ..message import Notify, Payload
 from .events import LivenessConfirmed, ProtocolErrorReceived, SaFailed
 
 if TYPE_CHECKING:
     from .sa import IkeSa
+    from .view import MessageView
 
 
 class LivenessTask:
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         return None
 
-    def process_i(self, sa: IkeSa, msg: Message) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
         sa.emit(LivenessConfirmed())
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         for n in msg.find(Notify):
             if n.notify_type < 16384:
                 sa.emit(ProtocolErrorReceived(n.notify_type, ExchangeType.INFORMATIONAL))

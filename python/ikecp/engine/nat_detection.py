@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from .. import addr as _addr
 from ..const import NotifyType
-from ..message import Message, Notify, Payload
+from ..message import Notify, Payload
 
 if TYPE_CHECKING:
     from .sa import IkeSa
+    from .view import MessageView
 
 _ZERO_SPI = bytes(8)
 
@@ -30,7 +31,7 @@ class NatDetectionTask:
         out.append(Notify(0, NotifyType.NAT_DETECTION_DESTINATION_IP,
                           data=_hash(sa, spi_r, sa.remote)))
 
-    def _process(self, sa: IkeSa, spi_r: bytes, msg: Message) -> None:
+    def _process(self, sa: IkeSa, spi_r: bytes, msg: MessageView) -> None:
         srcs = msg.notifies(NotifyType.NAT_DETECTION_SOURCE_IP)
         dsts = msg.notifies(NotifyType.NAT_DETECTION_DESTINATION_IP)
         self.peer_supports = bool(srcs and dsts)
@@ -46,10 +47,10 @@ class NatDetectionTask:
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         self._build(sa, _ZERO_SPI, out)
 
-    def process_i(self, sa: IkeSa, msg: Message) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
         self._process(sa, msg.spi_r, msg)
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         self._process(sa, _ZERO_SPI, msg)
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:

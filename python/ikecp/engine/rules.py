@@ -34,7 +34,7 @@ from ..message import (
 _MANY = (0, 1 << 16)
 _ONE = (1, 1)
 _OPT = (0, 1)
-_COMMON = {P.NOTIFY: _MANY, P.VENDOR_ID: _MANY}
+_COMMON: dict[int, tuple[int, int]] = {P.NOTIFY: _MANY, P.VENDOR_ID: _MANY}
 
 #: (exchange, is_response) -> (must be encrypted, {payload type: (min, max)}).
 _RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
@@ -91,8 +91,8 @@ def check(exchange: int, is_response: bool, payloads: Sequence[Payload]) -> None
             raise RemoteProtocolError(NotifyType.INVALID_SYNTAX,
                                       f"payload {t} not allowed here")
         counts[t] = counts.get(t, 0) + 1
-        if t == P.NOTIFY and is_response and (p.notify_type < 16384  # type: ignore[union-attr]
-                                              or p.notify_type == NotifyType.COOKIE):
+        if is_response and isinstance(p, Notify) and (p.notify_type < 16384
+                                                      or p.notify_type == NotifyType.COOKIE):
             relaxed = True
     for t, (low, high) in allowed.items():
         n = counts.get(t, 0)

@@ -40,6 +40,7 @@ from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
 from .task import Ignore, Retry, Task
+from .view import MessageView
 
 if TYPE_CHECKING:
     from .settings import Identity, Settings
@@ -108,7 +109,7 @@ class _Work:
 
     __slots__ = ("exchange", "index", "inner", "msg_id", "request_hash", "tasks")
 
-    def __init__(self, exchange: int, msg_id: int, request_hash: int, inner: Message,
+    def __init__(self, exchange: int, msg_id: int, request_hash: int, inner: MessageView,
                  tasks: list[Any]) -> None:
         self.exchange, self.msg_id, self.request_hash = exchange, msg_id, request_hash
         self.inner, self.tasks, self.index = inner, tasks, 0
@@ -117,7 +118,7 @@ class _Work:
 class _RefuseChild:
     """CREATE_CHILD_SA is not supported yet: refuse it without harming the IKE SA."""
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         raise RemoteProtocolError(NotifyType.NO_ADDITIONAL_SAS, "CREATE_CHILD_SA unsupported")
 
 
@@ -134,6 +135,7 @@ class IkeSa:
         "_expected",
         "_half_open_at",
         "_keepalive_at",
+        "_natt_local_port",
         "_next_id",
         "_now",
         "_outbox",
@@ -181,7 +183,7 @@ class IkeSa:
         self.state = State.IDLE
         self.spi_i = os.urandom(8) if self.is_initiator else bytes(8)
         self.spi_r = bytes(8)
-        self.suite: Suite | None = None  # type: ignore[assignment]
+        self.suite: Suite = None  # type: ignore[assignment]  # set by IKE_SA_INIT
         self.nonce_i = self.nonce_r = b""
         self.sk_d = self.sk_pi = self.sk_pr = b""
         self.cipher_in: Any = None
@@ -209,13 +211,20 @@ class IkeSa:
         self._half_open_at: float | None = None
         self._dpd_at: float | None = None
         self._keepalive_at: float | None = None
+        self._natt_local_port = settings.natt_port
         self._parked: _Work | None = None  # a request waiting for a Deferred CP value
 
     @classmethod
     def initiator(cls, settings: Settings, local: Address, remote: Address, *,
-                  backend: Any = None) -> IkeSa:
-        """An SA that starts IKE_SA_INIT towards ``remote`` right away."""
+                  backend: Any = None, natt_local_port: int | None = None) -> IkeSa:
+        """An SA that starts IKE_SA_INIT towards ``remote`` right away.
+
+        ``natt_local_port`` is the local port to float to when NAT is found (default
+        ``settings.natt_port``); a load generator gives every simulated peer its own.
+        """
         sa = cls(settings, Role.INITIATOR, local, remote, backend=backend)
+        if natt_local_port is not None:
+            sa._natt_local_port = natt_local_port
         sa.state = State.INIT
         sa._queue.append((X.IKE_SA_INIT, [SaInitTask(), NatDetectionTask()]))
         sa._kick()
@@ -423,7 +432,7 @@ class IkeSa:
             local_port == self.settings.natt_port
         self._outbox.append(Datagram(data, port, remote or self.remote, encapsulated))
 
-    def _encode(self, msg: Message) -> bytes:
+    def _encode(self, msg: MessageView) -> bytes:
         if msg.exchange == X.IKE_SA_INIT:
             return self.backend.encode_message(msg)
         return sk.seal_message(self.cipher_out, msg)
@@ -467,12 +476,11 @@ class IkeSa:
     def _float(self) -> None:
         """Move to the NAT-T port after IKE_SA_INIT found a NAT (§2.23)."""
         if self.natt_supported and (self.local_behind_nat or self.remote_behind_nat):
-            port = self.settings.natt_port
-            self.local = (self.local[0], port)
-            self.remote = (self.remote[0], port)
+            self.local = (self.local[0], self._natt_local_port)
+            self.remote = (self.remote[0], self.settings.natt_port)
             self.encapsulated = True
 
-    def _on_request(self, msg: Message, data: bytes, addr: Address,
+    def _on_request(self, msg: MessageView, data: bytes, addr: Address,
                     local_port: int | None) -> None:
         mid, exchange = msg.message_id, msg.exchange
         cached = self._cached
@@ -515,12 +523,13 @@ class IkeSa:
                 self._drop(f"malformed encrypted payload: {exc}")
                 return
             self._track_address(addr, local_port)
-        tasks = self._responder_tasks(exchange, inner)
+        view = MessageView(inner)
+        tasks = self._responder_tasks(exchange, view)
         if tasks is None:
             self._drop(f"exchange {exchange} not expected in state {self.state.value}")
             return
         self.stats.requests_processed += 1
-        self._work(_Work(exchange, mid, hash(data), inner, tasks))
+        self._work(_Work(exchange, mid, hash(data), view, tasks))
 
     def _work(self, work: _Work) -> None:
         """Run the responder tasks from where ``work`` stands; park it when a CP provider
@@ -572,7 +581,7 @@ class IkeSa:
         if self._close_event is not None:
             self.close(self._close_event)
 
-    def _responder_tasks(self, exchange: int, inner: Message) -> list[Any] | None:
+    def _responder_tasks(self, exchange: int, inner: MessageView) -> list[Any] | None:
         if exchange == X.IKE_SA_INIT:
             return [SaInitTask(), NatDetectionTask()] if not self.is_initiator else None
         if exchange == X.IKE_AUTH:
@@ -586,7 +595,7 @@ class IkeSa:
             return [_RefuseChild()]
         return None
 
-    def _on_response(self, msg: Message, data: bytes) -> None:
+    def _on_response(self, msg: MessageView, data: bytes) -> None:
         req = self._request
         if req is None or msg.message_id != req.msg_id or msg.exchange != req.exchange:
             self._drop("unexpected response")
@@ -605,10 +614,11 @@ class IkeSa:
             except (ParseError, ValueError) as exc:
                 self._drop(f"malformed encrypted payload: {exc}")
                 return
+        view = MessageView(inner)
         try:
             rules.check(req.exchange, True, inner.payloads)
             for task in req.tasks:
-                task.process_i(self, inner)
+                task.process_i(self, view)
         except Retry:
             self._request = None
             self._send_request(req.exchange, req.tasks)
@@ -617,7 +627,7 @@ class IkeSa:
             self._drop(f"ignored response: {exc}")
             return
         except RemoteProtocolError as exc:
-            refused = [n for n in inner.find(Notify) if n.notify_type == exc.notify_type]
+            refused = view.notifies(exc.notify_type)
             if req.exchange == X.IKE_SA_INIT and not refused:
                 # Unauthenticated and broken: maybe forged; keep waiting for the real one.
                 self._drop(f"invalid IKE_SA_INIT response: {exc.reason}")

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 from .. import dh
 from ..const import NotifyType, ProtocolId
 from ..errors import CryptoError, RemoteProtocolError
-from ..message import KE, SA, Message, Nonce, Notify, Payload, Proposal
+from ..message import KE, SA, Nonce, Notify, Payload, Proposal
 from .keys import derive_ike_keys
 from .task import Ignore, Retry
 from .transforms import ike_offer, select
 
 if TYPE_CHECKING:
     from .sa import IkeSa
+    from .view import MessageView
 
 _MAX_ROUNDS = 4  # COOKIE / INVALID_KE retries before giving up
 
@@ -47,7 +48,7 @@ class SaInitTask:
         out.append(KE(group, self.dh.public_bytes))
         out.append(Nonce(sa.nonce_i))
 
-    def process_i(self, sa: IkeSa, msg: Message) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
         cookie = msg.notifies(NotifyType.COOKIE)
         invalid_ke = msg.notifies(NotifyType.INVALID_KE_PAYLOAD)
         if cookie or invalid_ke:
@@ -93,7 +94,7 @@ class SaInitTask:
 
     # --- responder --------------------------------------------------------------------------
 
-    def process_r(self, sa: IkeSa, msg: Message) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         ke: KE = msg.first(KE)
         sa_payload: SA = msg.first(SA)
         nonce_i = _check_nonce(msg.first(Nonce))

@@ -4,7 +4,8 @@
 A task owns one concern of an exchange (strongSwan libcharon's task model): the initiator
 calls ``build_i`` then ``process_i`` on the response; the responder calls ``process_r`` on the
 request then ``build_r``. All tasks of an exchange process before any builds, so a later
-task may rely on an earlier one's verdict (config only after auth succeeded).
+task may rely on an earlier one's verdict (config only after auth succeeded). Received
+messages reach tasks as a ``MessageView`` (payloads indexed by class).
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ..message import Message, Payload
+    from ..message import Payload
     from .sa import IkeSa
+    from .view import MessageView
 
 
 class Task(Protocol):
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None: ...
-    def process_i(self, sa: IkeSa, msg: Message) -> None: ...
-    def process_r(self, sa: IkeSa, msg: Message) -> None: ...
+    def process_i(self, sa: IkeSa, msg: MessageView) -> None: ...
+    def process_r(self, sa: IkeSa, msg: MessageView) -> None: ...
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None: ...
 
 

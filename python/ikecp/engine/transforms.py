@@ -16,10 +16,10 @@ from ..message import Proposal, Transform, TransformAttribute
 
 #: AEAD ciphers: no INTEG transform, 4-octet salt after the key (RFC 5282 §7.1, RFC 7634 §2).
 AEAD = frozenset({EncrId.AES_GCM_16, EncrId.CHACHA20_POLY1305})
-_SALT = {EncrId.AES_GCM_16: 4, EncrId.CHACHA20_POLY1305: 4}
-_FIXED_KEY_BITS = {EncrId.CHACHA20_POLY1305: 256}
+_SALT: dict[int, int] = {EncrId.AES_GCM_16: 4, EncrId.CHACHA20_POLY1305: 4}
+_FIXED_KEY_BITS: dict[int, int] = {EncrId.CHACHA20_POLY1305: 256}
 #: Integrity key sizes in octets (RFC 2404, RFC 4868 §2.1).
-INTEG_KEY_BYTES = {
+INTEG_KEY_BYTES: dict[int, int] = {
     IntegId.NONE: 0,
     IntegId.HMAC_SHA1_96: 20,
     IntegId.HMAC_SHA2_256_128: 32,
@@ -40,7 +40,7 @@ _INTEG_TOKENS = {
     "sha384": IntegId.HMAC_SHA2_384_192,
     "sha512": IntegId.HMAC_SHA2_512_256,
 }
-_INTEG_TO_PRF = {
+_INTEG_TO_PRF: dict[int, int] = {
     IntegId.HMAC_SHA1_96: PrfId.HMAC_SHA1,
     IntegId.HMAC_SHA2_256_128: PrfId.HMAC_SHA2_256,
     IntegId.HMAC_SHA2_384_192: PrfId.HMAC_SHA2_384,

@@ -53,7 +53,8 @@ class SocketResponder:
             self.socks[sock.getsockname()[1]] = sock
         self.port, self.natt_port = list(self.socks)
         self.settings = dataclasses.replace(settings, natt_port=self.natt_port)
-        self.dispatcher = Dispatcher(self.settings, host, natt_ports={self.natt_port})
+        self.dispatcher = Dispatcher(self.settings, host, port=self.port,
+                                     natt_ports={self.natt_port})
         self.lifetime = lifetime
         self._counts: dict[type, int] = dict.fromkeys(_COUNTED, 0)
         self._stop = threading.Event()

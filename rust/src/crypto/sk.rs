@@ -16,7 +16,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Sha256, Sha384, Sha512};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::Error;
 
@@ -307,6 +307,15 @@ impl SkCipher {
             .ok_or(Error::Integrity)?;
         plain.truncate(keep);
         Ok((first_inner, plain))
+    }
+}
+
+impl Drop for SkCipher {
+    /// The cipher crates wipe their own key schedules; the AEAD salt is key material too.
+    fn drop(&mut self) {
+        if let Kind::Aead { salt, .. } = &mut self.kind {
+            salt.zeroize();
+        }
     }
 }
 

@@ -197,3 +197,13 @@ def test_open_loop_with_ramp_starts_at_the_rate(segw):
     assert res.started == res.established == 30 and res.nat_info_matched == 30
     # 30 handshakes at 60/s after a 0.2 s ramp cannot all have started before ~0.5 s.
     assert max(res.done_at) - res.t_start >= 0.45
+
+
+def test_duration_stops_a_long_run_against_a_live_responder(segw):
+    cfg = LoadConfig(port=segw.port, natt_port=segw.natt_port, count=100_000, rate=40,
+                     duration=0.5, timeout=8, force_encap=True)
+    start = time.monotonic()
+    res = run(cfg)
+    assert time.monotonic() - start < 0.5 + cfg.timeout
+    assert res.stopped_by == "duration" and 10 <= res.started <= 25
+    assert res.established == res.started and not res.failures

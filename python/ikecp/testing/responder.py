@@ -3,8 +3,8 @@
 
 Not the SeGW (that is ``ikecp.gateway``): no bindings registry, no configuration file, just
 enough to answer a load generator. Runs in a thread (``serve_in_thread``) or in a forked
-process (``serve_in_process``) whose CPU time the benchmark reads from /proc. Always bounded
-by ``lifetime`` seconds.
+process (``serve_in_process``) whose CPU time the benchmark reads from /proc/<pid>/stat.
+Always bounded by ``lifetime`` seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing
-import os
 import selectors
 import socket
 import threading
@@ -132,12 +131,6 @@ class ResponderProcess:
     host: str
     port: int
     natt_port: int
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the process so far, from /proc/<pid>/stat."""
-        with open(f"/proc/{self.pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_bytes(self) -> int:
         with open(f"/proc/{self.pid}/status", encoding="ascii") as fh:

@@ -77,7 +77,7 @@ async def _until_signal() -> None:
 
 
 def _segw(args: argparse.Namespace) -> int:
-    from .config import SegwConfig, load_segw
+    from .config import load_segw
     from .gateway import Gateway
 
     cfg = load_segw(args.config) if args.config else None
@@ -86,7 +86,6 @@ def _segw(args: argparse.Namespace) -> int:
         return 2
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
-    assert isinstance(cfg, SegwConfig)
 
     async def run() -> None:
         gw = Gateway(cfg)

@@ -102,7 +102,7 @@ class Topology:
         for i in range(self.n_faps):
             options = {"keepalive": 20.0, "reconnect": 0.5, **self.fap_options}
             if "cert" not in options:
-                options["psk"] = self.psk
+                options.setdefault("psk", self.psk)
             cfg = FapConfig(identity=f"fap-{i + 1:03d}.demo.ikecp", segw=RELAY_IP,
                             segw_id="segw.demo.ikecp", local=fap_ip(i), port=port,
                             natt_port=natt, **options)

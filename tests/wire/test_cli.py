@@ -113,3 +113,40 @@ def test_segw_fap_bindings_and_keylog(tmp_path) -> None:
     assert fields[4] == '"AES-GCM-256 with 16 octet ICV [RFC5282]"'
     assert fields[7] == '"NONE [RFC4306]"' and fields[5] == fields[6] == ""
     assert len(bytes.fromhex(fields[2])) == 36  # 32-octet key + 4-octet salt
+
+
+def test_fap_once_against_a_segw_on_other_ports(tmp_path) -> None:
+    """``ikecp fap --once``: exit 0 once up; the FAP's own ports differ from the SeGW's."""
+    port, natt = free_ports("127.0.0.1", 2)
+    (tmp_path / "segw.toml").write_text(
+        f'psk = "once"\nport = {port}\nnatt_port = {natt}\nbindings = "{tmp_path / "b.db"}"\n')
+    (tmp_path / "fap.toml").write_text(
+        f'psk = "once"\nport = 0\nnatt_port = 0\nsegw_port = {port}\n'
+        f'segw_natt_port = {natt}\nlocal = "127.0.2.2"\n')
+    segw = subprocess.Popen([*CLI, "segw", "--config", str(tmp_path / "segw.toml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert segw.stdout is not None and "SeGW" in segw.stdout.readline()
+        fap = run("fap", "--config", str(tmp_path / "fap.toml"), "--once", "--timeout", "20")
+        assert fap.returncode == 0, fap.stderr
+        assert "established with 127.0.0.1: NAT not detected, inner IP 10.99.0.1" in fap.stdout
+    finally:
+        segw.send_signal(signal.SIGTERM)
+        assert segw.wait(10) == 0
+
+
+def test_demo_reports_a_mismatch() -> None:
+    from ikecp.demo import DemoResult, FapResult, format_result
+    from ikecp.femto import FapStatus
+
+    good = FapStatus(state="established", nat_detected=True, inner_ip="10.99.0.1",
+                     public_ip="127.0.0.1", public_port=40000)
+    wrong = FapStatus(state="established", nat_detected=True, inner_ip="10.99.0.2",
+                      public_ip="127.0.0.1", public_port=40001)
+    result = DemoResult(2, [FapResult("a", good, ("127.0.0.1", 40000)),
+                            FapResult("b", wrong, ("127.0.0.1", 40002))])
+    assert not result.ok
+    lines = format_result(result).splitlines()
+    assert lines[-1] == "demo: MISMATCH"
+    assert [line.split()[-1] for line in lines if line.startswith("  a ") or
+            line.startswith("  b ")] == ["OK", "MISMATCH"]

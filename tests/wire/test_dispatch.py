@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ikecp.const import NotifyType
 from ikecp.cp import AddressPool, CpRegistry, NatInfoHandler, NatInfoProvider, PoolProvider
 from ikecp.dispatch import Dispatcher
@@ -229,3 +231,25 @@ def test_no_responder_on_initiator_side() -> None:
     dg = other.datagrams_to_send()[0]
     fap.receive(dg.wire(), 500, ("127.0.0.3", 500), 0.0)
     assert fap.stats.no_responder == 1 and len(fap) == 0
+
+
+_segw_for_fuzz = Dispatcher(segw_settings(), SEGW_IP, max_half_open=50)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(
+    st.binary(max_size=120),
+    # IKE headers with random SPIs / flags / exchange and a random body
+    st.builds(lambda spis, mid, body: spis + mid + body,
+              st.binary(min_size=16, max_size=16),
+              st.binary(min_size=4, max_size=12), st.binary(max_size=80)),
+    st.builds(lambda body: b"\x00\x00\x00\x00" + body, st.binary(max_size=100))),
+    port=st.sampled_from([500, 4500]))
+def test_fuzzed_datagrams_never_raise(data: bytes, port: int) -> None:
+    d = _segw_for_fuzz
+    before = d.stats.datagrams
+    d.receive(data, port, ("127.0.0.66", 1234), 0.0)
+    assert d.stats.datagrams == before + 1
+    assert d.half_open <= 50
+    d.datagrams_to_send()
+    d.events()

@@ -73,9 +73,11 @@ def test_lookups_by_inner_ip_identity_public() -> None:
     asyncio.run(main())
 
 
-def test_nat_rebinding_shows_up_in_registry() -> None:
+@pytest.mark.parametrize("trigger", ["explicit", "dpd"])
+def test_nat_rebinding_shows_up_in_registry(trigger: str) -> None:
     async def main() -> None:
-        topo = Topology(2)
+        # "dpd": the FAP's own periodic liveness check carries the news.
+        topo = Topology(2, fap_options={"dpd": 0.2} if trigger == "dpd" else None)
         try:
             await topo.start()
             fap = topo.faps[0]
@@ -83,7 +85,8 @@ def test_nat_rebinding_shows_up_in_registry() -> None:
             assert topo.relay is not None
             new = await topo.relay.rebind((fap.config.local, topo.ports[1]))
             assert new != old
-            assert fap.check_liveness()  # an authenticated request from the new port
+            if trigger == "explicit":
+                assert fap.check_liveness()  # an authenticated request from the new port
 
             def moved() -> bool:
                 rows = topo.registry.by_identity(fap.config.identity)
@@ -335,5 +338,25 @@ def test_dual_stack_segw_serves_ipv4_and_ipv6_faps() -> None:
                 await f.stop()
             await gw.stop()
             reg.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("fap_secret", ["secret of fap 1", "the shared psk"])
+def test_per_peer_psk(fap_secret: str) -> None:
+    async def main() -> None:
+        topo = Topology(1, segw_options={"peers": {"fap-001.demo.ikecp": "secret of fap 1"}},
+                        fap_options={"psk": fap_secret, "reconnect": 30.0})
+        topo.psk = "the shared psk"  # what peers without their own entry use
+        try:
+            with contextlib.suppress(TimeoutError):
+                await topo.start(timeout=3.0)
+            status = topo.faps[0].status
+            if fap_secret == "secret of fap 1":
+                assert status.state == "established" and len(topo.registry) == 1
+            else:  # the peer has its own secret: the shared one must not work for it
+                assert status.state == "down" and len(topo.registry) == 0
+        finally:
+            await topo.stop()
 
     asyncio.run(main())

@@ -169,23 +169,26 @@ class _Driver:
         out = self.dispatcher.datagrams_to_send()
         if out:
             self.endpoint.send_batch(out)
-        if self.on_events is not None:
-            events = self.dispatcher.events()
-            if events:
-                self.on_events(events)
-                # The sink may have acted on SAs (delete, liveness): send that too.
-                more = self.dispatcher.datagrams_to_send()
-                if more:
-                    self.endpoint.send_batch(more)
+        events = self.dispatcher.events()  # drained even without a sink: bounded memory
+        if events and self.on_events is not None:
+            self.on_events(events)
+            # The sink may have acted on SAs (delete, liveness): send that too.
+            more = self.dispatcher.datagrams_to_send()
+            if more:
+                self.endpoint.send_batch(more)
 
 
 class AsyncioDriver(_Driver):
     """Runs a dispatcher on the running asyncio loop until ``close()``."""
 
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for key, sock in self.endpoint.sockets():
             self._loop.add_reader(sock.fileno(), self._on_readable, key)
         self.flush()
@@ -199,13 +202,13 @@ class AsyncioDriver(_Driver):
 
     def flush(self) -> None:
         super().flush()
-        if hasattr(self, "_loop"):
+        if self._loop is not None:
             self._rearm()
 
     def _rearm(self) -> None:
         """One loop timer for the whole heap: at the dispatcher's earliest deadline."""
         when = self.dispatcher.next_timer()
-        if when == self._timer_at:
+        if when == self._timer_at or self._loop is None:
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -225,11 +228,12 @@ class AsyncioDriver(_Driver):
         self._rearm()
 
     def close(self) -> None:
-        if hasattr(self, "_loop"):
+        if self._loop is not None:
             for _, sock in self.endpoint.sockets():
                 self._loop.remove_reader(sock.fileno())
             if self._timer is not None:
                 self._timer.cancel()
+            self._loop = None
         self.endpoint.close()
 
 

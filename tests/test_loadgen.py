@@ -207,3 +207,10 @@ def test_duration_stops_a_long_run_against_a_live_responder(segw):
     assert time.monotonic() - start < 0.5 + cfg.timeout
     assert res.stopped_by == "duration" and 10 <= res.started <= 25
     assert res.established == res.started and not res.failures
+
+
+def test_invalid_configs_are_refused():
+    for bad in ({"count": 0}, {"window": 0}, {"rate": -1.0}, {"workers": 0},
+                {"auth": "eap"}, {"auth": "cert"}, {"nat": True, "target": "198.51.100.10"}):
+        with pytest.raises(ValueError):
+            LoadConfig(**bad)

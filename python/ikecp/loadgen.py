@@ -102,7 +102,7 @@ class LoadConfig:
     esp_proposal: str = "aes256gcm16"
     #: Source address, or a network whose hosts the FAPs use in turn (e.g. 127.1.0.0/16).
     source: str = "127.0.0.1"
-    #: Put every FAP behind the userspace NAPT (``ikecp.net.relay``).
+    #: Put every FAP behind the userspace NAPT (``ikecp.net.relay``, on 127.0.0.1).
     nat: bool = False
     #: Send a fake NAT-D so both sides float to the NAT-T port and encapsulate.
     force_encap: bool = False
@@ -137,6 +137,8 @@ class LoadConfig:
             raise ValueError("workers and faps must be positive")
         if self.auth not in ("psk", "cert"):
             raise ValueError("auth must be 'psk' or 'cert'")
+        if self.nat and not ipaddress.ip_address(self.target).is_loopback:
+            raise ValueError("nat: the userspace NAPT runs on loopback, so the target must too")
         if self.auth == "cert" and self.ca is None:
             raise ValueError("cert auth needs a CertAuthority in LoadConfig.ca")
         for name in ("id_template", "remote_id"):

@@ -619,8 +619,9 @@ class Worker:
     def _close(self, fap: _Fap) -> None:
         if self._active.pop(id(fap), None) is None:
             return
+        host = fap.sa.local[0]  # the address every socket of this FAP is bound to
         for sock in fap.socks.values():
-            free = self._pool.setdefault(sock.getsockname()[0], [])
+            free = self._pool.setdefault(host, [])
             if len(free) < _POOL_MAX:
                 self._sel.get_key(sock).data[:] = (None, 0)
                 free.append(sock)

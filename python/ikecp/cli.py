@@ -2,7 +2,8 @@
 
 ``ikecp info`` / ``decode`` inspect; ``segw`` and ``fap`` run the two roles from a TOML
 config; ``bindings`` queries a running (or stopped) SeGW's binding database; ``demo`` runs a
-SeGW, a userspace NAPT and a few FAPs on loopback and checks the NAT-info answers.
+SeGW, a userspace NAPT and a few FAPs on loopback and checks the NAT-info answers;
+``loadgen`` (``loadgen_cli``) simulates many FAPs against a responder.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 
-from . import BACKEND_NAME, __version__, backend
+from . import BACKEND_NAME, __version__, backend, loadgen_cli
 from .errors import ParseError
 from .framing import Kind, classify
 
@@ -263,8 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="seconds to wait for every SA (default 15)")
     dm.add_argument("--bindings", metavar="FILE",
                     help="keep the binding database here (default: a temporary file)")
-
+    loadgen_cli.register(sub)
     args = parser.parse_args(argv)
+    if args.command == "loadgen":
+        return loadgen_cli.main(args)
     if args.command == "info":
         print(f"ikecp {__version__}, backend: {BACKEND_NAME}")
         return 0

@@ -1,0 +1,505 @@
+"""Handshake rate, CPU per handshake and memory per SA: the ikecp SeGW against strongSwan's
+charon, driven by the same ikecp load generator in one run.
+
+Run (as root, release build of the extension): ``python benches/handshake_rate.py`` or
+``python benches/handshake_rate.py --quick`` (about a minute). Without root or strongSwan it
+measures what it can (ikecp on loopback) and says what it skipped.
+
+Topology (``ikecp.testing.netns``): the load generator in the fap namespace behind the kernel
+NAPT, the responder in the segw namespace on 198.51.100.10:500/4500, so NAT-T is real and
+every responder sees the same traffic. Responders: ``ikecp segw`` (the real SeGW process:
+asyncio driver, binding registry in SQLite), the bare ``Dispatcher`` on a selector loop
+(``ikecp.testing.responder``: what the SeGW costs without its registry and asyncio), and
+strongSwan's charon. Per suite and target it reports
+handshakes/s end to end (IKE_SA_INIT + IKE_AUTH with CP and the first CHILD_SA), responder CPU
+µs per handshake (/proc/<pid>/stat of the responder process), initiator CPU µs per handshake
+(getrusage of the load generator's thread), the crypto floor measured in the same run (the DH,
+prf+, AEAD and hash calls one side cannot avoid) and efficiency = floor / responder CPU.
+Then the SeGW scale: N SAs established with in-memory engines, resident memory per SA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ikecp import BACKEND_NAME, _backend, dh, sk
+from ikecp.const import AuthMethod, EncrId
+from ikecp.cp import AddressPool, CpRegistry, NatInfoHandler, NatInfoProvider, PoolProvider
+from ikecp.engine import IkeProposal, IkeSa, PskAuthenticator, Settings
+from ikecp.engine.events import ChildSaEstablished
+from ikecp.loadgen import DEFAULT_PSK, LoadConfig, Worker, identity, run
+from ikecp.loadgen_report import summarize
+from ikecp.message import Message, Nonce
+from ikecp.testing import netns, strongswan
+from ikecp.testing.responder import serve_in_process
+
+SEGW_ID = "segw.lab.example"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    ike: str
+    auth: str  # "psk" or "cert"
+    group: int
+
+
+SUITES = {
+    "x25519-psk": Suite("X25519 + PSK + AES-GCM-256", "aes256gcm16-prfsha256-x25519", "psk",
+                        dh.CURVE25519),
+    "modp2048-psk": Suite("MODP-2048 + PSK + AES-GCM-256", "aes256gcm16-prfsha256-modp2048",
+                          "psk", dh.MODP_2048),
+    "x25519-ecdsa": Suite("X25519 + ECDSA P-256 certs + AES-GCM-256",
+                          "aes256gcm16-prfsha256-x25519", "cert", dh.CURVE25519),
+}
+
+
+# --- crypto floor ----------------------------------------------------------------------------
+
+
+def _per_call(fn: Any, rounds: int) -> float:
+    """CPU seconds per call of this thread: comparable with the CPU figures, and immune to
+    other processes taking the core (wall time is not, on a shared 2-core machine)."""
+    start = time.thread_time()
+    for _ in range(rounds):
+        fn()
+    return (time.thread_time() - start) / rounds
+
+
+def crypto_floor(suite: Suite, rounds: int = 200) -> dict[str, float]:
+    """Microseconds one responder spends per handshake in calls it cannot avoid: one DH key
+    pair and exchange, SKEYSEED + prf+ for the IKE keys, two SK ciphers keyed, one IKE_AUTH
+    request opened and one reply sealed (AEAD), 4 NAT-D hashes, the AUTH computation and its
+    check (signed octets + prf, or one signature and one verification), CHILD_SA keymat."""
+    b = _backend.backend
+    peer = dh.generate(suite.group)
+    nonce_i, nonce_r, spi_i, spi_r = os.urandom(32), os.urandom(32), os.urandom(8), os.urandom(8)
+    prf = 5  # PRF_HMAC_SHA2_256
+
+    def dh_side() -> bytes:
+        return dh.generate(suite.group).exchange(peer.public_bytes)
+
+    secret = dh_side()
+    seed = b.skeyseed(prf, nonce_i, nonce_r, secret)
+    keys = b.ike_keys(prf, seed, nonce_i, nonce_r, spi_i, spi_r, 36, 0)
+    c_in = b.SkCipher(EncrId.AES_GCM_16, keys[3], 0, b"")
+    c_out = b.SkCipher(EncrId.AES_GCM_16, keys[4], 0, b"")
+    msg = Message(spi_i, spi_r, 35, 0x08, 1, (Nonce(os.urandom(300)),))  # ~IKE_AUTH size
+    sealed = sk.seal_message(c_in, msg)
+    header, body = sealed[:28], os.urandom(300)
+    init_msg = os.urandom(450)
+    out: dict[str, float] = {
+        "dh": _per_call(dh_side, rounds // 4 if suite.group == dh.MODP_2048 else rounds),
+        "prf+": _per_call(lambda: b.ike_keys(prf, b.skeyseed(prf, nonce_i, nonce_r, secret),
+                                             nonce_i, nonce_r, spi_i, spi_r, 36, 0), rounds)
+        + _per_call(lambda: b.child_keymat(prf, keys[0], nonce_i, nonce_r, 72), rounds),
+        "aead": _per_call(lambda: (b.SkCipher(EncrId.AES_GCM_16, keys[3], 0, b""),
+                                   b.SkCipher(EncrId.AES_GCM_16, keys[4], 0, b""),
+                                   c_in.open(sealed), c_out.seal(header, 35, body)),
+                          rounds),
+        "hash": _per_call(lambda: [b.nat_detection_hash(spi_i, spi_r, bytes(4), 4500)
+                                   for _ in range(4)], rounds),
+    }
+    octets = b.signed_octets(prf, init_msg, nonce_r, keys[5], 3, b"fap-1@lab.example")
+    if suite.auth == "psk":
+        out["auth"] = _per_call(lambda: [b.psk_auth(prf, DEFAULT_PSK, b.signed_octets(
+            prf, init_msg, nonce_r, keys[5], 3, b"fap-1@lab.example")) for _ in range(2)],
+            rounds)
+    else:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        key = ec.generate_private_key(ec.SECP256R1())
+        sig = key.sign(octets, ec.ECDSA(hashes.SHA256()))
+        pub = key.public_key()
+        out["auth"] = _per_call(lambda: (key.sign(octets, ec.ECDSA(hashes.SHA256())),
+                                         pub.verify(sig, octets, ec.ECDSA(hashes.SHA256()))),
+                                rounds // 2)
+    floor = {k: round(v * 1e6, 1) for k, v in out.items()}
+    floor["total"] = round(sum(out.values()) * 1e6, 1)
+    return floor
+
+
+# --- the engine alone ------------------------------------------------------------------------
+
+
+def engine_cpu(suite: Suite, ca: Any, creds: Any, n: int) -> dict[str, float]:
+    """CPU µs per handshake and side with in-memory engines (no sockets, no dispatcher), the
+    same settings as the socket runs: what the engine costs before any I/O."""
+    worker = Worker(LoadConfig(count=n, auth=suite.auth, ca=ca, ike_proposal=suite.ike))
+    segw = ikecp_segw_settings(suite, creds)
+    spent = {"i": 0.0, "r": 0.0}
+
+    def timed(side: str, fn: Any, *args: Any) -> Any:
+        start = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            spent[side] += time.thread_time() - start
+
+    for k in range(n):
+        settings = worker.settings_for(k)  # certificate issuing is not handshake work
+        i = timed("i", IkeSa.initiator, settings, ("100.64.0.2", 500), ("198.51.100.10", 500))
+        r = timed("r", IkeSa.responder, segw, ("198.51.100.10", 500))
+        for _ in range(2):
+            for d in timed("i", i.datagrams_to_send, 0.0):
+                timed("r", r.receive_datagram, d.data, ("198.51.100.1", 1024 + k % 60000), 0.0,
+                      d.remote[1])
+            for d in timed("r", r.datagrams_to_send, 0.0):
+                timed("i", i.receive_datagram, d.data, ("198.51.100.10", d.local_port), 0.0,
+                      d.remote[1])
+        while timed("i", i.next_event) is not None:
+            pass
+        while timed("r", r.next_event) is not None:
+            pass
+        if not (i.established and r.established):
+            raise RuntimeError(f"in-memory handshake {k} failed")
+    return {"initiator_us": round(spent["i"] / n * 1e6, 1),
+            "responder_us": round(spent["r"] / n * 1e6, 1)}
+
+
+# --- the targets -------------------------------------------------------------------------
+
+
+def ikecp_segw_settings(suite: Suite, creds: Any) -> Settings:
+    reg = (CpRegistry().add_provider(NatInfoProvider())
+           .add_provider(PoolProvider(AddressPool("10.0.0.0/8"))))
+    kw: dict[str, Any] = {"auth": PskAuthenticator(DEFAULT_PSK)}
+    if suite.auth == "cert":
+        from ikecp import pki
+        from ikecp.engine.cert_auth import CertAuthenticator
+        trust = pki.TrustStore([creds.root])
+        kw = {"auth": CertAuthenticator(creds.credential, trust),
+              "peer_auth": CertAuthenticator(None, trust)}
+    return Settings(local_id=identity(SEGW_ID), cp=reg,
+                    ike_proposals=(IkeProposal.parse(suite.ike),), **kw)
+
+
+def _load(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, target: str,
+          **kw: Any) -> dict[str, Any]:
+    cfg = LoadConfig(target=target, count=args.count, window=args.window, duration=600,
+                     timeout=10, teardown=args.teardown, ike_proposal=suite.ike,
+                     auth=suite.auth, ca=ca, workers=1,
+                     source=netns.FAP_ADDR if topo else "127.0.0.1",
+                     nat_table=(lambda: _natt_mappings(topo)) if topo else None, **kw)
+    res = topo.call("fap", run, cfg, timeout=cfg.hard_stop + 30) if topo else run(cfg)
+    return summarize(cfg, res)
+
+
+def run_ikecp_segw(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, creds: Any,
+                   workdir: Path) -> dict[str, Any]:
+    """The real SeGW: ``ikecp segw --config`` (asyncio driver, binding registry in SQLite)
+    as its own process in the segw namespace."""
+    lines = [f'identity = "{SEGW_ID}"', f'listen = ["{netns.SEGW_ADDR}"]', "port = 500",
+             "natt_port = 4500", 'pool = "10.0.0.0/8"', f'proposals = ["{suite.ike}"]',
+             'esp_proposals = ["aes256gcm16"]', "dpd = 0",
+             f'bindings = "{workdir / "bindings.sqlite"}"']
+    if suite.auth == "psk":
+        lines.append(f'psk = "{DEFAULT_PSK.decode()}"')
+    else:
+        (workdir / "segw.pem").write_bytes(creds.cert_pem)
+        (workdir / "segw.key").write_bytes(creds.key_pem)
+        (workdir / "ca.pem").write_bytes(ca.cert_pem)
+        lines += [f'cert = "{workdir / "segw.pem"}"', f'key = "{workdir / "segw.key"}"',
+                  f'ca = ["{workdir / "ca.pem"}"]']
+    conf = workdir / "segw.toml"
+    conf.write_text("\n".join(lines) + "\n")
+    (workdir / "bindings.sqlite").unlink(missing_ok=True)
+    proc = topo.popen("segw", [sys.executable, "-m", "ikecp.cli", "segw", "--config", str(conf)],
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+        if "ports 500/4500" not in line:
+            raise RuntimeError(f"ikecp segw did not start: {line!r}")
+        cpu0 = _proc_cpu(proc.pid)
+        summary = _load(suite, args, topo, ca, netns.SEGW_ADDR)
+        _responder_cpu(summary, cpu0, _proc_cpu(proc.pid))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return summary
+
+
+def _natt_mappings(topo: Any) -> dict[tuple[str, int], tuple[str, int]]:
+    """The router's translations of flows to the SeGW's NAT-T port (conntrack): a FAP's
+    closed IKE-port socket may leave its port to a later FAP's NAT-T socket, so flows must be
+    told apart by destination, which ``NatTopology.nat_mappings`` does not do."""
+    out = {}
+    for line in topo.run_cmd("rtr", ["cat", "/proc/net/nf_conntrack"]).splitlines():
+        kv = [f.split("=", 1) for f in line.split() if "=" in f]
+        get = {k: [v for kk, v in kv if kk == k] for k in ("src", "sport", "dst", "dport")}
+        if " udp " in line and len(get["dport"]) >= 2 and get["dport"][0] == "4500":
+            out[(get["src"][0], int(get["sport"][0]))] = (get["dst"][1], int(get["dport"][1]))
+    return out
+
+
+def run_ikecp(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any,
+              creds: Any) -> dict[str, Any]:
+    host = netns.SEGW_ADDR if topo else "127.0.0.1"
+    settings = ikecp_segw_settings(suite, creds)
+    ports = {"port": 500, "natt_port": 4500} if topo else {}
+    with serve_in_process(settings, host, netns=topo.segw if topo else None, lifetime=600,
+                          **ports) as proc:
+        kw = {} if topo else {"port": proc.port, "natt_port": proc.natt_port,
+                              "force_encap": True}
+        cpu0 = _proc_cpu(proc.pid)
+        summary = _load(suite, args, topo, ca, host, **kw)
+        _responder_cpu(summary, cpu0, _proc_cpu(proc.pid))
+        summary["responder_rss_mb"] = round(proc.rss_bytes() / 2**20, 1)
+    return summary
+
+
+def run_strongswan(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any,
+                   creds: Any, workdir: Path) -> dict[str, Any]:
+    kw: dict[str, Any] = {"psk": DEFAULT_PSK.decode()}
+    if suite.auth == "cert":
+        (workdir / "segw.pem").write_bytes(creds.cert_pem)
+        (workdir / "segw.key").write_bytes(creds.key_pem)
+        (workdir / "ca.pem").write_bytes(ca.cert_pem)
+        kw = {"cert": workdir / "segw.pem", "key": workdir / "segw.key",
+              "cacert": workdir / "ca.pem"}
+    config = strongswan.CharonConfig(
+        role="responder", local_addrs=netns.SEGW_ADDR, local_id=SEGW_ID, remote_id="%any",
+        proposals=suite.ike, pools={"vip4": "10.0.0.0/8"},
+        children=(strongswan.Child(local_ts=("0.0.0.0/0",)),),
+        log_levels={"default": 0}, **kw)
+    with _BenchCharon(config, netns=topo.segw) as charon:
+        pid = charon._proc.pid  # type: ignore[union-attr]
+        cpu0 = _proc_cpu(pid)
+        extra = {"peer_auth_method": AuthMethod.ECDSA_SHA256_P256} if suite.auth == "cert" \
+            else {}
+        summary = _load(suite, args, topo, ca, netns.SEGW_ADDR, **extra)
+        _responder_cpu(summary, cpu0, _proc_cpu(pid))
+    return summary
+
+
+class _BenchCharon(strongswan.Charon):
+    """charon with its per-peer-IP DoS limits lifted: every simulated FAP comes from the one
+    public address of the NAPT, and charon by default drops IKE_SA_INIT beyond 5 half-open SAs
+    per IP (``block_threshold``) and asks for COOKIEs beyond 10 (``cookie_threshold``). The
+    ikecp responder has neither limit in this run, so this keeps the comparison equal. Its
+    IKE_SA table has one bucket by default (``ikesa_table_size = 1``), a linear search that
+    makes every handshake slower as SAs pile up; a SeGW under load tests gets a real one."""
+
+    def write_config(self) -> None:
+        super().write_config()
+        if self.config.key is not None:
+            # swanctl loads private keys from its own credential folder (SWANCTL_DIR/private).
+            (self.workdir / "private").mkdir(mode=0o700, exist_ok=True)
+            shutil.copy(self.config.key, self.workdir / "private" / "segw.key")
+            # We send no CERTREQ yet, and charon sends its certificate only when asked.
+            swanctl = self.workdir / "swanctl.conf"
+            swanctl.write_text(swanctl.read_text().replace(
+                "        version = 2\n", "        version = 2\n        send_cert = always\n", 1))
+        conf = self.workdir / "strongswan.conf"
+        conf.write_text(conf.read_text().replace(
+            "charon-systemd {\n",
+            "charon-systemd {\n    block_threshold = 1000000\n    cookie_threshold = 1000000\n"
+            "    init_limit_half_open = 0\n    ikesa_table_size = 65536\n"
+            "    ikesa_table_segments = 64\n", 1))
+
+
+    def _swanctl_env(self) -> dict[str, str]:
+        return {**super()._swanctl_env(), "SWANCTL_DIR": str(self.workdir)}
+
+
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, all threads, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _responder_cpu(summary: dict[str, Any], before: tuple[float, float],
+                   after: tuple[float, float]) -> None:
+    """System time matters here: the kernel's UDP, veth and NAPT work for the replies runs
+    in the responder's sendto."""
+    user, system = after[0] - before[0], after[1] - before[1]
+    summary["responder_cpu_seconds"] = round(user + system, 3)
+    summary["responder_sys_seconds"] = round(system, 3)
+
+
+# --- SeGW scale ------------------------------------------------------------------------------
+
+
+def _rss() -> int:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def memory_per_sa(n: int) -> dict[str, Any]:
+    """Establish ``n`` SAs with in-memory engines (initiator behind a simulated NAPT, NAT-T,
+    CP with inner IP + NAT-info, first CHILD_SA) and keep what a SeGW keeps: the responder
+    ``IkeSa`` by SPI and its CHILD_SA (the ``ChildSaEstablished`` keys)."""
+    proposal = (IkeProposal.parse("aes256gcm16-prfsha256-x25519"),)
+    segw = Settings(local_id=identity(SEGW_ID), auth=PskAuthenticator(DEFAULT_PSK),
+                    ike_proposals=proposal,
+                    cp=CpRegistry().add_provider(NatInfoProvider())
+                    .add_provider(PoolProvider(AddressPool("10.0.0.0/8"))))
+    fap = Settings(local_id=identity("fap-0@lab.example"), auth=PskAuthenticator(DEFAULT_PSK),
+                   ike_proposals=proposal, cp=CpRegistry().add_handler(NatInfoHandler()))
+    table: dict[bytes, tuple[IkeSa, ChildSaEstablished]] = {}
+    gc.collect()
+    before = _rss()
+    start = time.perf_counter()
+    for k in range(n):
+        i = IkeSa.initiator(replace(fap, local_id=identity(f"fap-{k}@lab.example")),
+                            ("100.64.0.2", 500), ("198.51.100.10", 500))
+        r = IkeSa.responder(segw, ("198.51.100.10", 500))
+        public = 1024 + k % 60000
+        for _ in range(2):
+            for d in i.datagrams_to_send(0.0):
+                r.receive_datagram(d.data, ("198.51.100.1", public), 0.0, d.remote[1])
+            for d in r.datagrams_to_send(0.0):
+                i.receive_datagram(d.data, ("198.51.100.10", d.local_port), 0.0, d.remote[1])
+        child = None
+        while (ev := r.next_event()) is not None:
+            if isinstance(ev, ChildSaEstablished):
+                child = ev
+        if not (r.established and child is not None):
+            raise RuntimeError(f"in-memory handshake {k} failed")
+        table[r.spi_r] = (r, child)
+    elapsed = time.perf_counter() - start
+    gc.collect()
+    grown = _rss() - before
+    return {"sas": len(table), "rss_delta_mb": round(grown / 2**20, 1),
+            "bytes_per_sa": round(grown / n), "in_memory_handshakes_per_s": round(n / elapsed)}
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    ap.add_argument("--count", type=int, help="handshakes per suite and target")
+    ap.add_argument("--window", type=int, default=64, help="outstanding handshakes")
+    ap.add_argument("--suites", default=",".join(SUITES),
+                    help="comma-separated (empty: only the memory scale)")
+    ap.add_argument("--scale", type=int, help="SAs for the memory measurement (0: skip)")
+    ap.add_argument("--teardown", action="store_true",
+                    help="DELETE each SA right after it is up (default: keep them all)")
+    ap.add_argument("--no-strongswan", action="store_true")
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args()
+    args.count = args.count or (500 if args.quick else 5000)
+    scale = args.scale if args.scale is not None else (10_000 if args.quick else 100_000)
+    notes: list[str] = []
+    use_ns = netns.probe() is None
+    if not use_ns:
+        notes.append(f"no namespaces ({netns.probe()}): ikecp on loopback only")
+    why_no_swan = "disabled" if args.no_strongswan else strongswan.probe()
+    if why_no_swan or not use_ns:
+        notes.append(f"strongSwan skipped: {why_no_swan or 'needs namespaces'}")
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}; backend {BACKEND_NAME}; {args.count} handshakes "
+          f"per run, window {args.window}", flush=True)
+    results: dict[str, Any] = {"notes": notes, "suites": {}}
+    from ikecp.testing.ca import CertAuthority
+    ca = CertAuthority("ikecp bench CA")
+    creds = ca.issue([SEGW_ID])
+    with tempfile.TemporaryDirectory(prefix="ikecp-bench-") as tmp:
+        topo = netns.NatTopology().create() if use_ns else None
+        try:
+            for key in filter(None, args.suites.split(",")):
+                suite = SUITES[key]
+                row: dict[str, Any] = {"floor_us": crypto_floor(suite)}
+                row["engine_us"] = engine_cpu(suite, ca, creds, 100 if args.quick else 300)
+                print(f"\n{suite.name}: crypto floor per side {row['floor_us']} us; in-memory "
+                      f"engine per handshake {row['engine_us']}", flush=True)
+                if topo is not None:
+                    row["ikecp-segw"] = run_ikecp_segw(suite, args, topo, ca, creds, Path(tmp))
+                    _print_target("ikecp segw", row["ikecp-segw"], row["floor_us"]["total"])
+                row["ikecp"] = run_ikecp(suite, args, topo, ca, creds)
+                _print_target("ikecp Dispatcher loop", row["ikecp"], row["floor_us"]["total"])
+                if not (why_no_swan or topo is None):
+                    try:
+                        row["strongswan"] = run_strongswan(suite, args, topo, ca, creds,
+                                                           Path(tmp))
+                        _print_target("strongSwan", row["strongswan"],
+                                      row["floor_us"]["total"])
+                    except Exception as exc:  # reported, the rest of the run goes on
+                        row["strongswan"] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+                        print(f"  strongSwan failed: {row['strongswan']['error'][:400]}")
+                results["suites"][key] = row
+        finally:
+            if topo is not None:
+                topo.destroy()
+    if scale:
+        results["scale"] = memory_per_sa(scale)
+        print(f"\nSeGW scale: {results['scale']}")
+    _print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _per_hs(summary: dict[str, Any], key: str) -> float | None:
+    ok = summary.get("established") or 0
+    return round(summary[key] / ok * 1e6, 1) if ok and key in summary else None
+
+
+def _print_target(name: str, s: dict[str, Any], floor: float) -> None:
+    r_us = _per_hs(s, "responder_cpu_seconds")
+    s["responder_cpu_us_per_handshake"] = r_us
+    s["efficiency"] = round(floor / r_us, 2) if r_us else None
+    sys_us = _per_hs(s, "responder_sys_seconds")
+    print(f"  {name}: {s['established']}/{s['started']} established, failures {s['failures']}, "
+          f"{s['rate_middle_80']} hs/s (middle 80 %), latency p50 {s['latency_ms']['p50']} ms "
+          f"p99 {s['latency_ms']['p99']} ms; responder {r_us} us CPU/hs ({sys_us} system), "
+          "initiator "
+          f"{s['cpu_us_per_handshake']} us CPU/hs; NAT-info {s['nat_info']['returned']} "
+          f"returned, {s['nat_info']['matched']} matched", flush=True)
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
+    x, y = a.get(key), b.get(key)
+    return round(x / y, 2) if x and y else None
+
+
+def _print_table(results: dict[str, Any]) -> None:
+    print("\n| suite | target | hs/s | responder µs CPU/hs | initiator µs CPU/hs | floor µs |"
+          " efficiency | engine alone µs (resp/init) |\n|---|---|---|---|---|---|---|---|")
+    for key, row in results["suites"].items():
+        for target in ("ikecp-segw", "ikecp", "strongswan"):
+            s = row.get(target)
+            if not s or "error" in s:
+                continue
+            eng = row["engine_us"]
+            engine = f"{eng['responder_us']} / {eng['initiator_us']}" if target == "ikecp" \
+                else ""
+            print(f"| {key} | {target} | {s['rate_middle_80']} | "
+                  f"{s['responder_cpu_us_per_handshake']} | {s['cpu_us_per_handshake']} | "
+                  f"{row['floor_us']['total']} | {s['efficiency']} | {engine} |")
+        a, b = row.get("ikecp-segw") or row.get("ikecp"), row.get("strongswan")
+        if a and b and "error" not in b:
+            ratios = [_ratio(a, b, k) for k in ("rate_middle_80", "responder_cpu_us_per_handshake",
+                                                "cpu_us_per_handshake")]
+            print(f"| {key} | ikecp/strongSwan | {ratios[0]} | {ratios[1]} | {ratios[2]} | | | |")
+    for note in results["notes"]:
+        print(f"note: {note}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -171,7 +171,6 @@ def test_source_addresses_from_a_loopback_range(segw):
 
 
 def test_plot_writes_a_png(segw, tmp_path):
-    pytest.importorskip("matplotlib")
     from ikecp.loadgen_report import plot
     cfg = LoadConfig(port=segw.port, natt_port=segw.natt_port, count=20, window=5,
                      duration=10, timeout=8)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from ikecp.net.relay import Impairment, NatRelay, Route, relay_in_thread
+from ikecp.testing.facility import require
 
 LO = "127.0.0.1"
 
@@ -269,12 +270,11 @@ def test_lifetime_stops_relay_by_itself(socks):
 
 
 def test_asyncio_api_and_ipv6(socks):
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6 on this host")
+    require(None if socket.has_ipv6 else "no IPv6 on this host")
     try:
         seg, fap = socks("::1", socket.AF_INET6), socks("::1", socket.AF_INET6)
     except OSError as exc:
-        pytest.skip(f"::1 unavailable: {exc}")
+        require(f"::1 unavailable: {exc}")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

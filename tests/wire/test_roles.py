@@ -14,6 +14,7 @@ from ikecp.bindings import BindingRegistry
 from ikecp.demo import Topology
 from ikecp.engine.events import LivenessConfirmed, SaDeleted
 from ikecp.gateway import Gateway
+from ikecp.testing.facility import require
 from test_udp import has_ipv6
 
 
@@ -308,8 +309,7 @@ def test_dual_stack_segw_serves_ipv4_and_ipv6_faps() -> None:
     from ikecp.config import FapConfig, SegwConfig
     from ikecp.femto import Femto
 
-    if not has_ipv6():
-        pytest.skip("no IPv6 loopback on this machine")
+    require(None if has_ipv6() else "no IPv6 loopback on this machine")
 
     async def main() -> None:
         reg = BindingRegistry()

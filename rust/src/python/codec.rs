@@ -553,7 +553,7 @@ fn payloads_from_py(c: &Classes, payloads: &Bound<'_, PyAny>) -> PyResult<Vec<Pa
         .collect()
 }
 
-fn encode_error(e: codec::EncodeError) -> PyErr {
+pub(crate) fn encode_error(e: codec::EncodeError) -> PyErr {
     PyValueError::new_err(e.0)
 }
 

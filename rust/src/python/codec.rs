@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::{intern, wrap_pyfunction};
 
 use crate::codec::{
@@ -19,30 +19,30 @@ use crate::codec::{
 /// The Python classes the codec builds, looked up once: `ikecp` is still importing when
 /// `_native` loads, so this cannot happen at module init.
 struct Classes {
-    message: Py<PyType>,
-    sa: Py<PyType>,
-    ke: Py<PyType>,
-    idi: Py<PyType>,
-    idr: Py<PyType>,
-    cert: Py<PyType>,
-    certreq: Py<PyType>,
-    auth: Py<PyType>,
-    nonce: Py<PyType>,
-    notify: Py<PyType>,
-    delete: Py<PyType>,
-    vendor_id: Py<PyType>,
-    tsi: Py<PyType>,
-    tsr: Py<PyType>,
-    sk: Py<PyType>,
-    skf: Py<PyType>,
-    cp: Py<PyType>,
-    eap: Py<PyType>,
-    unknown: Py<PyType>,
-    proposal: Py<PyType>,
-    transform: Py<PyType>,
-    transform_attribute: Py<PyType>,
-    traffic_selector: Py<PyType>,
-    config_attribute: Py<PyType>,
+    message: Class,
+    sa: Class,
+    ke: Class,
+    idi: Class,
+    idr: Class,
+    cert: Class,
+    certreq: Class,
+    auth: Class,
+    nonce: Class,
+    notify: Class,
+    delete: Class,
+    vendor_id: Class,
+    tsi: Class,
+    tsr: Class,
+    sk: Class,
+    skf: Class,
+    cp: Class,
+    eap: Class,
+    unknown: Class,
+    proposal: Class,
+    transform: Class,
+    transform_attribute: Class,
+    traffic_selector: Class,
+    config_attribute: Class,
     parse_error: Py<PyType>,
 }
 
@@ -51,8 +51,11 @@ static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
 fn classes(py: Python<'_>) -> PyResult<&'static Classes> {
     CLASSES.get_or_try_init(py, || {
         let m = py.import("ikecp.message")?;
-        let get = |name: &str| -> PyResult<Py<PyType>> {
-            Ok(m.getattr(name)?.cast_into::<PyType>()?.unbind())
+        let get = |name: &str| -> PyResult<Class> {
+            Ok(Class {
+                ty: m.getattr(name)?.cast_into::<PyType>()?.unbind(),
+                slots: PyOnceLock::new(),
+            })
         };
         let errors = py.import("ikecp.errors")?;
         Ok(Classes {
@@ -101,27 +104,123 @@ pub(crate) fn parse_error(py: Python<'_>, e: codec::ParseError) -> PyErr {
 
 // --- decoding: core types -> Python objects -------------------------------------------------
 
+/// One `ikecp.message` class and, once probed, where its fields live inside an instance.
+struct Class {
+    ty: Py<PyType>,
+    slots: PyOnceLock<Option<Slots>>,
+}
+
+/// Byte offsets of a slotted class's fields, in the order one `build!` site names them, with
+/// the (interned) names they were probed with: a call naming other fields takes the slow path.
+struct Slots {
+    names: Vec<usize>,
+    offsets: Vec<usize>,
+}
+
+/// Allocate an instance as `object.__new__` would: every slot NULL, nothing else run.
+fn alloc<'py>(py: Python<'py>, cls: &Class) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `cls.ty` is a live type object; PyType_GenericAlloc returns a new reference, or
+    // NULL with an exception set, which from_owned_ptr_or_err turns into Err.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_GenericAlloc(cls.ty.as_ptr().cast(), 0)) }
+}
+
+fn set_slow(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // SAFETY: all three pointers are live references for the duration of the call; the
+    // function returns -1 with an exception set on failure.
+    if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    Ok(())
+}
+
+/// Find where each named slot of `cls` sits: set a distinct marker object through the slot
+/// descriptors, then look for each marker's address among the instance's pointer-sized words.
+/// `None` (use `PyObject_GenericSetAttr` always) unless every marker is found exactly once.
+fn probe(py: Python<'_>, cls: &Class, names: &[&Bound<'_, PyString>]) -> Option<Slots> {
+    let size: usize = cls
+        .ty
+        .bind(py)
+        .getattr(intern!(py, "__basicsize__"))
+        .ok()?
+        .extract()
+        .ok()?;
+    let obj = alloc(py, cls).ok()?;
+    let markers: Vec<Bound<'_, PyAny>> =
+        names.iter().map(|_| PyList::empty(py).into_any()).collect();
+    for (name, marker) in names.iter().zip(&markers) {
+        set_slow(&obj, name, marker).ok()?;
+    }
+    let word = std::mem::size_of::<*mut ffi::PyObject>();
+    let header = std::mem::size_of::<ffi::PyObject>();
+    let base = obj.as_ptr().cast::<u8>();
+    let offsets = markers
+        .iter()
+        .map(|marker| {
+            let mut found = (header..size.saturating_sub(word - 1))
+                .step_by(word)
+                .filter(|&off| {
+                    // SAFETY: `off + word <= size`, the instance's allocated basic size, so the
+                    // read stays inside the object; read_unaligned needs no alignment.
+                    let p = unsafe { base.add(off).cast::<*mut ffi::PyObject>().read_unaligned() };
+                    p == marker.as_ptr()
+                });
+            match (found.next(), found.next()) {
+                (Some(off), None) => Some(off),
+                _ => None,
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Slots {
+        names: names.iter().map(|n| n.as_ptr() as usize).collect(),
+        offsets,
+    })
+}
+
 /// Build a frozen, slotted `ikecp.message` dataclass instance without running its generated
 /// `__init__` (which costs a Python frame per object): allocate it as `object.__new__` would
-/// and fill every field through the slot descriptors, as that `__init__` does. The classes
-/// have no `__post_init__`; every field is given, so the object equals one built by the
-/// constructor (the differential tests compare them).
+/// and fill every field, as that `__init__` does — straight into the slots whose offsets
+/// `probe` found, else through the slot descriptors. The classes have no `__post_init__`;
+/// every field is given, so the object equals one built by the constructor (the differential
+/// tests compare them).
 fn new_instance<'py>(
-    cls: &Py<PyType>,
+    cls: &Class,
     py: Python<'py>,
     fields: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
 ) -> PyResult<Bound<'py, PyAny>> {
-    // SAFETY: `cls` is a live type object; PyType_GenericAlloc returns a new reference, or
-    // NULL with an exception set, which from_owned_ptr_or_err turns into Err.
-    let obj = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyType_GenericAlloc(cls.bind(py).as_type_ptr(), 0))?
-    };
-    for (name, value) in fields {
-        // SAFETY: all three pointers are live references for the duration of the call; the
-        // function returns -1 with an exception set on failure.
-        if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) } < 0
-        {
-            return Err(PyErr::fetch(py));
+    let obj = alloc(py, cls)?;
+    let slots = cls.slots.get_or_init(py, || {
+        let names: Vec<_> = fields.iter().map(|(n, _)| *n).collect();
+        probe(py, cls, &names)
+    });
+    let fast = slots.as_ref().filter(|s| {
+        s.names.len() == fields.len()
+            && s.names
+                .iter()
+                .zip(fields)
+                .all(|(n, (name, _))| *n == name.as_ptr() as usize)
+    });
+    match fast {
+        Some(s) => {
+            let base = obj.as_ptr().cast::<u8>();
+            for (off, (_, value)) in s.offsets.iter().zip(fields) {
+                // SAFETY: `probe` found this slot at `off` inside the instance, and a fresh
+                // instance holds NULL there; the slot takes over the new reference, as the
+                // slot descriptor's setter would.
+                unsafe {
+                    base.add(*off)
+                        .cast::<*mut ffi::PyObject>()
+                        .write_unaligned(value.clone().into_ptr());
+                }
+            }
+        }
+        None => {
+            for (name, value) in fields {
+                set_slow(&obj, name, value)?;
+            }
         }
     }
     Ok(obj)
@@ -438,7 +537,7 @@ fn selectors_from_py(p: &Bound<'_, PyAny>) -> PyResult<Vec<TrafficSelector<'stat
 fn payload_from_py(c: &Classes, p: &Bound<'_, PyAny>) -> PyResult<Payload<'static>> {
     let py = p.py();
     let ty = p.get_type();
-    let is = |cls: &Py<PyType>| ty.as_ptr() == cls.as_ptr();
+    let is = |cls: &Class| ty.as_ptr() == cls.ty.as_ptr();
     let data = || bytes_of(p, intern!(py, "data"));
     let body = if is(&c.sa) {
         let proposals = items(p, intern!(py, "proposals"))?

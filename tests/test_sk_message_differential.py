@@ -104,3 +104,14 @@ def test_seal_bad_iv_agree():
     msg = auth_request((Nonce(b"n" * 16),))
     result = same_outcome("seal_message", KEYS[0], msg, iv=bytes(3))
     assert result[0] == "CryptoError"
+
+
+def test_fields_read_as_they_are_now():
+    """The native codec reads fields straight from their slots: a value swapped in after
+    construction (``object.__setattr__`` gets past ``frozen``) must be the one encoded, and
+    decoded objects must hold their values where the class's own descriptors look."""
+    nonce = Nonce(b"old")
+    object.__setattr__(nonce, "data", b"new")
+    assert NATIVE.encode_payloads((nonce,)) == PY.encode_payloads((Nonce(b"new"),))
+    decoded = NATIVE.decode_payloads(*PY.encode_payloads((Nonce(b"n" * 16),)))
+    assert decoded[0].data == b"n" * 16 and decoded[0].critical is False

@@ -46,15 +46,50 @@ struct Classes {
     parse_error: Py<PyType>,
 }
 
+impl Classes {
+    /// The class whose type object is `ty`, the most numerous objects first.
+    fn of(&self, ty: *mut ffi::PyTypeObject) -> Option<&Class> {
+        [
+            &self.transform_attribute,
+            &self.transform,
+            &self.traffic_selector,
+            &self.config_attribute,
+            &self.proposal,
+            &self.message,
+            &self.sa,
+            &self.ke,
+            &self.idi,
+            &self.idr,
+            &self.cert,
+            &self.certreq,
+            &self.auth,
+            &self.nonce,
+            &self.notify,
+            &self.delete,
+            &self.vendor_id,
+            &self.tsi,
+            &self.tsr,
+            &self.sk,
+            &self.skf,
+            &self.cp,
+            &self.eap,
+            &self.unknown,
+        ]
+        .into_iter()
+        .find(|c| c.ty.as_ptr().cast() == ty)
+    }
+}
+
 static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
 
 fn classes(py: Python<'_>) -> PyResult<&'static Classes> {
     CLASSES.get_or_try_init(py, || {
         let m = py.import("ikecp.message")?;
         let get = |name: &str| -> PyResult<Class> {
+            let ty = m.getattr(name)?.cast_into::<PyType>()?;
             Ok(Class {
-                ty: m.getattr(name)?.cast_into::<PyType>()?.unbind(),
-                slots: PyOnceLock::new(),
+                slots: probe(&ty),
+                ty: ty.unbind(),
             })
         };
         let errors = py.import("ikecp.errors")?;
@@ -104,24 +139,34 @@ pub(crate) fn parse_error(py: Python<'_>, e: codec::ParseError) -> PyErr {
 
 // --- decoding: core types -> Python objects -------------------------------------------------
 
-/// One `ikecp.message` class and, once probed, where its fields live inside an instance.
+/// One `ikecp.message` class and, if probing worked, where its fields live in an instance.
 struct Class {
     ty: Py<PyType>,
-    slots: PyOnceLock<Option<Slots>>,
+    slots: Option<Slots>,
 }
 
-/// Byte offsets of a slotted class's fields, in the order one `build!` site names them, with
-/// the (interned) names they were probed with: a call naming other fields takes the slow path.
+/// Byte offsets of a slotted dataclass's fields inside an instance, by (interned) field name.
 struct Slots {
-    names: Vec<usize>,
+    names: Vec<Py<PyString>>,
     offsets: Vec<usize>,
 }
 
+impl Slots {
+    /// Interned names compare by address, as the type's attribute lookup does first.
+    fn offset(&self, name: &Bound<'_, PyString>) -> Option<usize> {
+        let i = self
+            .names
+            .iter()
+            .position(|n| n.as_ptr() == name.as_ptr())?;
+        self.offsets.get(i).copied()
+    }
+}
+
 /// Allocate an instance as `object.__new__` would: every slot NULL, nothing else run.
-fn alloc<'py>(py: Python<'py>, cls: &Class) -> PyResult<Bound<'py, PyAny>> {
-    // SAFETY: `cls.ty` is a live type object; PyType_GenericAlloc returns a new reference, or
+fn alloc<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `ty` is a live type object; PyType_GenericAlloc returns a new reference, or
     // NULL with an exception set, which from_owned_ptr_or_err turns into Err.
-    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_GenericAlloc(cls.ty.as_ptr().cast(), 0)) }
+    unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyType_GenericAlloc(ty.as_type_ptr(), 0)) }
 }
 
 fn set_slow(
@@ -137,18 +182,28 @@ fn set_slow(
     Ok(())
 }
 
-/// Find where each named slot of `cls` sits: set a distinct marker object through the slot
+/// Find where each dataclass field of `ty` sits: set a distinct marker object through the slot
 /// descriptors, then look for each marker's address among the instance's pointer-sized words.
-/// `None` (use `PyObject_GenericSetAttr` always) unless every marker is found exactly once.
-fn probe(py: Python<'_>, cls: &Class, names: &[&Bound<'_, PyString>]) -> Option<Slots> {
-    let size: usize = cls
-        .ty
-        .bind(py)
+/// `None` (always go through the descriptors) unless every marker is found exactly once.
+fn probe(ty: &Bound<'_, PyType>) -> Option<Slots> {
+    let py = ty.py();
+    let size: usize = ty
         .getattr(intern!(py, "__basicsize__"))
         .ok()?
         .extract()
         .ok()?;
-    let obj = alloc(py, cls).ok()?;
+    let fields = ty.getattr(intern!(py, "__dataclass_fields__")).ok()?;
+    let names = fields
+        .try_iter()
+        .ok()?
+        .map(|k| {
+            Some(PyString::intern(
+                py,
+                k.ok()?.cast::<PyString>().ok()?.to_str().ok()?,
+            ))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let obj = alloc(ty).ok()?;
     let markers: Vec<Bound<'_, PyAny>> =
         names.iter().map(|_| PyList::empty(py).into_any()).collect();
     for (name, marker) in names.iter().zip(&markers) {
@@ -175,52 +230,35 @@ fn probe(py: Python<'_>, cls: &Class, names: &[&Bound<'_, PyString>]) -> Option<
         })
         .collect::<Option<Vec<_>>>()?;
     Some(Slots {
-        names: names.iter().map(|n| n.as_ptr() as usize).collect(),
+        names: names.into_iter().map(Bound::unbind).collect(),
         offsets,
     })
 }
 
 /// Build a frozen, slotted `ikecp.message` dataclass instance without running its generated
 /// `__init__` (which costs a Python frame per object): allocate it as `object.__new__` would
-/// and fill every field, as that `__init__` does — straight into the slots whose offsets
-/// `probe` found, else through the slot descriptors. The classes have no `__post_init__`;
-/// every field is given, so the object equals one built by the constructor (the differential
-/// tests compare them).
+/// and fill every field, as that `__init__` does — straight into the slots `probe` located,
+/// else through the slot descriptors. The classes have no `__post_init__`; every field is
+/// given, so the object equals one built by the constructor (the differential tests compare
+/// them).
 fn new_instance<'py>(
     cls: &Class,
     py: Python<'py>,
     fields: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
 ) -> PyResult<Bound<'py, PyAny>> {
-    let obj = alloc(py, cls)?;
-    let slots = cls.slots.get_or_init(py, || {
-        let names: Vec<_> = fields.iter().map(|(n, _)| *n).collect();
-        probe(py, cls, &names)
-    });
-    let fast = slots.as_ref().filter(|s| {
-        s.names.len() == fields.len()
-            && s.names
-                .iter()
-                .zip(fields)
-                .all(|(n, (name, _))| *n == name.as_ptr() as usize)
-    });
-    match fast {
-        Some(s) => {
-            let base = obj.as_ptr().cast::<u8>();
-            for (off, (_, value)) in s.offsets.iter().zip(fields) {
-                // SAFETY: `probe` found this slot at `off` inside the instance, and a fresh
-                // instance holds NULL there; the slot takes over the new reference, as the
-                // slot descriptor's setter would.
-                unsafe {
-                    base.add(*off)
-                        .cast::<*mut ffi::PyObject>()
-                        .write_unaligned(value.clone().into_ptr());
-                }
-            }
-        }
-        None => {
-            for (name, value) in fields {
-                set_slow(&obj, name, value)?;
-            }
+    let obj = alloc(cls.ty.bind(py))?;
+    let base = obj.as_ptr().cast::<u8>();
+    for (name, value) in fields {
+        match cls.slots.as_ref().and_then(|s| s.offset(name)) {
+            // SAFETY: `probe` found this field's slot at `off` inside every instance of the
+            // class, and a fresh instance holds NULL there; the slot takes over the new
+            // reference, as the slot descriptor's setter would.
+            Some(off) => unsafe {
+                base.add(off)
+                    .cast::<*mut ffi::PyObject>()
+                    .write_unaligned(value.clone().into_ptr());
+            },
+            None => set_slow(&obj, name, value)?,
         }
     }
     Ok(obj)
@@ -417,10 +455,34 @@ pub(crate) fn decode_payloads_py<'py>(
 
 // --- encoding: Python objects -> core types -------------------------------------------------
 
+/// `obj.attr`, read straight from its slot when `obj` is exactly one of the probed classes.
+fn field<'py>(obj: &Bound<'py, PyAny>, attr: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let off = classes(py)?
+        .of(obj.get_type_ptr())
+        .and_then(|c| c.slots.as_ref()?.offset(attr));
+    if let Some(off) = off {
+        // SAFETY: `obj`'s type is exactly the class `probe` located this field in, so the
+        // pointer-sized read at `off` stays inside the instance.
+        let p = unsafe {
+            obj.as_ptr()
+                .cast::<u8>()
+                .add(off)
+                .cast::<*mut ffi::PyObject>()
+                .read_unaligned()
+        };
+        if !p.is_null() {
+            // SAFETY: a non-NULL slot holds a live object; Bound takes a new reference to it.
+            return Ok(unsafe { Bound::from_borrowed_ptr(py, p) });
+        }
+    }
+    obj.getattr(attr)
+}
+
 /// Read an unsigned int attribute; `TypeError` if it is not an int, `ValueError` if it
 /// does not fit in `max`.
 fn uint(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>, max: u64) -> PyResult<u64> {
-    let value = obj.getattr(attr)?;
+    let value = field(obj, attr)?;
     let out_of_range = || {
         PyValueError::new_err(format!(
             "{}.{attr} must be an int in 0..{max}",
@@ -456,7 +518,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 fn bytes_value(
     owner: &Bound<'_, PyAny>,
-    what: &str,
+    what: &dyn std::fmt::Display,
     v: &Bound<'_, PyAny>,
 ) -> PyResult<Bytes<'static>> {
     match v.cast::<PyBytes>() {
@@ -469,21 +531,21 @@ fn bytes_value(
 }
 
 fn bytes_of(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<Bytes<'static>> {
-    bytes_value(obj, &attr.to_string(), &obj.getattr(attr)?)
+    bytes_value(obj, attr, &field(obj, attr)?)
 }
 
 fn items<'py>(
     obj: &Bound<'py, PyAny>,
     attr: &Bound<'py, PyString>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    obj.getattr(attr)?.try_iter()?.collect()
+    field(obj, attr)?.try_iter()?.collect()
 }
 
 fn attribute_from_py(a: &Bound<'_, PyAny>) -> PyResult<TransformAttribute<'static>> {
     let py = a.py();
-    let v = a.getattr(intern!(py, "value"))?;
+    let v = field(a, intern!(py, "value"))?;
     let value = if v.is_instance_of::<PyBytes>() {
-        AttrValue::Tlv(bytes_value(a, "value", &v)?)
+        AttrValue::Tlv(bytes_value(a, &"value", &v)?)
     } else if v.is_instance_of::<PyInt>() {
         AttrValue::Tv(u16_of(a, intern!(py, "value"))?)
     } else {
@@ -587,7 +649,7 @@ fn payload_from_py(c: &Classes, p: &Bound<'_, PyAny>) -> PyResult<Payload<'stati
     } else if is(&c.delete) {
         let spis = items(p, intern!(py, "spis"))?
             .iter()
-            .map(|s| bytes_value(p, "spis", s))
+            .map(|s| bytes_value(p, &"spis", s))
             .collect::<PyResult<_>>()?;
         Body::Delete {
             protocol_id: u8_of(p, intern!(py, "protocol_id"))?,
@@ -640,7 +702,7 @@ fn payload_from_py(c: &Classes, p: &Bound<'_, PyAny>) -> PyResult<Payload<'stati
         )));
     };
     Ok(Payload {
-        critical: p.getattr(intern!(py, "critical"))?.is_truthy()?,
+        critical: field(p, intern!(py, "critical"))?.is_truthy()?,
         body,
     })
 }
@@ -664,7 +726,7 @@ pub(crate) fn encode_payloads_py(payloads: &Bound<'_, PyAny>) -> PyResult<(u8, V
 }
 
 fn spi_of(msg: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<[u8; 8]> {
-    let v = msg.getattr(attr)?;
+    let v = field(msg, attr)?;
     let b = v
         .cast::<PyBytes>()
         .map_err(|_| PyTypeError::new_err("Message.spi_i/spi_r must be bytes"))?;
@@ -680,7 +742,7 @@ pub(crate) fn message_from_py(msg: &Bound<'_, PyAny>) -> PyResult<Message<'stati
     Ok(Message {
         spi_i: spi_of(msg, intern!(py, "spi_i"))?,
         spi_r: spi_of(msg, intern!(py, "spi_r"))?,
-        payloads: payloads_from_py(c, &msg.getattr(intern!(py, "payloads"))?)?,
+        payloads: payloads_from_py(c, &field(msg, intern!(py, "payloads"))?)?,
         exchange: u8_of(msg, intern!(py, "exchange"))?,
         flags: u8_of(msg, intern!(py, "flags"))?,
         message_id: u32::try_from(uint(msg, intern!(py, "message_id"), 0xFFFF_FFFF)?)

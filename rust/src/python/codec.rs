@@ -271,13 +271,26 @@ macro_rules! build {
     };
 }
 
+/// A tuple filled in place as its items are built (no intermediate Vec of objects).
 fn tuple_of<'py, T>(
     py: Python<'py>,
     items: &[T],
     f: impl Fn(&T) -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let objs = items.iter().map(f).collect::<PyResult<Vec<_>>>()?;
-    PyTuple::new(py, objs)
+    let len = ffi::Py_ssize_t::try_from(items.len())
+        .map_err(|_| PyOverflowError::new_err("too many items"))?;
+    // SAFETY: PyTuple_New returns a new reference or NULL with an exception set. Until every
+    // item is stored the tuple holds NULLs, which its deallocator and the GC's traversal
+    // skip (the usual C-API way to fill a tuple).
+    let tuple = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(len))? };
+    for (i, item) in (0..len).zip(items) {
+        let obj = f(item)?;
+        // SAFETY: `i < len`; PyTuple_SetItem steals the new reference into a fresh tuple.
+        if unsafe { ffi::PyTuple_SetItem(tuple.as_ptr(), i, obj.into_ptr()) } < 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    Ok(tuple.cast_into::<PyTuple>()?)
 }
 
 fn proposal_to_py<'py>(

@@ -192,14 +192,19 @@ fn probe(ty: &Bound<'_, PyType>) -> Option<Slots> {
         .ok()?
         .extract()
         .ok()?;
-    let fields = ty.getattr(intern!(py, "__dataclass_fields__")).ok()?;
+    // dataclasses.fields: the instance fields only, not ClassVar pseudo-fields.
+    let fields = py
+        .import("dataclasses")
+        .and_then(|m| m.getattr(intern!(py, "fields"))?.call1((ty,)))
+        .ok()?;
     let names = fields
         .try_iter()
         .ok()?
-        .map(|k| {
+        .map(|f| {
+            let name = f.ok()?.getattr(intern!(py, "name")).ok()?;
             Some(PyString::intern(
                 py,
-                k.ok()?.cast::<PyString>().ok()?.to_str().ok()?,
+                name.cast::<PyString>().ok()?.to_str().ok()?,
             ))
         })
         .collect::<Option<Vec<_>>>()?;

@@ -152,12 +152,19 @@ struct Slots {
 }
 
 impl Slots {
-    /// Interned names compare by address, as the type's attribute lookup does first.
-    fn offset(&self, name: &Bound<'_, PyString>) -> Option<usize> {
-        let i = self
-            .names
-            .iter()
-            .position(|n| n.as_ptr() == name.as_ptr())?;
+    /// Interned names compare by address, as the type's attribute lookup does first; `hint`
+    /// is where the name usually sits (build sites name fields in declaration order).
+    fn offset(&self, name: &Bound<'_, PyString>, hint: usize) -> Option<usize> {
+        let at = |i: usize| {
+            self.names
+                .get(i)
+                .is_some_and(|n| n.as_ptr() == name.as_ptr())
+        };
+        let i = if at(hint) {
+            hint
+        } else {
+            (0..self.names.len()).find(|&i| at(i))?
+        };
         self.offsets.get(i).copied()
     }
 }
@@ -249,21 +256,21 @@ fn probe(ty: &Bound<'_, PyType>) -> Option<Slots> {
 fn new_instance<'py>(
     cls: &Class,
     py: Python<'py>,
-    fields: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
+    fields: impl IntoIterator<Item = (&'py Bound<'py, PyString>, Bound<'py, PyAny>)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let obj = alloc(cls.ty.bind(py))?;
     let base = obj.as_ptr().cast::<u8>();
-    for (name, value) in fields {
-        match cls.slots.as_ref().and_then(|s| s.offset(name)) {
+    for (i, (name, value)) in fields.into_iter().enumerate() {
+        match cls.slots.as_ref().and_then(|s| s.offset(name, i)) {
             // SAFETY: `probe` found this field's slot at `off` inside every instance of the
             // class, and a fresh instance holds NULL there; the slot takes over the new
             // reference, as the slot descriptor's setter would.
             Some(off) => unsafe {
                 base.add(off)
                     .cast::<*mut ffi::PyObject>()
-                    .write_unaligned(value.clone().into_ptr());
+                    .write_unaligned(value.into_ptr());
             },
-            None => set_slow(&obj, name, value)?,
+            None => set_slow(&obj, name, &value)?,
         }
     }
     Ok(obj)
@@ -272,7 +279,7 @@ fn new_instance<'py>(
 /// `build!(py, class, {"field" => value, ...})`: a message object from its fields.
 macro_rules! build {
     ($py:expr, $cls:expr, { $($name:literal => $value:expr),* $(,)? }) => {
-        new_instance($cls, $py, &[$((intern!($py, $name), $value.into_bound_py_any($py)?)),*])
+        new_instance($cls, $py, [$((intern!($py, $name), $value.into_bound_py_any($py)?)),*])
     };
 }
 
@@ -478,7 +485,7 @@ fn field<'py>(obj: &Bound<'py, PyAny>, attr: &Bound<'py, PyString>) -> PyResult<
     let py = obj.py();
     let off = classes(py)?
         .of(obj.get_type_ptr())
-        .and_then(|c| c.slots.as_ref()?.offset(attr));
+        .and_then(|c| c.slots.as_ref()?.offset(attr, 0));
     if let Some(off) = off {
         // SAFETY: `obj`'s type is exactly the class `probe` located this field in, so the
         // pointer-sized read at `off` stays inside the instance.

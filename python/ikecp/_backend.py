@@ -21,7 +21,7 @@ IKE_KEY_NAMES = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
 class SkCipherLike(Protocol):
     """One direction's keyed SK payload protection (RFC 7296 §3.14, RFC 5282, RFC 7634).
 
-    Whole-message helpers that compose it with the codec live in ``ikecp.sk``.
+    ``Backend.seal_message`` / ``open_message`` compose it with the codec.
     """
 
     iv_size: int
@@ -75,6 +75,10 @@ class Backend(Protocol):
     SkCipher: type[SkCipherLike]
     # batched UDP I/O: BatchSocket(host, port) binds a new socket (native: Linux only)
     BatchSocket: type[BatchSocketLike]
+    # whole messages: the codec and an SkCipher in one call
+    def seal_message(self, cipher: SkCipherLike, msg: Message, *,
+                     iv: bytes | None = None) -> bytes: ...
+    def open_message(self, cipher: SkCipherLike, data: bytes) -> Message: ...
 
 
 def load(name: str | None = None) -> ModuleType:

@@ -3,6 +3,7 @@
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, final
 
+from ._backend import SkCipherLike
 from .message import Message, Payload
 
 __all__ = [
@@ -15,10 +16,12 @@ __all__ = [
     "encode_payloads",
     "ike_keys",
     "nat_detection_hash",
+    "open_message",
     "prf",
     "prf_plus",
     "psk_auth",
     "rekey_skeyseed",
+    "seal_message",
     "signed_octets",
     "skeyseed",
 ]
@@ -92,3 +95,6 @@ class BatchSocket:
         self, max_datagrams: int, timeout: float | None = None
     ) -> list[tuple[bytes, tuple[str, int]]]: ...
     def send_batch(self, datagrams: Iterable[tuple[bytes, tuple[str, int]]]) -> int: ...
+# whole messages: codec + SkCipher in one call
+def seal_message(cipher: SkCipherLike, msg: Message, *, iv: bytes | None = None) -> bytes: ...
+def open_message(cipher: SkCipherLike, data: bytes) -> Message: ...

@@ -17,6 +17,7 @@ from .crypto import (
     skeyseed,
 )
 from .io import BatchSocket
+from .sk import open_message, seal_message
 
 __all__ = [
     "BatchSocket",
@@ -28,10 +29,12 @@ __all__ = [
     "encode_payloads",
     "ike_keys",
     "nat_detection_hash",
+    "open_message",
     "prf",
     "prf_plus",
     "psk_auth",
     "rekey_skeyseed",
+    "seal_message",
     "signed_octets",
     "skeyseed",
 ]

@@ -7,6 +7,7 @@ mod codec;
 mod crypto;
 #[cfg(target_os = "linux")]
 mod io;
+mod sk;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -14,5 +15,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crypto::register(m)?;
     #[cfg(target_os = "linux")]
     io::register(m)?;
+    sk::register(m)?;
     Ok(())
 }

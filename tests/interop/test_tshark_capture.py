@@ -1,7 +1,7 @@
 """ikecp FAP <-> ikecp SeGW through the kernel NAPT, captured and decoded by tshark (issue 4).
 
-dumpcap records the SeGW's link; tshark (Wireshark 4.0) decrypts the SK payloads with the IKE
-SA's keys given as an ``ikev2_decryption_table`` UAT line. Wireshark is an independent
+``capture.Capture`` records the SeGW's link; tshark (Wireshark 4.0) decrypts the SK payloads
+with the IKE SA's keys given as an ``ikev2_decryption_table`` UAT line. Wireshark is an independent
 implementation: every message must decode with no malformed packet or expert complaint, the
 integrity check must pass, and the decrypted CP payloads must show attribute type 23 with the
 6 octets of the translated address and port. Wireshark 4.0 labels type 23 "RESERVED TO IANA",
@@ -10,14 +10,7 @@ so the number and the bytes are checked, not the name.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +18,7 @@ from ikecp import keylog
 from ikecp.const import ConfigAttr
 from ikecp.cp import nat_info
 from ikecp.engine.events import ChildSaEstablished, PeerBinding, PublicAddressLearned, SaDeleted
-from ikecp.testing import netns
+from ikecp.testing import capture, netns
 from ikecp.testing.facility import require
 from ikecp_roles import role, wait_bindings
 from interop_peers import fap_settings, ikecp_loop
@@ -38,51 +31,20 @@ NAT_INFO = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
 
 def require_tools() -> None:
     require(netns.probe())
-    for tool in ("dumpcap", "tshark"):
-        if shutil.which(tool) is None:
-            require(f"{tool} missing (run .ci/install-peers.sh)")
+    require(capture.probe())
 
 
-@contextlib.contextmanager
-def capture(topo: netns.NatTopology, path: Path) -> Iterator[None]:
-    """dumpcap on the SeGW's link for the duration of the block.
+def decode(path: Path, uat: str, nat: dict[tuple[str, int], tuple[str, int]]) -> list[ET.Element]:
+    """tshark's PDML for every IKE frame of the capture, decrypted with ``uat``.
 
-    A marker datagram from the router to the SeGW's discard port, awaited in the file, proves
-    the capture is running before the block and has written everything after it.
+    The NAPT picks the router's source ports: the FAP's 500 becomes a port below 512, where
+    tshark has other dissectors (67 shows IKE_SA_INIT as BOOTP, and ``-Y isakmp`` then drops
+    it), so both translated ports are named.
     """
-    proc = topo.popen("segw", ["dumpcap", "-q", "-i", "eth0", "-f", "udp", "-w", str(path)],
-                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _sync(topo, path, proc, b"ikecp-capture-start")
-        yield
-        _sync(topo, path, proc, b"ikecp-capture-end")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-
-
-def _sync(topo: netns.NatTopology, path: Path, proc: subprocess.Popen, marker: bytes) -> None:
-    sock = topo.socket("rtr")
-    try:
-        deadline = time.monotonic() + 15
-        while not (path.exists() and marker in path.read_bytes()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read() if proc.stderr else b""
-                raise RuntimeError(f"dumpcap did not capture {marker!r}: {err!r}")
-            sock.sendto(marker, (netns.SEGW_ADDR, 9))
-            time.sleep(0.1)
-    finally:
-        sock.close()
-
-
-def decode(path: Path, uat: str) -> list[ET.Element]:
-    """tshark's PDML for every IKE frame of the capture, decrypted with ``uat``."""
-    done = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-o", f"uat:ikev2_decryption_table:{uat}",
-         "-Y", "isakmp", "-T", "pdml"],
-        capture_output=True, text=True, timeout=60, check=True)
-    return ET.fromstring(done.stdout).findall("packet")
+    opts = ["-o", f"uat:ikev2_decryption_table:{uat}",
+            *capture.ike_decode_as(natt_ports=[nat[(netns.FAP_ADDR, 4500)][1]],
+                                   ike_ports=[nat[(netns.FAP_ADDR, 500)][1]])]
+    return capture.pdml(path, display_filter="isakmp", options=opts)
 
 
 def fields(packet: ET.Element, name: str) -> list[ET.Element]:
@@ -113,15 +75,16 @@ def cp_attributes(packet: ET.Element) -> tuple[int, list[tuple[int, bytes]]]:
 ])
 def test_capture_decodes_with_key_log(tmp_path, proposal, esp):
     require_tools()
-    pcap = tmp_path / "ike.pcapng"
+    pcap = tmp_path / "ike.pcap"
     with netns.nat_topology() as topo:
-        with capture(topo, pcap), \
+        with capture.Capture(pcap, "eth0", netns=topo.segw), \
                 ikecp_loop(topo, "segw", netns.SEGW_ADDR, responder=segw_settings()) as segw, \
                 ikecp_loop(topo, "fap", netns.FAP_ADDR) as fap:
             sa = fap.initiate(fap_settings(proposal, esp), (netns.SEGW_ADDR, 500))
             fap.wait_for(lambda evs: any(isinstance(e, ChildSaEstablished) for _, e in evs))
             segw.wait_for(lambda evs: any(isinstance(e, PeerBinding) for _, e in evs))
-            public = topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
+            nat = topo.nat_mappings()
+            public = nat[(netns.FAP_ADDR, 4500)]
             uat = fap.call(lambda: keylog.line(sa))
             fap.call(sa.delete)
             fap.wait_for(lambda evs: any(isinstance(e, SaDeleted) for _, e in evs))
@@ -131,7 +94,7 @@ def test_capture_decodes_with_key_log(tmp_path, proposal, esp):
         (binding,) = segw.events_of(PeerBinding)
 
     assert uat is not None
-    packets = decode(pcap, uat)
+    packets = decode(pcap, uat, nat)
     assert len(packets) == len(sent) + len(received)
     check_capture(packets, public)
     assert (learned.address, learned.port) == public
@@ -142,16 +105,18 @@ def test_capture_of_the_programs_decodes_with_their_key_logs(tmp_path):
     """The same with ``ikecp segw --keylog`` and ``ikecp fap --keylog``: both write the one
     line that decrypts the whole conversation."""
     require_tools()
-    pcap, db = tmp_path / "ike.pcapng", tmp_path / "bindings.sqlite"
+    pcap, db = tmp_path / "ike.pcap", tmp_path / "bindings.sqlite"
     keys = {"segw": tmp_path / "segw.keys", "fap": tmp_path / "fap.keys"}
-    with netns.nat_topology() as topo, capture(topo, pcap), \
-                role(topo, "segw", "segw", segw_toml(tmp_path), tmp_path,
+    with netns.nat_topology() as topo, \
+            capture.Capture(pcap, "eth0", netns=topo.segw), \
+            role(topo, "segw", "segw", segw_toml(tmp_path), tmp_path,
                  "--keylog", str(keys["segw"])) as segw:
         segw.wait_line(lambda line: line.startswith("SeGW "))
         with role(topo, "fap", "fap", fap_toml(), tmp_path, "--json",
                   "--keylog", str(keys["fap"])) as fap:
             status = fap.wait_status(lambda s: s["state"] == "established")
-            public = topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
+            nat = topo.nat_mappings()
+            public = nat[(netns.FAP_ADDR, 4500)]
             (b,) = wait_bindings(db, lambda rows: len(rows) == 1)
             assert fap.stop() == 0
         wait_bindings(db, lambda rows: rows == [])
@@ -160,7 +125,7 @@ def test_capture_of_the_programs_decodes_with_their_key_logs(tmp_path):
     lines = {k: p.read_text().splitlines() for k, p in keys.items()}
     assert lines["segw"] == lines["fap"] and len(lines["fap"]) == 1
     assert oct(keys["fap"].stat().st_mode & 0o777) == "0o600"
-    check_capture(decode(pcap, lines["fap"][0]), public)
+    check_capture(decode(pcap, lines["fap"][0], nat), public)
 
 
 def check_capture(packets: list[ET.Element], public: tuple[str, int]) -> None:

@@ -5,9 +5,9 @@ pcap file from a raw AF_PACKET socket on a thread: the socket is bound before ``
 returns and drained on ``stop()``, so nothing sent in between is missed. (dumpcap was tried
 first: on this kind of machine any capture filter let no packet through, and frames still in
 the kernel's TPACKET block when SIGINT arrived, up to about a second's worth, were lost.)
-``decode`` turns the file into rows of tshark fields; ``malformed`` counts frames that a
-dissector flagged. Extra tshark options (``-o`` preferences such as an IKEv2 decryption table)
-pass through ``options``.
+``decode`` turns the file into rows of tshark fields, ``pdml`` into tshark's dissection
+trees; ``malformed`` counts frames that a dissector flagged. Extra tshark options (``-o``
+preferences such as an IKEv2 decryption table) pass through ``options``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import struct
 import subprocess
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -152,6 +153,13 @@ def decode(path: Path, fields: Sequence[str], *, display_filter: str = "",
         cols = line.split("\t")
         rows.append({f: (c.split("|") if c else []) for f, c in zip(fields, cols, strict=False)})
     return rows
+
+
+def pdml(path: Path, *, display_filter: str = "", options: Sequence[str] = (),
+         timeout: float = 60.0) -> list[ET.Element]:
+    """tshark's PDML ``<packet>`` element of every frame, for checks on nested fields."""
+    args = ["-T", "pdml"] + (["-Y", display_filter] if display_filter else [])
+    return ET.fromstring(_tshark(path, args, options, timeout)).findall("packet")
 
 
 def malformed(path: Path, *, options: Sequence[str] = (), timeout: float = 30.0) -> int:

@@ -579,7 +579,7 @@ class IkeSa:
                 self._fail(f"IKE_AUTH refused: {error.reason}", error.notify_type)
             else:
                 self._emit_binding()
-                self.init_request = self.init_response = b""  # only AUTH needed them
+                self._forget_auth_inputs()
         if self._close_event is not None:
             self.close(self._close_event)
 
@@ -643,11 +643,15 @@ class IkeSa:
         self._request = None
         self._next_id += 1
         if req.exchange == X.IKE_AUTH:
-            self.init_request = self.init_response = b""  # only AUTH needed them
+            self._forget_auth_inputs()
         elif req.exchange == X.IKE_SA_INIT:
             self.state = State.AUTH
             self._float()
             self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))
+
+    def _forget_auth_inputs(self) -> None:
+        """Only IKE_AUTH signs over these: free them once it is done (memory per SA)."""
+        self.init_request = self.init_response = self.sk_pi = self.sk_pr = b""
 
     def _notify_once(self, notify_type: int) -> None:
         """Tell the peer why we give up on its IKE_AUTH response, in a one-shot

@@ -38,6 +38,7 @@ from .events import (
 )
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
+from .record import record
 from .sa_init import SaInitTask
 from .task import Ignore, Retry, Task
 from .view import MessageView
@@ -64,7 +65,7 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Datagram:
     """One IKE message to send.
 

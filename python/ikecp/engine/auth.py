@@ -9,14 +9,15 @@ import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from ..const import AuthMethod, NotifyType
-from ..errors import RemoteProtocolError
-from ..message import Auth, Cert, IDi, IDr, Notify, Payload
+from .. import pki
+from ..const import AuthMethod, CertEncoding, NotifyType
+from ..errors import ParseError, RemoteProtocolError
+from ..message import Auth, Cert, CertReq, IDi, IDr, Notify, Payload
 from .events import IkeSaEstablished
 
 if TYPE_CHECKING:
     from .sa import IkeSa
-    from .settings import Identity
+    from .settings import Identity, Settings
     from .view import MessageView
 
 #: Error notifies in an IKE_AUTH response that refuse only the CHILD_SA (RFC 7296 §1.2).
@@ -31,7 +32,9 @@ class Authenticator(Protocol):
     """Signs our AUTH payload and verifies the peer's for one authentication method.
 
     A verifier may also carry ``accepted_methods`` (a collection of method numbers) when it
-    can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike.
+    can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike;
+    ``signature_hashes`` (the RFC 7427 hashes it accepts, announced in IKE_SA_INIT) and
+    ``certreq()`` (CERTREQ data naming its trust anchors) when it verifies certificates.
     """
 
     method: int
@@ -76,6 +79,50 @@ class PskAuthenticator:
         return hmac.compare_digest(expected, auth.data)
 
 
+def _verifier(settings: Settings) -> Authenticator:
+    return settings.peer_auth or settings.auth
+
+
+def signature_hashes_notify(settings: Settings) -> Notify | None:
+    """N(SIGNATURE_HASH_ALGORITHMS) for IKE_SA_INIT (RFC 7427 §4): the hashes the peer may
+    sign with, so only when our verifier checks RFC 7427 signatures."""
+    hashes = getattr(_verifier(settings), "signature_hashes", None)
+    if not hashes:
+        return None
+    return Notify(0, NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                  data=pki.build_signature_hash_algorithms(hashes))
+
+
+def certreq_payload(settings: Settings) -> CertReq | None:
+    """CERTREQ naming the CAs we trust for the peer's certificate (RFC 7296 §3.7)."""
+    certreq = getattr(_verifier(settings), "certreq", None)
+    data = certreq() if certreq is not None else None
+    return CertReq(CertEncoding.X509_CERT_SIG, data) if data else None
+
+
+def record_signature_hashes(sa: IkeSa, msg: MessageView) -> None:
+    """Keep the peer's announced hashes; a malformed notify counts as none (classic AUTH)."""
+    for n in msg.notifies(NotifyType.SIGNATURE_HASH_ALGORITHMS):
+        try:
+            sa.peer_hashes = pki.parse_signature_hash_algorithms(n.data)
+        except ParseError:
+            continue
+        return
+
+
+def record_certreq(sa: IkeSa, msg: MessageView) -> None:
+    """Keep the CA key hashes of the peer's X.509 CERTREQs; malformed ones are skipped."""
+    cas: list[bytes] = []
+    for req in msg.find(CertReq):
+        if req.encoding != CertEncoding.X509_CERT_SIG:
+            continue
+        try:
+            cas.extend(pki.parse_certreq(req.data))
+        except ParseError:
+            continue
+    sa.peer_cas = tuple(cas)
+
+
 def _octets(sa: IkeSa, initiator_side: bool, id_type: int, id_data: bytes) -> bytes:
     """Signed octets for the initiator's or the responder's AUTH (§2.15)."""
     if initiator_side:
@@ -94,10 +141,14 @@ class AuthTask:
         if sa.settings.remote_id is not None:
             peer = sa.settings.remote_id
             out.append(IDr(peer.id_type, peer.data))
+        certreq = certreq_payload(sa.settings)  # §1.2: the initiator's goes in IKE_AUTH
+        if certreq is not None:
+            out.append(certreq)
         out.extend(sa.settings.auth.sign(sa, _octets(sa, True, me.id_type, me.data)))
 
     def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         idi: IDi = msg.first(IDi)
+        record_certreq(sa, msg)  # before build_r signs with the credential it selects
         sa.peer_id = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:

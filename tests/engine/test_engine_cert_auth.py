@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from engine_pair import NAT_PUBLIC_IP, Pair, fap_settings, segw_settings
 from ikecp import pki
 from ikecp.const import AuthMethod, CertEncoding, ExchangeType, NotifyType
-from ikecp.engine import Identity
+from ikecp.engine import Identity, rules
+from ikecp.engine.auth import record_certreq, record_signature_hashes
 from ikecp.engine.cert_auth import CertAuthenticator
 from ikecp.engine.events import (
     IkeSaEstablished,
@@ -22,7 +23,9 @@ from ikecp.engine.events import (
     PublicAddressLearned,
     SaFailed,
 )
-from ikecp.message import CertReq, Notify
+from ikecp.engine.view import MessageView
+from ikecp.errors import RemoteProtocolError
+from ikecp.message import KE, SA, Auth, CertReq, IDi, IDr, Message, Nonce, Notify
 from ikecp.testing.ca import CertAuthority
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -237,3 +240,38 @@ def test_bad_fap_certificate_is_refused(backend, case) -> None:
     assert sent.notify_type == NotifyType.AUTHENTICATION_FAILED
     assert "certificate authentication failed" in sent.reason
     assert pair.events("i", SaFailed)
+
+
+@pytest.mark.parametrize(("exchange", "is_response", "allowed"), [
+    (ExchangeType.IKE_SA_INIT, False, False), (ExchangeType.IKE_SA_INIT, True, True),
+    (ExchangeType.IKE_AUTH, False, True), (ExchangeType.IKE_AUTH, True, False),
+])
+def test_certreq_only_where_rfc_7296_places_it(exchange, is_response, allowed) -> None:
+    base = {ExchangeType.IKE_SA_INIT: [SA(()), KE(19, b"k"), Nonce(bytes(16))],
+            ExchangeType.IKE_AUTH: [IDi(2, b"x") if not is_response else IDr(2, b"x"),
+                                    Auth(14, b"a")]}[exchange]
+    payloads = [*base, CertReq(CertEncoding.X509_CERT_SIG, bytes(20))]
+    if allowed:
+        rules.check(exchange, is_response, payloads)
+    else:
+        with pytest.raises(RemoteProtocolError) as err:
+            rules.check(exchange, is_response, payloads)
+        assert err.value.notify_type == NotifyType.INVALID_SYNTAX
+
+
+def test_malformed_peer_announcements_are_ignored() -> None:
+    class Sa:
+        peer_hashes = None
+        peer_cas = ()
+
+    good = bytes(range(20))
+    msg = Message(bytes(8), bytes(8), ExchangeType.IKE_SA_INIT, 0x20, 0, (
+        Notify(0, NotifyType.SIGNATURE_HASH_ALGORITHMS, data=b"\x00\x02\x00"),
+        CertReq(CertEncoding.X509_CERT_SIG, good + b"\x01"),
+        CertReq(CertEncoding.X509_CERT_SIG, good),
+        CertReq(12, bytes(20)),  # not an X.509 request
+    ))
+    sa = Sa()
+    record_signature_hashes(sa, MessageView(msg))
+    record_certreq(sa, MessageView(msg))
+    assert sa.peer_hashes is None and sa.peer_cas == (good,)

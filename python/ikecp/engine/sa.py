@@ -297,10 +297,12 @@ class IkeSa:
         """When ``handle_timer`` should next be called, or None."""
         if self.state is State.CLOSED:
             return None
-        times = [t for t in (self._request.deadline if self._request else None,
-                             self._half_open_at, self._dpd_at, self._keepalive_at)
-                 if t is not None]
-        return min(times) if times else None
+        req = self._request
+        soonest = req.deadline if req is not None else None
+        for t in (self._half_open_at, self._dpd_at, self._keepalive_at):
+            if t is not None and (soonest is None or t < soonest):
+                soonest = t
+        return soonest
 
     def handle_timer(self, now: float) -> None:
         """Retransmit, give up, time out a half-open SA or start a liveness check."""

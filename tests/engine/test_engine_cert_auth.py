@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from engine_pair import NAT_PUBLIC_IP, Pair, fap_settings, segw_settings
-from ikecp import pki
+from ikecp import pki, sk
 from ikecp.const import AuthMethod, CertEncoding, ExchangeType, NotifyType
 from ikecp.engine import Identity, rules
 from ikecp.engine.auth import record_certreq, record_signature_hashes
@@ -49,26 +49,33 @@ def pinned(at: datetime):
     return at.timestamp
 
 
-def cert_settings(fap_method=None, segw_method=None, fap_ca=None, fap_name=FAP_NAME, *,
-                  fap_key="ecdsa-p256", segw_key="rsa2048", fap_hashes=pki.DEFAULT_HASHES,
-                  segw_hashes=pki.DEFAULT_HASHES, segw_clock=NOW):
-    """FAP: certificate from a sub-CA; SeGW: from the root; both trust the root. Each side's
-    ``peer_auth`` accepts (and announces) ``*_hashes`` and records what the other sent."""
+def make_pki(fap_ca=None, *, fap_key="ecdsa-p256", segw_key="rsa2048") -> SimpleNamespace:
+    """Root CA; FAP certificate from a sub-CA (or ``fap_ca``), SeGW certificate from the root."""
     root = CertAuthority("operator root", now=NOW)
-    fap_cert = (fap_ca or root.intermediate("femto sub-CA")).issue([FAP_NAME], key_type=fap_key)
-    segw_cert = root.issue(["segw.example.net"], key_type=segw_key)
-    trust = pki.TrustStore([root.cert])
-    segw_id = Identity.der_dn(pki.subject_der(segw_cert.cert))
+    fap = (fap_ca or root.intermediate("femto sub-CA")).issue([FAP_NAME], key_type=fap_key)
+    segw = root.issue(["segw.example.net"], key_type=segw_key)
+    return SimpleNamespace(root=root, fap=fap, segw=segw, segw_key=segw_key)
+
+
+def cert_settings(fap_method=None, segw_method=None, fap_ca=None, fap_name=FAP_NAME, *,
+                  issued=None, fap_hashes=pki.DEFAULT_HASHES, segw_hashes=pki.DEFAULT_HASHES,
+                  segw_clock=NOW):
+    """FAP and SeGW settings over ``issued`` (default ``make_pki(fap_ca)``); both trust the
+    root. Each side's ``peer_auth`` accepts (and announces) ``*_hashes`` and records what the
+    other sent."""
+    issued = issued or make_pki(fap_ca)
+    trust = pki.TrustStore([issued.root.cert])
+    segw_id = Identity.der_dn(pki.subject_der(issued.segw.cert))
     fap = fap_settings(
-        auth=CertAuthenticator(fap_cert.credential, None, method=fap_method),
+        auth=CertAuthenticator(issued.fap.credential, None, method=fap_method),
         peer_auth=Recording(None, trust, hashes=fap_hashes), wall_clock=pinned(NOW))
     fap = dataclasses.replace(fap, local_id=Identity.fqdn(fap_name), remote_id=segw_id)
     segw = segw_settings(
-        auth=CertAuthenticator(segw_cert.credential, None, method=segw_method,
-                               pss=segw_key == "rsa2048"),
+        auth=CertAuthenticator(issued.segw.credential, None, method=segw_method,
+                               pss=issued.segw_key == "rsa2048"),
         peer_auth=Recording(None, trust, hashes=segw_hashes), wall_clock=pinned(segw_clock))
     segw = dataclasses.replace(segw, local_id=segw_id)
-    return fap, segw, SimpleNamespace(root=root, fap=fap_cert, segw=segw_cert)
+    return fap, segw
 
 
 def alg_id(auth_data: bytes) -> bytes:
@@ -87,7 +94,7 @@ def init_messages(backend, pair: Pair):
     (AuthMethod.ECDSA_SHA256_P256, AuthMethod.RSA_SIG),
 ])
 def test_certificate_handshake_behind_nat(backend, fap_method, segw_method) -> None:
-    fap, segw, _ = cert_settings(fap_method, segw_method)
+    fap, segw = cert_settings(fap_method, segw_method)
     pair = Pair(backend, fap, segw, nat=True).run()
     assert pair.i.established and pair.r.established
     (est_r,) = pair.events("r", IkeSaEstablished)
@@ -107,8 +114,8 @@ def test_certificate_handshake_behind_nat(backend, fap_method, segw_method) -> N
                                                    ("rsa2048", "ecdsa-p384")])
 def test_hash_negotiated_through_notify(backend, fap_key, segw_key) -> None:
     # Each side accepts one hash only, so each signer must take the one the other announced.
-    fap, segw, _ = cert_settings(fap_key=fap_key, segw_key=segw_key,
-                                 fap_hashes=(H.SHA2_384,), segw_hashes=(H.SHA2_512,))
+    fap, segw = cert_settings(issued=make_pki(fap_key=fap_key, segw_key=segw_key),
+                              fap_hashes=(H.SHA2_384,), segw_hashes=(H.SHA2_512,))
     pair = Pair(backend, fap, segw).run()
     assert pair.i.established and pair.r.established
     assert pair.i.peer_hashes == (H.SHA2_512,) and pair.r.peer_hashes == (H.SHA2_384,)
@@ -126,12 +133,12 @@ def test_hash_negotiated_through_notify(backend, fap_key, segw_key) -> None:
                                                    ("ecdsa-p384", AuthMethod.ECDSA_SHA384_P384)])
 def test_peer_without_notify_gets_classic_method(backend, segw_key, classic) -> None:
     # A FAP without RFC 7427 support announces nothing; it still signs and verifies classic.
-    fap, segw, _ = cert_settings(fap_method=AuthMethod.ECDSA_SHA256_P256, fap_hashes=(),
-                                 segw_key=segw_key)
+    fap, segw = cert_settings(fap_method=AuthMethod.ECDSA_SHA256_P256, fap_hashes=(),
+                              issued=make_pki(segw_key=segw_key))
     pair = Pair(backend, fap, segw).run()
-    request, _ = init_messages(backend, pair)
-    assert not [p for p in request.payloads if isinstance(p, Notify)
-                and p.notify_type == NotifyType.SIGNATURE_HASH_ALGORITHMS]
+    for msg in init_messages(backend, pair):  # the SeGW answers the notify only when asked
+        assert not [p for p in msg.payloads if isinstance(p, Notify)
+                    and p.notify_type == NotifyType.SIGNATURE_HASH_ALGORITHMS]
     assert pair.r.peer_hashes is None
     assert pair.i.established and pair.r.established
     assert [s[0] for s in fap.peer_auth.seen] == [classic]
@@ -140,7 +147,8 @@ def test_peer_without_notify_gets_classic_method(backend, segw_key, classic) -> 
 
 def test_verifier_refuses_classic_method_of_another_key_type(backend) -> None:
     # Accepting several methods must not let an ECDSA key pass as RSA_SIG (or vice versa).
-    fap, segw, issued = cert_settings(segw_key="ecdsa-p256")
+    issued = make_pki(segw_key="ecdsa-p256")
+    fap, segw = cert_settings(issued=issued)
     segw = dataclasses.replace(segw, auth=_MethodLiar(issued.segw.credential))
     pair = Pair(backend, fap, segw).run()
     assert not pair.i.established
@@ -187,7 +195,7 @@ def test_certreq_selects_the_matching_credential(backend, trusted) -> None:
 
 @pytest.mark.parametrize("offset", [timedelta(days=400), timedelta(days=-2)])
 def test_certificate_outside_validity_at_pinned_wall_clock(backend, offset) -> None:
-    fap, segw, _ = cert_settings(segw_clock=NOW + offset)  # FAP cert: NOW-1d .. NOW+364d
+    fap, segw = cert_settings(segw_clock=NOW + offset)  # FAP cert: NOW-1d .. NOW+364d
     pair = Pair(backend, fap, segw).run()
     assert not pair.i.established and not pair.r.established
     (sent,) = pair.events("r", ProtocolErrorSent)
@@ -197,9 +205,10 @@ def test_certificate_outside_validity_at_pinned_wall_clock(backend, offset) -> N
 
 
 def test_ike_sa_init_carries_notify_and_certreq(backend) -> None:
-    fap, segw, issued = cert_settings(fap_hashes=(H.SHA2_256, H.SHA2_512),
-                                      segw_hashes=(H.SHA2_384,))
+    issued = make_pki()
     root = issued.root
+    fap, segw = cert_settings(issued=issued, fap_hashes=(H.SHA2_256, H.SHA2_512),
+                              segw_hashes=(H.SHA2_384,))
     pair = Pair(backend, fap, segw).run()
     assert pair.i.established
     request, response = init_messages(backend, pair)
@@ -215,7 +224,12 @@ def test_ike_sa_init_carries_notify_and_certreq(backend) -> None:
     (certreq,) = [p for p in response.payloads if isinstance(p, CertReq)]
     assert certreq.encoding == CertEncoding.X509_CERT_SIG
     assert pki.parse_certreq(certreq.data) == (pki.spki_sha1(root.cert),)
-    assert pair.r.peer_cas == (pki.spki_sha1(root.cert),)  # the FAP's, from IKE_AUTH
+    (auth_wire,) = [f.datagram.data for f in pair.log if f.to_responder and
+                    backend.decode_message(f.datagram.data).exchange == ExchangeType.IKE_AUTH]
+    auth_request = sk.open_message(pair.r.cipher_in, auth_wire)
+    (certreq,) = auth_request.find(CertReq)  # §1.2: the initiator's CERTREQ
+    assert pki.parse_certreq(certreq.data) == (pki.spki_sha1(root.cert),)
+    assert pair.r.peer_cas == (pki.spki_sha1(root.cert),)
 
 
 def test_psk_peers_send_neither(backend) -> None:
@@ -231,9 +245,9 @@ def test_psk_peers_send_neither(backend) -> None:
 @pytest.mark.parametrize("case", ["untrusted CA", "identity not in certificate"])
 def test_bad_fap_certificate_is_refused(backend, case) -> None:
     if case == "untrusted CA":
-        fap, segw, _ = cert_settings(fap_ca=CertAuthority("rogue root", now=NOW))
+        fap, segw = cert_settings(fap_ca=CertAuthority("rogue root", now=NOW))
     else:
-        fap, segw, _ = cert_settings(fap_name="fap-0002.example.net")
+        fap, segw = cert_settings(fap_name="fap-0002.example.net")
     pair = Pair(backend, fap, segw).run()
     assert not pair.i.established and not pair.r.established
     (sent,) = pair.events("r", ProtocolErrorSent)

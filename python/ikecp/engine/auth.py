@@ -17,7 +17,7 @@ from .events import IkeSaEstablished
 
 if TYPE_CHECKING:
     from .sa import IkeSa
-    from .settings import Identity, Settings
+    from .settings import Identity
     from .view import MessageView
 
 #: Error notifies in an IKE_AUTH response that refuse only the CHILD_SA (RFC 7296 §1.2).
@@ -34,7 +34,8 @@ class Authenticator(Protocol):
     A verifier may also carry ``accepted_methods`` (a collection of method numbers) when it
     can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike;
     ``signature_hashes`` (the RFC 7427 hashes it accepts, announced in IKE_SA_INIT) and
-    ``certreq()`` (CERTREQ data naming its trust anchors) when it verifies certificates.
+    ``certreq_data()`` (CERTREQ data naming its trust anchors, or None) when it verifies
+    certificates.
     """
 
     method: int
@@ -79,25 +80,22 @@ class PskAuthenticator:
         return hmac.compare_digest(expected, auth.data)
 
 
-def _verifier(settings: Settings) -> Authenticator:
-    return settings.peer_auth or settings.auth
+def certreq_payloads(sa: IkeSa) -> list[CertReq]:
+    """CERTREQ naming the CAs we trust for the peer's certificate (RFC 7296 §3.7); none for
+    PSK. Peers such as strongSwan send their certificate only when asked."""
+    request = getattr(sa.settings.peer_auth or sa.settings.auth, "certreq_data", None)
+    data = request() if request is not None else None
+    return [CertReq(CertEncoding.X509_CERT_SIG, data)] if data else []
 
 
-def signature_hashes_notify(settings: Settings) -> Notify | None:
+def signature_hash_notifies(sa: IkeSa) -> list[Notify]:
     """N(SIGNATURE_HASH_ALGORITHMS) for IKE_SA_INIT (RFC 7427 §4): the hashes the peer may
     sign with, so only when our verifier checks RFC 7427 signatures."""
-    hashes = getattr(_verifier(settings), "signature_hashes", None)
+    hashes = getattr(sa.settings.peer_auth or sa.settings.auth, "signature_hashes", None)
     if not hashes:
-        return None
-    return Notify(0, NotifyType.SIGNATURE_HASH_ALGORITHMS,
-                  data=pki.build_signature_hash_algorithms(hashes))
-
-
-def certreq_payload(settings: Settings) -> CertReq | None:
-    """CERTREQ naming the CAs we trust for the peer's certificate (RFC 7296 §3.7)."""
-    certreq = getattr(_verifier(settings), "certreq", None)
-    data = certreq() if certreq is not None else None
-    return CertReq(CertEncoding.X509_CERT_SIG, data) if data else None
+        return []
+    return [Notify(0, NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                   data=pki.build_signature_hash_algorithms(hashes))]
 
 
 def record_signature_hashes(sa: IkeSa, msg: MessageView) -> None:
@@ -138,12 +136,10 @@ class AuthTask:
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         me = sa.settings.local_id
         out.append(IDi(me.id_type, me.data))
+        out.extend(certreq_payloads(sa))  # §1.2: the initiator's CERTREQ goes in IKE_AUTH
         if sa.settings.remote_id is not None:
             peer = sa.settings.remote_id
             out.append(IDr(peer.id_type, peer.data))
-        certreq = certreq_payload(sa.settings)  # §1.2: the initiator's goes in IKE_AUTH
-        if certreq is not None:
-            out.append(certreq)
         out.extend(sa.settings.auth.sign(sa, _octets(sa, True, me.id_type, me.data)))
 
     def process_r(self, sa: IkeSa, msg: MessageView) -> None:

@@ -58,7 +58,7 @@ class CertAuthenticator:
         self._pss = pss
         self.signature_hashes: tuple[pki.HashAlg, ...] = tuple(hashes)
 
-    def certreq(self) -> bytes | None:
+    def certreq_data(self) -> bytes | None:
         """CERTREQ data naming our trust anchors, None when we verify no certificates."""
         return self._trust.certreq_data() if self._trust is not None else None
 

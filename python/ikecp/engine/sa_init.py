@@ -10,7 +10,7 @@ from .. import dh
 from ..const import NotifyType, ProtocolId
 from ..errors import CryptoError, RemoteProtocolError
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal
-from .auth import certreq_payload, record_certreq, record_signature_hashes, signature_hashes_notify
+from .auth import certreq_payloads, record_certreq, record_signature_hashes, signature_hash_notifies
 from .keys import derive_ike_keys
 from .task import Ignore, Retry
 from .transforms import ike_offer, select
@@ -48,9 +48,7 @@ class SaInitTask:
         out.append(SA(ike_offer(tuple(sa.settings.ike_proposals), group)))
         out.append(KE(group, self.dh.public_bytes))
         out.append(Nonce(sa.nonce_i))
-        notify = signature_hashes_notify(sa.settings)
-        if notify is not None:
-            out.append(notify)
+        out.extend(signature_hash_notifies(sa))
 
     def process_i(self, sa: IkeSa, msg: MessageView) -> None:
         cookie = msg.notifies(NotifyType.COOKIE)
@@ -131,10 +129,7 @@ class SaInitTask:
                                 sa.suite.transforms()),)))
         out.append(KE(self.dh.group, self.dh.public_bytes))
         out.append(Nonce(sa.nonce_r))
-        certreq = certreq_payload(sa.settings)  # §1.2: the responder's goes here
-        if certreq is not None:
-            out.append(certreq)
-        notify = signature_hashes_notify(sa.settings)
-        if notify is not None:
-            out.append(notify)
+        out.extend(certreq_payloads(sa))  # §1.2: the responder's CERTREQ goes here
+        if sa.peer_hashes is not None:  # answer RFC 7427 peers only, as strongSwan does
+            out.extend(signature_hash_notifies(sa))
         self.dh = None

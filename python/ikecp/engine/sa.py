@@ -158,6 +158,8 @@ class IkeSa:
         "natt_supported",
         "nonce_i",
         "nonce_r",
+        "peer_cas",
+        "peer_hashes",
         "peer_id",
         "remote",
         "remote_behind_nat",
@@ -192,6 +194,9 @@ class IkeSa:
         self.key_material: tuple[bytes, ...] = ()
         self.init_request = self.init_response = b""
         self.peer_id: Identity | None = None
+        #: The peer's SIGNATURE_HASH_ALGORITHMS (None: it sent none) and CERTREQ CA key hashes.
+        self.peer_hashes: tuple[int, ...] | None = None
+        self.peer_cas: tuple[bytes, ...] = ()
         self.natt_supported = False
         self.local_behind_nat = self.remote_behind_nat = False
         self.encapsulated = False

@@ -1,7 +1,7 @@
 """ikecp.sk: whole-message seal/open composed from the active codec and an SkCipher.
 
-The first test runs against a tiny local codec (Nonce payloads only), so a broken codec cannot
-mask a broken composition; the second uses each backend's real codec.
+The first test runs the reference twin against a tiny local codec (Nonce payloads only), so a
+broken codec cannot mask a broken composition; the others use each backend's own codec.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from ikecp import _backend, sk
 from ikecp._reference import SkCipher
+from ikecp._reference import sk as reference_sk
 from ikecp.errors import IntegrityError
 from ikecp.message import SK, Auth, IDi, Message, Nonce, Notify
 
@@ -48,7 +49,8 @@ def _tiny_codec() -> SimpleNamespace:
 
 
 def test_seal_open_message_with_local_codec(monkeypatch):
-    monkeypatch.setattr(_backend, "backend", _tiny_codec())
+    monkeypatch.setattr(reference_sk, "codec", _tiny_codec())
+    monkeypatch.setattr(_backend, "backend", _backend.load("python"))
     cipher = SkCipher(20, bytes(range(36)), 0, b"")
     msg = Message(b"\x01" * 8, b"\x02" * 8, 35, 0x08, 1, (Nonce(b"abc"), Nonce(b"de" * 20)))
     data = sk.seal_message(cipher, msg, iv=bytes(8))

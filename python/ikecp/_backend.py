@@ -21,7 +21,7 @@ IKE_KEY_NAMES = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
 class SkCipherLike(Protocol):
     """One direction's keyed SK payload protection (RFC 7296 §3.14, RFC 5282, RFC 7634).
 
-    Whole-message helpers that compose it with the codec live in ``ikecp.sk``.
+    ``Backend.seal_message`` / ``open_message`` compose it with the codec.
     """
 
     iv_size: int
@@ -57,6 +57,10 @@ class Backend(Protocol):
     def psk_auth(self, prf_id: int, psk: bytes, signed_octets: bytes) -> bytes: ...
     def nat_detection_hash(self, spi_i: bytes, spi_r: bytes, ip: bytes, port: int) -> bytes: ...
     SkCipher: type[SkCipherLike]
+    # whole messages: the codec and an SkCipher in one call
+    def seal_message(self, cipher: SkCipherLike, msg: Message, *,
+                     iv: bytes | None = None) -> bytes: ...
+    def open_message(self, cipher: SkCipherLike, data: bytes) -> Message: ...
 
 
 def load(name: str | None = None) -> ModuleType:

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from typing import final
 
+from ._backend import SkCipherLike
 from .message import Message, Payload
 
 __all__ = [
@@ -14,10 +15,12 @@ __all__ = [
     "encode_payloads",
     "ike_keys",
     "nat_detection_hash",
+    "open_message",
     "prf",
     "prf_plus",
     "psk_auth",
     "rekey_skeyseed",
+    "seal_message",
     "signed_octets",
     "skeyseed",
 ]
@@ -74,3 +77,7 @@ def signed_octets(
 ) -> bytes: ...
 def psk_auth(prf_id: int, psk: bytes, signed_octets: bytes) -> bytes: ...
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, ip: bytes, port: int) -> bytes: ...
+
+# whole messages: codec + SkCipher in one call
+def seal_message(cipher: SkCipherLike, msg: Message, *, iv: bytes | None = None) -> bytes: ...
+def open_message(cipher: SkCipherLike, data: bytes) -> Message: ...

@@ -1,46 +1,21 @@
-"""Whole-message SK protection: the active backend's codec composed with an ``SkCipher``.
+"""Whole-message SK protection through the active backend (``ikecp._backend.backend``).
 
-``seal_message`` encrypts every payload of ``msg`` into one SK payload; ``open_message``
-verifies and decrypts, returning the message with the SK payload replaced by the payloads it
-carried (any payloads sent in the clear before SK are kept in front of them).
-
-Both sit on the per-message hot path, so they build and read the fixed 28-octet header
-directly and leave only the payload chain to the codec (``dataclasses.replace`` alone costs
-more than the encryption).
+Thin forwarders rather than a re-bound name: the backend is looked up per call, so a test
+or bench that swaps ``_backend.backend`` swaps these too.
 """
 
 from __future__ import annotations
 
-import struct
-
 from . import _backend
 from ._backend import SkCipherLike
-from .const import PayloadType
-from .message import SK, Message
-
-_HEADER = struct.Struct(">8s8sBBBBII")
+from .message import Message
 
 
 def seal_message(cipher: SkCipherLike, msg: Message, *, iv: bytes | None = None) -> bytes:
-    """Encode ``msg``'s header, encrypt its payloads into SK, return the datagram."""
-    backend = _backend.backend
-    # The codec validates the header fields; the empty payload chain keeps that cheap.
-    header = bytearray(backend.encode_message(Message(
-        msg.spi_i, msg.spi_r, msg.exchange, msg.flags, msg.message_id, (),
-        msg.major_version, msg.minor_version)))
-    header[16] = PayloadType.SK
-    first_type, body = backend.encode_payloads(msg.payloads)
-    return cipher.seal(bytes(header), first_type, body, iv=iv)
+    """Encode ``msg``'s header, encrypt its payloads into one SK payload, return the datagram."""
+    return _backend.backend.seal_message(cipher, msg, iv=iv)
 
 
 def open_message(cipher: SkCipherLike, data: bytes) -> Message:
-    """Verify and decrypt ``data``; IntegrityError / ParseError as ``SkCipher.open``."""
-    backend = _backend.backend
-    first_type, plaintext = cipher.open(data)
-    inner = tuple(backend.decode_payloads(first_type, plaintext))
-    spi_i, spi_r, first, version, exchange, flags, message_id, _ = _HEADER.unpack_from(data)
-    clear: tuple = ()
-    if first != PayloadType.SK:
-        clear = tuple(p for p in backend.decode_message(data).payloads if not isinstance(p, SK))
-    return Message(spi_i, spi_r, exchange, flags, message_id, clear + inner,
-                   version >> 4, version & 0x0F)
+    """Verify and decrypt ``data``; the SK payload is replaced by the payloads it carried."""
+    return _backend.backend.open_message(cipher, data)

@@ -16,6 +16,7 @@ from .crypto import (
     signed_octets,
     skeyseed,
 )
+from .sk import open_message, seal_message
 
 __all__ = [
     "SkCipher",
@@ -26,10 +27,12 @@ __all__ = [
     "encode_payloads",
     "ike_keys",
     "nat_detection_hash",
+    "open_message",
     "prf",
     "prf_plus",
     "psk_auth",
     "rekey_skeyseed",
+    "seal_message",
     "signed_octets",
     "skeyseed",
 ]

@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::{intern, wrap_pyfunction};
 
 use crate::codec::{
@@ -19,31 +19,65 @@ use crate::codec::{
 /// The Python classes the codec builds, looked up once: `ikecp` is still importing when
 /// `_native` loads, so this cannot happen at module init.
 struct Classes {
-    message: Py<PyType>,
-    sa: Py<PyType>,
-    ke: Py<PyType>,
-    idi: Py<PyType>,
-    idr: Py<PyType>,
-    cert: Py<PyType>,
-    certreq: Py<PyType>,
-    auth: Py<PyType>,
-    nonce: Py<PyType>,
-    notify: Py<PyType>,
-    delete: Py<PyType>,
-    vendor_id: Py<PyType>,
-    tsi: Py<PyType>,
-    tsr: Py<PyType>,
-    sk: Py<PyType>,
-    skf: Py<PyType>,
-    cp: Py<PyType>,
-    eap: Py<PyType>,
-    unknown: Py<PyType>,
-    proposal: Py<PyType>,
-    transform: Py<PyType>,
-    transform_attribute: Py<PyType>,
-    traffic_selector: Py<PyType>,
-    config_attribute: Py<PyType>,
+    message: Class,
+    sa: Class,
+    ke: Class,
+    idi: Class,
+    idr: Class,
+    cert: Class,
+    certreq: Class,
+    auth: Class,
+    nonce: Class,
+    notify: Class,
+    delete: Class,
+    vendor_id: Class,
+    tsi: Class,
+    tsr: Class,
+    sk: Class,
+    skf: Class,
+    cp: Class,
+    eap: Class,
+    unknown: Class,
+    proposal: Class,
+    transform: Class,
+    transform_attribute: Class,
+    traffic_selector: Class,
+    config_attribute: Class,
     parse_error: Py<PyType>,
+}
+
+impl Classes {
+    /// The class whose type object is `ty`, the most numerous objects first.
+    fn of(&self, ty: *mut ffi::PyTypeObject) -> Option<&Class> {
+        [
+            &self.transform_attribute,
+            &self.transform,
+            &self.traffic_selector,
+            &self.config_attribute,
+            &self.proposal,
+            &self.message,
+            &self.sa,
+            &self.ke,
+            &self.idi,
+            &self.idr,
+            &self.cert,
+            &self.certreq,
+            &self.auth,
+            &self.nonce,
+            &self.notify,
+            &self.delete,
+            &self.vendor_id,
+            &self.tsi,
+            &self.tsr,
+            &self.sk,
+            &self.skf,
+            &self.cp,
+            &self.eap,
+            &self.unknown,
+        ]
+        .into_iter()
+        .find(|c| c.ty.as_ptr().cast() == ty)
+    }
 }
 
 static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
@@ -51,8 +85,12 @@ static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
 fn classes(py: Python<'_>) -> PyResult<&'static Classes> {
     CLASSES.get_or_try_init(py, || {
         let m = py.import("ikecp.message")?;
-        let get = |name: &str| -> PyResult<Py<PyType>> {
-            Ok(m.getattr(name)?.cast_into::<PyType>()?.unbind())
+        let get = |name: &str| -> PyResult<Class> {
+            let ty = m.getattr(name)?.cast_into::<PyType>()?;
+            Ok(Class {
+                slots: probe(&ty),
+                ty: ty.unbind(),
+            })
         };
         let errors = py.import("ikecp.errors")?;
         Ok(Classes {
@@ -101,27 +139,138 @@ pub(crate) fn parse_error(py: Python<'_>, e: codec::ParseError) -> PyErr {
 
 // --- decoding: core types -> Python objects -------------------------------------------------
 
+/// One `ikecp.message` class and, if probing worked, where its fields live in an instance.
+struct Class {
+    ty: Py<PyType>,
+    slots: Option<Slots>,
+}
+
+/// Byte offsets of a slotted dataclass's fields inside an instance, by (interned) field name.
+struct Slots {
+    names: Vec<Py<PyString>>,
+    offsets: Vec<usize>,
+}
+
+impl Slots {
+    /// Interned names compare by address, as the type's attribute lookup does first; `hint`
+    /// is where the name usually sits (build sites name fields in declaration order).
+    fn offset(&self, name: &Bound<'_, PyString>, hint: usize) -> Option<usize> {
+        let at = |i: usize| {
+            self.names
+                .get(i)
+                .is_some_and(|n| n.as_ptr() == name.as_ptr())
+        };
+        let i = if at(hint) {
+            hint
+        } else {
+            (0..self.names.len()).find(|&i| at(i))?
+        };
+        self.offsets.get(i).copied()
+    }
+}
+
+/// Allocate an instance as `object.__new__` would: every slot NULL, nothing else run.
+fn alloc<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `ty` is a live type object; PyType_GenericAlloc returns a new reference, or
+    // NULL with an exception set, which from_owned_ptr_or_err turns into Err.
+    unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyType_GenericAlloc(ty.as_type_ptr(), 0)) }
+}
+
+fn set_slow(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // SAFETY: all three pointers are live references for the duration of the call; the
+    // function returns -1 with an exception set on failure.
+    if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    Ok(())
+}
+
+/// Find where each dataclass field of `ty` sits: set a distinct marker object through the slot
+/// descriptors, then look for each marker's address among the instance's pointer-sized words.
+/// `None` (always go through the descriptors) unless every marker is found exactly once.
+fn probe(ty: &Bound<'_, PyType>) -> Option<Slots> {
+    let py = ty.py();
+    let size: usize = ty
+        .getattr(intern!(py, "__basicsize__"))
+        .ok()?
+        .extract()
+        .ok()?;
+    // dataclasses.fields: the instance fields only, not ClassVar pseudo-fields.
+    let fields = py
+        .import("dataclasses")
+        .and_then(|m| m.getattr(intern!(py, "fields"))?.call1((ty,)))
+        .ok()?;
+    let names = fields
+        .try_iter()
+        .ok()?
+        .map(|f| {
+            let name = f.ok()?.getattr(intern!(py, "name")).ok()?;
+            Some(PyString::intern(
+                py,
+                name.cast::<PyString>().ok()?.to_str().ok()?,
+            ))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let obj = alloc(ty).ok()?;
+    let markers: Vec<Bound<'_, PyAny>> =
+        names.iter().map(|_| PyList::empty(py).into_any()).collect();
+    for (name, marker) in names.iter().zip(&markers) {
+        set_slow(&obj, name, marker).ok()?;
+    }
+    let word = std::mem::size_of::<*mut ffi::PyObject>();
+    let header = std::mem::size_of::<ffi::PyObject>();
+    let base = obj.as_ptr().cast::<u8>();
+    let offsets = markers
+        .iter()
+        .map(|marker| {
+            let mut found = (header..size.saturating_sub(word - 1))
+                .step_by(word)
+                .filter(|&off| {
+                    // SAFETY: `off + word <= size`, the instance's allocated basic size, so the
+                    // read stays inside the object; read_unaligned needs no alignment.
+                    let p = unsafe { base.add(off).cast::<*mut ffi::PyObject>().read_unaligned() };
+                    p == marker.as_ptr()
+                });
+            match (found.next(), found.next()) {
+                (Some(off), None) => Some(off),
+                _ => None,
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Slots {
+        names: names.into_iter().map(Bound::unbind).collect(),
+        offsets,
+    })
+}
+
 /// Build a frozen, slotted `ikecp.message` dataclass instance without running its generated
 /// `__init__` (which costs a Python frame per object): allocate it as `object.__new__` would
-/// and fill every field through the slot descriptors, as that `__init__` does. The classes
-/// have no `__post_init__`; every field is given, so the object equals one built by the
-/// constructor (the differential tests compare them).
+/// and fill every field, as that `__init__` does — straight into the slots `probe` located,
+/// else through the slot descriptors. The classes have no `__post_init__`; every field is
+/// given, so the object equals one built by the constructor (the differential tests compare
+/// them).
 fn new_instance<'py>(
-    cls: &Py<PyType>,
+    cls: &Class,
     py: Python<'py>,
-    fields: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
+    fields: impl IntoIterator<Item = (&'py Bound<'py, PyString>, Bound<'py, PyAny>)>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    // SAFETY: `cls` is a live type object; PyType_GenericAlloc returns a new reference, or
-    // NULL with an exception set, which from_owned_ptr_or_err turns into Err.
-    let obj = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyType_GenericAlloc(cls.bind(py).as_type_ptr(), 0))?
-    };
-    for (name, value) in fields {
-        // SAFETY: all three pointers are live references for the duration of the call; the
-        // function returns -1 with an exception set on failure.
-        if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) } < 0
-        {
-            return Err(PyErr::fetch(py));
+    let obj = alloc(cls.ty.bind(py))?;
+    let base = obj.as_ptr().cast::<u8>();
+    for (i, (name, value)) in fields.into_iter().enumerate() {
+        match cls.slots.as_ref().and_then(|s| s.offset(name, i)) {
+            // SAFETY: `probe` found this field's slot at `off` inside every instance of the
+            // class, and a fresh instance holds NULL there; the slot takes over the new
+            // reference, as the slot descriptor's setter would.
+            Some(off) => unsafe {
+                base.add(off)
+                    .cast::<*mut ffi::PyObject>()
+                    .write_unaligned(value.into_ptr());
+            },
+            None => set_slow(&obj, name, &value)?,
         }
     }
     Ok(obj)
@@ -130,17 +279,30 @@ fn new_instance<'py>(
 /// `build!(py, class, {"field" => value, ...})`: a message object from its fields.
 macro_rules! build {
     ($py:expr, $cls:expr, { $($name:literal => $value:expr),* $(,)? }) => {
-        new_instance($cls, $py, &[$((intern!($py, $name), $value.into_bound_py_any($py)?)),*])
+        new_instance($cls, $py, [$((intern!($py, $name), $value.into_bound_py_any($py)?)),*])
     };
 }
 
+/// A tuple filled in place as its items are built (no intermediate Vec of objects).
 fn tuple_of<'py, T>(
     py: Python<'py>,
     items: &[T],
     f: impl Fn(&T) -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let objs = items.iter().map(f).collect::<PyResult<Vec<_>>>()?;
-    PyTuple::new(py, objs)
+    let len = ffi::Py_ssize_t::try_from(items.len())
+        .map_err(|_| PyOverflowError::new_err("too many items"))?;
+    // SAFETY: PyTuple_New returns a new reference or NULL with an exception set. Until every
+    // item is stored the tuple holds NULLs, which its deallocator and the GC's traversal
+    // skip (the usual C-API way to fill a tuple).
+    let tuple = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(len))? };
+    for (i, item) in (0..len).zip(items) {
+        let obj = f(item)?;
+        // SAFETY: `i < len`; PyTuple_SetItem steals the new reference into a fresh tuple.
+        if unsafe { ffi::PyTuple_SetItem(tuple.as_ptr(), i, obj.into_ptr()) } < 0 {
+            return Err(PyErr::fetch(py));
+        }
+    }
+    Ok(tuple.cast_into::<PyTuple>()?)
 }
 
 fn proposal_to_py<'py>(
@@ -318,10 +480,34 @@ pub(crate) fn decode_payloads_py<'py>(
 
 // --- encoding: Python objects -> core types -------------------------------------------------
 
+/// `obj.attr`, read straight from its slot when `obj` is exactly one of the probed classes.
+fn field<'py>(obj: &Bound<'py, PyAny>, attr: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let off = classes(py)?
+        .of(obj.get_type_ptr())
+        .and_then(|c| c.slots.as_ref()?.offset(attr, 0));
+    if let Some(off) = off {
+        // SAFETY: `obj`'s type is exactly the class `probe` located this field in, so the
+        // pointer-sized read at `off` stays inside the instance.
+        let p = unsafe {
+            obj.as_ptr()
+                .cast::<u8>()
+                .add(off)
+                .cast::<*mut ffi::PyObject>()
+                .read_unaligned()
+        };
+        if !p.is_null() {
+            // SAFETY: a non-NULL slot holds a live object; Bound takes a new reference to it.
+            return Ok(unsafe { Bound::from_borrowed_ptr(py, p) });
+        }
+    }
+    obj.getattr(attr)
+}
+
 /// Read an unsigned int attribute; `TypeError` if it is not an int, `ValueError` if it
 /// does not fit in `max`.
 fn uint(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>, max: u64) -> PyResult<u64> {
-    let value = obj.getattr(attr)?;
+    let value = field(obj, attr)?;
     let out_of_range = || {
         PyValueError::new_err(format!(
             "{}.{attr} must be an int in 0..{max}",
@@ -357,7 +543,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 fn bytes_value(
     owner: &Bound<'_, PyAny>,
-    what: &str,
+    what: &dyn std::fmt::Display,
     v: &Bound<'_, PyAny>,
 ) -> PyResult<Bytes<'static>> {
     match v.cast::<PyBytes>() {
@@ -370,21 +556,21 @@ fn bytes_value(
 }
 
 fn bytes_of(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<Bytes<'static>> {
-    bytes_value(obj, &attr.to_string(), &obj.getattr(attr)?)
+    bytes_value(obj, attr, &field(obj, attr)?)
 }
 
 fn items<'py>(
     obj: &Bound<'py, PyAny>,
     attr: &Bound<'py, PyString>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    obj.getattr(attr)?.try_iter()?.collect()
+    field(obj, attr)?.try_iter()?.collect()
 }
 
 fn attribute_from_py(a: &Bound<'_, PyAny>) -> PyResult<TransformAttribute<'static>> {
     let py = a.py();
-    let v = a.getattr(intern!(py, "value"))?;
+    let v = field(a, intern!(py, "value"))?;
     let value = if v.is_instance_of::<PyBytes>() {
-        AttrValue::Tlv(bytes_value(a, "value", &v)?)
+        AttrValue::Tlv(bytes_value(a, &"value", &v)?)
     } else if v.is_instance_of::<PyInt>() {
         AttrValue::Tv(u16_of(a, intern!(py, "value"))?)
     } else {
@@ -438,7 +624,7 @@ fn selectors_from_py(p: &Bound<'_, PyAny>) -> PyResult<Vec<TrafficSelector<'stat
 fn payload_from_py(c: &Classes, p: &Bound<'_, PyAny>) -> PyResult<Payload<'static>> {
     let py = p.py();
     let ty = p.get_type();
-    let is = |cls: &Py<PyType>| ty.as_ptr() == cls.as_ptr();
+    let is = |cls: &Class| ty.as_ptr() == cls.ty.as_ptr();
     let data = || bytes_of(p, intern!(py, "data"));
     let body = if is(&c.sa) {
         let proposals = items(p, intern!(py, "proposals"))?
@@ -488,7 +674,7 @@ fn payload_from_py(c: &Classes, p: &Bound<'_, PyAny>) -> PyResult<Payload<'stati
     } else if is(&c.delete) {
         let spis = items(p, intern!(py, "spis"))?
             .iter()
-            .map(|s| bytes_value(p, "spis", s))
+            .map(|s| bytes_value(p, &"spis", s))
             .collect::<PyResult<_>>()?;
         Body::Delete {
             protocol_id: u8_of(p, intern!(py, "protocol_id"))?,
@@ -541,7 +727,7 @@ fn payload_from_py(c: &Classes, p: &Bound<'_, PyAny>) -> PyResult<Payload<'stati
         )));
     };
     Ok(Payload {
-        critical: p.getattr(intern!(py, "critical"))?.is_truthy()?,
+        critical: field(p, intern!(py, "critical"))?.is_truthy()?,
         body,
     })
 }
@@ -553,7 +739,7 @@ fn payloads_from_py(c: &Classes, payloads: &Bound<'_, PyAny>) -> PyResult<Vec<Pa
         .collect()
 }
 
-fn encode_error(e: codec::EncodeError) -> PyErr {
+pub(crate) fn encode_error(e: codec::EncodeError) -> PyErr {
     PyValueError::new_err(e.0)
 }
 
@@ -565,7 +751,7 @@ pub(crate) fn encode_payloads_py(payloads: &Bound<'_, PyAny>) -> PyResult<(u8, V
 }
 
 fn spi_of(msg: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> PyResult<[u8; 8]> {
-    let v = msg.getattr(attr)?;
+    let v = field(msg, attr)?;
     let b = v
         .cast::<PyBytes>()
         .map_err(|_| PyTypeError::new_err("Message.spi_i/spi_r must be bytes"))?;
@@ -581,7 +767,7 @@ pub(crate) fn message_from_py(msg: &Bound<'_, PyAny>) -> PyResult<Message<'stati
     Ok(Message {
         spi_i: spi_of(msg, intern!(py, "spi_i"))?,
         spi_r: spi_of(msg, intern!(py, "spi_r"))?,
-        payloads: payloads_from_py(c, &msg.getattr(intern!(py, "payloads"))?)?,
+        payloads: payloads_from_py(c, &field(msg, intern!(py, "payloads"))?)?,
         exchange: u8_of(msg, intern!(py, "exchange"))?,
         flags: u8_of(msg, intern!(py, "flags"))?,
         message_id: u32::try_from(uint(msg, intern!(py, "message_id"), 0xFFFF_FFFF)?)

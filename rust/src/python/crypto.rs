@@ -19,7 +19,8 @@ static CRYPTO_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static INTEGRITY_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-fn to_py(py: Python<'_>, err: Error) -> PyErr {
+/// A core crypto error as the `ikecp.errors` (or builtin) exception the twin raises.
+pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
     let class =
         |cell: &PyOnceLock<Py<PyType>>, name| cell.import(py, "ikecp.errors", name).cloned();
     let made = match err {
@@ -198,8 +199,8 @@ fn nat_detection_hash<'py>(
 
 /// One direction's keyed SK payload protection (keys expanded once, wiped on drop).
 #[pyclass(frozen, name = "SkCipher", module = "ikecp._native")]
-struct SkCipher {
-    inner: crypto::SkCipher,
+pub(crate) struct SkCipher {
+    pub(crate) inner: crypto::SkCipher,
 }
 
 #[pymethods]

@@ -5,10 +5,12 @@ use pyo3::prelude::*;
 
 mod codec;
 mod crypto;
+mod sk;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     crypto::register(m)?;
+    sk::register(m)?;
     Ok(())
 }

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import _backend, sk
+from .. import _backend
 from .. import addr as _addr
 from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
 from ..const import ExchangeType as X
@@ -443,7 +443,7 @@ class IkeSa:
     def _encode(self, msg: MessageView) -> bytes:
         if msg.exchange == X.IKE_SA_INIT:
             return self.backend.encode_message(msg)
-        return sk.seal_message(self.cipher_out, msg)
+        return self.backend.seal_message(self.cipher_out, msg)
 
     def _kick(self) -> None:
         """Start the next queued exchange when the window (size 1) is free."""
@@ -523,7 +523,7 @@ class IkeSa:
                 self._drop("unencrypted request")
                 return
             try:
-                inner = sk.open_message(self.cipher_in, data)
+                inner = self.backend.open_message(self.cipher_in, data)
             except IntegrityError:
                 self._drop("integrity check failed")
                 return
@@ -615,7 +615,7 @@ class IkeSa:
                 self._drop("response with wrong responder SPI")
                 return
             try:
-                inner = sk.open_message(self.cipher_in, data)
+                inner = self.backend.open_message(self.cipher_in, data)
             except IntegrityError:
                 self._drop("integrity check failed")
                 return

@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 from ikecp.engine.events import SaFailed
-from ikecp.engine.record import record
 from ikecp.engine.sa import Datagram
+from ikecp.record import record
 
 
 @record

@@ -21,6 +21,7 @@ from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
 from ..message import SK, Delete, Message, Notify, Payload
+from ..record import record
 from . import rules
 from .auth import AuthTask
 from .child_create import ChildCreateTask
@@ -38,7 +39,6 @@ from .events import (
 )
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
-from .record import record
 from .sa_init import SaInitTask
 from .task import Ignore, Retry, Task
 from .view import MessageView

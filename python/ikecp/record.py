@@ -1,6 +1,6 @@
 """``record``: a frozen, slotted dataclass whose constructor is cheap.
 
-The engine builds a few events and datagrams per message. A frozen dataclass's generated
+Payloads, events and datagrams are built several times per message. A frozen dataclass's generated
 ``__init__`` stores every field through ``object.__setattr__`` (to get past the frozen
 ``__setattr__``), which costs several times more than the object itself; storing through
 each slot's own descriptor skips that lookup and keeps the class as frozen as before.

@@ -1,12 +1,23 @@
-"""Command line entry point: ``ikecp info`` and ``ikecp decode``."""
+"""Command line entry point.
+
+``ikecp info`` / ``decode`` inspect; ``segw`` and ``fap`` run the two roles from a TOML
+config; ``bindings`` queries a running (or stopped) SeGW's binding database; ``demo`` runs a
+SeGW, a userspace NAPT and a few FAPs on loopback and checks the NAT-info answers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import logging
+import signal
 import sys
+import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
+from pathlib import Path
 
 from . import BACKEND_NAME, __version__, backend
 from .errors import ParseError
@@ -48,19 +59,233 @@ def _decode(hexdata: str) -> int:
     return 0
 
 
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = args.log_level or ("DEBUG" if args.verbose > 1 else "INFO" if args.verbose
+                               else "WARNING")
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _until_signal() -> None:
+    """Wait for SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _segw(args: argparse.Namespace) -> int:
+    from .config import load_segw
+    from .gateway import Gateway
+
+    cfg = load_segw(args.config) if args.config else None
+    if cfg is None:
+        print("ikecp segw: --config is required", file=sys.stderr)
+        return 2
+    if args.keylog:
+        cfg = replace(cfg, keylog=args.keylog)
+
+    async def run() -> None:
+        gw = Gateway(cfg)
+        await gw.start()
+        where = ", ".join(cfg.listen)
+        print(f"SeGW {cfg.identity} on {where} ports {gw.ports[0]}/{gw.ports[1]}, "
+              f"bindings in {cfg.bindings}", flush=True)
+        try:
+            await _until_signal()
+        finally:
+            await gw.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+def _fap(args: argparse.Namespace) -> int:
+    from .config import load_fap
+    from .femto import FapStatus, Femto
+
+    if not args.config:
+        print("ikecp fap: --config is required", file=sys.stderr)
+        return 2
+    cfg = load_fap(args.config)
+    if args.keylog:
+        cfg = replace(cfg, keylog=args.keylog)
+
+    def show(status: FapStatus) -> None:
+        if args.json:
+            print(json.dumps(status.to_json()), flush=True)
+        else:
+            print(f"FAP {cfg.identity}: {status.describe()}", flush=True)
+
+    async def run() -> int:
+        fap = Femto(cfg, on_status=show)
+        await fap.start()
+        try:
+            if args.once:
+                try:
+                    await fap.wait_established(args.timeout)
+                except TimeoutError:
+                    print(f"ikecp fap: no SA within {args.timeout} s", file=sys.stderr)
+                    return 1
+                return 0
+            await _until_signal()
+            return 0
+        finally:
+            await fap.stop()
+
+    return asyncio.run(run())
+
+
+def _parse_public(text: str) -> tuple[str, int | None]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, None
+    return host.strip("[]"), int(port)
+
+
+def _bindings(args: argparse.Namespace) -> int:
+    from .bindings import BindingRegistry
+
+    try:
+        reg = BindingRegistry.reader(args.db)
+    except FileNotFoundError as exc:
+        print(f"ikecp bindings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.inner_ip:
+            rows = reg.by_inner_ip(args.inner_ip)
+        elif args.identity:
+            rows = reg.by_identity(args.identity)
+        elif args.public:
+            try:
+                rows = reg.by_public(*_parse_public(args.public))
+            except ValueError:
+                print(f"ikecp bindings: --public wants ADDR:PORT, not {args.public!r}",
+                      file=sys.stderr)
+                return 2
+        else:
+            rows = reg.all()
+    finally:
+        reg.close()
+    if args.json:
+        for b in rows:
+            print(json.dumps(b.to_json()))
+    else:
+        print(f"{'identity':<28} {'inner IP':<15} {'public address':<24} {'SPIi':<16} "
+              f"{'SPIr':<16}")
+        for b in rows:
+            print(f"{b.identity:<28} {b.inner_ip or '-':<15} {b.public:<24} {b.spi_i} "
+                  f"{b.spi_r}")
+    return 0 if rows or not (args.inner_ip or args.identity or args.public) else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import demo
+    from .femto import FapStatus
+
+    def show(status: FapStatus) -> None:
+        if args.verbose:
+            print(f"  {status.local}: {status.describe()}", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="ikecp-demo-") as tmp:
+        db = args.bindings or str(Path(tmp) / "bindings.sqlite")
+        result = asyncio.run(demo.run(args.faps, bindings=db, timeout=args.timeout,
+                                      on_status=show))
+    print(demo.format_result(result))
+    return 0 if result.ok else 1
+
+
+EPILOG = """examples:
+  ikecp demo                          SeGW + NAPT + 4 FAPs on loopback, checked
+  ikecp segw --config segw.toml       run a security gateway
+  ikecp fap --config fap.toml --json  run a femtocell, print its status as JSON lines
+  ikecp bindings --db segw.sqlite --inner-ip 10.99.0.7
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ikecp", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ikecp", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ikecp {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output on stderr (-v: info, -vv: debug)")
+    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="log level (overrides -v; default WARNING)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print the version and the active backend")
     dec = sub.add_parser("decode", help="decode an IKE message given as hex ('-' reads stdin)")
     dec.add_argument("hex", help="the message in hex, or - to read it from standard input")
+
+    segw = sub.add_parser("segw", help="run a security gateway (IKEv2 responder)",
+                          description="Serve FAPs: PSK or certificate auth, inner IPv4 "
+                          "addresses from a pool, EXTERNAL_SOURCE_IP4_NAT_INFO answers, and a "
+                          "binding registry in SQLite. Ctrl-C / SIGTERM deletes every SA "
+                          "and exits. See examples/segw.toml for every key.")
+    segw.add_argument("--config", metavar="FILE", help="TOML config (see examples/segw.toml)")
+    segw.add_argument("--keylog", metavar="FILE",
+                      help="append IKE SA keys in Wireshark's ikev2_decryption_table format "
+                      "(secrets: off by default)")
+
+    fap = sub.add_parser("fap", help="run a femtocell (IKEv2 initiator)",
+                         description="Connect to the SeGW, report NAT detection, the inner "
+                         "IP and the public IP:port the SeGW saw; keep the SA alive and "
+                         "re-establish it when lost. See examples/fap.toml for every key.")
+    fap.add_argument("--config", metavar="FILE", help="TOML config (see examples/fap.toml)")
+    fap.add_argument("--json", action="store_true",
+                     help="print each status change as one JSON object per line")
+    fap.add_argument("--keylog", metavar="FILE",
+                     help="append IKE SA keys in Wireshark's ikev2_decryption_table format")
+    fap.add_argument("--once", action="store_true",
+                     help="exit (status 0) once the SA is established, after a DELETE")
+    fap.add_argument("--timeout", type=float, default=30.0,
+                     help="with --once: give up after this many seconds (default 30)")
+
+    bnd = sub.add_parser("bindings", help="list or look up the SeGW's bindings",
+                         description="Read the binding database (safe while the SeGW runs). "
+                         "With no filter, list every binding. Exit status 1 if a lookup "
+                         "finds nothing.")
+    bnd.add_argument("--db", default="ikecp-bindings.sqlite",
+                     help="the SeGW's 'bindings' file (default: ikecp-bindings.sqlite)")
+    who = bnd.add_mutually_exclusive_group()
+    who.add_argument("--inner-ip", metavar="X", help="the binding holding this inner IP")
+    who.add_argument("--identity", metavar="X", help="bindings of this peer identity")
+    who.add_argument("--public", metavar="A:P", help="bindings at this public address[:port]")
+    bnd.add_argument("--json", action="store_true", help="one JSON object per binding")
+
+    dm = sub.add_parser("demo", help="SeGW + userspace NAPT + FAPs on loopback, checked",
+                        description="Start a SeGW, a userspace NAPT relay and a few FAPs on "
+                        "loopback (unprivileged ports, no config), print the binding table "
+                        "and each FAP's learned public address next to the NAPT's mapping. "
+                        "Exit status 1 on any MISMATCH.")
+    dm.add_argument("--faps", type=int, default=4, help="number of FAPs (1-250, default 4)")
+    dm.add_argument("--timeout", type=float, default=15.0,
+                    help="seconds to wait for every SA (default 15)")
+    dm.add_argument("--bindings", metavar="FILE",
+                    help="keep the binding database here (default: a temporary file)")
+
     args = parser.parse_args(argv)
     if args.command == "info":
         print(f"ikecp {__version__}, backend: {BACKEND_NAME}")
         return 0
-    return _decode(sys.stdin.read() if args.hex == "-" else args.hex)
+    if args.command == "decode":
+        return _decode(sys.stdin.read() if args.hex == "-" else args.hex)
+    _setup_logging(args)
+    from .config import ConfigError
+
+    try:
+        handler = {"segw": _segw, "fap": _fap, "bindings": _bindings, "demo": _demo}
+        return handler[args.command](args)
+    except ConfigError as exc:
+        print(f"ikecp {args.command}: config error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"ikecp {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -199,7 +199,10 @@ class IkeSa:
         self.peer_cas: tuple[bytes, ...] = ()
         self.natt_supported = False
         self.local_behind_nat = self.remote_behind_nat = False
-        self.encapsulated = False
+        # Messages to the NAT-T port carry the non-ESP marker from the very first one: an
+        # initiator may start there (RFC 7296 §2.23), e.g. strongSwan reauthenticating.
+        self.encapsulated = (remote if remote is not None and self.is_initiator
+                             else local)[1] == settings.natt_port
         self.child_failure: tuple[int, str] | None = None
         self.child_spis: tuple[bytes, bytes] | None = None
         self.stats = Stats()
@@ -511,6 +514,7 @@ class IkeSa:
             self.spi_i, self.remote, self.init_request = msg.spi_i, addr, data
             if local_port is not None:
                 self.local = (self.local[0], local_port)
+                self.encapsulated = local_port == self.settings.natt_port
             inner = msg
         else:
             if not rules.must_encrypt(exchange):

@@ -89,6 +89,8 @@ class Child:
     remote_ts: tuple[str, ...] = ("dynamic",)
     esp_proposals: str = "aes256gcm16"
     start_action: str = "none"
+    #: More swanctl child settings, e.g. ``{"rekey_time": "2s"}``.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,11 @@ class CharonConfig:
     cert: Path | None = None
     key: Path | None = None
     cacert: Path | None = None
+    #: swanctl ``send_cert`` (``ifasked``/``always``/``never``); strongSwan's default sends
+    #: its certificate only after a CERTREQ.
+    send_cert: str | None = None
+    #: More swanctl connection settings, e.g. ``{"dpd_delay": "1s"}``.
+    conn_extra: Mapping[str, Any] = field(default_factory=dict)
     proposals: str = "aes256gcm16-prfsha256-x25519"
     pools: Mapping[str, str] = field(default_factory=dict)
     pool_attrs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -215,6 +222,7 @@ def swanctl_conf(cfg: CharonConfig) -> str:
             "remote_ts": c.remote_ts,
             "esp_proposals": c.esp_proposals,
             "start_action": c.start_action,
+            **c.extra,
         }
         for c in cfg.children
     }
@@ -232,6 +240,9 @@ def swanctl_conf(cfg: CharonConfig) -> str:
     }
     if cfg.remote_port is not None:
         conn["remote_port"] = cfg.remote_port
+    if cfg.send_cert is not None:
+        conn["send_cert"] = cfg.send_cert
+    conn.update(cfg.conn_extra)
     if cfg.pools:
         conn["pools"] = tuple(cfg.pools)
     if cfg.vips:

@@ -1,0 +1,354 @@
+"""TOML configuration of the two roles, checked key by key.
+
+``load_segw(path)`` and ``load_fap(path)`` read a file with ``tomllib`` into frozen
+dataclasses; an unknown key, a value of the wrong type or a value out of range raises
+``ConfigError`` naming the key (``"fap.toml: keepalive: must be a number > 0"``). Every key
+has a default that works on loopback except the credentials, which must be given: a PSK or a
+certificate, key and CA. ``settings()`` turns a config into the engine's ``Settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from .const import ConfigAttr
+from .cp import AddressPool, CpRegistry, Mode, NatInfoHandler, NatInfoProvider, PoolProvider
+from .cp.standard import RequestHandler, StaticProvider
+from .engine import (
+    Authenticator,
+    ChildProposal,
+    Identity,
+    IkeProposal,
+    PskAuthenticator,
+    Settings,
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; ``key`` names it."""
+
+    def __init__(self, key: str, problem: str, source: str = "") -> None:
+        self.key = key
+        prefix = f"{source}: " if source else ""
+        super().__init__(f"{prefix}{key}: {problem}")
+
+
+def identity(text: str) -> Identity:
+    """``1.2.3.4`` is an IPv4 identity, ``a@b`` an RFC 822 one, anything else an FQDN."""
+    try:
+        return Identity.ipv4(text)
+    except ValueError:
+        pass
+    return Identity.rfc822(text) if "@" in text else Identity.fqdn(text)
+
+
+@dataclass(frozen=True)
+class _Common:
+    """Keys both roles share."""
+
+    #: Our IKE identity (IDi / IDr).
+    identity: str = ""
+    #: Pre-shared key (text); or use cert + key + ca.
+    psk: str | None = None
+    #: PEM certificate, its private key, and CA certificates that anchor the peer's chain.
+    cert: str | None = None
+    key: str | None = None
+    ca: tuple[str, ...] = ()
+    #: IKE and NAT-T UDP ports (both sides of an SA must use the same NAT-T port).
+    port: int = 500
+    natt_port: int = 4500
+    #: IKE proposals and ESP proposals, strongSwan-style ("aes256gcm16-prfsha256-x25519").
+    proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519-ecp256-modp2048",
+                                  "aes256-sha256-x25519-ecp256-modp2048")
+    esp_proposals: tuple[str, ...] = ("aes256gcm16", "aes256-sha256")
+    #: Seconds between liveness checks (empty INFORMATIONAL); 0 disables them.
+    dpd: float = 30.0
+    #: Append IKE SA keys for Wireshark here (off by default: these are secrets).
+    keylog: str | None = None
+    #: Code point of EXTERNAL_SOURCE_IP4_NAT_INFO: 23 (IANA), 16384-32767, or 16 with legacy.
+    nat_info_type: int = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
+    legacy_nat_info: bool = False
+
+    def authenticator(self) -> Authenticator:
+        if self.psk is not None:
+            return PskAuthenticator(self.psk.encode())
+        from . import pki
+        from .engine.cert_auth import CertAuthenticator
+
+        assert self.cert is not None and self.key is not None
+        credential = pki.Credential.from_files(self.key, self.cert)
+        trust = pki.TrustStore.from_files(*self.ca)
+        return CertAuthenticator(credential, trust)
+
+    def _has_psk(self) -> bool:
+        return self.psk is not None
+
+    def _base_settings(self) -> dict[str, Any]:
+        return {
+            "local_id": identity(self.identity), "auth": self.authenticator(),
+            "ike_proposals": tuple(IkeProposal.parse(p) for p in self.proposals),
+            "child_proposals": tuple(ChildProposal.parse(p) for p in self.esp_proposals),
+            "natt_port": self.natt_port, "dpd_interval": self.dpd or None,
+        }
+
+    def _check(self, source: str) -> None:
+        if not self.identity:
+            raise ConfigError("identity", "must not be empty", source)
+        has_cert = self.cert is not None or self.key is not None
+        if not self._has_psk() and not has_cert:
+            raise ConfigError("psk", "give a psk, or cert + key + ca", source)
+        if self._has_psk() and has_cert:
+            raise ConfigError("psk", "give either psk or cert + key, not both", source)
+        if has_cert:
+            for name in ("cert", "key"):
+                if getattr(self, name) is None:
+                    raise ConfigError(name, "is needed for certificate authentication", source)
+            if not self.ca:
+                raise ConfigError("ca", "is needed for certificate authentication", source)
+            for path in (self.cert, self.key, *self.ca):
+                if not Path(str(path)).is_file():
+                    raise ConfigError("cert" if path == self.cert else
+                                      "key" if path == self.key else "ca",
+                                      f"no such file: {path}", source)
+        for name in ("port", "natt_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(name, "must be a UDP port (0-65535)", source)
+        if self.dpd < 0:
+            raise ConfigError("dpd", "must be >= 0", source)
+        for name, parse, values in (("proposals", IkeProposal.parse, self.proposals),
+                                    ("esp_proposals", ChildProposal.parse,
+                                     self.esp_proposals)):
+            if not values:
+                raise ConfigError(name, "must list at least one proposal", source)
+            for v in values:
+                try:
+                    parse(v)
+                except (ValueError, KeyError) as exc:
+                    raise ConfigError(name, f"bad proposal {v!r}: {exc}", source) from exc
+        try:
+            from .cp.nat_info import check_code_point
+
+            check_code_point(self.nat_info_type, legacy=self.legacy_nat_info)
+        except ValueError as exc:
+            raise ConfigError("nat_info_type", str(exc), source) from exc
+
+
+@dataclass(frozen=True)
+class SegwConfig(_Common):
+    """The security gateway (responder)."""
+
+    identity: str = "segw.ikecp.test"
+    #: Addresses to listen on (IPv4 and/or IPv6 literals; one string or a list).
+    listen: tuple[str, ...] = ("127.0.0.1",)
+    #: Per-peer PSKs: {identity = "secret"}; peers not listed use ``psk``.
+    peers: dict[str, str] = field(default_factory=dict)
+    #: Inner addresses handed out with INTERNAL_IP4_ADDRESS.
+    pool: str = "10.99.0.0/16"
+    #: DNS servers sent when the peer asks for INTERNAL_IP4_DNS.
+    dns: tuple[str, ...] = ()
+    #: Answer EXTERNAL_SOURCE_IP4_NAT_INFO.
+    nat_info: bool = True
+    #: SQLite file of the binding registry.
+    bindings: str = "ikecp-bindings.sqlite"
+    #: Also write binding changes as JSON lines to this file.
+    events: str | None = None
+    #: Drop a binding whose peer sent nothing authenticated for this many seconds.
+    binding_expiry: float = 3600.0
+    #: Refuse new IKE_SA_INIT beyond this many half-open SAs; demand a COOKIE beyond the
+    #: threshold (0: always; unset: never).
+    max_half_open: int = 10000
+    cookie_threshold: int | None = None
+
+    def _check(self, source: str) -> None:
+        super()._check(source)
+        try:
+            net = ipaddress.ip_network(self.pool, strict=False)
+        except ValueError as exc:
+            raise ConfigError("pool", str(exc), source) from exc
+        if net.version != 4 or net.num_addresses < 4:
+            raise ConfigError("pool", "must be an IPv4 network with room for hosts", source)
+        if not self.listen:
+            raise ConfigError("listen", "needs at least one address", source)
+        for name, values in (("listen", self.listen), ("dns", self.dns)):
+            for v in values:
+                try:
+                    ipaddress.ip_address(v)
+                except ValueError as exc:
+                    raise ConfigError(name, f"not an IP address: {v!r}", source) from exc
+        if self.binding_expiry <= 0:
+            raise ConfigError("binding_expiry", "must be > 0", source)
+        if self.max_half_open < 1:
+            raise ConfigError("max_half_open", "must be >= 1", source)
+        if self.cookie_threshold is not None and self.cookie_threshold < 0:
+            raise ConfigError("cookie_threshold", "must be >= 0", source)
+
+    def _has_psk(self) -> bool:
+        return self.psk is not None or bool(self.peers)
+
+    def authenticator(self) -> Authenticator:
+        if self.peers:
+            return PskAuthenticator(self.psk.encode() if self.psk else None,
+                                    {identity(k): v.encode() for k, v in self.peers.items()})
+        return super().authenticator()
+
+    def settings(self, natt_port: int | None = None) -> Settings:
+        """Engine settings (a new address pool each call); ``natt_port`` overrides the
+        configured one when the socket was bound to port 0."""
+        cp = CpRegistry().add_provider(PoolProvider(AddressPool(self.pool)))
+        if self.nat_info:
+            cp.add_provider(NatInfoProvider(self.nat_info_type, legacy=self.legacy_nat_info))
+        if self.dns:
+            cp.add_provider(StaticProvider.addresses(ConfigAttr.INTERNAL_IP4_DNS, self.dns))
+        kw = self._base_settings()
+        kw.update(cp=cp, natt_port=natt_port or self.natt_port)
+        return Settings(**kw)
+
+
+@dataclass(frozen=True)
+class FapConfig(_Common):
+    """The femtocell (initiator)."""
+
+    identity: str = "fap.ikecp.test"
+    #: The SeGW's address and its expected identity (unset: accept what authenticates).
+    segw: str = "127.0.0.1"
+    segw_id: str | None = None
+    #: The SeGW's IKE and NAT-T ports (unset: the same numbers as ``port`` / ``natt_port``).
+    segw_port: int | None = None
+    segw_natt_port: int | None = None
+    #: Local address to bind ("" picks the one the route to the SeGW uses).
+    local: str = ""
+    #: When to ask for EXTERNAL_SOURCE_IP4_NAT_INFO: auto (behind NAT), always, never.
+    nat_info_mode: str = "auto"
+    #: Seconds between NAT keepalives while behind a NAT (RFC 3948 §2.3); 0 disables them.
+    keepalive: float = 20.0
+    #: Seconds to wait before re-establishing a lost SA (doubles up to 60 s on failures).
+    reconnect: float = 2.0
+    #: Resend an unanswered request this many times, first after ``retransmit_timeout``
+    #: seconds and then doubling, before giving up on the SA.
+    retries: int = 5
+    retransmit_timeout: float = 1.0
+
+    def _check(self, source: str) -> None:
+        super()._check(source)
+        for name, v in (("segw", self.segw), *([("local", self.local)] if self.local else [])):
+            try:
+                ipaddress.ip_address(v)
+            except ValueError as exc:
+                raise ConfigError(name, f"not an IP address: {v!r}", source) from exc
+        if self.nat_info_mode not in {m.value for m in Mode}:
+            raise ConfigError("nat_info_mode", "must be auto, always or never", source)
+        for name in ("keepalive", "reconnect"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, "must be >= 0", source)
+        for name, local in (("segw_port", self.port), ("segw_natt_port", self.natt_port)):
+            value = getattr(self, name)
+            if value is None and local == 0:
+                raise ConfigError(name, "is needed when the local port is 0 (any)", source)
+            if value is not None and not 1 <= value <= 65535:
+                raise ConfigError(name, "must be a UDP port (1-65535)", source)
+        if not 0 <= self.retries <= 20:
+            raise ConfigError("retries", "must be within 0-20", source)
+        if self.retransmit_timeout <= 0:
+            raise ConfigError("retransmit_timeout", "must be > 0", source)
+
+    @property
+    def remote_ports(self) -> tuple[int, int]:
+        """The SeGW's (IKE, NAT-T) ports."""
+        return (self.segw_port or self.port, self.segw_natt_port or self.natt_port)
+
+    def settings(self) -> Settings:
+        """Engine settings; ``natt_port`` is the SeGW's (the FAP's own NAT-T socket is
+        given to the SA as its float port)."""
+        from .engine import RetransmitPolicy
+
+        cp = CpRegistry().add_handler(RequestHandler(ConfigAttr.INTERNAL_IP4_ADDRESS))
+        cp.add_handler(NatInfoHandler(Mode(self.nat_info_mode), self.nat_info_type,
+                                      legacy=self.legacy_nat_info))
+        kw = self._base_settings()
+        kw.update(cp=cp, natt_port=self.remote_ports[1], keepalive_interval=self.keepalive or None,
+                  remote_id=identity(self.segw_id) if self.segw_id else None,
+                  retransmit=RetransmitPolicy(self.retransmit_timeout, tries=self.retries))
+        return Settings(**kw)
+
+
+def _coerce(source: str, key: str, hint: Any, value: Any) -> Any:
+    """Check ``value`` against the dataclass field's type hint; lists become tuples."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(source, key, inner[0], value)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "must be a string or a list of strings", source)
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(key, "must be a table of strings", source)
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, "must be true or false", source)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, "must be an integer", source)
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, "must be a number", source)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, "must be a string", source)
+        return value
+    raise ConfigError(key, f"unsupported type {hint}", source)
+
+
+_C = typing.TypeVar("_C", SegwConfig, FapConfig)
+
+
+def from_dict(cls: type[_C], data: dict[str, Any], source: str = "") -> _C:
+    """Build and validate a config from parsed TOML (or any dict of the same shape)."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(key, f"unknown key (known keys: {known})", source)
+        values[key] = _coerce(source, key, hints[key], value)
+    config = cls(**values)
+    config._check(source)
+    return config
+
+
+def _load(cls: type[_C], path: str | Path) -> _C:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from exc
+    return from_dict(cls, data, str(path))
+
+
+def load_segw(path: str | Path) -> SegwConfig:
+    return _load(SegwConfig, path)
+
+
+def load_fap(path: str | Path) -> FapConfig:
+    return _load(FapConfig, path)

@@ -1,0 +1,232 @@
+"""The femtocell (FAP): one IKE SA to the SeGW, kept up for as long as it runs.
+
+It connects, reports whether NAT was detected, the inner IP it was given and the public
+IP:port the SeGW saw (EXTERNAL_SOURCE_IP4_NAT_INFO), has the engine send NAT keepalives while
+behind a NAT (RFC 3948 §2.3, every 20 s by default) and run liveness checks, and starts a new
+SA when the old one is deleted or dies (with a growing delay while attempts keep failing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+from .config import FapConfig
+from .const import ConfigAttr
+from .dispatch import Dispatcher
+from .engine import IkeSa
+from .engine.events import (
+    ChildSaFailed,
+    ConfigReceived,
+    Event,
+    IkeSaEstablished,
+    NatDetected,
+    NatInfoNotSupported,
+    PublicAddressLearned,
+    SaDeleted,
+    SaFailed,
+)
+from .keylog import KeyLog
+from .net.udp import AsyncioDriver, UdpEndpoint, family_of
+
+log = logging.getLogger("ikecp.fap")
+
+#: Longest wait between two attempts to re-establish.
+MAX_BACKOFF = 60.0
+
+
+@dataclass(frozen=True)
+class FapStatus:
+    """What the FAP knows about its SA; printed by ``ikecp fap`` (``--json``: as JSON)."""
+
+    state: str = "connecting"          # connecting, established, down
+    segw: str = ""
+    local: str = ""
+    nat_detected: bool | None = None   # we are behind a NAT (IKE_SA_INIT NAT-D)
+    inner_ip: str | None = None
+    public_ip: str | None = None       # as the SeGW saw us (NAT-info attribute)
+    public_port: int | None = None
+    nat_info: str | None = None        # why the NAT-info answer is missing, if it is
+    spi_i: str | None = None
+    spi_r: str | None = None
+    established: int = 0               # how many SAs were established so far
+    reason: str | None = None          # why the last SA went down
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        if self.state != "established":
+            why = f" ({self.reason})" if self.reason else ""
+            return f"{self.state}{why}"
+        public = f"{self.public_ip}:{self.public_port}" if self.public_ip else \
+            f"unknown ({self.nat_info})"
+        nat = "detected" if self.nat_detected else "not detected"
+        return (f"established with {self.segw}: NAT {nat}, inner IP {self.inner_ip}, "
+                f"public address {public}")
+
+
+def route_source(dest: str) -> str:
+    """The local address the kernel would use towards ``dest`` (no packet is sent)."""
+    with socket.socket(family_of(dest), socket.SOCK_DGRAM) as s:
+        s.connect((dest, 9))
+        return str(s.getsockname()[0])
+
+
+class Femto:
+    """Run with ``await fap.start()`` ... ``await fap.stop()``; ``status`` is always current
+    and ``on_status`` (if given) is called with each new one."""
+
+    def __init__(self, config: FapConfig, *,
+                 on_status: Callable[[FapStatus], None] | None = None,
+                 on_event: Callable[[IkeSa, Event], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.on_status = on_status
+        self.on_event = on_event
+        self.clock = clock
+        self.keylog = KeyLog(config.keylog) if config.keylog else None
+        self.status = FapStatus(segw=config.segw)
+        self.sa: IkeSa | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._driver: AsyncioDriver | None = None
+        self._reconnect: asyncio.TimerHandle | None = None
+        self._failures = 0
+        self._stopping = False
+        self._up = asyncio.Event()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        local = cfg.local or route_source(cfg.segw)
+        endpoint = UdpEndpoint(local, (cfg.port, cfg.natt_port))
+        port, natt = endpoint.ports
+        self._settings = cfg.settings()
+        self._natt = natt
+        self.dispatcher = Dispatcher(None, local, port=port, natt_ports={natt})
+        self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
+        self._driver.start()
+        self._set(local=f"{local}:{port}")
+        self._connect()
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """DELETE the SA (bounded wait for the answer) and close the sockets."""
+        self._stopping = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+        d, driver = self.dispatcher, self._driver
+        if d is None or driver is None:
+            return
+        sa = self.sa
+        if sa is not None and not sa.closed:
+            sa.delete()
+            d.update(sa, self.clock())
+            driver.flush()
+            deadline = self.clock() + timeout
+            while not sa.closed and self.clock() < deadline:
+                await asyncio.sleep(0.02)
+        driver.close()
+        self._driver = None
+
+    async def wait_established(self, timeout: float) -> FapStatus:
+        """Wait until an SA is up (raises ``TimeoutError``); returns the status then."""
+        await asyncio.wait_for(self._up.wait(), timeout)
+        return self.status
+
+    def check_liveness(self) -> bool:
+        """Send a liveness check now (an authenticated request: after a NAT rebinding it
+        tells the SeGW our new address). False if no SA is up."""
+        sa, d, driver = self.sa, self.dispatcher, self._driver
+        if sa is None or d is None or driver is None or not sa.established:
+            return False
+        sa.check_liveness()
+        d.update(sa, self.clock())
+        driver.flush()
+        return True
+
+    # --- SA management ----------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        self._reconnect = None
+        if self._stopping or self.dispatcher is None or self._driver is None:
+            return
+        cfg = self.config
+        before = self.status
+        segw_port = cfg.remote_ports[0]
+        self.sa = self.dispatcher.connect(self._settings, (cfg.segw, segw_port), self.clock(),
+                                          natt_local_port=self._natt)
+        self._set(state="connecting", spi_i=self.sa.spi_i.hex(), spi_r=None,
+                  nat_detected=None, inner_ip=None, public_ip=None, public_port=None,
+                  nat_info=None)
+        log.info("connecting to %s:%d as %s", cfg.segw, segw_port, cfg.identity)
+        self._report(before)
+        self._driver.flush()
+
+    def _lost(self, sa: IkeSa, reason: str) -> None:
+        if sa is not self.sa:
+            return
+        self._up.clear()
+        self._set(state="down", reason=reason)
+        if self._stopping:
+            return
+        delay = min(MAX_BACKOFF, max(self.config.reconnect, 0.05) * 2 ** self._failures)
+        self._failures += 1
+        log.warning("SA down (%s): reconnecting in %.1f s", reason, delay)
+        self._reconnect = asyncio.get_running_loop().call_later(delay, self._connect)
+
+    def _on_events(self, events: list[tuple[IkeSa, Event]]) -> None:
+        before = self.status
+        for sa, ev in events:
+            self._handle(sa, ev)
+            if self.on_event is not None:
+                self.on_event(sa, ev)
+        self._report(before)
+
+    def _report(self, before: FapStatus) -> None:
+        """Tell ``on_status`` once per batch of events, and only about real changes."""
+        now = self.status
+        if (now.state, now.public_ip, now.public_port, now.inner_ip) == \
+                (before.state, before.public_ip, before.public_port, before.inner_ip):
+            return
+        if now.state == "established":
+            log.info("%s", now.describe())
+        if self.on_status is not None:
+            self.on_status(now)
+
+    def _handle(self, sa: IkeSa, ev: Event) -> None:
+        if isinstance(ev, NatDetected):
+            self._set(nat_detected=ev.local_behind_nat)
+            log.info("NAT %s", "detected: we are behind a NAT" if ev.local_behind_nat
+                     else "not detected")
+        elif isinstance(ev, ConfigReceived):
+            for attr in ev.attributes:
+                if attr.type == ConfigAttr.INTERNAL_IP4_ADDRESS and len(attr.value) == 4:
+                    self._set(inner_ip=str(ipaddress.IPv4Address(attr.value)))
+        elif isinstance(ev, PublicAddressLearned):
+            self._set(public_ip=ev.address, public_port=ev.port)
+        elif isinstance(ev, NatInfoNotSupported):
+            self._set(nat_info=ev.reason)
+        elif isinstance(ev, ChildSaFailed):
+            log.warning("CHILD_SA refused: %s", ev.reason)
+        elif isinstance(ev, IkeSaEstablished):
+            if self.keylog is not None:
+                self.keylog.write(sa)
+            self._failures = 0
+            self._set(state="established", spi_r=ev.spi_r.hex(), reason=None,
+                      established=self.status.established + 1)
+            self._up.set()
+        elif isinstance(ev, SaDeleted):
+            self._lost(sa, "deleted by the SeGW" if ev.by_peer else "deleted")
+        elif isinstance(ev, SaFailed):
+            if self.keylog is not None and sa.key_material:
+                self.keylog.write(sa)
+            self._lost(sa, ev.reason)
+
+    def _set(self, **changes: object) -> None:
+        self.status = replace(self.status, **changes)  # type: ignore[arg-type]

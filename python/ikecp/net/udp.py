@@ -1,0 +1,278 @@
+"""Put a ``Dispatcher`` on real UDP sockets.
+
+``UdpEndpoint`` owns every socket of one IKE endpoint (the IKE port and the NAT-T port, IPv4
+or IPv6) and does all the socket work: batched non-blocking reads and writes. Two drivers
+feed it to a dispatcher and fire the dispatcher's timers:
+
+- ``AsyncioDriver`` for applications that already run an asyncio loop (the SeGW and FAP
+  roles, the demo): the sockets are watched with ``loop.add_reader``, each wakeup drains the
+  socket, and one ``call_at`` handle serves the whole timer heap.
+- ``SelectorDriver`` for a dedicated thread or process (the load generator): a blocking
+  ``selectors`` loop with the same batching and no event-loop overhead.
+
+A native recvmmsg/sendmmsg backend can replace ``UdpEndpoint``'s two batch methods without
+touching the drivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import selectors
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from ..dispatch import Dispatcher
+from ..engine import Datagram, IkeSa
+from ..engine.events import Event
+
+log = logging.getLogger("ikecp.net.udp")
+
+Address = tuple[str, int]
+EventSink = Callable[[list[tuple[IkeSa, Event]]], None]
+
+#: Datagrams read from one socket per wakeup before the others get their turn.
+BATCH = 64
+_RECV_SIZE = 65535
+
+
+def family_of(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+@dataclass(slots=True)
+class IoStats:
+    received: int = 0
+    sent: int = 0
+    send_errors: int = 0
+    wakeups: int = 0
+
+
+class UdpEndpoint:
+    """Non-blocking UDP sockets on each of ``hosts`` (IPv4 and/or IPv6 literals) and each of
+    ``ports`` (0: any free port, the same number then used for every host).
+
+    ``ports`` gives the bound port numbers in the order asked, so a caller can bind first and
+    build its ``Settings`` (``port``, ``natt_port``) from the result. A datagram goes out of
+    the socket of its ``local_port`` in the family of its destination.
+    """
+
+    def __init__(self, hosts: str | Sequence[str], ports: Sequence[int] = (500, 4500)) -> None:
+        self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
+        self.stats = IoStats()
+        self._socks: dict[tuple[int, int], tuple[socket.socket, str]] = {}
+        self.ports: list[int] = []
+        try:
+            for i, port in enumerate(ports):
+                for host in self.hosts:
+                    family = family_of(host)
+                    sock = socket.socket(family, socket.SOCK_DGRAM)
+                    try:
+                        sock.setblocking(False)
+                        if family == socket.AF_INET6:
+                            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                        sock.bind((host, self.ports[i] if i < len(self.ports) else port))
+                    except BaseException:
+                        sock.close()
+                        raise
+                    bound = sock.getsockname()[1]
+                    if i == len(self.ports):
+                        self.ports.append(bound)
+                    self._socks[(family, bound)] = (sock, host)
+        except BaseException:
+            self.close()
+            raise
+
+    def sockets(self) -> list[tuple[tuple[int, int], socket.socket]]:
+        """((family, port), socket) for every socket."""
+        return [(key, sock) for key, (sock, _) in self._socks.items()]
+
+    def recv_batch(self, key: tuple[int, int], limit: int = BATCH
+                   ) -> tuple[str, list[tuple[bytes, Address]]]:
+        """(local host, up to ``limit`` datagrams) waiting on socket ``key``; never blocks."""
+        sock, host = self._socks[key]
+        out: list[tuple[bytes, Address]] = []
+        recv = sock.recvfrom
+        for _ in range(limit):
+            try:
+                data, addr = recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. ICMP port unreachable reported on a later read
+                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue
+                raise
+            out.append((data, (addr[0], addr[1])))
+        self.stats.received += len(out)
+        return host, out
+
+    def send_batch(self, datagrams: Iterable[Datagram]) -> int:
+        """Send each datagram; returns how many went. A full buffer or an unreachable peer
+        loses the datagram (UDP: retransmission is the engine's business) and is counted in
+        ``stats.send_errors``."""
+        sent = errors = 0
+        socks = self._socks
+        for dg in datagrams:
+            entry = socks.get((family_of(dg.remote[0]), dg.local_port))
+            if entry is None:
+                log.warning("no socket on port %d for a datagram to %s", dg.local_port,
+                            dg.remote)
+                errors += 1
+                continue
+            try:
+                entry[0].sendto(dg.wire(), dg.remote)
+                sent += 1
+            except OSError as exc:
+                log.debug("send to %s failed: %s", dg.remote, exc)
+                errors += 1
+        self.stats.sent += sent
+        self.stats.send_errors += errors
+        return sent
+
+    def close(self) -> None:
+        for sock, _ in self._socks.values():
+            sock.close()
+        self._socks.clear()
+
+
+class _Driver:
+    """What both drivers share: read, dispatch, send, fire timers, hand out events."""
+
+    def __init__(self, dispatcher: Dispatcher, endpoint: UdpEndpoint,
+                 on_events: EventSink | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.dispatcher = dispatcher
+        self.endpoint = endpoint
+        self.on_events = on_events
+        self.clock = clock
+
+    def _readable(self, key: tuple[int, int]) -> None:
+        now = self.clock()
+        receive, port = self.dispatcher.receive, key[1]
+        self.endpoint.stats.wakeups += 1
+        host, batch = self.endpoint.recv_batch(key)
+        for data, addr in batch:
+            receive(data, port, addr, now, local_ip=host)
+        self._timers_due(now)
+        self.flush()
+
+    def _timers_due(self, now: float) -> None:
+        when = self.dispatcher.next_timer()
+        if when is not None and when <= now:
+            self.dispatcher.handle_timer(now)
+
+    def flush(self) -> None:
+        """Send what the dispatcher queued and deliver its events."""
+        out = self.dispatcher.datagrams_to_send()
+        if out:
+            self.endpoint.send_batch(out)
+        events = self.dispatcher.events()  # drained even without a sink: bounded memory
+        if events and self.on_events is not None:
+            self.on_events(events)
+            # The sink may have acted on SAs (delete, liveness): send that too.
+            more = self.dispatcher.datagrams_to_send()
+            if more:
+                self.endpoint.send_batch(more)
+
+
+class AsyncioDriver(_Driver):
+    """Runs a dispatcher on the running asyncio loop until ``close()``."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for key, sock in self.endpoint.sockets():
+            self._loop.add_reader(sock.fileno(), self._on_readable, key)
+        self.flush()
+
+    def _on_readable(self, key: tuple[int, int]) -> None:
+        try:
+            self._readable(key)
+        except Exception:  # keep serving the other SAs
+            log.exception("error while handling datagrams on port %d", key[1])
+        self._rearm()
+
+    def flush(self) -> None:
+        super().flush()
+        if self._loop is not None:
+            self._rearm()
+
+    def _rearm(self) -> None:
+        """One loop timer for the whole heap: at the dispatcher's earliest deadline."""
+        when = self.dispatcher.next_timer()
+        if when == self._timer_at or self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = None
+        if when is not None:
+            delay = max(0.0, when - self.clock())
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        try:
+            self.dispatcher.handle_timer(self.clock())
+            self.flush()
+        except Exception:
+            log.exception("error while handling timers")
+        self._rearm()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            for _, sock in self.endpoint.sockets():
+                self._loop.remove_reader(sock.fileno())
+            if self._timer is not None:
+                self._timer.cancel()
+            self._loop = None
+        self.endpoint.close()
+
+
+class SelectorDriver(_Driver):
+    """A blocking loop over non-blocking sockets: call ``run`` from a dedicated thread."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._sel = selectors.DefaultSelector()
+        for key, sock in self.endpoint.sockets():
+            self._sel.register(sock, selectors.EVENT_READ, key)
+        self._stop = False
+
+    def run_once(self, max_wait: float = 0.1) -> None:
+        """Wait for datagrams or the next timer (at most ``max_wait`` s) and handle them."""
+        self.flush()
+        when = self.dispatcher.next_timer()
+        wait = max_wait if when is None else min(max_wait, max(0.0, when - self.clock()))
+        for key, _ in self._sel.select(wait):
+            self._readable(key.data)
+        self._timers_due(self.clock())
+        self.flush()
+
+    def run(self, until: Callable[[], bool], deadline: float) -> bool:
+        """Loop until ``until()`` is true (returns True) or ``deadline`` on ``clock`` passes
+        or ``stop()`` is called (returns False)."""
+        self._stop = False
+        while not self._stop:
+            if until():
+                return True
+            now = self.clock()
+            if now >= deadline:
+                return False
+            self.run_once(min(0.1, deadline - now))
+        return until()
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def close(self) -> None:
+        self._sel.close()
+        self.endpoint.close()

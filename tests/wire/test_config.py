@@ -1,0 +1,74 @@
+"""Config files: the examples load, and every kind of mistake names the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ikecp.config import ConfigError, FapConfig, SegwConfig, from_dict, load_fap, load_segw
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_examples_load_and_build_settings() -> None:
+    segw = load_segw(EXAMPLES / "segw.toml")
+    fap = load_fap(EXAMPLES / "fap.toml")
+    assert segw.pool == "10.99.0.0/16" and fap.keepalive == 20.0
+    s = segw.settings(5501)
+    assert s.natt_port == 5501 and s.dpd_interval == 30.0
+    assert 23 in s.cp.providers and 1 in s.cp.providers  # NAT-info + INTERNAL_IP4_ADDRESS
+    f = fap.settings()
+    assert 23 in f.cp.handlers and 1 in f.cp.handlers and f.retransmit.tries == 5
+    assert f.keepalive_interval == 20.0 and fap.remote_ports == (500, 4500)
+
+
+@pytest.mark.parametrize(("cls", "data", "key"), [
+    (SegwConfig, {"psk": "x", "listne": "127.0.0.1"}, "listne"),
+    (SegwConfig, {"psk": "x", "port": "500"}, "port"),
+    (SegwConfig, {"psk": "x", "port": 70000}, "port"),
+    (SegwConfig, {"psk": "x", "pool": "10.0.0.0/33"}, "pool"),
+    (SegwConfig, {"psk": "x", "pool": "fd00::/64"}, "pool"),
+    (SegwConfig, {"psk": "x", "listen": "localhost"}, "listen"),
+    (SegwConfig, {"psk": "x", "nat_info": "yes"}, "nat_info"),
+    (SegwConfig, {"psk": "x", "nat_info_type": 16}, "nat_info_type"),
+    (SegwConfig, {"psk": "x", "dns": [10]}, "dns"),
+    (SegwConfig, {"psk": "x", "dns": "10.0.0.300"}, "dns"),
+    (SegwConfig, {"psk": "x", "listen": []}, "listen"),
+    (SegwConfig, {"psk": "x", "proposals": ["aes256-nosuchprf"]}, "proposals"),
+    (SegwConfig, {"psk": "x", "cookie_threshold": -1}, "cookie_threshold"),
+    (SegwConfig, {}, "psk"),
+    (SegwConfig, {"cert": "/nonexistent.pem", "key": "/nonexistent.key", "ca": ["/x"]},
+     "cert"),
+    (SegwConfig, {"psk": "x", "cert": "c.pem"}, "psk"),
+    (FapConfig, {"psk": "x", "segw": "segw.example"}, "segw"),
+    (FapConfig, {"psk": "x", "keepalive": -1}, "keepalive"),
+    (FapConfig, {"psk": "x", "nat_info_mode": "sometimes"}, "nat_info_mode"),
+    (FapConfig, {"psk": "x", "retries": 99}, "retries"),
+    (FapConfig, {"psk": "x", "port": 0}, "segw_port"),
+    (FapConfig, {"psk": "x", "natt_port": 0, "segw_port": 500}, "segw_natt_port"),
+    (FapConfig, {"psk": "x", "pool": "10.0.0.0/8"}, "pool"),  # a SeGW key in a FAP file
+    (FapConfig, {"psk": "x", "identity": ""}, "identity"),
+])
+def test_bad_values_name_the_key(cls, data, key) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_dict(cls, data, "test.toml")
+    assert info.value.key == key
+    assert str(info.value).startswith(f"test.toml: {key}: ")
+
+
+def test_unreadable_and_invalid_toml(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_segw(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("psk = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_segw(bad)
+
+
+def test_defaults_work_on_loopback() -> None:
+    segw = from_dict(SegwConfig, {"psk": "x"})
+    fap = from_dict(FapConfig, {"psk": "x"})
+    assert segw.listen == ("127.0.0.1",) and fap.segw == "127.0.0.1"
+    assert from_dict(SegwConfig, {"psk": "x", "listen": "::1"}).listen == ("::1",)
+    per_peer = from_dict(SegwConfig, {"peers": {"fap.example": "s1"}})
+    assert per_peer.settings().auth is not None

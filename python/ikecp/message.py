@@ -9,15 +9,15 @@ Sequences are tuples so messages are immutable and hashable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from .const import HeaderFlag, PayloadType
+from .record import record
 
 # --- SA payload (RFC 7296 §3.3) -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TransformAttribute:
     """A transform attribute; ``value`` is an ``int`` for TV format (AF=1, e.g. KEY_LENGTH)
     and ``bytes`` for TLV format. ``type`` excludes the AF bit."""
@@ -26,7 +26,7 @@ class TransformAttribute:
     value: int | bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Transform:
     type: int
     id: int
@@ -40,7 +40,7 @@ class Transform:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Proposal:
     number: int
     protocol_id: int
@@ -48,7 +48,7 @@ class Proposal:
     transforms: tuple[Transform, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SA:
     payload_type: ClassVar[int] = PayloadType.SA
     proposals: tuple[Proposal, ...]
@@ -58,7 +58,7 @@ class SA:
 # --- simple payloads ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KE:
     payload_type: ClassVar[int] = PayloadType.KE
     group: int
@@ -66,7 +66,7 @@ class KE:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IDi:
     payload_type: ClassVar[int] = PayloadType.IDi
     id_type: int
@@ -74,7 +74,7 @@ class IDi:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IDr:
     payload_type: ClassVar[int] = PayloadType.IDr
     id_type: int
@@ -82,7 +82,7 @@ class IDr:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Cert:
     payload_type: ClassVar[int] = PayloadType.CERT
     encoding: int
@@ -90,7 +90,7 @@ class Cert:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CertReq:
     payload_type: ClassVar[int] = PayloadType.CERTREQ
     encoding: int
@@ -98,7 +98,7 @@ class CertReq:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Auth:
     payload_type: ClassVar[int] = PayloadType.AUTH
     method: int
@@ -106,14 +106,14 @@ class Auth:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Nonce:
     payload_type: ClassVar[int] = PayloadType.NONCE
     data: bytes
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Notify:
     """Notify payload (§3.10). The SPI size on the wire is ``len(spi)``."""
 
@@ -125,7 +125,7 @@ class Notify:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Delete:
     """Delete payload (§3.11). ``spi_size`` is kept because an IKE SA delete has none."""
 
@@ -136,7 +136,7 @@ class Delete:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VendorId:
     payload_type: ClassVar[int] = PayloadType.VENDOR_ID
     data: bytes
@@ -146,7 +146,7 @@ class VendorId:
 # --- traffic selectors (§3.13) --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TrafficSelector:
     """TS_IPV4_ADDR_RANGE (7) with 4-byte addresses or TS_IPV6_ADDR_RANGE (8) with 16."""
 
@@ -158,14 +158,14 @@ class TrafficSelector:
     end_addr: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TSi:
     payload_type: ClassVar[int] = PayloadType.TSi
     selectors: tuple[TrafficSelector, ...]
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TSr:
     payload_type: ClassVar[int] = PayloadType.TSr
     selectors: tuple[TrafficSelector, ...]
@@ -175,7 +175,7 @@ class TSr:
 # --- configuration (§3.15) ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConfigAttribute:
     """One CP attribute, ``type`` without the reserved top bit, raw ``value`` bytes."""
 
@@ -183,7 +183,7 @@ class ConfigAttribute:
     value: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CP:
     payload_type: ClassVar[int] = PayloadType.CP
     cfg_type: int
@@ -194,7 +194,7 @@ class CP:
 # --- encrypted and opaque payloads ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SK:
     """Encrypted payload as on the wire: ``data`` is IV | ciphertext | ICV, still sealed.
     ``next_payload`` is the type of the first inner payload."""
@@ -205,7 +205,7 @@ class SK:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SKF:
     """Encrypted fragment (RFC 7383); ``next_payload`` is non-zero only in fragment 1."""
 
@@ -217,14 +217,14 @@ class SKF:
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EAP:
     payload_type: ClassVar[int] = PayloadType.EAP
     data: bytes
     critical: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UnknownPayload:
     """A payload type this codec does not know, kept whole so it can be skipped or rejected
     (when ``critical``) by the engine and re-encoded byte for byte."""
@@ -247,7 +247,7 @@ Payload = (
 # --- the message ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Message:
     """An IKE message: header fields plus the payload chain in order.
 

@@ -9,8 +9,9 @@ import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from .. import pki
 from ..const import AuthMethod, CertEncoding, NotifyType
-from ..errors import RemoteProtocolError
+from ..errors import ParseError, RemoteProtocolError
 from ..message import Auth, Cert, CertReq, IDi, IDr, Notify, Payload
 from .events import IkeSaEstablished
 
@@ -31,8 +32,10 @@ class Authenticator(Protocol):
     """Signs our AUTH payload and verifies the peer's for one authentication method.
 
     A verifier may also carry ``accepted_methods`` (a collection of method numbers) when it
-    can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike, and
-    ``certreq_data()`` returning the CERTREQ data naming the CAs it trusts (or None).
+    can check more than ``method``, e.g. RFC 7427 signatures and classic RSA alike;
+    ``signature_hashes`` (the RFC 7427 hashes it accepts, announced in IKE_SA_INIT) and
+    ``certreq_data()`` (CERTREQ data naming its trust anchors, or None) when it verifies
+    certificates.
     """
 
     method: int
@@ -77,6 +80,47 @@ class PskAuthenticator:
         return hmac.compare_digest(expected, auth.data)
 
 
+def certreq_payloads(sa: IkeSa) -> list[CertReq]:
+    """CERTREQ naming the CAs we trust for the peer's certificate (RFC 7296 §3.7); none for
+    PSK. Peers such as strongSwan send their certificate only when asked."""
+    request = getattr(sa.settings.peer_auth or sa.settings.auth, "certreq_data", None)
+    data = request() if request is not None else None
+    return [CertReq(CertEncoding.X509_CERT_SIG, data)] if data else []
+
+
+def signature_hash_notifies(sa: IkeSa) -> list[Notify]:
+    """N(SIGNATURE_HASH_ALGORITHMS) for IKE_SA_INIT (RFC 7427 §4): the hashes the peer may
+    sign with, so only when our verifier checks RFC 7427 signatures."""
+    hashes = getattr(sa.settings.peer_auth or sa.settings.auth, "signature_hashes", None)
+    if not hashes:
+        return []
+    return [Notify(0, NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                   data=pki.build_signature_hash_algorithms(hashes))]
+
+
+def record_signature_hashes(sa: IkeSa, msg: MessageView) -> None:
+    """Keep the peer's announced hashes; a malformed notify counts as none (classic AUTH)."""
+    for n in msg.notifies(NotifyType.SIGNATURE_HASH_ALGORITHMS):
+        try:
+            sa.peer_hashes = pki.parse_signature_hash_algorithms(n.data)
+        except ParseError:
+            continue
+        return
+
+
+def record_certreq(sa: IkeSa, msg: MessageView) -> None:
+    """Keep the CA key hashes of the peer's X.509 CERTREQs; malformed ones are skipped."""
+    cas: list[bytes] = []
+    for req in msg.find(CertReq):
+        if req.encoding != CertEncoding.X509_CERT_SIG:
+            continue
+        try:
+            cas.extend(pki.parse_certreq(req.data))
+        except ParseError:
+            continue
+    sa.peer_cas = tuple(cas)
+
+
 def _octets(sa: IkeSa, initiator_side: bool, id_type: int, id_data: bytes) -> bytes:
     """Signed octets for the initiator's or the responder's AUTH (§2.15)."""
     if initiator_side:
@@ -86,33 +130,13 @@ def _octets(sa: IkeSa, initiator_side: bool, id_type: int, id_data: bytes) -> by
                                     id_type, id_data)
 
 
-def certreq_payloads(sa: IkeSa) -> list[CertReq]:
-    """CERTREQ naming the CAs our verifier trusts (RFC 7296 §3.7), none for PSK. Peers such
-    as strongSwan send their certificate only when asked."""
-    request = getattr(sa.settings.peer_auth or sa.settings.auth, "certreq_data", None)
-    data = request() if request is not None else None
-    return [CertReq(CertEncoding.X509_CERT_SIG, data)] if data else []
-
-
-def signature_hash_notifies(sa: IkeSa) -> list[Notify]:
-    """N(SIGNATURE_HASH_ALGORITHMS) for IKE_SA_INIT (RFC 7427 §4) when our verifier checks
-    RFC 7427 signatures: without it strongSwan signs with the classic methods (e.g. 9)."""
-    verifier = sa.settings.peer_auth or sa.settings.auth
-    methods = getattr(verifier, "accepted_methods", None) or (verifier.method,)
-    hashes = getattr(verifier, "signature_hashes", None)
-    if hashes is None or AuthMethod.DIGITAL_SIGNATURE not in methods:
-        return []
-    data = hashes()
-    return [Notify(0, NotifyType.SIGNATURE_HASH_ALGORITHMS, data=data)] if data else []
-
-
 class AuthTask:
     """IDi/IDr + AUTH for either role; marks the SA established once the peer is proven."""
 
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         me = sa.settings.local_id
         out.append(IDi(me.id_type, me.data))
-        out.extend(certreq_payloads(sa))
+        out.extend(certreq_payloads(sa))  # §1.2: the initiator's CERTREQ goes in IKE_AUTH
         if sa.settings.remote_id is not None:
             peer = sa.settings.remote_id
             out.append(IDr(peer.id_type, peer.data))
@@ -120,6 +144,7 @@ class AuthTask:
 
     def process_r(self, sa: IkeSa, msg: MessageView) -> None:
         idi: IDi = msg.first(IDi)
+        record_certreq(sa, msg)  # before build_r signs with the credential it selects
         sa.peer_id = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:

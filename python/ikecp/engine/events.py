@@ -6,11 +6,10 @@ engine state. Addresses are ``(ip, port)`` tuples with the IP as text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..message import ConfigAttribute, TrafficSelector
+from ..record import record
 
-_event = dataclass(frozen=True, slots=True)
+_event = record
 
 Address = tuple[str, int]
 

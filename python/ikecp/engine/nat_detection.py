@@ -4,6 +4,7 @@ DESTINATION_IP hashes on both sides, and the fake source hash that forces encaps
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from .. import addr as _addr
@@ -15,10 +16,13 @@ if TYPE_CHECKING:
     from .view import MessageView
 
 _ZERO_SPI = bytes(8)
+#: A gateway sees the same few local addresses and many repeated NAT addresses: parse each
+#: text address once (invalid ones raise and are not cached).
+_pack = lru_cache(maxsize=4096)(_addr.pack)
 
 
 def _hash(sa: IkeSa, spi_r: bytes, addr: tuple[str, int]) -> bytes:
-    return sa.backend.nat_detection_hash(sa.spi_i, spi_r, _addr.pack(addr[0]), addr[1])
+    return sa.backend.nat_detection_hash(sa.spi_i, spi_r, _pack(addr[0]), addr[1])
 
 
 class NatDetectionTask:

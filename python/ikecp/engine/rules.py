@@ -38,8 +38,8 @@ _COMMON: dict[int, tuple[int, int]] = {P.NOTIFY: _MANY, P.VENDOR_ID: _MANY}
 
 #: (exchange, is_response) -> (must be encrypted, {payload type: (min, max)}).
 _RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
-    (X.IKE_SA_INIT, False): (False, {P.SA: _ONE, P.KE: _ONE, P.NONCE: _ONE,
-                                     P.CERTREQ: _MANY, **_COMMON}),
+    # CERTREQ: in the IKE_SA_INIT response and the IKE_AUTH request only (§1.2, §3.7)
+    (X.IKE_SA_INIT, False): (False, {P.SA: _ONE, P.KE: _ONE, P.NONCE: _ONE, **_COMMON}),
     (X.IKE_SA_INIT, True): (False, {P.SA: _ONE, P.KE: _ONE, P.NONCE: _ONE,
                                     P.CERTREQ: _MANY, **_COMMON}),
     (X.IKE_AUTH, False): (True, {P.IDi: _ONE, P.AUTH: _ONE, P.CERT: _MANY, P.CERTREQ: _MANY,

@@ -14,13 +14,14 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import _backend, sk
+from .. import _backend
 from .. import addr as _addr
 from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
 from ..message import SK, Delete, Message, Notify, Payload
+from ..record import record
 from . import rules
 from .auth import AuthTask
 from .child_create import ChildCreateTask
@@ -64,7 +65,7 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Datagram:
     """One IKE message to send.
 
@@ -157,6 +158,8 @@ class IkeSa:
         "natt_supported",
         "nonce_i",
         "nonce_r",
+        "peer_cas",
+        "peer_hashes",
         "peer_id",
         "remote",
         "remote_behind_nat",
@@ -191,6 +194,9 @@ class IkeSa:
         self.key_material: tuple[bytes, ...] = ()
         self.init_request = self.init_response = b""
         self.peer_id: Identity | None = None
+        #: The peer's SIGNATURE_HASH_ALGORITHMS (None: it sent none) and CERTREQ CA key hashes.
+        self.peer_hashes: tuple[int, ...] | None = None
+        self.peer_cas: tuple[bytes, ...] = ()
         self.natt_supported = False
         self.local_behind_nat = self.remote_behind_nat = False
         # Messages to the NAT-T port carry the non-ESP marker from the very first one: an
@@ -295,10 +301,12 @@ class IkeSa:
         """When ``handle_timer`` should next be called, or None."""
         if self.state is State.CLOSED:
             return None
-        times = [t for t in (self._request.deadline if self._request else None,
-                             self._half_open_at, self._dpd_at, self._keepalive_at)
-                 if t is not None]
-        return min(times) if times else None
+        req = self._request
+        soonest = req.deadline if req is not None else None
+        for t in (self._half_open_at, self._dpd_at, self._keepalive_at):
+            if t is not None and (soonest is None or t < soonest):
+                soonest = t
+        return soonest
 
     def handle_timer(self, now: float) -> None:
         """Retransmit, give up, time out a half-open SA or start a liveness check."""
@@ -438,7 +446,7 @@ class IkeSa:
     def _encode(self, msg: MessageView) -> bytes:
         if msg.exchange == X.IKE_SA_INIT:
             return self.backend.encode_message(msg)
-        return sk.seal_message(self.cipher_out, msg)
+        return self.backend.seal_message(self.cipher_out, msg)
 
     def _kick(self) -> None:
         """Start the next queued exchange when the window (size 1) is free."""
@@ -519,7 +527,7 @@ class IkeSa:
                 self._drop("unencrypted request")
                 return
             try:
-                inner = sk.open_message(self.cipher_in, data)
+                inner = self.backend.open_message(self.cipher_in, data)
             except IntegrityError:
                 self._drop("integrity check failed")
                 return
@@ -581,7 +589,7 @@ class IkeSa:
                 self._fail(f"IKE_AUTH refused: {error.reason}", error.notify_type)
             else:
                 self._emit_binding()
-                self.init_request = self.init_response = b""  # only AUTH needed them
+                self._forget_auth_inputs()
         if self._close_event is not None:
             self.close(self._close_event)
 
@@ -611,7 +619,7 @@ class IkeSa:
                 self._drop("response with wrong responder SPI")
                 return
             try:
-                inner = sk.open_message(self.cipher_in, data)
+                inner = self.backend.open_message(self.cipher_in, data)
             except IntegrityError:
                 self._drop("integrity check failed")
                 return
@@ -645,11 +653,15 @@ class IkeSa:
         self._request = None
         self._next_id += 1
         if req.exchange == X.IKE_AUTH:
-            self.init_request = self.init_response = b""  # only AUTH needed them
+            self._forget_auth_inputs()
         elif req.exchange == X.IKE_SA_INIT:
             self.state = State.AUTH
             self._float()
             self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))
+
+    def _forget_auth_inputs(self) -> None:
+        """Only IKE_AUTH signs over these: free them once it is done (memory per SA)."""
+        self.init_request = self.init_response = self.sk_pi = self.sk_pr = b""
 
     def _notify_once(self, notify_type: int) -> None:
         """Tell the peer why we give up on its IKE_AUTH response, in a one-shot

@@ -10,7 +10,7 @@ from .. import dh
 from ..const import NotifyType, ProtocolId
 from ..errors import CryptoError, RemoteProtocolError
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal
-from .auth import certreq_payloads, signature_hash_notifies
+from .auth import certreq_payloads, record_certreq, record_signature_hashes, signature_hash_notifies
 from .keys import derive_ike_keys
 from .task import Ignore, Retry
 from .transforms import ike_offer, select
@@ -34,7 +34,6 @@ class SaInitTask:
         self.rounds = 0
         self.dh: dh.DhPrivate | None = None
         self.proposal_number = 1
-        self.peer_sent_hashes = False
 
     # --- initiator --------------------------------------------------------------------------
 
@@ -84,6 +83,8 @@ class SaInitTask:
         except (RemoteProtocolError, CryptoError) as exc:
             raise Ignore(str(exc)) from exc
         sa.suite, sa.spi_r, sa.nonce_r = chosen[1], msg.spi_r, nonce_r
+        record_signature_hashes(sa, msg)
+        record_certreq(sa, msg)
         derive_ike_keys(sa, secret)
         self.dh = None
 
@@ -98,7 +99,6 @@ class SaInitTask:
     # --- responder --------------------------------------------------------------------------
 
     def process_r(self, sa: IkeSa, msg: MessageView) -> None:
-        self.peer_sent_hashes = bool(msg.notifies(NotifyType.SIGNATURE_HASH_ALGORITHMS))
         ke: KE = msg.first(KE)
         sa_payload: SA = msg.first(SA)
         nonce_i = _check_nonce(msg.first(Nonce))
@@ -117,6 +117,7 @@ class SaInitTask:
         except CryptoError as exc:
             raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "invalid KE value") from exc
         self.proposal_number = proposal.number
+        record_signature_hashes(sa, msg)
         sa.suite, sa.nonce_i = suite, nonce_i
         sa.spi_r = os.urandom(8)
         sa.nonce_r = os.urandom(sa.settings.nonce_size)
@@ -128,7 +129,7 @@ class SaInitTask:
                                 sa.suite.transforms()),)))
         out.append(KE(self.dh.group, self.dh.public_bytes))
         out.append(Nonce(sa.nonce_r))
-        out.extend(certreq_payloads(sa))
-        if self.peer_sent_hashes:
+        out.extend(certreq_payloads(sa))  # §1.2: the responder's CERTREQ goes here
+        if sa.peer_hashes is not None:  # answer RFC 7427 peers only, as strongSwan does
             out.extend(signature_hash_notifies(sa))
         self.dh = None

@@ -8,6 +8,8 @@ address pool live in the CP registry it points to.
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..const import IdType, TsType
@@ -111,3 +113,6 @@ class Settings:
     nonce_size: int = 32
     #: Initiator: the first KE group to send (default: the first group of the first proposal).
     initial_dh: int | None = None
+    #: Seconds since the epoch, for certificate validity: the engine's only wall-clock read
+    #: (``now`` passed to an SA is monotonic and says nothing about dates). Tests pin it.
+    wall_clock: Callable[[], float] = time.time

@@ -6,9 +6,10 @@ each type that the responder also allows (RFC 7296 §2.7, §3.3.6).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from ..const import DhGroup, EncrId, Esn, IntegId, PrfId, ProtocolId, TransformAttr
 from ..const import TransformType as T
@@ -175,16 +176,31 @@ def sa_proposals(protocol: int, transform_sets: Iterable[tuple[Transform, ...]],
     return tuple(Proposal(n, protocol, spi, ts) for n, ts in enumerate(transform_sets, 1))
 
 
-@lru_cache(maxsize=256)
+#: (id(proposals), extra) -> (proposals, result): per-Settings tables looked up by identity,
+#: since hashing a tuple of proposal dataclasses runs Python code for every member. The
+#: proposals object is kept so a recycled id() can never match.
+_BY_ID: dict[tuple[int, object], tuple[object, object]] = {}
+
+
+def _by_id(proposals: tuple, extra: object, build: Callable[[], Any]) -> Any:
+    key = (id(proposals), extra)
+    hit = _BY_ID.get(key)
+    if hit is None or hit[0] is not proposals:
+        if len(_BY_ID) >= 1024:
+            _BY_ID.clear()
+        hit = _BY_ID[key] = (proposals, build())
+    return hit[1]
+
+
 def ike_offer(proposals: tuple[IkeProposal, ...], dh_first: int) -> tuple[Proposal, ...]:
     """The initiator's IKE SA payload proposals, the KE group first in each."""
-    return sa_proposals(ProtocolId.IKE, (p.transforms(dh_first=dh_first) for p in proposals))
+    return _by_id(proposals, dh_first, lambda: sa_proposals(
+        ProtocolId.IKE, (p.transforms(dh_first=dh_first) for p in proposals)))
 
 
-@lru_cache(maxsize=256)
 def child_offer(proposals: tuple[ChildProposal, ...]) -> tuple[tuple[Transform, ...], ...]:
     """Transform sets of the initiator's ESP proposals (the SPI is added per SA)."""
-    return tuple(p.transforms() for p in proposals)
+    return _by_id(proposals, None, lambda: tuple(p.transforms() for p in proposals))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,16 +224,22 @@ class Suite:
 
     def transforms(self, *, esn: bool = False) -> tuple[Transform, ...]:
         """One transform per type, as a responder returns it (``esn`` for ESP)."""
-        out = [_encr_transform((self.encr, self.encr_key_bits))]
-        if self.prf:
-            out.append(Transform(T.PRF, self.prf))
-        if self.integ:
-            out.append(Transform(T.INTEG, self.integ))
-        if self.dh:
-            out.append(Transform(T.DH, self.dh))
-        if esn:
-            out.append(Transform(T.ESN, self.esn))
-        return tuple(out)
+        return _suite_transforms(self, esn)
+
+
+@lru_cache(maxsize=256)
+def _suite_transforms(suite: Suite, esn: bool) -> tuple[Transform, ...]:
+    """Suites repeat from SA to SA: their transforms are built once (they are immutable)."""
+    out = [_encr_transform((suite.encr, suite.encr_key_bits))]
+    if suite.prf:
+        out.append(Transform(T.PRF, suite.prf))
+    if suite.integ:
+        out.append(Transform(T.INTEG, suite.integ))
+    if suite.dh:
+        out.append(Transform(T.DH, suite.dh))
+    if esn:
+        out.append(Transform(T.ESN, suite.esn))
+    return tuple(out)
 
 
 @lru_cache(maxsize=256)

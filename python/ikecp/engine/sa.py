@@ -433,6 +433,16 @@ class IkeSa:
         self.stats.dropped += 1
         self._events.append(DatagramDropped(reason))
 
+    def _open(self, data: bytes) -> Message | None:
+        """Verify, decrypt and decode an SK-protected message; drop it (None) if it fails."""
+        try:
+            return self.backend.open_message(self.cipher_in, data)
+        except IntegrityError:
+            self._drop("integrity check failed")
+        except (ParseError, ValueError) as exc:
+            self._drop(f"malformed encrypted payload: {exc}")
+        return None
+
     def _fail(self, reason: str, notify_type: int | None = None) -> None:
         self.close(SaFailed(reason, notify_type))
 
@@ -526,13 +536,8 @@ class IkeSa:
             if not msg.payloads or not isinstance(msg.payloads[-1], SK):
                 self._drop("unencrypted request")
                 return
-            try:
-                inner = self.backend.open_message(self.cipher_in, data)
-            except IntegrityError:
-                self._drop("integrity check failed")
-                return
-            except (ParseError, ValueError) as exc:
-                self._drop(f"malformed encrypted payload: {exc}")
+            inner = self._open(data)
+            if inner is None:
                 return
             self._track_address(addr, local_port)
         view = MessageView(inner)
@@ -618,13 +623,8 @@ class IkeSa:
             if msg.spi_r != self.spi_r:
                 self._drop("response with wrong responder SPI")
                 return
-            try:
-                inner = self.backend.open_message(self.cipher_in, data)
-            except IntegrityError:
-                self._drop("integrity check failed")
-                return
-            except (ParseError, ValueError) as exc:
-                self._drop(f"malformed encrypted payload: {exc}")
+            inner = self._open(data)
+            if inner is None:
                 return
         view = MessageView(inner)
         try:

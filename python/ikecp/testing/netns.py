@@ -79,7 +79,8 @@ def _kill_and_delete(name: str) -> None:
     subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=_CMD_TIMEOUT)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists (owners of stale namespaces and peer dirs)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -95,7 +96,7 @@ def cleanup_stale() -> list[str]:
     names = sorted(p.name for p in _NETNS_DIR.iterdir()) if _NETNS_DIR.is_dir() else []
     for name in names:
         m = _NAME_RE.match(name)
-        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             _kill_and_delete(name)
             removed.append(name)
     return removed

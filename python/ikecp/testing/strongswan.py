@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .netns import FAP_ADDR, SEGW_ADDR
+from .netns import FAP_ADDR, SEGW_ADDR, pid_alive
 
 CHARON = Path("/usr/sbin/charon-systemd")
 SWANCTL = "swanctl"
@@ -43,7 +43,7 @@ def cleanup_stale() -> list[Path]:
     removed = []
     for d in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*-*"):
         owner = d.name[len(_DIR_PREFIX):].split("-", 1)[0]
-        if not owner.isdigit() or _alive(int(owner)):
+        if not owner.isdigit() or pid_alive(int(owner)):
             continue
         marker = f"STRONGSWAN_CONF={d / 'strongswan.conf'}".encode()
         for proc in Path("/proc").glob("[0-9]*"):
@@ -53,16 +53,6 @@ def cleanup_stale() -> list[Path]:
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def probe() -> str | None:

@@ -111,7 +111,7 @@ def playing(tape: Tape):
 class Sides:
     """Runs one handshake, initiator behind a NAPT. With ``per_side`` each side gets its own
     (backend, dh, os) stand-ins, switched in before each call into that side since
-    ``ikecp.sk`` and the task modules read module globals; ``spent`` sums the CPU time of
+    the task modules read module globals; ``spent`` sums the CPU time of
     calls into each side."""
 
     def __init__(self, be, per_side: dict | None = None) -> None:

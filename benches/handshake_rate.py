@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ikecp import BACKEND_NAME, _backend, dh, sk
+from ikecp import BACKEND_NAME, _backend, dh
 from ikecp.const import AuthMethod, EncrId
 from ikecp.cp import AddressPool, CpRegistry, NatInfoHandler, NatInfoProvider, PoolProvider
 from ikecp.engine import IkeProposal, IkeSa, PskAuthenticator, Settings
@@ -98,7 +98,7 @@ def crypto_floor(suite: Suite, rounds: int = 200) -> dict[str, float]:
     c_in = b.SkCipher(EncrId.AES_GCM_16, keys[3], 0, b"")
     c_out = b.SkCipher(EncrId.AES_GCM_16, keys[4], 0, b"")
     msg = Message(spi_i, spi_r, 35, 0x08, 1, (Nonce(os.urandom(300)),))  # ~IKE_AUTH size
-    sealed = sk.seal_message(c_in, msg)
+    sealed = b.seal_message(c_in, msg)
     header, body = sealed[:28], os.urandom(300)
     init_msg = os.urandom(450)
     out: dict[str, float] = {

@@ -1,4 +1,4 @@
-"""ikecp.sk: whole-message seal/open composed from the active codec and an SkCipher.
+"""Whole-message seal_message/open_message: the codec and an SkCipher in one call.
 
 The first test runs the reference twin against a tiny local codec (Nonce payloads only), so a
 broken codec cannot mask a broken composition; the others use each backend's own codec.
@@ -10,7 +10,7 @@ import struct
 from types import SimpleNamespace
 
 import pytest
-from ikecp import _backend, sk
+from ikecp import _backend
 from ikecp._reference import SkCipher
 from ikecp._reference import sk as reference_sk
 from ikecp.errors import IntegrityError
@@ -50,35 +50,32 @@ def _tiny_codec() -> SimpleNamespace:
 
 def test_seal_open_message_with_local_codec(monkeypatch):
     monkeypatch.setattr(reference_sk, "codec", _tiny_codec())
-    monkeypatch.setattr(_backend, "backend", _backend.load("python"))
     cipher = SkCipher(20, bytes(range(36)), 0, b"")
     msg = Message(b"\x01" * 8, b"\x02" * 8, 35, 0x08, 1, (Nonce(b"abc"), Nonce(b"de" * 20)))
-    data = sk.seal_message(cipher, msg, iv=bytes(8))
+    data = reference_sk.seal_message(cipher, msg, iv=bytes(8))
     assert data[16] == 46 and data[28] == 40
     assert int.from_bytes(data[24:28], "big") == len(data)
-    assert sk.open_message(cipher, data) == msg
+    assert reference_sk.open_message(cipher, data) == msg
     with pytest.raises(IntegrityError):
-        sk.open_message(cipher, data[:-1] + bytes((data[-1] ^ 1,)))
+        reference_sk.open_message(cipher, data[:-1] + bytes((data[-1] ^ 1,)))
 
 
 @pytest.mark.parametrize("name", ["python", "native"])
-def test_seal_open_message_with_backend_codec(monkeypatch, name):
+def test_seal_open_message_with_backend_codec(name):
     backend = _backend.load(name)
-    monkeypatch.setattr(_backend, "backend", backend)
     msg = Message(b"\x01" * 8, b"\x02" * 8, 35, 0x08, 1,
                   (IDi(2, b"fap.example"), Auth(2, b"a" * 32), Nonce(b"n" * 32)))
     for keys in [(12, bytes(32), 12, bytes(32)), (20, bytes(36), 0, b""), (28, bytes(36), 0, b"")]:
         cipher = backend.SkCipher(*keys)
-        data = sk.seal_message(cipher, msg)
+        data = backend.seal_message(cipher, msg)
         assert data[16] == 46 and data[28] == 35
-        assert sk.open_message(cipher, data) == msg
-        assert sk.open_message(_backend.load("python").SkCipher(*keys), data) == msg
+        assert backend.open_message(cipher, data) == msg
+        assert backend.open_message(_backend.load("python").SkCipher(*keys), data) == msg
 
 
 @pytest.mark.parametrize("name", ["python", "native"])
-def test_open_message_keeps_clear_payloads(monkeypatch, name):
+def test_open_message_keeps_clear_payloads(name):
     backend = _backend.load(name)
-    monkeypatch.setattr(_backend, "backend", backend)
     clear = Notify(0, 16430)  # IKEV2_FRAGMENTATION_SUPPORTED, in the clear before SK
     head = backend.encode_message(Message(b"\x01" * 8, b"\x02" * 8, 35, 0x08, 1, (clear,)))
     prefix = bytearray(head)
@@ -86,6 +83,6 @@ def test_open_message_keeps_clear_payloads(monkeypatch, name):
     cipher = backend.SkCipher(20, bytes(36), 0, b"")
     first, body = backend.encode_payloads((Nonce(b"n" * 16),))
     data = cipher.seal(bytes(prefix), first, body)
-    opened = sk.open_message(cipher, data)
+    opened = backend.open_message(cipher, data)
     assert opened.payloads == (clear, Nonce(b"n" * 16))
     assert (opened.spi_i, opened.exchange, opened.message_id) == (b"\x01" * 8, 35, 1)

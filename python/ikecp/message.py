@@ -252,7 +252,7 @@ class Message:
     """An IKE message: header fields plus the payload chain in order.
 
     For a message that carries SK, ``payloads`` ends with the sealed ``SK`` when it comes from
-    ``decode_message``; ``ikecp.sk.open_message`` returns a Message whose payloads are the
+    ``decode_message``; ``backend.open_message`` returns a Message whose payloads are the
     decrypted inner payloads instead.
     """
 

@@ -1,5 +1,5 @@
-"""Engine tests run once per backend; ``ikecp.sk`` reads the global backend, so the fixture
-switches that too."""
+"""Engine tests run once per backend; the fixture also switches the global backend, which the
+SeGW/FAP helpers that build SAs without an explicit backend read."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from engine_pair import NAT_PUBLIC_IP, Pair, fap_settings, segw_settings
-from ikecp import pki, sk
+from ikecp import pki
 from ikecp.const import AuthMethod, CertEncoding, ExchangeType, NotifyType
 from ikecp.engine import Identity, rules
 from ikecp.engine.auth import record_certreq, record_signature_hashes
@@ -226,7 +226,7 @@ def test_ike_sa_init_carries_notify_and_certreq(backend) -> None:
     assert pki.parse_certreq(certreq.data) == (pki.spki_sha1(root.cert),)
     (auth_wire,) = [f.datagram.data for f in pair.log if f.to_responder and
                     backend.decode_message(f.datagram.data).exchange == ExchangeType.IKE_AUTH]
-    auth_request = sk.open_message(pair.r.cipher_in, auth_wire)
+    auth_request = backend.open_message(pair.r.cipher_in, auth_wire)
     (certreq,) = auth_request.find(CertReq)  # §1.2: the initiator's CERTREQ
     assert pki.parse_certreq(certreq.data) == (pki.spki_sha1(root.cert),)
     assert pair.r.peer_cas == (pki.spki_sha1(root.cert),)

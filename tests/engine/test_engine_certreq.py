@@ -8,7 +8,7 @@ and certificate authentication failed for want of a certificate.
 from __future__ import annotations
 
 from engine_pair import Pair
-from ikecp import pki, sk
+from ikecp import pki
 from ikecp.const import CertEncoding
 from ikecp.const import ExchangeType as X
 from ikecp.engine.events import IkeSaEstablished
@@ -27,7 +27,7 @@ def _sent(pair: Pair, backend, to_responder: bool, exchange: int):
         if exchange == X.IKE_SA_INIT:
             return msg
         sa = pair.r if to_responder else pair.i
-        return sk.open_message(sa.cipher_in, data)
+        return backend.open_message(sa.cipher_in, data)
     raise AssertionError("message not sent")
 
 

@@ -10,7 +10,6 @@ from engine_pair import NAT_PUBLIC_IP, Flight, Pair, fap_settings, segw_settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
-from ikecp import sk
 from ikecp.const import ConfigAttr, ExchangeType, HeaderFlag, NotifyType
 from ikecp.cp import (
     AddressPool,
@@ -250,9 +249,9 @@ def test_create_child_sa_is_refused_without_harm(backend):
     i = pair.i
     request = Message(i.spi_i, i.spi_r, ExchangeType.CREATE_CHILD_SA, HeaderFlag.INITIATOR,
                       2, (Notify(0, NotifyType.REKEY_SA),))
-    pair.r.receive_datagram(sk.seal_message(i.cipher_out, request), pair.i_addr, 1.0, 500)
+    pair.r.receive_datagram(backend.seal_message(i.cipher_out, request), pair.i_addr, 1.0, 500)
     (reply,) = pair.r.datagrams_to_send(1.0)
-    answer = sk.open_message(i.cipher_in, reply.data)
+    answer = backend.open_message(i.cipher_in, reply.data)
     assert answer.first(Notify).notify_type == NotifyType.NO_ADDITIONAL_SAS
     assert pair.r.established
 

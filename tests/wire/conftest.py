@@ -1,5 +1,6 @@
 """Wire tests: the dispatcher in memory runs once per backend; the socket tests use the
-configured backend (``ikecp.sk`` reads the global one, so the fixture switches that too)."""
+configured backend (the fixture also switches the global one, which SAs built without an
+explicit backend read)."""
 
 from __future__ import annotations
 

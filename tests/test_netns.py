@@ -30,14 +30,6 @@ while True:
 """
 
 
-@pytest.fixture
-def topo():
-    require(netns.probe())
-    with netns.nat_topology() as t:
-        yield t
-    assert not t.exists()
-
-
 def test_udp_from_fap_is_translated_and_reply_returns(topo):
     echo = topo.popen("segw", [sys.executable, "-c", ECHO, netns.SEGW_ADDR, "4500"],
                       stdout=subprocess.PIPE, text=True)

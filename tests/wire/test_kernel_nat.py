@@ -12,19 +12,10 @@ import time
 
 import pytest
 from ikecp.testing import netns
-from ikecp.testing.facility import require
 
 pytestmark = pytest.mark.netns
 
 CLI = [sys.executable, "-m", "ikecp.cli"]
-
-
-@pytest.fixture
-def topo():
-    require(netns.probe())
-    with netns.nat_topology() as t:
-        yield t
-    assert not t.exists()
 
 
 def test_fap_behind_kernel_napt_learns_translated_address(topo, tmp_path) -> None:

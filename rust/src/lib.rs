@@ -11,3 +11,13 @@ pub mod io;
 
 #[cfg(feature = "python")]
 mod python;
+
+/// Hex test vectors as written in RFCs (whitespace allowed); panics on a malformed vector.
+#[cfg(test)]
+pub(crate) fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex test vector"))
+        .collect()
+}

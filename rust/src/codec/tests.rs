@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use super::error::*;
 use super::*;
+use crate::hex;
 
 fn b(data: &[u8]) -> Bytes<'_> {
     Cow::Borrowed(data)
@@ -14,14 +15,6 @@ fn p(body: Body<'_>) -> Payload<'_> {
         critical: false,
         body,
     }
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 fn ike_proposal() -> Proposal<'static> {

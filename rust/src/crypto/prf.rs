@@ -220,13 +220,7 @@ pub fn psk_auth(prf: Prf, psk: &[u8], signed_octets: &[u8]) -> Result<Vec<u8>, E
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0))
-            .collect()
-    }
+    use crate::hex;
 
     #[test]
     fn rfc4231_case_2() {

@@ -453,13 +453,7 @@ fn find_sk(data: &[u8]) -> Result<usize, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0))
-            .collect()
-    }
+    use crate::hex;
 
     #[test]
     fn gcm_test_case_4_through_the_aead_helper() {

@@ -62,10 +62,39 @@ class Pair:
     r_events: list[Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.i = IkeSa.initiator(self.i_settings, self.i_addr, self.r_addr, backend=self.backend)
-        self.r = IkeSa.responder(self.r_settings, self.r_addr, backend=self.backend)
+        # Every SA of each side, oldest first: rekeying and reauthentication add SAs.
+        self.i_sas = [IkeSa.initiator(self.i_settings, self.i_addr, self.r_addr,
+                                      backend=self.backend)]
+        self.r_sas = [IkeSa.responder(self.r_settings, self.r_addr, backend=self.backend)]
         self._map: dict[tuple[str, int], tuple[str, int]] = {}
         self._next_public_port = 40001
+
+    @staticmethod
+    def _current(sas: list[IkeSa]) -> IkeSa:
+        return next((sa for sa in reversed(sas) if sa.established), sas[-1])
+
+    @property
+    def i(self) -> IkeSa:
+        """The FAP side's current IKE SA: the newest established one."""
+        return self._current(self.i_sas)
+
+    @i.setter
+    def i(self, sa: IkeSa) -> None:
+        self.i_sas = [sa]
+
+    @property
+    def r(self) -> IkeSa:
+        """The SeGW side's current IKE SA."""
+        return self._current(self.r_sas)
+
+    @staticmethod
+    def route(sas: list[IkeSa], data: bytes) -> IkeSa | None:
+        """The SA a datagram is for, by its SPIs; None if no SA has them."""
+        spi_i, spi_r = data[:8], data[8:16]
+        for sa in reversed(sas):
+            if sa.spi_i == spi_i and (sa.spi_r == spi_r or bytes(8) in (sa.spi_r, spi_r)):
+                return sa
+        return None
 
     # NAPT: a new public port for every private (ip, port), like Linux's masquerade random.
     def public(self, private: tuple[str, int]) -> tuple[str, int]:
@@ -85,8 +114,10 @@ class Pair:
         return None
 
     def _collect(self) -> list[Flight]:
-        out = [Flight(True, d, d.wire()) for d in self.i.datagrams_to_send(self.clock)]
-        out += [Flight(False, d, d.wire()) for d in self.r.datagrams_to_send(self.clock)]
+        out = [Flight(True, d, d.wire()) for sa in list(self.i_sas)
+               for d in sa.datagrams_to_send(self.clock)]
+        out += [Flight(False, d, d.wire()) for sa in list(self.r_sas)
+                for d in sa.datagrams_to_send(self.clock)]
         return out
 
     def deliver(self, f: Flight) -> None:
@@ -96,40 +127,69 @@ class Pair:
             kind, data = framing.classify(data)
             assert kind is framing.Kind.IKE
         if f.to_responder:
-            src = self.public((self.i.local[0], d.local_port))
+            src = self.public((self.i_addr[0], d.local_port))
             assert d.remote[0] == self.r_addr[0]
-            self.r.receive_datagram(data, src, self.clock, local_port=d.remote[1])
+            sa = self.route(self.r_sas, data)
+            if sa is None and self.r.established and len(data) > 19 and data[18] == 34 \
+                    and not data[19] & 0x20:
+                sa = IkeSa.responder(self.r_settings, self.r_addr, backend=self.backend)
+                self.r_sas.append(sa)  # a new IKE_SA_INIT (reauthentication)
+            # Unroutable (damaged) datagrams go to the current SA, which drops them.
+            (sa or self.r).receive_datagram(data, src, self.clock, local_port=d.remote[1])
         else:
             dst = self.private(d.remote)
             if dst is None:
                 return  # no NAT mapping: the NAPT drops it
-            self.i.receive_datagram(data, (self.r_addr[0], d.local_port), self.clock,
-                                    local_port=dst[1])
+            sa = self.route(self.i_sas, data) or self.i
+            sa.receive_datagram(data, (self.r_addr[0], d.local_port), self.clock,
+                                local_port=dst[1])
 
     def _drain_events(self) -> None:
-        for sa, sink in ((self.i, self.i_events), (self.r, self.r_events)):
-            while (ev := sa.next_event()) is not None:
-                sink.append(ev)
+        for sas, sink in ((self.i_sas, self.i_events), (self.r_sas, self.r_events)):
+            for sa in list(sas):
+                while (ev := sa.next_event()) is not None:
+                    sink.append(ev)
+                    new = getattr(ev, "sa", None)  # rekeyed, redundant or reauth SA
+                    if isinstance(new, IkeSa) and new not in sas:
+                        sas.append(new)
 
     def step(self) -> bool:
         """Deliver everything in flight once; advance the clock to the next timer when idle.
         Returns False when nothing is left to do."""
-        flights = self._collect()
-        if flights:
-            self.log.extend(flights)
-            for f in (self.hook(flights) if self.hook else flights):
-                self.deliver(f)
-            self._drain_events()
-            return True
-        timers = [t for t in (self.i.next_timer(), self.r.next_timer()) if t is not None]
-        pending = [t for t in timers if t <= self.clock + 120]
+        return self._collect_pending() or self.tick(self.clock + 120)
+
+    def tick(self, until: float) -> bool:
+        """Advance the clock to the next timer due by ``until`` and run it; False if none."""
+        sas = self.i_sas + self.r_sas
+        pending = [t for sa in sas if (t := sa.next_timer()) is not None and t <= until]
         if not pending:
             return False
         self.clock = max(self.clock, min(pending))
-        for sa in (self.i, self.r):
+        for sa in sas:
             t = sa.next_timer()
             if t is not None and t <= self.clock:
                 sa.handle_timer(self.clock)
+        self._drain_events()
+        return True
+
+    def advance(self, until: float, max_steps: int = 2000) -> Pair:
+        """Run every exchange and timer up to time ``until`` (lifetimes, rekeys, DPD)."""
+        for _ in range(max_steps):
+            if self._collect_pending():
+                continue
+            if not self.tick(until):
+                break
+        self.clock = max(self.clock, until)
+        self._drain_events()
+        return self
+
+    def _collect_pending(self) -> bool:
+        flights = self._collect()
+        if not flights:
+            return False
+        self.log.extend(flights)
+        for f in (self.hook(flights) if self.hook else flights):
+            self.deliver(f)
         self._drain_events()
         return True
 
@@ -143,8 +203,7 @@ class Pair:
         return self
 
     def _busy(self) -> bool:
-        return bool(self.i._outbox or self.r._outbox or not self.i.tasks.idle
-                    or not self.r.tasks.idle)
+        return any(sa._outbox or not sa.tasks.idle for sa in self.i_sas + self.r_sas)
 
     def events(self, side: str, cls: type) -> list:
         return [e for e in (self.i_events if side == "i" else self.r_events)

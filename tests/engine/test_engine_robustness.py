@@ -10,7 +10,7 @@ from engine_pair import NAT_PUBLIC_IP, Flight, Pair, fap_settings, segw_settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
-from ikecp.const import ConfigAttr, ExchangeType, HeaderFlag, NotifyType
+from ikecp.const import ConfigAttr, ExchangeType
 from ikecp.cp import (
     AddressPool,
     CpRegistry,
@@ -31,8 +31,8 @@ from ikecp.engine.events import (
     SaDeleted,
     SaFailed,
 )
+from ikecp.engine.settings import ChildLifetime, IkeLifetime
 from ikecp.errors import LocalProtocolError
-from ikecp.message import Message, Notify
 
 
 def _segw_with_pool() -> tuple:
@@ -244,18 +244,6 @@ def test_nat_rebinding_updates_the_binding(backend):
     assert pair.events("i", LivenessConfirmed)
 
 
-def test_create_child_sa_is_refused_without_harm(backend):
-    pair = Pair(backend, fap_settings(), segw_settings()).run()
-    i = pair.i
-    request = Message(i.spi_i, i.spi_r, ExchangeType.CREATE_CHILD_SA, HeaderFlag.INITIATOR,
-                      2, (Notify(0, NotifyType.REKEY_SA),))
-    pair.r.receive_datagram(backend.seal_message(i.cipher_out, request), pair.i_addr, 1.0, 500)
-    (reply,) = pair.r.datagrams_to_send(1.0)
-    answer = backend.open_message(i.cipher_in, reply.data)
-    assert answer.first(Notify).notify_type == NotifyType.NO_ADDITIONAL_SAS
-    assert pair.r.established
-
-
 @hyp_settings(max_examples=20, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1))
@@ -310,7 +298,9 @@ def test_replayed_request_is_answered_to_its_source_without_moving_the_sa(backen
 
 
 def test_nat_keepalives_from_the_side_behind_nat(backend):
-    pair = Pair(backend, fap_settings(), segw_settings(), nat=True).run()
+    never = {"ike_lifetime": IkeLifetime(rekey_time=None),
+             "child_lifetime": ChildLifetime(rekey_time=None)}
+    pair = Pair(backend, fap_settings(**never), segw_settings(**never), nat=True).run()
     assert pair.r.next_timer() is None  # the SeGW is not behind a NAT
     due = pair.i.next_timer()
     assert due == pytest.approx(pair.clock + 20.0)
@@ -319,5 +309,5 @@ def test_nat_keepalives_from_the_side_behind_nat(backend):
     assert keepalive.wire() == b"\xff" and keepalive.local_port == 4500
     assert keepalive.remote == (pair.r_addr[0], 4500)
     assert pair.i.next_timer() == pytest.approx(due + 20.0)
-    no_nat = Pair(backend, fap_settings(), segw_settings()).run()
+    no_nat = Pair(backend, fap_settings(**never), segw_settings(**never)).run()
     assert no_nat.i.next_timer() is None

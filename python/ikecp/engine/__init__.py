@@ -26,15 +26,17 @@ exchange), ``sa_init.py``, ``nat_detection.py``,
 from .auth import Authenticator, PskAuthenticator
 from .events import Event
 from .sa import Datagram, IkeSa, Role, State, Stats
-from .settings import Identity, RetransmitPolicy, Settings, selector
+from .settings import ChildLifetime, Identity, IkeLifetime, RetransmitPolicy, Settings, selector
 from .transforms import ChildProposal, IkeProposal
 
 __all__ = [
     "Authenticator",
+    "ChildLifetime",
     "ChildProposal",
     "Datagram",
     "Event",
     "Identity",
+    "IkeLifetime",
     "IkeProposal",
     "IkeSa",
     "PskAuthenticator",

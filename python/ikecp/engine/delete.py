@@ -1,5 +1,5 @@
-"""INFORMATIONAL DELETE (RFC 7296 §1.4.1): deleting the IKE SA, answering the peer's delete
-of the IKE SA or of CHILD_SAs."""
+"""INFORMATIONAL DELETE (RFC 7296 §1.4.1): deleting the IKE SA or some of its CHILD SAs,
+answering the peer's delete of either."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 from ..const import ProtocolId
 from ..message import Delete, Payload
+from .child_sa import ChildSa, ChildState
 from .events import ChildSaDeleted, SaDeleted
+from .state import State
 from .task import DONE, Status, Task
 
 if TYPE_CHECKING:
@@ -16,17 +18,29 @@ if TYPE_CHECKING:
 
 
 class DeleteTask(Task):
-    __slots__ = ("child_spis", "ike")
+    """Without ``children`` the IKE SA (and with it every CHILD SA); with them, those."""
 
-    def __init__(self) -> None:
+    __slots__ = ("answer", "children", "ike")
+
+    def __init__(self, children: list[ChildSa] | None = None) -> None:
         self.ike = False
-        self.child_spis: tuple[bytes, ...] = ()
+        self.children = children
+        self.answer: list[bytes] = []
 
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
-        out.append(Delete(ProtocolId.IKE, 0))
+        if self.children is None:
+            out.append(Delete(ProtocolId.IKE, 0))
+            return
+        for child in self.children:
+            child.state = ChildState.DELETING
+        out.append(Delete(ProtocolId.ESP, 4, tuple(c.spi_in for c in self.children)))
 
     def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
-        sa.close(SaDeleted(by_peer=False))
+        if self.children is None:
+            sa.close(SaDeleted(by_peer=False, replaced=sa.state is State.REPLACED))
+            return DONE
+        for child in self.children:
+            sa.remove_child(child, "deleted")
         return DONE
 
     def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
@@ -36,15 +50,22 @@ class DeleteTask(Task):
                 self.ike = True
             elif d.protocol_id == ProtocolId.ESP:
                 spis.extend(d.spis)
-        if not self.ike and spis:
-            self.child_spis = tuple(spis)
-            sa.emit(ChildSaDeleted(self.child_spis))
+        if self.ike or not spis:
+            return DONE
+        sa.emit(ChildSaDeleted(tuple(spis)))
+        for spi in spis:
+            child = sa.child_by_spi_out(spi)
+            if child is None:
+                continue
+            if child.state is not ChildState.DELETING:
+                # Answer with our inbound SPI of each pair the peer deleted (§1.4.1); one we
+                # are deleting ourselves is left out of the answer.
+                self.answer.append(child.spi_in)
+            sa.remove_child(child, "deleted by peer")
         return DONE
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         if self.ike:
-            sa.close_after_response(SaDeleted(by_peer=True))
-        elif sa.child_spis and sa.child_spis[1] in self.child_spis:
-            # Answer with our inbound SPI of the pair the peer deleted (§1.4.1).
-            out.append(Delete(ProtocolId.ESP, 4, (sa.child_spis[0],)))
-            sa.child_spis = None
+            sa.close_after_response(SaDeleted(by_peer=True, replaced=sa.state is State.REPLACED))
+        elif self.answer:
+            out.append(Delete(ProtocolId.ESP, 4, tuple(self.answer)))

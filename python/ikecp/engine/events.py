@@ -45,8 +45,10 @@ class ChildSaEstablished:
     """An ESP SA pair with the keys a data plane needs (RFC 7296 §2.17).
 
     ``key_i_to_r`` / ``key_r_to_i`` are (encryption key incl. salt, integrity key) for traffic
-    from the original initiator to the responder and back. ``spi_in`` is the SPI this side
-    receives on, ``spi_out`` the one it sends with.
+    from the initiator of the exchange that created the SA (IKE_AUTH or CREATE_CHILD_SA) to
+    its responder and back; ``initiator`` says whether that was us, ``key_out`` / ``key_in``
+    pick ours. ``spi_in`` is the SPI this side receives on, ``spi_out`` the one it sends
+    with. ``rekeys`` is the ``spi_in`` of the CHILD SA this one replaces, if any.
     """
 
     spi_in: bytes
@@ -60,14 +62,82 @@ class ChildSaEstablished:
     key_i_to_r: tuple[bytes, bytes]
     key_r_to_i: tuple[bytes, bytes]
     encapsulated: bool
+    initiator: bool
+    rekeys: bytes | None = None
+
+    @property
+    def key_out(self) -> tuple[bytes, bytes]:
+        return self.key_i_to_r if self.initiator else self.key_r_to_i
+
+    @property
+    def key_in(self) -> tuple[bytes, bytes]:
+        return self.key_r_to_i if self.initiator else self.key_i_to_r
 
 
 @_event
 class ChildSaFailed:
-    """The IKE SA is up but its first CHILD_SA was refused (e.g. INTERNAL_ADDRESS_FAILURE)."""
+    """The IKE SA is up but a CHILD_SA was refused: the first one in IKE_AUTH (e.g.
+    INTERNAL_ADDRESS_FAILURE), or one created or rekeyed with CREATE_CHILD_SA
+    (NO_PROPOSAL_CHOSEN, CHILD_SA_NOT_FOUND, TEMPORARY_FAILURE, ...)."""
 
     notify_type: int
     reason: str
+
+
+@_event
+class ChildSaRekeyed:
+    """A CHILD SA was replaced by a new pair (RFC 7296 §2.8): the new one was announced by
+    ``ChildSaEstablished`` just before; the old one is closed once deleted."""
+
+    old_spi_in: bytes
+    old_spi_out: bytes
+    new_spi_in: bytes
+    new_spi_out: bytes
+
+
+@_event
+class ChildSaClosed:
+    """A CHILD SA is gone from this IKE SA, for whatever reason (deleted by either peer,
+    replaced by a rekey, expired): a data plane removes it now."""
+
+    spi_in: bytes
+    spi_out: bytes
+    reason: str
+
+
+@_event
+class IkeSaRekeyed:
+    """This IKE SA was rekeyed (§2.18): ``sa`` is the new ``IkeSa`` with new SPIs and keys,
+    which holds the CHILD SAs from now on. The application must route the new SPIs to it;
+    this one only waits for its DELETE."""
+
+    sa: object
+    spi_i: bytes
+    spi_r: bytes
+
+
+@_event
+class RedundantIkeSa:
+    """A simultaneous IKE rekey (§2.8.2) left ``sa``, a new IKE SA nobody keeps: route its
+    SPIs to it until its DELETE is done (sent by whoever created it)."""
+
+    sa: object
+
+
+@_event
+class ReauthStarted:
+    """Reauthentication, make-before-break (§2.8.3): ``sa`` is a new initiator ``IkeSa``
+    the application must drive beside this one; once it is established, this one is
+    deleted."""
+
+    sa: object
+
+
+@_event
+class AuthLifetimeReceived:
+    """The responder asked us to reauthenticate within ``lifetime`` seconds (RFC 4478)."""
+
+    lifetime: int
 
 
 @_event
@@ -146,9 +216,11 @@ class LivenessConfirmed:
 
 @_event
 class SaDeleted:
-    """The IKE SA was deleted with an INFORMATIONAL DELETE; ``by_peer`` says who asked."""
+    """The IKE SA was deleted with an INFORMATIONAL DELETE; ``by_peer`` says who asked;
+    ``replaced`` when a rekeyed or reauthenticated successor took over."""
 
     by_peer: bool
+    replaced: bool = False
 
 
 @_event
@@ -167,7 +239,9 @@ class SaFailed:
 
 
 Event = (
-    NatDetected | IkeSaEstablished | ChildSaEstablished | ChildSaFailed | ConfigReceived
+    NatDetected | IkeSaEstablished | ChildSaEstablished | ChildSaFailed | ChildSaRekeyed
+    | ChildSaClosed | IkeSaRekeyed | RedundantIkeSa | ReauthStarted | AuthLifetimeReceived
+    | ConfigReceived
     | PublicAddressLearned | NatInfoNotSupported | PeerBinding | RemoteAddressChanged
     | ProtocolErrorSent | ProtocolErrorReceived | DatagramDropped | LivenessConfirmed
     | SaDeleted | ChildSaDeleted | SaFailed

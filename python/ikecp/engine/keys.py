@@ -8,10 +8,14 @@ if TYPE_CHECKING:
     from .sa import IkeSa
 
 
-def derive_ike_keys(sa: IkeSa, shared_secret: bytes) -> None:
-    """Set SK_d, SK_pi, SK_pr and the inbound/outbound SK ciphers on ``sa``."""
+def derive_ike_keys(sa: IkeSa, shared_secret: bytes, sk_d_old: bytes | None = None) -> None:
+    """Set SK_d, SK_pi, SK_pr and the inbound/outbound SK ciphers on ``sa``; with
+    ``sk_d_old`` for an IKE SA made by rekeying (§2.18), with the old SA's prf."""
     b, s = sa.backend, sa.suite
-    seed = b.skeyseed(s.prf, sa.nonce_i, sa.nonce_r, shared_secret)
+    if sk_d_old is None:
+        seed = b.skeyseed(s.prf, sa.nonce_i, sa.nonce_r, shared_secret)
+    else:
+        seed = b.rekey_skeyseed(s.prf, sk_d_old, shared_secret, sa.nonce_i, sa.nonce_r)
     sk_d, sk_ai, sk_ar, sk_ei, sk_er, sk_pi, sk_pr = b.ike_keys(
         s.prf, seed, sa.nonce_i, sa.nonce_r, sa.spi_i, sa.spi_r, s.encr_key_len,
         s.integ_key_len)

@@ -47,8 +47,12 @@ _RULES: dict[tuple[int, bool], tuple[bool, dict[int, tuple[int, int]]]] = {
                                  P.TSr: _OPT, **_COMMON}),
     (X.IKE_AUTH, True): (True, {P.IDr: _ONE, P.AUTH: _ONE, P.CERT: _MANY, P.CP: _OPT,
                                 P.SA: _OPT, P.TSi: _OPT, P.TSr: _OPT, **_COMMON}),
-    (X.CREATE_CHILD_SA, False): (True, {P.SA: _OPT, P.NONCE: _OPT, P.KE: _OPT, P.TSi: _OPT,
+    # CREATE_CHILD_SA (§1.3): SA and Nonce always, KE for PFS or an IKE rekey, TS for a
+    # CHILD SA; an error notify in the response stands alone.
+    (X.CREATE_CHILD_SA, False): (True, {P.SA: _ONE, P.NONCE: _ONE, P.KE: _OPT, P.TSi: _OPT,
                                         P.TSr: _OPT, **_COMMON}),
+    (X.CREATE_CHILD_SA, True): (True, {P.SA: _ONE, P.NONCE: _ONE, P.KE: _OPT, P.TSi: _OPT,
+                                       P.TSr: _OPT, **_COMMON}),
     (X.INFORMATIONAL, False): (True, {P.DELETE: _MANY, P.CP: _OPT, **_COMMON}),
     (X.INFORMATIONAL, True): (True, {P.DELETE: _MANY, P.CP: _OPT, **_COMMON}),
 }

@@ -22,23 +22,31 @@ from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError
 from ..message import Message
 from ..record import record
-from .auth import AuthTask
 from .child_create import ChildCreateTask
-from .config import ConfigTask
+from .child_rekey import ChildRekeyTask
+from .child_sa import ChildSa, ChildState
 from .delete import DeleteTask
 from .events import (
+    AuthLifetimeReceived,
+    ChildSaClosed,
     DatagramDropped,
     Event,
+    IkeSaEstablished,
+    IkeSaRekeyed,
     NatDetected,
     PeerBinding,
+    ReauthStarted,
+    RedundantIkeSa,
     RemoteAddressChanged,
     SaFailed,
 )
+from .ike_rekey import IkeRekeyTask
+from .keys import derive_ike_keys
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
 from .state import Role, State, Trigger, next_state
-from .task_manager import TaskManager
+from .task_manager import TaskManager, auth_tasks
 
 if TYPE_CHECKING:
     from .settings import Identity, Settings
@@ -88,14 +96,20 @@ class IkeSa:
         "_cp_ctx",
         "_dpd_at",
         "_events",
+        "_expire_at",
         "_half_open_at",
         "_keepalive_at",
+        "_life_at",
         "_natt_local_port",
         "_now",
         "_outbox",
+        "_reauth_at",
+        "_rekey_at",
+        "_replaces",
+        "_successor",
         "backend",
         "child_failure",
-        "child_spis",
+        "children",
         "cipher_in",
         "cipher_out",
         "encapsulated",
@@ -155,7 +169,7 @@ class IkeSa:
         self.encapsulated = (remote if remote is not None and self.is_initiator
                              else local)[1] == settings.natt_port
         self.child_failure: tuple[int, str] | None = None
-        self.child_spis: tuple[bytes, bytes] | None = None
+        self.children: list[ChildSa] = []
         self.stats = Stats()
         #: Message IDs, retransmission, reply cache and the tasks of each exchange.
         self.tasks = TaskManager(self)
@@ -167,6 +181,14 @@ class IkeSa:
         self._half_open_at: float | None = None
         self._dpd_at: float | None = None
         self._keepalive_at: float | None = None
+        # Renewal: IKE rekey, reauthentication, hard end; _life_at is the soonest of these
+        # and of every CHILD SA's rekey/expiry, so next_timer stays cheap.
+        self._rekey_at: float | None = None
+        self._reauth_at: float | None = None
+        self._expire_at: float | None = None
+        self._life_at: float | None = None
+        self._replaces: IkeSa | None = None    # reauthentication: the SA this one replaces
+        self._successor: IkeSa | None = None   # reauthentication under way
         self._natt_local_port = settings.natt_port
 
     @classmethod
@@ -239,7 +261,7 @@ class IkeSa:
         if self.state is State.CLOSED:
             return None
         soonest = self.tasks.deadline
-        for t in (self._half_open_at, self._dpd_at, self._keepalive_at):
+        for t in (self._half_open_at, self._dpd_at, self._keepalive_at, self._life_at):
             if t is not None and (soonest is None or t < soonest):
                 soonest = t
         return soonest
@@ -263,6 +285,8 @@ class IkeSa:
             self._dpd_at = now + interval
             if self.tasks.idle:
                 self.check_liveness()
+        if self._life_at is not None and now >= self._life_at:
+            self._renew(now)
 
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
@@ -271,10 +295,48 @@ class IkeSa:
 
     def delete(self) -> None:
         """Delete the IKE SA with an INFORMATIONAL exchange (or just close if not up yet)."""
-        if self.state is State.ESTABLISHED:
+        if self.state is State.ESTABLISHED or self.state is State.REPLACED:
             self.tasks.queue(X.INFORMATIONAL, [DeleteTask()])
         elif self.state is not State.CLOSED:
             self.fail("deleted locally before establishment")
+
+    def rekey(self) -> None:
+        """Rekey the IKE SA (§2.18); ``IkeSaRekeyed`` hands the new one over."""
+        self._need_established("IKE rekeying")
+        if self.tasks.active(IkeRekeyTask) is None:
+            self.tasks.queue(X.CREATE_CHILD_SA, [IkeRekeyTask()])
+
+    def rekey_child(self, child: ChildSa | None = None) -> None:
+        """Rekey a CHILD SA (default: the first installed one) with CREATE_CHILD_SA."""
+        self._need_established("CHILD SA rekeying")
+        if child is None:
+            child = next((c for c in self.children if c.state is ChildState.INSTALLED), None)
+            if child is None:
+                raise LocalProtocolError("no installed CHILD SA to rekey")
+        child.rekey_at = None
+        self.tasks.queue(X.CREATE_CHILD_SA, [ChildRekeyTask(child)])
+
+    def create_child(self) -> None:
+        """Negotiate another CHILD SA with the configured selectors (CREATE_CHILD_SA)."""
+        self._need_established("CREATE_CHILD_SA")
+        self.tasks.queue(X.CREATE_CHILD_SA, [ChildCreateTask(in_auth=False)])
+
+    def reauthenticate(self) -> IkeSa:
+        """Make-before-break reauthentication (§2.8.3): a new IKE SA from scratch, announced
+        in ``ReauthStarted``; this one is deleted once the new one is established."""
+        self._need_established("reauthentication")
+        if self.role is not Role.INITIATOR:
+            raise LocalProtocolError("only the original initiator reauthenticates")
+        if self._successor is None:
+            new = IkeSa.initiator(self.settings, self.local, self.remote, backend=self.backend,
+                                  natt_local_port=self._natt_local_port)
+            new._replaces, self._successor = self, new
+            self.emit(ReauthStarted(new))
+        return self._successor
+
+    def _need_established(self, what: str) -> None:
+        if self.state is not State.ESTABLISHED:
+            raise LocalProtocolError(f"{what} needs an established SA")
 
     def check_liveness(self) -> None:
         """Send an empty INFORMATIONAL request (dead peer detection)."""
@@ -295,6 +357,11 @@ class IkeSa:
     @property
     def established(self) -> bool:
         return self.state is State.ESTABLISHED
+
+    @property
+    def child_spis(self) -> tuple[bytes, bytes] | None:
+        """(inbound, outbound) SPI of the first CHILD SA, or None."""
+        return self.children[0].spis if self.children else None
 
     @property
     def closed(self) -> bool:
@@ -340,9 +407,17 @@ class IkeSa:
             return
         self.state = State.CLOSED
         self.tasks.clear()
-        self._half_open_at = self._dpd_at = self._keepalive_at = None
+        self._half_open_at = self._dpd_at = self._keepalive_at = self._life_at = None
         self.release_cp()
+        for child in self.children:
+            self.emit(ChildSaClosed(child.spi_in, child.spi_out, "IKE SA closed"))
+        self.children = []
         self.emit(event)
+        old, self._replaces = self._replaces, None
+        if old is not None:  # a reauthentication that failed: the old SA tries again later
+            old._successor = None
+            old._reauth_at = self._now + self.settings.rekey_retry
+            old._reschedule()
 
     def close_after_response(self, event: Event) -> None:
         self._close_event = event
@@ -406,7 +481,7 @@ class IkeSa:
             self._forget_auth_inputs()
         elif exchange == X.IKE_SA_INIT:
             self._to(Trigger.INIT_DONE)
-            self.tasks.queue(X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()])
+            self.tasks.queue(X.IKE_AUTH, auth_tasks())
 
     def exchange_answered(self, exchange: int, reply: bytes, error: Exception | None) -> None:
         """Responder: our answer to the peer's ``exchange`` went out."""
@@ -439,6 +514,18 @@ class IkeSa:
             keepalive = self.settings.keepalive_interval
             if keepalive is not None and self.local_behind_nat and self.encapsulated:
                 self._keepalive_at = self._now + keepalive
+            self._schedule_ike()
+            old = self._replaces
+            if old is not None:  # reauthentication: the old SA goes now (make-before-break)
+                self._replaces = None
+                old._successor = None
+                if old.state is State.ESTABLISHED:
+                    old._to(Trigger.REPLACED)
+                    old.delete()
+        elif state is State.REPLACED:
+            self._dpd_at = self._keepalive_at = None
+            self._rekey_at = self._reauth_at = None
+            self._reschedule()
 
     def _float(self) -> None:
         """Move to the NAT-T port after IKE_SA_INIT found a NAT (§2.23)."""
@@ -461,3 +548,157 @@ class IkeSa:
             spi_i=self.spi_i, spi_r=self.spi_r,
             child_spis=self.child_spis or (),
         ))
+
+    # --- CHILD SAs --------------------------------------------------------------------------
+
+    def add_child(self, child: ChildSa) -> None:
+        lifetime, now = self.settings.child_lifetime, self._now
+        if lifetime.rekey_time is not None:
+            child.rekey_at = now + lifetime.rekey_time - lifetime.rand() * self.settings.jitter()
+        life = lifetime.life()
+        if life is not None:
+            child.expire_at = now + life
+        self.children.append(child)
+        self._reschedule()
+
+    def remove_child(self, child: ChildSa, reason: str) -> None:
+        if child in self.children:
+            self.children.remove(child)
+            self.emit(ChildSaClosed(child.spi_in, child.spi_out, reason))
+            self._reschedule()
+
+    def child_by_spi_out(self, spi: bytes) -> ChildSa | None:
+        """The CHILD SA the peer receives on ``spi`` (its name for it in REKEY_SA/DELETE)."""
+        for child in self.children:
+            if child.spi_out == spi:
+                return child
+        return None
+
+    def delete_children(self, children: list[ChildSa], reason: str) -> None:
+        for child in children:
+            child.state = ChildState.DELETING
+            child.rekey_at = None
+        self.tasks.queue(X.INFORMATIONAL, [DeleteTask(children)])
+
+    def retry_child_rekey(self, child: ChildSa) -> None:
+        child.rekey_at = self._now + self.settings.rekey_retry * (1 - 0.5 * self.settings.jitter())
+        self._reschedule()
+
+    def rekeying_ike(self) -> bool:
+        return self.tasks.active(IkeRekeyTask) is not None
+
+    # --- renewal: rekeying and reauthentication ---------------------------------------------
+
+    def _schedule_ike(self) -> None:
+        """Timers of a newly established IKE SA (strongSwan's semantics, see IkeLifetime)."""
+        lifetime, now = self.settings.ike_lifetime, self._now
+        jitter = lifetime.rand() * self.settings.jitter()
+        if lifetime.rekey_time is not None:
+            self._rekey_at = now + lifetime.rekey_time - jitter
+        if lifetime.reauth_time is not None and self._reauth_at is None \
+                and self.role is Role.INITIATOR:
+            self._reauth_at = now + lifetime.reauth_time - jitter
+        soonest = min((t for t in (self._rekey_at, self._reauth_at) if t is not None),
+                      default=None)
+        if lifetime.reauth_time is not None and self.role is Role.RESPONDER:
+            soonest = now + lifetime.reauth_time  # the initiator's job, by AUTH_LIFETIME
+        if soonest is not None and (self._expire_at is None
+                                    or soonest + lifetime.over() < self._expire_at):
+            self._expire_at = soonest + lifetime.over()
+        self._reschedule()
+
+    def set_auth_lifetime(self, seconds: int) -> None:
+        """The responder's AUTH_LIFETIME: reauthenticate ``over_time`` before it (RFC 4478)."""
+        self.emit(AuthLifetimeReceived(seconds))
+        over = self.settings.ike_lifetime.over()
+        self._reauth_at = self._now + max(0.0, seconds - over)
+        self._expire_at = self._now + max(float(seconds), 10.0)
+        self._reschedule()
+
+    def retry_ike_rekey(self) -> None:
+        self._rekey_at = self._now + self.settings.rekey_retry * (1 - 0.5 * self.settings.jitter())
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        soonest = None
+        for t in (self._rekey_at, self._reauth_at, self._expire_at):
+            if t is not None and (soonest is None or t < soonest):
+                soonest = t
+        for child in self.children:
+            for t in (child.rekey_at, child.expire_at):
+                if t is not None and (soonest is None or t < soonest):
+                    soonest = t
+        self._life_at = soonest if self.state is not State.CLOSED else None
+
+    def _renew(self, now: float) -> None:
+        """Whatever renewal is due: hard end, reauthentication, IKE rekey, CHILD SAs."""
+        if self._expire_at is not None and now >= self._expire_at:
+            self._expire_at = self._rekey_at = self._reauth_at = None
+            log.info("IKE SA %s: lifetime over, deleting it", self.spi_i.hex())
+            self.delete()
+        established = self.state is State.ESTABLISHED
+        if established and self._reauth_at is not None and now >= self._reauth_at:
+            self._reauth_at = None
+            self.reauthenticate()
+        elif established and self._rekey_at is not None and now >= self._rekey_at:
+            self._rekey_at = None
+            if self.tasks.active(IkeRekeyTask) is None:
+                self.tasks.queue(X.CREATE_CHILD_SA, [IkeRekeyTask()])
+        for child in list(self.children):
+            if child.expire_at is not None and now >= child.expire_at:
+                child.expire_at = None
+                if child.state is not ChildState.DELETING and established:
+                    self.delete_children([child], "expired")
+            elif established and child.rekey_at is not None and now >= child.rekey_at \
+                    and child.state is ChildState.INSTALLED:
+                child.rekey_at = None
+                self.tasks.queue(X.CREATE_CHILD_SA, [ChildRekeyTask(child)])
+        self._reschedule()
+
+    def successor(self, is_initiator: bool, spi_i: bytes, spi_r: bytes, suite: Suite,
+                  nonce_i: bytes, nonce_r: bytes, secret: bytes) -> IkeSa:
+        """The IKE SA a rekey creates (§2.18): same peer and addresses, new SPIs and keys.
+        ``is_initiator``: we started the rekey, so we are its initiator."""
+        new = IkeSa(self.settings, self.role, self.local, self.remote, backend=self.backend)
+        new.is_initiator = is_initiator
+        new.spi_i, new.spi_r, new.suite = spi_i, spi_r, suite
+        new.nonce_i, new.nonce_r = nonce_i, nonce_r
+        new._now = self._now
+        derive_ike_keys(new, secret, sk_d_old=self.sk_d)
+        new.sk_pi = new.sk_pr = b""
+        new.peer_id, new.natt_supported = self.peer_id, self.natt_supported
+        new.local_behind_nat, new.remote_behind_nat = self.local_behind_nat, self.remote_behind_nat
+        new.encapsulated, new._natt_local_port = self.encapsulated, self._natt_local_port
+        new._reauth_at = self._reauth_at  # reauthentication is due whatever the keys
+        return new
+
+    def hand_over(self, new: IkeSa, *, delete_old: bool) -> None:
+        """Rekeyed: ``new`` takes the CHILD SAs and CP state; this one only waits for its
+        DELETE (sent now when ``delete_old``, by the peer otherwise)."""
+        for child in self.children:
+            if child.state is ChildState.REKEYING:
+                child.state = ChildState.INSTALLED
+        new.children, self.children = self.children, []
+        new._cp_ctx, self._cp_ctx = self._cp_ctx, None
+        if new._cp_ctx is not None:
+            new._cp_ctx.spi_i, new._cp_ctx.spi_r = new.spi_i, new.spi_r
+        new._to(Trigger.REKEYED_IN)
+        s = new.suite
+        new.emit(IkeSaEstablished(
+            spi_i=new.spi_i, spi_r=new.spi_r, local_id=self.settings.local_id,
+            remote_id=new.peer_id, local_addr=new.local, remote_addr=new.remote,
+            encr=s.encr, encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf, dh=s.dh))
+        self.tasks.drop_queued(X.CREATE_CHILD_SA)
+        self._to(Trigger.REPLACED)
+        self.emit(IkeSaRekeyed(new, new.spi_i, new.spi_r))
+        if delete_old:
+            self.delete()
+
+    def adopt_redundant(self, new: IkeSa, *, delete: bool = False) -> None:
+        """A new IKE SA that lost a rekey collision: the application routes its SPIs until
+        its creator deletes it."""
+        new._to(Trigger.REKEYED_IN)
+        new._to(Trigger.REPLACED)
+        if delete:
+            new.delete()
+        self.emit(RedundantIkeSa(new))

@@ -8,6 +8,7 @@ address pool live in the CP registry it points to.
 from __future__ import annotations
 
 import ipaddress
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,54 @@ class RetransmitPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class IkeLifetime:
+    """When an IKE SA is renewed, with strongSwan's meaning and defaults (swanctl.conf):
+    rekey (new keys, same authentication) after ``rekey_time``, reauthentication (a new IKE
+    SA from scratch) after ``reauth_time``, each minus a random part of ``rand_time`` so two
+    peers rarely start at once; closed ``over_time`` after the earlier of the two if the
+    renewal did not succeed. None switches a timer off. Either role keeps these timers;
+    only an original initiator reauthenticates (a responder sends its reauthentication
+    time as AUTH_LIFETIME, RFC 4478)."""
+
+    rekey_time: float | None = 4 * 3600.0
+    reauth_time: float | None = None
+    #: Default: 10 % of the larger of rekey_time and reauth_time.
+    over_time: float | None = None
+    #: Default: over_time.
+    rand_time: float | None = None
+
+    def over(self) -> float:
+        if self.over_time is not None:
+            return self.over_time
+        return 0.1 * max(self.rekey_time or 0.0, self.reauth_time or 0.0)
+
+    def rand(self) -> float:
+        return self.over() if self.rand_time is None else self.rand_time
+
+
+@dataclass(frozen=True, slots=True)
+class ChildLifetime:
+    """When a CHILD SA is rekeyed (``rekey_time`` minus a random part of ``rand_time``) and
+    when it is deleted if that did not succeed (``life_time``); strongSwan's defaults:
+    rekey after 1 h, life_time 10 % longer, rand_time the difference."""
+
+    rekey_time: float | None = 3600.0
+    life_time: float | None = None
+    rand_time: float | None = None
+
+    def life(self) -> float | None:
+        if self.life_time is not None:
+            return self.life_time
+        return None if self.rekey_time is None else 1.1 * self.rekey_time
+
+    def rand(self) -> float:
+        if self.rand_time is not None:
+            return self.rand_time
+        life = self.life()
+        return 0.0 if life is None or self.rekey_time is None else life - self.rekey_time
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything an ``IkeSa`` needs besides addresses. ``remote_id`` None accepts any peer
     identity that authenticates; ``peer_auth`` (default: ``auth``) verifies the peer."""
@@ -113,6 +162,12 @@ class Settings:
     nonce_size: int = 32
     #: Initiator: the first KE group to send (default: the first group of the first proposal).
     initial_dh: int | None = None
+    ike_lifetime: IkeLifetime = IkeLifetime()
+    child_lifetime: ChildLifetime = ChildLifetime()
+    #: Uniform random numbers in [0, 1) for the jitter of rekey/reauth times (tests pin it).
+    jitter: Callable[[], float] = random.random
+    #: After TEMPORARY_FAILURE or a lost collision, try a rekey again this much later.
+    rekey_retry: float = 10.0
     #: Seconds since the epoch, for certificate validity: the engine's only wall-clock read
     #: (``now`` passed to an SA is monotonic and says nothing about dates). Tests pin it.
     wall_clock: Callable[[], float] = time.time

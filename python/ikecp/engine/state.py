@@ -19,6 +19,7 @@ class State(enum.Enum):
     INIT = "init"                # IKE_SA_INIT in progress (initiator)
     AUTH = "auth"                # keys derived, IKE_AUTH in progress
     ESTABLISHED = "established"
+    REPLACED = "replaced"        # a rekeyed or reauthenticated successor took over
     CLOSED = "closed"
 
 
@@ -29,6 +30,8 @@ class Trigger(enum.Enum):
     INIT_ANSWERED = "init answered"    # a responder sent its IKE_SA_INIT response
     INIT_DONE = "init done"            # an initiator processed the IKE_SA_INIT response
     AUTHENTICATED = "authenticated"    # IKE_AUTH proved the peer, either role
+    REKEYED_IN = "rekeyed in"          # a new IKE SA made by rekeying an established one
+    REPLACED = "replaced"              # the successor took the CHILD SAs (or is up)
 
 
 #: (state, what happened) -> next state. ``close()`` leads from any state to CLOSED.
@@ -37,6 +40,8 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (State.IDLE, Trigger.INIT_ANSWERED): State.AUTH,
     (State.INIT, Trigger.INIT_DONE): State.AUTH,
     (State.AUTH, Trigger.AUTHENTICATED): State.ESTABLISHED,
+    (State.IDLE, Trigger.REKEYED_IN): State.ESTABLISHED,
+    (State.ESTABLISHED, Trigger.REPLACED): State.REPLACED,
 }
 
 

@@ -9,18 +9,21 @@ the IKE SA it serves keeps state, keys and addresses and is told when an exchang
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..const import ExchangeType as X
-from ..const import HeaderFlag, NotifyType
+from ..const import HeaderFlag, NotifyType, ProtocolId
 from ..errors import RemoteProtocolError
-from ..message import SK, Delete, Message, Notify, Payload
+from ..message import SA, SK, Delete, Message, Notify, Payload
 from . import rules
 from .auth import AuthTask
+from .auth_lifetime import AuthLifetimeTask
 from .child_create import ChildCreateTask
+from .child_rekey import ChildRekeyTask
 from .config import ConfigTask
 from .delete import DeleteTask
 from .events import ProtocolErrorReceived, ProtocolErrorSent
+from .ike_rekey import IkeRekeyTask
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from .sa import Address, IkeSa
 
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
+T = TypeVar("T", bound=Task)
 
 
 class _Request:
@@ -82,6 +86,25 @@ class TaskManager:
         """No request of ours outstanding or queued."""
         return self.request is None and not self._queue
 
+    def active(self, cls: type[T]) -> T | None:
+        """The task of class ``cls`` in our outstanding request, if any."""
+        req = self.request
+        if req is not None:
+            for task in req.tasks:
+                if type(task) is cls:
+                    return task
+        return None
+
+    def busy_creating(self) -> bool:
+        """A CREATE_CHILD_SA of ours that makes or rekeys a CHILD SA is outstanding."""
+        req = self.request
+        return req is not None and req.exchange == X.CREATE_CHILD_SA \
+            and not any(type(t) is IkeRekeyTask for t in req.tasks)
+
+    def drop_queued(self, exchange: int) -> None:
+        """Forget queued (not yet sent) exchanges of one type."""
+        self._queue = [q for q in self._queue if q[0] != exchange]
+
     def kick(self) -> None:
         """Start the next queued exchange when the window (size 1) is free."""
         if self.request is not None or not self._queue or self.sa.state is State.CLOSED:
@@ -128,7 +151,11 @@ class TaskManager:
             for task in req.tasks:
                 status = task.process_i(sa, view)
                 if status is NEED_MORE:
+                    # IKE_SA_INIT is refused statelessly and retried with the same ID; any
+                    # other exchange was answered, so its retry is a new request (§2.2).
                     self.request = None
+                    if req.exchange != X.IKE_SA_INIT:
+                        self._next_id += 1
                     self._send_request(req.exchange, req.tasks)
                     return
                 if status is FAILED:
@@ -251,13 +278,21 @@ class TaskManager:
             return [SaInitTask(), NatDetectionTask()] if not sa.is_initiator else None
         if exchange == X.IKE_AUTH:
             ok = sa.state is State.AUTH and not sa.is_initiator
-            return [AuthTask(), ConfigTask(), ChildCreateTask()] if ok else None
-        if sa.state is not State.ESTABLISHED:
+            return auth_tasks() if ok else None
+        if sa.state is not State.ESTABLISHED and sa.state is not State.REPLACED:
             return None
         if exchange == X.INFORMATIONAL:
             return [DeleteTask()] if inner.first(Delete) is not None else [LivenessTask()]
         if exchange == X.CREATE_CHILD_SA:
-            return [_RefuseChild()]
+            if sa.state is State.REPLACED:
+                return [_Refuse(NotifyType.TEMPORARY_FAILURE, "IKE SA replaced")]
+            sa_payload = inner.first(SA)
+            if sa_payload is not None and sa_payload.proposals \
+                    and sa_payload.proposals[0].protocol_id == ProtocolId.IKE:
+                return [IkeRekeyTask()]
+            if inner.notifies(NotifyType.REKEY_SA):
+                return [ChildRekeyTask()]
+            return [ChildCreateTask(in_auth=False)]
         return None
 
     def _work(self, work: _Work) -> None:
@@ -298,8 +333,18 @@ class TaskManager:
         sa.exchange_answered(exchange, reply, error)
 
 
-class _RefuseChild(Task):
-    """CREATE_CHILD_SA is not supported yet: refuse it without harming the IKE SA."""
+def auth_tasks() -> list[Task]:
+    """The tasks of IKE_AUTH, either role."""
+    return [AuthTask(), ConfigTask(), ChildCreateTask(), AuthLifetimeTask()]
+
+
+class _Refuse(Task):
+    """Answer a request with one error notify, harming nothing."""
+
+    __slots__ = ("notify_type",)
+
+    def __init__(self, notify_type: int, reason: str) -> None:
+        self.notify_type, self.reason = notify_type, reason
 
     def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
-        raise RemoteProtocolError(NotifyType.NO_ADDITIONAL_SAS, "CREATE_CHILD_SA unsupported")
+        raise RemoteProtocolError(self.notify_type, self.reason)

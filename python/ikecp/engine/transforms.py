@@ -130,18 +130,23 @@ class IkeProposal:
 
 @dataclass(frozen=True, slots=True)
 class ChildProposal:
-    """ESP transforms for a CHILD_SA (no PFS group in IKE_AUTH)."""
+    """ESP transforms for a CHILD_SA. ``dh`` groups give perfect forward secrecy to CHILD SAs
+    created or rekeyed with CREATE_CHILD_SA (a KE payload each); IKE_AUTH never carries them
+    (RFC 7296 §1.2)."""
 
     encryption: tuple[EncrSpec, ...]
     integrity: tuple[int, ...] = ()
     esn: tuple[int, ...] = (Esn.NO,)
+    dh: tuple[int, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> ChildProposal:
-        """Read a strongSwan-style ESP string such as ``aes256gcm16`` or ``aes256-sha256``."""
+        """Read a strongSwan-style ESP string such as ``aes256gcm16``, ``aes256-sha256`` or,
+        with PFS, ``aes256gcm16-x25519``."""
         encr: list[EncrSpec] = []
         integ: list[int] = []
         esn: list[int] = []
+        dh: list[int] = []
         for tok in _split(text):
             if tok in _ENCR_TOKENS:
                 encr.append(_ENCR_TOKENS[tok])
@@ -149,17 +154,20 @@ class ChildProposal:
                 integ.append(_INTEG_TOKENS[tok])
             elif tok in _ESN_TOKENS:
                 esn.append(_ESN_TOKENS[tok])
+            elif tok in _DH_TOKENS:
+                dh.append(_DH_TOKENS[tok])
             else:
                 raise ValueError(f"unknown ESP proposal token {tok!r}")
         aead = all(e[0] in AEAD for e in encr)
         if not encr or (aead and integ) or (not aead and not integ):
             raise ValueError(f"incomplete or mixed ESP proposal {text!r}")
-        return cls(tuple(encr), tuple(integ), tuple(esn) or (Esn.NO,))
+        return cls(tuple(encr), tuple(integ), tuple(esn) or (Esn.NO,), tuple(dh))
 
-    def transforms(self) -> tuple[Transform, ...]:
+    def transforms(self, pfs: bool = False) -> tuple[Transform, ...]:
         return (
             tuple(_encr_transform(e) for e in self.encryption)
             + tuple(Transform(T.INTEG, i) for i in self.integrity)
+            + (tuple(Transform(T.DH, g) for g in self.dh) if pfs else ())
             + tuple(Transform(T.ESN, e) for e in self.esn)
         )
 
@@ -198,9 +206,11 @@ def ike_offer(proposals: tuple[IkeProposal, ...], dh_first: int) -> tuple[Propos
         ProtocolId.IKE, (p.transforms(dh_first=dh_first) for p in proposals)))
 
 
-def child_offer(proposals: tuple[ChildProposal, ...]) -> tuple[tuple[Transform, ...], ...]:
-    """Transform sets of the initiator's ESP proposals (the SPI is added per SA)."""
-    return _by_id(proposals, None, lambda: tuple(p.transforms() for p in proposals))
+def child_offer(proposals: tuple[ChildProposal, ...], pfs: bool = False
+                ) -> tuple[tuple[Transform, ...], ...]:
+    """Transform sets of the initiator's ESP proposals (the SPI is added per SA); with
+    ``pfs`` (CREATE_CHILD_SA) their DH groups too."""
+    return _by_id(proposals, pfs, lambda: tuple(p.transforms(pfs) for p in proposals))
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +259,9 @@ def _allowed(local: tuple[IkeProposal | ChildProposal, ...]) -> dict[int, list]:
     for p in local:
         allowed[T.ENCR].extend(p.encryption)
         allowed[T.INTEG].extend((i, None) for i in p.integrity)
+        allowed[T.DH].extend((i, None) for i in p.dh)
         if isinstance(p, IkeProposal):
             allowed[T.PRF].extend((i, None) for i in p.prf)
-            allowed[T.DH].extend((i, None) for i in p.dh)
         else:
             allowed[T.ESN].extend((i, None) for i in p.esn)
     return allowed
@@ -264,22 +274,23 @@ _SELECTED: dict[tuple, tuple[object, tuple[int, Suite] | None]] = {}
 
 def select(protocol: int, offered: Sequence[Proposal],
            local: Sequence[IkeProposal | ChildProposal],
-           prefer_dh: int | None = None) -> tuple[Proposal, Suite] | None:
+           prefer_dh: int | None = None, pfs: bool = False) -> tuple[Proposal, Suite] | None:
     """Pick the first offered proposal whose every transform type has an acceptable member.
 
     Returns the proposal (for its number and SPI) and the chosen suite, or None. With
-    ``prefer_dh`` the group of the initiator's KE payload wins when it is acceptable.
+    ``prefer_dh`` the group of the initiator's KE payload wins when it is acceptable. ESP
+    proposals with a DH group are acceptable only with ``pfs`` (CREATE_CHILD_SA).
     Offers repeat from peer to peer, so answers are cached by the offer's transforms.
     """
     shape = tuple((p.protocol_id, tuple((t.type, t.id, t.attributes) for t in p.transforms))
                   for p in offered)
-    key = (int(protocol), id(local), prefer_dh, shape)  # int: Enum.__hash__ is slow
+    key = (int(protocol), id(local), prefer_dh, pfs, shape)  # int: Enum.__hash__ is slow
     hit = _SELECTED.get(key)
     if hit is None or hit[0] is not local:
         if len(_SELECTED) >= 1024:
             _SELECTED.clear()
         hit = _SELECTED[key] = (local, _select(protocol, tuple(offered), tuple(local),
-                                                prefer_dh))
+                                                prefer_dh, pfs))
     if hit[1] is None:
         return None
     index, suite = hit[1]
@@ -288,7 +299,7 @@ def select(protocol: int, offered: Sequence[Proposal],
 
 def _select(protocol: int, offered: tuple[Proposal, ...],
             local: tuple[IkeProposal | ChildProposal, ...],
-            prefer_dh: int | None) -> tuple[int, Suite] | None:
+            prefer_dh: int | None, pfs: bool) -> tuple[int, Suite] | None:
     allowed = _allowed(local)
     is_ike = protocol == ProtocolId.IKE
     for index, prop in enumerate(offered):
@@ -319,7 +330,7 @@ def _select(protocol: int, offered: tuple[Proposal, ...],
                 continue
             if is_ike and (T.PRF not in chosen or T.DH not in chosen):
                 continue
-            if not is_ike and T.DH in chosen and chosen[T.DH][0] != DhGroup.NONE:
+            if not is_ike and not pfs and chosen.get(T.DH, (0,))[0] != DhGroup.NONE:
                 continue  # PFS is not possible in IKE_AUTH
             return index, Suite(
                 encr=encr[0], encr_key_bits=encr[1], integ=integ,

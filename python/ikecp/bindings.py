@@ -90,7 +90,8 @@ def _row(r: sqlite3.Row | tuple) -> Binding:
 class BindingRegistry:
     """The registry on an SQLite database at ``path`` (``":memory:"`` for none).
 
-    ``stream`` receives one JSON line per change (``event`` is up, rebind, update or down).
+    ``stream`` receives one JSON line per change (``event`` is up, rebind, update, rekey or
+    down; a rekey line names the old SPIr in ``previous``).
     ``clock`` gives wall-clock time for first/last seen.
     """
 
@@ -143,6 +144,25 @@ class BindingRegistry:
         assert new is not None
         self._record(kind, new, now, None if old is None else old.public)
         return kind
+
+    def rekey(self, old_spi_r: bytes, b: PeerBinding) -> bool:
+        """The IKE SA of ``old_spi_r`` was rekeyed: the same row carries the new SPIs (and
+        CHILD SPIs) from now on, in one statement, so no query ever misses it; the history
+        gets a "rekey" entry naming the old SPI. False if there was no such row."""
+        old = self.get(old_spi_r.hex())
+        if old is None:
+            return False
+        now = self._clock()
+        children = ",".join(s.hex() for s in b.child_spis)
+        self._db.execute(
+            "UPDATE bindings SET spi_r = ?, spi_i = ?, child_spis = ?, public_ip = ?, "
+            "public_port = ?, last_seen = ? WHERE spi_r = ?",
+            (b.spi_r.hex(), b.spi_i.hex(), children, b.public_address, b.public_port, now,
+             old.spi_r))
+        new = self.get(b.spi_r.hex())
+        assert new is not None
+        self._record("rekey", new, now, old.spi_r)
+        return True
 
     def touch(self, spi_r: bytes) -> None:
         """The peer of ``spi_r`` sent an authenticated message: move ``last_seen``."""

@@ -24,8 +24,10 @@ from .cp import AddressPool, CpRegistry, Mode, NatInfoHandler, NatInfoProvider, 
 from .cp.standard import RequestHandler, StaticProvider
 from .engine import (
     Authenticator,
+    ChildLifetime,
     ChildProposal,
     Identity,
+    IkeLifetime,
     IkeProposal,
     PskAuthenticator,
     Settings,
@@ -71,6 +73,17 @@ class _Common:
     esp_proposals: tuple[str, ...] = ("aes256gcm16", "aes256-sha256")
     #: Seconds between liveness checks (empty INFORMATIONAL); 0 disables them.
     dpd: float = 30.0
+    #: Renewal, in seconds, as strongSwan's swanctl.conf: IKE rekey / reauthentication time
+    #: (0: never), hard end after a renewal that did not succeed and random part subtracted
+    #: (unset: 10 % of the larger time, resp. over_time); CHILD SA rekey time (0: never),
+    #: hard lifetime (unset: 110 %) and random part (unset: the difference).
+    rekey_time: float = 4 * 3600.0
+    reauth_time: float = 0.0
+    over_time: float | None = None
+    rand_time: float | None = None
+    child_rekey_time: float = 3600.0
+    child_life_time: float | None = None
+    child_rand_time: float | None = None
     #: Append IKE SA keys for Wireshark here (off by default: these are secrets).
     keylog: str | None = None
     #: Code point of EXTERNAL_SOURCE_IP4_NAT_INFO: 23 (IANA), 16384-32767, or 16 with legacy.
@@ -97,6 +110,10 @@ class _Common:
             "ike_proposals": tuple(IkeProposal.parse(p) for p in self.proposals),
             "child_proposals": tuple(ChildProposal.parse(p) for p in self.esp_proposals),
             "natt_port": self.natt_port, "dpd_interval": self.dpd or None,
+            "ike_lifetime": IkeLifetime(self.rekey_time or None, self.reauth_time or None,
+                                        self.over_time, self.rand_time),
+            "child_lifetime": ChildLifetime(self.child_rekey_time or None,
+                                            self.child_life_time, self.child_rand_time),
         }
 
     def _check(self, source: str) -> None:
@@ -121,8 +138,11 @@ class _Common:
         for name in ("port", "natt_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(name, "must be a UDP port (0-65535)", source)
-        if self.dpd < 0:
-            raise ConfigError("dpd", "must be >= 0", source)
+        for name in ("dpd", "rekey_time", "reauth_time", "over_time", "rand_time",
+                     "child_rekey_time", "child_life_time", "child_rand_time"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(name, "must be >= 0", source)
         for name, parse, values in (("proposals", IkeProposal.parse, self.proposals),
                                     ("esp_proposals", ChildProposal.parse,
                                      self.esp_proposals)):

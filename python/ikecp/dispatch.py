@@ -17,6 +17,12 @@ Usage, from any I/O loop::
 SAs are keyed by our own SPI (SPIr for responder SAs, SPIi for initiator SAs), which the
 header's Initiator flag tells apart; a responder SA whose SPIr does not exist yet is found by
 (remote address, SPIi) so retransmitted IKE_SA_INIT requests reach it.
+
+An SA's lifecycle brings new SAs: an IKE rekey (``IkeSaRekeyed``), the loser of a rekey
+collision (``RedundantIkeSa``) and a reauthentication (``ReauthStarted``) each hand over a new
+``IkeSa`` in an event; the dispatcher files it under its own SPI and drives it like any other.
+A reauthenticating SA is drained again when its successor is up or gone, since that is
+when it deletes itself or schedules another attempt.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from typing import Any
 from . import _backend, framing
 from .const import ExchangeType, HeaderFlag, NotifyType
 from .engine import Datagram, IkeSa, Settings, State
-from .engine.events import Event
+from .engine.events import Event, IkeSaRekeyed, ReauthStarted, RedundantIkeSa
 from .errors import ParseError
 from .message import Message, Nonce, Notify
 
 Address = tuple[str, int]
+_NEW_SA = frozenset({IkeSaRekeyed, RedundantIkeSa, ReauthStarted})
 
 #: IKE header: SPIi(8) SPIr(8) next payload, version, exchange, flags, message ID, length.
 IKE_HEADER_LEN = 28
@@ -98,6 +105,7 @@ class Dispatcher:
         self._now = 0.0
         self._cookie_secrets = {0: os.urandom(32)}  # version -> secret (current + previous)
         self._cookie_version = 0
+        self._predecessor: dict[int, IkeSa] = {}  # id(reauthenticating SA) -> the old one
 
     # --- the sans-IO surface ----------------------------------------------------------------
 
@@ -291,9 +299,18 @@ class Dispatcher:
         """Drain ``sa`` and bring the tables and the timer heap up to date."""
         self._outbox.extend(sa.datagrams_to_send(self._now))
         events = self._events
+        born: list[Any] = []
         while (ev := sa.next_event()) is not None:
             events.append((sa, ev))
+            if type(ev) in _NEW_SA:
+                born.append(ev)
+        for ev in born:
+            self._adopt(ev.sa, sa if type(ev) is ReauthStarted else None)
         key = id(sa)
+        if self._predecessor and (sa.established or sa.closed):
+            old = self._predecessor.pop(key, None)
+            if old is not None:
+                self._after(old)
         if sa.closed or (sa.state is State.IDLE and not sa.is_initiator):
             # Closed, or a responder SA that refused IKE_SA_INIT statelessly / dropped it.
             self._remove(sa)
@@ -310,6 +327,14 @@ class Dispatcher:
             self._scheduled[key] = when
             heapq.heappush(self._timers, (when, next(self._seq), sa))
 
+    def _adopt(self, new: IkeSa, predecessor: IkeSa | None) -> None:
+        """File an SA the engine made (rekey, collision, reauthentication) under its SPI."""
+        self._by_spi[new.spi_i if new.is_initiator else new.spi_r] = new
+        self.stats.sas_created += 1
+        if predecessor is not None:
+            self._predecessor[id(new)] = predecessor
+        self._after(new)
+
     def _remove(self, sa: IkeSa) -> None:
         key = id(sa)
         removed = False
@@ -322,5 +347,6 @@ class Dispatcher:
             self._half_open.pop(half, None)
             removed = True
         self._scheduled.pop(key, None)
+        self._predecessor.pop(key, None)
         if removed:
             self.stats.sas_removed += 1

@@ -4,6 +4,8 @@ It connects, reports whether NAT was detected, the inner IP it was given and the
 IP:port the SeGW saw (EXTERNAL_SOURCE_IP4_NAT_INFO), has the engine send NAT keepalives while
 behind a NAT (RFC 3948 §2.3, every 20 s by default) and run liveness checks, and starts a new
 SA when the old one is deleted or dies (with a growing delay while attempts keep failing).
+Rekeyed IKE SAs replace the current one silently; a reauthentication (make-before-break)
+switches to the new SA once it is up, and a public address that changed is reported.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from .engine.events import (
     ConfigReceived,
     Event,
     IkeSaEstablished,
+    IkeSaRekeyed,
     NatDetected,
     NatInfoNotSupported,
     PublicAddressLearned,
+    ReauthStarted,
     SaDeleted,
     SaFailed,
 )
@@ -56,6 +60,9 @@ class FapStatus:
     spi_r: str | None = None
     established: int = 0               # how many SAs were established so far
     reason: str | None = None          # why the last SA went down
+    rekeys: int = 0                    # IKE SA rekeys (same authentication, new keys)
+    reauths: int = 0                   # reauthentications (new IKE SA, CP, NAT info afresh)
+    previous_public: str | None = None  # the public ip:port before the last change
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -98,6 +105,8 @@ class Femto:
         self._reconnect: asyncio.TimerHandle | None = None
         self._failures = 0
         self._stopping = False
+        self._successors: set[int] = set()  # id() of IKE SAs that a rekey made
+        self._reauth: IkeSa | None = None   # the new IKE SA of a reauthentication
         self._up = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -209,7 +218,24 @@ class Femto:
                 if attr.type == ConfigAttr.INTERNAL_IP4_ADDRESS and len(attr.value) == 4:
                     self._set(inner_ip=str(ipaddress.IPv4Address(attr.value)))
         elif isinstance(ev, PublicAddressLearned):
+            old = self.status
+            if old.public_ip is not None and (old.public_ip, old.public_port) != \
+                    (ev.address, ev.port):
+                previous = f"{old.public_ip}:{old.public_port}"
+                log.warning("public address changed: %s -> %s:%s", previous, ev.address,
+                            ev.port)
+                self._set(previous_public=previous)
             self._set(public_ip=ev.address, public_port=ev.port)
+        elif isinstance(ev, IkeSaRekeyed):
+            if sa is self.sa and isinstance(ev.sa, IkeSa):
+                self.sa = ev.sa
+                self._successors.add(id(ev.sa))
+                self._set(spi_i=ev.spi_i.hex(), spi_r=ev.spi_r.hex(),
+                          rekeys=self.status.rekeys + 1)
+                log.info("IKE SA rekeyed: SPIs %s/%s", ev.spi_i.hex(), ev.spi_r.hex())
+        elif isinstance(ev, ReauthStarted):
+            self._reauth = ev.sa if isinstance(ev.sa, IkeSa) else None
+            log.info("reauthenticating: new IKE SA %s", getattr(ev.sa, "spi_i", b"").hex())
         elif isinstance(ev, NatInfoNotSupported):
             self._set(nat_info=ev.reason)
         elif isinstance(ev, ChildSaFailed):
@@ -217,12 +243,19 @@ class Femto:
         elif isinstance(ev, IkeSaEstablished):
             if self.keylog is not None:
                 self.keylog.write(sa)
+            if id(sa) in self._successors:  # a rekeyed SA: nothing new to report
+                self._successors.discard(id(sa))
+                return
+            if sa is self._reauth:
+                self.sa, self._reauth = sa, None  # reauthenticated: the old SA goes now
+                self._set(reauths=self.status.reauths + 1, spi_i=ev.spi_i.hex())
             self._failures = 0
             self._set(state="established", spi_r=ev.spi_r.hex(), reason=None,
                       established=self.status.established + 1)
             self._up.set()
         elif isinstance(ev, SaDeleted):
-            self._lost(sa, "deleted by the SeGW" if ev.by_peer else "deleted")
+            if not ev.replaced:
+                self._lost(sa, "deleted by the SeGW" if ev.by_peer else "deleted")
         elif isinstance(ev, SaFailed):
             if self.keylog is not None and sa.key_material:
                 self.keylog.write(sa)

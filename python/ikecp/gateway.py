@@ -24,6 +24,7 @@ from .engine.events import (
     ChildSaFailed,
     Event,
     IkeSaEstablished,
+    IkeSaRekeyed,
     LivenessConfirmed,
     NatDetected,
     PeerBinding,
@@ -151,6 +152,8 @@ class Gateway:
             log.debug("NAT detected: peer behind NAT %s", ev.remote_behind_nat)
         elif isinstance(ev, ChildSaFailed):
             log.warning("CHILD_SA for %s refused: %s", sa.peer_id, ev.reason)
+        elif isinstance(ev, IkeSaRekeyed):
+            self._rekeyed(sa, ev)
         elif isinstance(ev, SaDeleted):
             reason = "deleted by peer" if ev.by_peer else \
                 "shutdown" if self._stopping else "deleted"
@@ -160,6 +163,19 @@ class Gateway:
                 self.keylog.write(sa)
             log.info("SA with %s failed: %s", sa.peer_id or sa.remote, ev.reason)
             self._gone(sa, f"failed: {ev.reason}")
+
+    def _rekeyed(self, old: IkeSa, ev: IkeSaRekeyed) -> None:
+        """An IKE rekey keeps the FAP's row: same identity, inner IP and public address,
+        new SPIs, one history entry."""
+        new = ev.sa
+        assert isinstance(new, IkeSa)
+        binding = new.binding()
+        if self.registry.rekey(old.spi_r, binding):
+            self._seen[new.spi_r] = self._seen.pop(old.spi_r, 0)
+            log.info("IKE SA of %s rekeyed: SPIr %s -> %s", new.peer_id, old.spi_r.hex(),
+                     new.spi_r.hex())
+        else:
+            self.registry.update(binding)
 
     def _gone(self, sa: IkeSa, reason: str) -> None:
         self._seen.pop(sa.spi_r, None)
@@ -190,7 +206,8 @@ class Gateway:
                 self._seen[sa.spi_r] = count
                 self.registry.touch(sa.spi_r)
         for b in self.registry.expire(self.config.binding_expiry):
-            idle = d.find(bytes.fromhex(b.spi_r))
+            # Our own SPI is SPIi when we started the IKE rekey that made the SA.
+            idle = d.find(bytes.fromhex(b.spi_r)) or d.find(bytes.fromhex(b.spi_i))
             if idle is not None:
                 log.info("binding of %s expired: deleting its SA", b.identity)
                 idle.delete()

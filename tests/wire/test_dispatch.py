@@ -253,3 +253,32 @@ def test_fuzzed_datagrams_never_raise(data: bytes, port: int) -> None:
     assert d.half_open <= 50
     d.datagrams_to_send()
     d.events()
+
+
+def test_rekeyed_and_reauthenticated_sas_are_routed_by_their_new_spis(backend) -> None:
+    wire, (sa,) = pair(1)
+    old_spis = (sa.spi_i, sa.spi_r)
+    sa.rekey()
+    wire.fap.update(sa, wire.now)
+    wire.pump()
+    (new,) = [e.sa for s, e in wire.fap.events() if type(e).__name__ == "IkeSaRekeyed"]
+    assert new.established and sa.closed and (new.spi_i, new.spi_r) != old_spis
+    assert wire.fap.find(new.spi_i) is new and wire.fap.find(old_spis[0]) is None
+    peer = wire.segw.find(new.spi_r)
+    assert peer is not None and peer.established and wire.segw.find(old_spis[1]) is None
+    assert len(wire.segw) == 1 and len(wire.fap) == 1
+    assert sum(type(e).__name__ == "IkeSaRekeyed" for _, e in wire.segw.events()) == 1
+    # The SeGW rekeys the new SA: its own SPI is now SPIi; then the FAP reauthenticates.
+    peer.rekey()
+    wire.segw.update(peer, wire.now)
+    wire.pump()
+    (third,) = [e.sa for s, e in wire.segw.events() if type(e).__name__ == "IkeSaRekeyed"]
+    assert wire.segw.find(third.spi_i) is third and third.is_initiator
+    fap_sa = wire.fap.find(third.spi_r)
+    assert fap_sa is not None and fap_sa.established and len(wire.fap) == 1
+    fap_sa.reauthenticate()
+    wire.fap.update(fap_sa, wire.now)
+    wire.pump()
+    assert fap_sa.closed and len(wire.fap) == 1 and len(wire.segw) == 1
+    (fresh,) = wire.fap.sas()
+    assert fresh.established and wire.segw.find(fresh.spi_r).established

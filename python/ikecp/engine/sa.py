@@ -539,15 +539,19 @@ class IkeSa:
         self.init_request = self.init_response = self.sk_pi = self.sk_pr = b""
 
     def _emit_binding(self) -> None:
+        self.emit(self.binding())
+
+    def binding(self) -> PeerBinding:
+        """What the mobile network needs to reach the peer of this (responder-role) SA."""
         ctx = self.cp_context()
         inner = ctx.assigned.get(ConfigAttr.INTERNAL_IP4_ADDRESS)
-        self.emit(PeerBinding(
+        return PeerBinding(
             peer_id=self.peer_id,
             inner_address=_addr.unpack(inner[0]) if inner else None,
             public_address=self.remote[0], public_port=self.remote[1],
             spi_i=self.spi_i, spi_r=self.spi_r,
             child_spis=self.child_spis or (),
-        ))
+        )
 
     # --- CHILD SAs --------------------------------------------------------------------------
 
@@ -566,6 +570,8 @@ class IkeSa:
             self.children.remove(child)
             self.emit(ChildSaClosed(child.spi_in, child.spi_out, reason))
             self._reschedule()
+            if self.role is Role.RESPONDER and self.state is State.ESTABLISHED:
+                self._emit_binding()  # the binding's CHILD SPIs follow rekeys
 
     def child_by_spi_out(self, spi: bytes) -> ChildSa | None:
         """The CHILD SA the peer receives on ``spi`` (its name for it in REKEY_SA/DELETE)."""

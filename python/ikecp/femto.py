@@ -200,8 +200,9 @@ class Femto:
     def _report(self, before: FapStatus) -> None:
         """Tell ``on_status`` once per batch of events, and only about real changes."""
         now = self.status
-        if (now.state, now.public_ip, now.public_port, now.inner_ip) == \
-                (before.state, before.public_ip, before.public_port, before.inner_ip):
+        if (now.state, now.public_ip, now.public_port, now.inner_ip, now.rekeys,
+                now.reauths) == (before.state, before.public_ip, before.public_port,
+                                 before.inner_ip, before.rekeys, before.reauths):
             return
         if now.state == "established":
             log.info("%s", now.describe())

@@ -18,7 +18,7 @@ from ikecp.cp import (
     PoolProvider,
     RequestHandler,
 )
-from ikecp.engine import ChildLifetime, ChildProposal, IkeLifetime, RetransmitPolicy
+from ikecp.engine import ChildLifetime, ChildProposal, IkeLifetime, RetransmitPolicy, selector
 from ikecp.engine.child_sa import ChildState
 from ikecp.engine.events import (
     AuthLifetimeReceived,
@@ -515,3 +515,18 @@ def test_failed_reauthentication_keeps_the_old_sa_and_retries(backend):
     pair.advance(140.0)
     assert old.closed and pair.i.established and pair.i is not old
     assert len(pair.events("i", ReauthStarted)) == 2
+
+
+@pytest.mark.parametrize("side", ["i", "r"])
+def test_rekey_keeps_narrow_selectors_whoever_starts_it(backend, side):
+    """Each side sends its own selectors as TSi when it starts the rekey (§2.9): a SeGW that
+    rekeys must not send the FAP's selectors as its own."""
+    core, fap_host = selector("10.99.0.0/16"), selector("100.65.0.1/32")
+    pair = _up(backend, _fap(local_ts=(fap_host,), remote_ts=(core,)),
+               _segw(local_ts=(core,), remote_ts=(fap_host,)))
+    getattr(pair, side).rekey_child()
+    pair.run()
+    assert not pair.events("i", ChildSaFailed) and not pair.events("r", ChildSaFailed)
+    ((child_i,), (child_r,)) = pair.i.children, pair.r.children
+    assert (child_i.ts_local, child_i.ts_remote) == ((fap_host,), (core,))
+    assert (child_r.ts_local, child_r.ts_remote) == ((core,), (fap_host,))

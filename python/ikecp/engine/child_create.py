@@ -92,7 +92,8 @@ class ChildCreateTask(Task):
         i_to_r, r_to_i = self._keys(sa, self.suite)
         s = self.suite
         self.secret = b""
-        self.child = child = ChildSa(self.spi_in, spi_out, s, self.ts[0], self.ts[1])
+        ts_local, ts_remote = self.ts if initiator else self.ts[::-1]
+        self.child = child = ChildSa(self.spi_in, spi_out, s, ts_local, ts_remote)
         sa.add_child(child)
         sa.emit(ChildSaEstablished(
             spi_in=self.spi_in, spi_out=spi_out, encr=s.encr, encr_key_bits=s.encr_key_bits,
@@ -127,8 +128,8 @@ class ChildCreateTask(Task):
                     self.dh = dh.generate(next(g for p in proposals for g in p.dh))
                 out.append(KE(self.dh.group, self.dh.public_bytes))
         old = self.rekeys
-        out.append(TSi(old.ts_i if old is not None else sa.settings.local_ts))
-        out.append(TSr(old.ts_r if old is not None else sa.settings.remote_ts))
+        out.append(TSi(old.ts_local if old is not None else sa.settings.local_ts))
+        out.append(TSr(old.ts_remote if old is not None else sa.settings.remote_ts))
 
     def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         for n in msg.find(Notify):

@@ -24,8 +24,9 @@ class ChildSa:
     spi_in: bytes
     spi_out: bytes
     suite: Suite
-    ts_i: tuple[TrafficSelector, ...]
-    ts_r: tuple[TrafficSelector, ...]
+    #: Our side's and the peer's traffic selectors (whoever initiated its creation).
+    ts_local: tuple[TrafficSelector, ...]
+    ts_remote: tuple[TrafficSelector, ...]
     state: ChildState = ChildState.INSTALLED
     #: When to start a rekey, and when to delete the SA if none succeeded (None: never).
     rekey_at: float | None = None

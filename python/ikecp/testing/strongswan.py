@@ -108,6 +108,8 @@ class CharonConfig:
     send_cert: str | None = None
     #: More swanctl connection settings, e.g. ``{"dpd_delay": "1s"}``.
     conn_extra: Mapping[str, Any] = field(default_factory=dict)
+    #: More strongswan.conf daemon settings, e.g. ``{"make_before_break": True}``.
+    daemon_extra: Mapping[str, Any] = field(default_factory=dict)
     proposals: str = "aes256gcm16-prfsha256-x25519"
     pools: Mapping[str, str] = field(default_factory=dict)
     pool_attrs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -190,6 +192,7 @@ def strongswan_conf(cfg: CharonConfig, workdir: Path) -> str:
         "journal": {"default": -1},
         "syslog": {"daemon": {"default": -1}},
         "plugins": {"vici": {"socket": f"unix://{workdir / 'charon.vici'}"}},
+        **cfg.daemon_extra,
     }
     return render({"charon-systemd": daemon})
 

@@ -59,6 +59,36 @@ def test_fifty_faps_through_the_nat_all_established_and_nat_info_matches(segw):
     assert len(res.done_at) == 50 and all(res.t_start <= t <= res.t_end for t in res.done_at)
 
 
+def test_rekeys_and_reauthentication_at_rate_through_the_nat(segw, capsys):
+    cfg = LoadConfig(port=segw.port, natt_port=segw.natt_port, count=20, window=10, nat=True,
+                     duration=20, timeout=8, ike_proposal=PROPOSAL, rekey_after=0.2,
+                     reauth_after=0.2)
+    res = run(cfg)
+    s = summarize(cfg, res)
+    assert s["failures"] == {}
+    assert s["established"] == 20 and s["ike_established"] == 20 and s["deleted"] == 20
+    assert {k: r["done"] for k, r in s["renewals"].items()} == \
+        {"child rekey": 20, "ike rekey": 20, "reauth": 20}
+    for r in s["renewals"].values():
+        assert 0 < r["p50"] <= r["p90"] <= r["max"] < 8000
+    # The reauthenticated SA asked for NAT info again: 40 answers, all matching the NAPT.
+    assert s["nat_info"]["returned"] == 40 and s["nat_info"]["matched"] == 40
+    from ikecp.loadgen_report import format_text
+    assert "ike rekey: 20 done" in format_text(s)
+
+
+def test_renewal_failures_are_counted_by_cause(segw):
+    """A CHILD rekey with PFS the responder does not accept: NO_PROPOSAL_CHOSEN."""
+    cfg = LoadConfig(port=segw.port, natt_port=segw.natt_port, count=4, window=4,
+                     duration=10, timeout=5, ike_proposal=PROPOSAL,
+                     esp_proposal="aes256gcm16-x25519", rekey_after=0.0)
+    res = run(cfg)
+    s = summarize(cfg, res)
+    assert s["established"] == 4
+    assert s["failures"] == {"child rekey: child notify NO_PROPOSAL_CHOSEN": 4}
+    assert s["renewals"] == {}
+
+
 def test_identities_and_source_ports_are_per_fap(segw):
     cfg = LoadConfig(port=segw.port, natt_port=segw.natt_port, count=6, window=6,
                      force_encap=True, teardown=False, hold=0.0, duration=10, timeout=8,

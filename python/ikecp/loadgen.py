@@ -7,6 +7,11 @@ its own mapping. The engine is sans-IO, so one worker process drives thousands o
 single ``selectors`` loop with one timer heap; ``run`` forks worker processes, each owning
 every W-th FAP, and merges what they measured.
 
+With ``rekey_after`` each FAP, once established, rekeys its CHILD SA and then its IKE SA
+(CREATE_CHILD_SA, RFC 7296 §1.3), each that many seconds after the previous step; with
+``reauth_after`` it then reauthenticates (a new IKE SA, make-before-break, §2.8.3). The report
+gives the latency of each kind and failures by cause.
+
 Bounded by construction: a total handshake count, a duration after which nothing new starts,
 a per-handshake time limit and a hard stop. Targets outside loopback and the lab's test
 networks are refused unless the caller says it owns them.
@@ -31,8 +36,10 @@ from . import framing
 from .const import NAT_KEEPALIVE, AuthMethod, ConfigAttr, NotifyType
 from .cp import CpRegistry, NatInfoHandler, RequestHandler
 from .engine import (
+    ChildLifetime,
     ChildProposal,
     Identity,
+    IkeLifetime,
     IkeProposal,
     IkeSa,
     PskAuthenticator,
@@ -42,10 +49,14 @@ from .engine import (
 from .engine.events import (
     ChildSaEstablished,
     ChildSaFailed,
+    ChildSaRekeyed,
     ConfigReceived,
     IkeSaEstablished,
+    IkeSaRekeyed,
     NatInfoNotSupported,
+    ProtocolErrorReceived,
     PublicAddressLearned,
+    ReauthStarted,
     SaDeleted,
     SaFailed,
 )
@@ -110,6 +121,10 @@ class LoadConfig:
     #: expects when neither of its ports is 500 (LAB.md).
     always_marker: bool = False
     request_inner_ip: bool = True
+    #: Seconds after establishment to rekey the CHILD SA, and as long again to rekey the IKE
+    #: SA; then, after ``reauth_after`` seconds, reauthenticate (None: skip).
+    rekey_after: float | None = None
+    reauth_after: float | None = None
     hold: float = 0.0
     teardown: bool = True
     timeout: float = 10.0
@@ -133,6 +148,10 @@ class LoadConfig:
             raise ValueError("count, duration, timeout and window must be positive")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be positive")
+        for name in ("rekey_after", "reauth_after"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0")
         if self.workers < 1 or (self.faps is not None and self.faps < 1):
             raise ValueError("workers and faps must be positive")
         if self.auth not in ("psk", "cert"):
@@ -147,9 +166,20 @@ class LoadConfig:
                 raise ValueError(f"{name} too long")
 
     @property
+    def renewal_steps(self) -> tuple[tuple[str, float], ...]:
+        """(step, seconds to wait before it) for each established FAP, in order."""
+        steps: list[tuple[str, float]] = []
+        if self.rekey_after is not None:
+            steps += [("child rekey", self.rekey_after), ("ike rekey", self.rekey_after)]
+        if self.reauth_after is not None:
+            steps.append(("reauth", self.reauth_after))
+        return tuple(steps)
+
+    @property
     def hard_stop(self) -> float:
         """Seconds after the start at which a run ends whatever is still in flight."""
-        return self.duration + self.timeout + self.hold + self.timeout
+        renewing = sum(wait + self.timeout for _, wait in self.renewal_steps)
+        return self.duration + self.timeout + renewing + self.hold + self.timeout
 
 
 def identity(text: str) -> Identity:
@@ -182,6 +212,8 @@ class WorkerResult:
     nat_info_mismatched: list[str] = field(default_factory=list)
     nat_info_missing: int = 0
     inner_ip_assigned: int = 0
+    #: Renewal step ("child rekey", "ike rekey", "reauth") -> latencies of those that worked.
+    renewals: dict[str, list[float]] = field(default_factory=dict)
     cpu_seconds: float = 0.0
     t_start: float = 0.0
     t_end: float = 0.0
@@ -198,6 +230,9 @@ class WorkerResult:
                 self.stopped_by = ", ".join(sorted({s for s in (mine, theirs) if s}))
             elif isinstance(mine, Counter):
                 mine.update(theirs)
+            elif isinstance(mine, dict):
+                for step, values in theirs.items():
+                    mine.setdefault(step, []).extend(values)
             else:
                 setattr(self, f.name, mine + theirs)
 
@@ -212,6 +247,13 @@ class Progress:
     in_flight: int
     failures: dict[str, int]
     retransmissions: int
+
+
+def failure_cause_of(notify: int) -> str:
+    try:
+        return f"notify {NotifyType(notify).name}"
+    except ValueError:
+        return f"notify {notify}"
 
 
 def failure_cause(event: SaFailed | ChildSaFailed) -> str:
@@ -236,21 +278,29 @@ def failure_cause(event: SaFailed | ChildSaFailed) -> str:
 _POOL_MAX = 4096
 #: The events ``Worker._on_event`` acts on.
 _WATCHED = frozenset((IkeSaEstablished, ChildSaEstablished, ChildSaFailed, PublicAddressLearned,
-                      NatInfoNotSupported, ConfigReceived, SaDeleted, SaFailed))
+                      NatInfoNotSupported, ConfigReceived, SaDeleted, SaFailed, ChildSaRekeyed,
+                      IkeSaRekeyed, ReauthStarted, ProtocolErrorReceived))
 
 
 class _Fap:
-    """One handshake in progress (or held): the SA, its sockets and where it stands."""
+    """One handshake in progress (or held): the SA, its sockets and where it stands.
+    ``others`` are the SAs a renewal left beside ``sa`` (replaced ones until deleted, a
+    reauthentication's new one until it is up)."""
 
-    __slots__ = ("deadline", "hold_until", "n", "sa", "socks", "started", "state", "timer_at")
+    __slots__ = ("deadline", "hold_until", "n", "others", "sa", "socks", "started", "state",
+                 "step", "step_started", "steps", "timer_at")
 
     def __init__(self, n: int, sa: IkeSa, started: float) -> None:
         self.n, self.sa, self.started = n, sa, started
         self.socks: dict[int, socket.socket] = {}
-        self.state = "handshake"  # -> "held" -> "deleting"
+        self.state = "handshake"  # -> ("waiting" -> "renewing")* -> "held" -> "deleting"
         self.deadline = started
         self.hold_until = 0.0
         self.timer_at: float | None = None  # the live entry in the timer heap
+        self.others: list[IkeSa] = []
+        self.steps: list[tuple[str, float]] = []
+        self.step = ""
+        self.step_started = 0.0
 
 
 class Worker:
@@ -294,7 +344,9 @@ class Worker:
             ike_proposals=(IkeProposal.parse(cfg.ike_proposal),),
             child_proposals=(ChildProposal.parse(cfg.esp_proposal),),
             cp=reg, force_encap=cfg.force_encap, natt_port=cfg.natt_port,
-            retransmit=cfg.retransmit)
+            retransmit=cfg.retransmit,
+            # Renewals happen when the run says so (rekey_after, reauth_after), not by timer.
+            ike_lifetime=IkeLifetime(rekey_time=None), child_lifetime=ChildLifetime(None))
 
     def settings_for(self, n: int) -> Settings:
         """The initiator settings of FAP ``n``: its identity and, in cert mode, its own
@@ -466,25 +518,29 @@ class Worker:
         return sock
 
     def _flush(self, fap: _Fap, now: float) -> None:
-        """Send what the SA queued, drain its events, and re-arm its timer."""
-        sa = fap.sa
-        for d in sa.datagrams_to_send(now):
-            wire = d.wire()
-            if self.cfg.always_marker and not d.encapsulated and d.data != NAT_KEEPALIVE:
-                wire = framing.add_marker(wire)
-            try:
-                self._sock(fap, d.local_port).sendto(wire, self._dest.get(d.remote[1], d.remote))
-            except OSError as exc:
-                self._finish(fap, now, f"socket error: {exc.strerror or exc}")
+        """Send what the SAs queued, drain their events, and re-arm the FAP's timer."""
+        for sa in (fap.sa, *fap.others) if fap.others else (fap.sa,):
+            for d in sa.datagrams_to_send(now):
+                wire = d.wire()
+                if self.cfg.always_marker and not d.encapsulated and d.data != NAT_KEEPALIVE:
+                    wire = framing.add_marker(wire)
+                try:
+                    self._sock(fap, d.local_port).sendto(wire,
+                                                         self._dest.get(d.remote[1], d.remote))
+                except OSError as exc:
+                    self._finish(fap, now, f"socket error: {exc.strerror or exc}")
+                    return
+            while (ev := sa.next_event()) is not None:
+                self._on_event(fap, sa, ev, now)
+            if id(fap) not in self._active:
                 return
-        while (ev := sa.next_event()) is not None:
-            self._on_event(fap, ev, now)
-        if id(fap) not in self._active:
-            return
-        when = fap.deadline if fap.state != "held" else fap.hold_until
-        t = sa.next_timer()
-        if t is not None:
-            when = min(when, t)
+        if fap.others:
+            fap.others = [o for o in fap.others if not o.closed]
+        when = fap.hold_until if fap.state in ("held", "waiting") else fap.deadline
+        for sa in (fap.sa, *fap.others):
+            t = sa.next_timer()
+            if t is not None:
+                when = min(when, t)
         if when != fap.timer_at:
             fap.timer_at = when
             self._seq += 1
@@ -506,7 +562,10 @@ class Worker:
                 kind, wire = framing.classify(wire)
                 if kind is not framing.Kind.IKE:
                     continue
-            fap.sa.receive_datagram(wire, (addr[0], addr[1]), now, logical_port)
+            sa = fap.sa
+            if fap.others and sa.spi_i != wire[:8]:  # a renewal's other SA
+                sa = next((o for o in fap.others if o.spi_i == wire[:8]), sa)
+            sa.receive_datagram(wire, (addr[0], addr[1]), now, logical_port)
             self._flush(fap, now)
 
     def _fire_timers(self, now: float) -> None:
@@ -516,11 +575,16 @@ class Worker:
             if id(fap) not in self._active or when != fap.timer_at:
                 continue  # stale entry: the SA was closed or re-armed since
             fap.timer_at = None
-            t = fap.sa.next_timer()
-            if t is not None and t <= now:
-                fap.sa.handle_timer(now)
+            for sa in (fap.sa, *fap.others):
+                t = sa.next_timer()
+                if t is not None and t <= now:
+                    sa.handle_timer(now)
             if fap.state == "handshake" and now >= fap.deadline:
                 self._finish(fap, now, "timeout (handshake time limit)")
+            elif fap.state == "waiting" and now >= fap.hold_until:
+                self._renew(fap, now)
+            elif fap.state == "renewing" and now >= fap.deadline:
+                self._renewed(fap, now, f"timeout ({fap.step})")
             elif fap.state == "held" and now >= fap.hold_until:
                 self._release(fap, now)
             elif fap.state == "deleting" and now >= fap.deadline:
@@ -529,12 +593,16 @@ class Worker:
             else:
                 self._flush(fap, now)
 
-    def _on_event(self, fap: _Fap, ev: object, now: float) -> None:
+    def _on_event(self, fap: _Fap, sa: IkeSa, ev: object, now: float) -> None:
         if type(ev) not in _WATCHED:
             return  # NatDetected, DatagramDropped, ...: nothing to count
+        if sa is not fap.sa or fap.state == "renewing":
+            self._on_renewal_event(fap, sa, ev, now)
+            return
         res = self.result
         if isinstance(ev, IkeSaEstablished):
-            res.established += 1
+            if fap.state == "handshake":  # not the SA an IKE rekey made
+                res.established += 1
         elif isinstance(ev, ChildSaEstablished):
             res.child_established += 1
             self._handshake_done(fap, now)
@@ -594,10 +662,76 @@ class Worker:
         if ok:
             res.done_at.append(now)
             res.latencies.append(now - fap.started)
-        if self.cfg.hold > 0:
+            fap.steps = list(self.cfg.renewal_steps)
+        self._next_step(fap, now)
+
+    # -- renewals: CHILD rekey, IKE rekey, reauthentication --------------------------------
+
+    def _next_step(self, fap: _Fap, now: float) -> None:
+        if fap.steps:
+            fap.step, wait = fap.steps.pop(0)
+            fap.state, fap.hold_until = "waiting", now + wait
+            if wait <= 0:
+                self._renew(fap, now)
+        elif self.cfg.hold > 0:
             fap.state, fap.hold_until = "held", now + self.cfg.hold
         else:
             self._release(fap, now)
+
+    def _renew(self, fap: _Fap, now: float) -> None:
+        """Start the FAP's next renewal step; its completion shows in the events."""
+        sa = fap.sa
+        if not sa.established:
+            self._renewed(fap, now, f"{fap.step}: SA not established")
+            return
+        fap.state, fap.step_started, fap.deadline = "renewing", now, now + self.cfg.timeout
+        if fap.step == "child rekey":
+            sa.rekey_child()
+        elif fap.step == "ike rekey":
+            sa.rekey()
+        else:
+            fap.others.append(sa.reauthenticate())
+        self._flush(fap, now)
+
+    def _renewed(self, fap: _Fap, now: float, failure: str | None = None) -> None:
+        """A renewal step ended: note its latency or its failure, go on with the next."""
+        if fap.state != "renewing":
+            return
+        if failure is None:
+            self.result.renewals.setdefault(fap.step, []).append(now - fap.step_started)
+        else:
+            self.result.failures[failure] += 1
+            fap.steps.clear()
+        self._next_step(fap, now)
+
+    def _on_renewal_event(self, fap: _Fap, sa: IkeSa, ev: object, now: float) -> None:
+        """Events while a renewal runs, or from an SA beside the FAP's current one."""
+        step, current = fap.step, sa is fap.sa
+        if isinstance(ev, ChildSaRekeyed) and current and step == "child rekey":
+            self._renewed(fap, now)
+        elif isinstance(ev, ChildSaFailed) and current and step == "child rekey":
+            self._renewed(fap, now, f"child rekey: {failure_cause(ev)}")
+        elif isinstance(ev, IkeSaRekeyed) and current and isinstance(ev.sa, IkeSa):
+            fap.others.append(sa)  # the old SA sends its DELETE
+            fap.sa = ev.sa
+            self._renewed(fap, now)
+        elif isinstance(ev, ProtocolErrorReceived) and current and step == "ike rekey":
+            self._renewed(fap, now, f"ike rekey: {failure_cause_of(ev.notify_type)}")
+        elif isinstance(ev, ChildSaEstablished) and not current and step == "reauth" \
+                and sa.established:
+            fap.others.remove(sa)
+            fap.others.append(fap.sa)  # deletes itself now that its successor is up
+            fap.sa = sa
+            self._renewed(fap, now)
+        elif isinstance(ev, SaFailed):
+            if current:
+                self._finish(fap, now, f"{step or 'renewal'}: {failure_cause(ev)}")
+            elif step == "reauth" and fap.state == "renewing":
+                self._renewed(fap, now, f"reauth: {failure_cause(ev)}")
+        elif isinstance(ev, SaDeleted) and current and not ev.replaced:
+            self._finish(fap, now, f"{step}: deleted by the peer")
+        elif isinstance(ev, PublicAddressLearned):
+            self._note_nat_info(fap, ev)
 
     def _release(self, fap: _Fap, now: float) -> None:
         """End of the hold: DELETE the SA (teardown) or just forget it."""

@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--force-encap", action="store_true", help="always float to NAT-T")
     p.add_argument("--always-marker", action="store_true",
                    help="non-ESP marker on every message (strongSwan on non-500 ports)")
+    p.add_argument("--rekey-after", type=float, metavar="S",
+                   help="S s after establishment rekey the CHILD SA, S s later the IKE SA")
+    p.add_argument("--reauth-after", type=float, metavar="S",
+                   help="then, S s later, reauthenticate (new IKE SA, make-before-break)")
     p.add_argument("--hold", type=float, default=0.0, help="seconds to keep each SA up")
     p.add_argument("--no-teardown", action="store_true", help="do not DELETE SAs at the end")
     p.add_argument("--timeout", type=float, default=10.0, help="per-handshake time limit")
@@ -69,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
             auth="cert" if args.cert else "psk", psk=args.psk.encode(), ike_proposal=args.ike,
             esp_proposal=args.esp, source=args.source, nat=args.nat,
             force_encap=args.force_encap, always_marker=args.always_marker, hold=args.hold,
+            rekey_after=args.rekey_after, reauth_after=args.reauth_after,
             teardown=not args.no_teardown, timeout=args.timeout,
             retransmit=RetransmitPolicy(timeout=args.retransmit, backoff=2.0, tries=3),
             workers=args.workers, i_own_this_target=args.i_own_this_target, ca=ca)

@@ -67,6 +67,10 @@ def summarize(cfg: LoadConfig, res: WorkerResult) -> dict[str, Any]:
                      "missing": res.nat_info_missing,
                      "mismatches": list(res.nat_info_mismatched)},
         "inner_ip_assigned": res.inner_ip_assigned,
+        "renewals": {step: {"done": len(v), "p50": ms(percentile(v, 50)),
+                            "p90": ms(percentile(v, 90)), "p99": ms(percentile(v, 99)),
+                            "max": ms(v[-1] if v else None)}
+                     for step, v in ((k, sorted(x)) for k, x in res.renewals.items())},
         "cpu_seconds": round(res.cpu_seconds, 3),
         "cpu_us_per_handshake": round(res.cpu_seconds / ok * 1e6, 1) if ok else None,
         "stopped_by": res.stopped_by,
@@ -90,6 +94,8 @@ def format_text(summary: dict[str, Any]) -> str:
         f"missing {nat['missing']}; inner IP assigned {s['inner_ip_assigned']}",
         f"CPU {s['cpu_seconds']} s ({s['cpu_us_per_handshake']} us per handshake)",
     ]
+    lines += [f"{step}: {r['done']} done, latency ms p50 {r['p50']}  p90 {r['p90']}  "
+              f"p99 {r['p99']}  max {r['max']}" for step, r in s["renewals"].items()]
     lines += [f"  failure: {n} x {cause}" for cause, n in s["failures"].items()]
     lines += [f"  NAT-info mismatch: {m}" for m in nat["mismatches"]]
     return "\n".join(lines)

@@ -91,14 +91,14 @@ def test_liveness_both_ways_and_delete_by_strongswan_segw():
         assert loop.events_of(SaFailed) == []
 
 
-def test_strongswan_reauthenticates_when_ike_rekey_is_refused(tmp_path):
-    """ikecp cannot rekey an IKE SA yet and answers CREATE_CHILD_SA with NO_ADDITIONAL_SAS;
-    strongSwan then reauthenticates: DELETE, and a new IKE_SA started on the NAT-T port. The
-    ikecp SeGW program must answer that IKE_SA_INIT with the non-ESP marker, so the new SA
-    comes up at once (no retransmission) and the binding registry follows it."""
+def test_strongswan_break_before_make_reauthentication(tmp_path):
+    """strongSwan's default reauthentication: DELETE, then a new IKE_SA started on the NAT-T
+    port. The ikecp SeGW program must answer that IKE_SA_INIT with the non-ESP marker, so the
+    new SA comes up at once (no retransmission) and the binding registry follows it."""
     require_peers()
     cfg = dataclasses.replace(fap_config(X25519_ONLY, "aes256gcm16"),
-                              conn_extra={"rekey_time": "2s", "over_time": "10s"})
+                              conn_extra={"rekey_time": "0", "reauth_time": "2s",
+                                          "over_time": "10s"})
     db = tmp_path / "bindings.sqlite"
     with netns.nat_topology() as topo, \
             role(topo, "segw", "segw", segw_toml(tmp_path), tmp_path) as segw, \
@@ -106,7 +106,7 @@ def test_strongswan_reauthenticates_when_ike_rekey_is_refused(tmp_path):
         segw.wait_line(lambda line: line.startswith("SeGW "))
         assert "initiate completed successfully" in ss.initiate("net")
         (first,) = wait_bindings(db, lambda rows: len(rows) == 1)
-        ss.wait_for_log(r"peer seems to not support IKE rekeying, starting reauthentication")
+        ss.wait_for_log(r"reauthenticating IKE_SA ikecp\[1\]")
         (second,) = wait_bindings(
             db, lambda rows: len(rows) == 1 and rows[0]["spi_i"] != first["spi_i"])
         sa = ss.wait_for_sa()

@@ -15,7 +15,12 @@ handshakes/s end to end (IKE_SA_INIT + IKE_AUTH with CP and the first CHILD_SA),
 µs per handshake (/proc/<pid>/stat of the responder process), initiator CPU µs per handshake
 (getrusage of the load generator's thread), the crypto floor measured in the same run (the DH,
 prf+, AEAD and hash calls one side cannot avoid) and efficiency = floor / responder CPU.
-Then the SeGW scale: N SAs established with in-memory engines, resident memory per SA.
+Then the rekey row (X25519 + PSK): the same FAPs, each rekeying its CHILD SA and then its
+IKE SA right after the handshake (``LoadConfig.rekey_after = 0``), against ikecp segw and
+strongSwan; rekeys/s and responder CPU per rekey come from the difference to a run of the same
+handshakes without rekeys (so the handshakes' share cancels out), and the rekey latencies from
+the load generator. Then the SeGW scale: N SAs established with in-memory engines, resident
+memory per SA.
 """
 
 from __future__ import annotations
@@ -189,6 +194,7 @@ def ikecp_segw_settings(suite: Suite, creds: Any) -> Settings:
 
 def _load(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, target: str,
           **kw: Any) -> dict[str, Any]:
+    kw.update(getattr(args, "load_kw", {}))
     cfg = LoadConfig(target=target, count=args.count, window=args.window, duration=600,
                      timeout=10, teardown=args.teardown, ike_proposal=suite.ike,
                      auth=suite.auth, ca=ca, workers=1,
@@ -220,10 +226,15 @@ def run_ikecp_segw(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, c
     proc = topo.popen("segw", [sys.executable, "-m", "ikecp.cli", "segw", "--config", str(conf)],
                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
-        if "ports 500/4500" not in line:
-            raise RuntimeError(f"ikecp segw did not start: {line!r}")
+        seen, deadline = [], time.monotonic() + 20
+        while not any("ports 500/4500" in line for line in seen[-1:]):
+            # Other lines (a CryptographyDeprecationWarning, say) may come first.
+            left = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([proc.stdout], [], [], left)
+            line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError(f"ikecp segw did not start: {seen!r}")
+            seen.append(line)
         cpu0 = _proc_cpu(proc.pid)
         summary = _load(suite, args, topo, ca, netns.SEGW_ADDR)
         _responder_cpu(summary, cpu0, _proc_cpu(proc.pid))
@@ -337,6 +348,39 @@ def _responder_cpu(summary: dict[str, Any], before: tuple[float, float],
     summary["responder_sys_seconds"] = round(system, 3)
 
 
+# --- rekeying --------------------------------------------------------------------------------
+
+def rekey_row(args: argparse.Namespace, topo: Any, ca: Any, creds: Any, workdir: Path,
+              with_strongswan: bool) -> dict[str, Any]:
+    """Per responder: the same handshakes without and with a CHILD and an IKE rekey each."""
+    suite = SUITES["x25519-psk"]
+    row: dict[str, Any] = {}
+    targets = [("ikecp-segw", lambda a: run_ikecp_segw(suite, a, topo, ca, creds, workdir))]
+    if with_strongswan:
+        targets.append(("strongswan", lambda a: run_strongswan(suite, a, topo, ca, creds,
+                                                               workdir)))
+    for name, runner in targets:
+        try:
+            base = runner(argparse.Namespace(**{**vars(args), "load_kw": {}}))
+            rekeyed = runner(argparse.Namespace(**{**vars(args),
+                                                   "load_kw": {"rekey_after": 0.0}}))
+        except Exception as exc:  # reported, the rest of the run goes on
+            row[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            print(f"  rekeys, {name} failed: {row[name]['error'][:400]}", flush=True)
+            continue
+        done = sum(r["done"] for r in rekeyed["renewals"].values())
+        extra_cpu = rekeyed["responder_cpu_seconds"] - base["responder_cpu_seconds"]
+        extra_wall = rekeyed["wall_seconds"] - base["wall_seconds"]
+        row[name] = {
+            "rekeys": done, "failures": rekeyed["failures"],
+            "rekeys_per_s": round(done / extra_wall, 1) if extra_wall > 0 else None,
+            "responder_cpu_us_per_rekey": round(extra_cpu / done * 1e6, 1) if done else None,
+            "latency_ms": {k: v for k, v in rekeyed["renewals"].items()},
+        }
+        print(f"  rekeys, {name}: {row[name]}", flush=True)
+    return row
+
+
 # --- SeGW scale ------------------------------------------------------------------------------
 
 
@@ -401,6 +445,7 @@ def main() -> int:
     ap.add_argument("--teardown", action="store_true",
                     help="DELETE each SA right after it is up (default: keep them all)")
     ap.add_argument("--no-strongswan", action="store_true")
+    ap.add_argument("--no-rekey", action="store_true", help="skip the rekey row")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
     args.count = args.count or (500 if args.quick else 5000)
@@ -443,6 +488,10 @@ def main() -> int:
                         row["strongswan"] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
                         print(f"  strongSwan failed: {row['strongswan']['error'][:400]}")
                 results["suites"][key] = row
+            if topo is not None and not args.no_rekey:
+                print("\nrekeying (CHILD + IKE rekey per FAP, X25519 + PSK)", flush=True)
+                results["rekey"] = rekey_row(args, topo, ca, creds, Path(tmp),
+                                             not why_no_swan)
         finally:
             if topo is not None:
                 topo.destroy()
@@ -497,6 +546,22 @@ def _print_table(results: dict[str, Any]) -> None:
             ratios = [_ratio(a, b, k) for k in ("rate_middle_80", "responder_cpu_us_per_handshake",
                                                 "cpu_us_per_handshake")]
             print(f"| {key} | ikecp/strongSwan | {ratios[0]} | {ratios[1]} | {ratios[2]} | | | |")
+    rekey = results.get("rekey") or {}
+    if rekey:
+        print("\n| rekeys (CHILD + IKE) | rekeys/s | responder µs CPU/rekey | latency p50 ms "
+              "(child / ike) |\n|---|---|---|---|")
+        for target, r in rekey.items():
+            if "error" in r:
+                print(f"| {target} | error | | |")
+                continue
+            lat = r["latency_ms"]
+            p50 = " / ".join(str(lat.get(k, {}).get("p50")) for k in ("child rekey", "ike rekey"))
+            print(f"| {target} | {r['rekeys_per_s']} | {r['responder_cpu_us_per_rekey']} | "
+                  f"{p50} |")
+        a, b = rekey.get("ikecp-segw"), rekey.get("strongswan")
+        if a and b and "error" not in a and "error" not in b:
+            print(f"| ikecp/strongSwan | {_ratio(a, b, 'rekeys_per_s')} | "
+                  f"{_ratio(a, b, 'responder_cpu_us_per_rekey')} | |")
     for note in results["notes"]:
         print(f"note: {note}")
 

@@ -93,68 +93,62 @@ def deleted_from(log: str) -> list[str]:
 
 # --- ikecp FAP program, strongSwan SeGW ---------------------------------------------------
 
+def run_fap_program(tmp_path, ss_cfg, fap_extra: dict, seconds: float):
+    """``ikecp fap`` against a strongSwan SeGW, sampled for ``seconds``; returns strongSwan's
+    log, the IKE and CHILD SPIs seen and the FAP's status lines."""
+    ike, child = set(), set()
+    with netns.nat_topology() as topo, strongswan.charon(ss_cfg, netns=topo.segw) as ss, \
+            role(topo, "fap", "fap", {**fap_toml(), **fap_extra}, tmp_path, "--json") as fap:
+        fap.wait_status(lambda s: s["state"] == "established")
+        checks = (ss_check(ss, ike, child), fap_connected(fap))
+        sample(seconds, lambda: [c() for c in checks])
+        no_bad_lines(ss)
+        return ss.log(), ike, child, fap_statuses(fap)
+
+
+FAST = {"rekey_time": 5.0, "over_time": 20.0, "rand_time": 1.0,
+        "child_rekey_time": 3.0, "child_life_time": 20.0, "child_rand_time": 1.0}
+QUIET = {"rekey_time": 0, "child_rekey_time": 0}
+#: The same short lifetimes for strongSwan (swanctl.conf connection and child settings).
+SS_FAST_IKE = {"rekey_time": "5s", "over_time": "20s", "rand_time": "1s"}
+SS_FAST_CHILD = {"rekey_time": "3s", "life_time": "20s", "rand_time": "1s"}
+
+
 def test_strongswan_segw_rekeys_child_and_ike_sas_of_the_ikecp_fap(tmp_path):
     require_peers()
     cfg = dataclasses.replace(
-        segw_config(X25519, "aes256gcm16"),
-        conn_extra={"rekey_time": "5s", "over_time": "20s", "rand_time": "1s"},
-        children=(Child(local_ts=("0.0.0.0/0",), esp_proposals="aes256gcm16",
-                        extra={"rekey_time": "3s", "life_time": "20s", "rand_time": "1s"}),))
-    quiet = {"rekey_time": 0, "child_rekey_time": 0}
-    ike, child = set(), set()
-    with netns.nat_topology() as topo, strongswan.charon(cfg, netns=topo.segw) as ss, \
-            role(topo, "fap", "fap", {**fap_toml(), **quiet}, tmp_path, "--json") as fap:
-        fap.wait_status(lambda s: s["state"] == "established")
-        checks = (ss_check(ss, ike, child), fap_connected(fap))
-        sample(22.0, lambda: [c() for c in checks])
-        assert len(ike) >= 4 and len(child) >= 4, (ike, child)
-        assert fap_statuses(fap)[-1]["rekeys"] >= 3
-        no_bad_lines(ss)
-        assert set(deleted_from(ss.log())) == {"REKEYED"}  # only rekeyed ones went
+        segw_config(X25519, "aes256gcm16"), conn_extra=SS_FAST_IKE,
+        children=(Child(local_ts=("0.0.0.0/0",), extra=SS_FAST_CHILD),))
+    log, ike, child, statuses = run_fap_program(tmp_path, cfg, QUIET, 22.0)
+    assert len(ike) >= 4 and len(child) >= 4, (ike, child)
+    assert statuses[-1]["rekeys"] >= 3
+    assert set(deleted_from(log)) == {"REKEYED"}  # only rekeyed ones went
 
 
 def test_ikecp_fap_rekeys_child_and_ike_sas_with_strongswan_segw(tmp_path):
     require_peers()
     cfg = dataclasses.replace(segw_config(X25519, "aes256gcm16"),
                               conn_extra={"rekey_time": "0", "over_time": "0"})
-    fast = {"rekey_time": 5.0, "over_time": 20.0, "rand_time": 1.0,
-            "child_rekey_time": 3.0, "child_life_time": 20.0, "child_rand_time": 1.0}
-    ike, child = set(), set()
-    with netns.nat_topology() as topo, strongswan.charon(cfg, netns=topo.segw) as ss, \
-            role(topo, "fap", "fap", {**fap_toml(), **fast}, tmp_path, "--json") as fap:
-        fap.wait_status(lambda s: s["state"] == "established")
-        checks = (ss_check(ss, ike, child), fap_connected(fap))
-        sample(22.0, lambda: [c() for c in checks])
-        assert len(ike) >= 4 and len(child) >= 4, (ike, child)
-        assert fap_statuses(fap)[-1]["rekeys"] >= 3
-        assert ss.log().count("parsed CREATE_CHILD_SA request") >= 6
-        no_bad_lines(ss)
-        assert set(deleted_from(ss.log())) == {"REKEYED"}
+    log, ike, child, statuses = run_fap_program(tmp_path, cfg, FAST, 22.0)
+    assert len(ike) >= 4 and len(child) >= 4, (ike, child)
+    assert statuses[-1]["rekeys"] >= 3
+    assert log.count("parsed CREATE_CHILD_SA request") >= 6
+    assert set(deleted_from(log)) == {"REKEYED"}
 
 
 def test_ikecp_fap_reauthenticates_make_before_break_with_strongswan_segw(tmp_path):
     require_peers()
     cfg = dataclasses.replace(segw_config(X25519, "aes256gcm16"), pool_attrs=NAT_INFO_ATTR)
-    fast = {"rekey_time": 0, "child_rekey_time": 0, "reauth_time": 5.0, "over_time": 20.0,
-            "rand_time": 1.0}
-    ike, child = set(), set()
-    with netns.nat_topology() as topo, strongswan.charon(cfg, netns=topo.segw) as ss, \
-            role(topo, "fap", "fap", {**fap_toml(), **fast}, tmp_path, "--json") as fap:
-        fap.wait_status(lambda s: s["state"] == "established")
-        checks = (ss_check(ss, ike, child), fap_connected(fap))
-        sample(20.0, lambda: [c() for c in checks])
-        statuses = fap_statuses(fap)
-        assert statuses[-1]["reauths"] >= 3, statuses[-1]
-        assert len(ike) >= 4
-        # Each new IKE SA asked for the NAT info again and got it.
-        assert ss.log().count("CPRP(ADDR EXTSRC4)") == statuses[-1]["reauths"] + 1
-        reauth_lines = [s for s in statuses if s["reauths"] >= 1]
-        assert all(s["public_ip"] == "100.64.65.66" and s["public_port"] == 17220
-                   for s in reauth_lines), [(s["public_ip"], s["public_port"], s["nat_info"])
-                                            for s in statuses]
-        no_bad_lines(ss)
-        # Only replaced IKE SAs were deleted, each after its successor was up.
-        assert len(deleted_from(ss.log())) == statuses[-1]["reauths"]
+    fast = {**QUIET, "reauth_time": 5.0, "over_time": 20.0, "rand_time": 1.0}
+    log, ike, _child, statuses = run_fap_program(tmp_path, cfg, fast, 20.0)
+    reauths = statuses[-1]["reauths"]
+    assert reauths >= 3 and len(ike) >= 4, statuses[-1]
+    # Each new IKE SA asked for the NAT info again and got it.
+    assert log.count("CPRP(ADDR EXTSRC4)") == reauths + 1
+    assert all((s["public_ip"], s["public_port"]) == ("100.64.65.66", 17220)
+               for s in statuses if s["reauths"] >= 1)
+    # Only replaced IKE SAs were deleted, each after its successor was up.
+    assert len(deleted_from(log)) == reauths
 
 
 # --- strongSwan FAP, ikecp SeGW program -----------------------------------------------------
@@ -191,12 +185,9 @@ def run_strongswan_fap(tmp_path, ss_cfg, segw_extra: dict, seconds: float):
 def test_strongswan_fap_rekeys_with_the_ikecp_segw(tmp_path):
     require_peers()
     cfg = dataclasses.replace(
-        fap_config(X25519, "aes256gcm16"),
-        conn_extra={"rekey_time": "5s", "over_time": "20s", "rand_time": "1s"},
-        children=(Child(remote_ts=("198.51.100.0/24",), esp_proposals="aes256gcm16",
-                        extra={"rekey_time": "3s", "life_time": "20s", "rand_time": "1s"}),))
-    log, ike, child, history, _ = run_strongswan_fap(
-        tmp_path, cfg, {"rekey_time": 0, "child_rekey_time": 0}, 22.0)
+        fap_config(X25519, "aes256gcm16"), conn_extra=SS_FAST_IKE,
+        children=(Child(remote_ts=("198.51.100.0/24",), extra=SS_FAST_CHILD),))
+    log, ike, child, history, _ = run_strongswan_fap(tmp_path, cfg, QUIET, 22.0)
     assert len(ike) >= 4 and len(child) >= 4, (ike, child)
     kinds = [h[1] for h in history]
     assert kinds.count("rekey") >= 3 and "down" not in kinds, kinds
@@ -207,9 +198,7 @@ def test_ikecp_segw_rekeys_child_and_ike_sas_of_a_strongswan_fap(tmp_path):
     require_peers()
     cfg = dataclasses.replace(fap_config(X25519, "aes256gcm16"),
                               conn_extra={"rekey_time": "0", "over_time": "0"})
-    fast = {"rekey_time": 5.0, "over_time": 20.0, "rand_time": 1.0,
-            "child_rekey_time": 3.0, "child_life_time": 20.0, "child_rand_time": 1.0}
-    log, ike, child, history, _ = run_strongswan_fap(tmp_path, cfg, fast, 22.0)
+    log, ike, child, history, _ = run_strongswan_fap(tmp_path, cfg, FAST, 22.0)
     assert len(ike) >= 4 and len(child) >= 4, (ike, child)
     assert [h[1] for h in history].count("rekey") >= 3
     assert log.count("parsed CREATE_CHILD_SA request") >= 6
@@ -226,8 +215,7 @@ def test_strongswan_fap_reauthenticates_with_the_ikecp_segw(tmp_path):
         conn_extra={"rekey_time": "0", "reauth_time": "5s", "over_time": "20s",
                     "rand_time": "1s"},
         daemon_extra={"make_before_break": True})
-    log, ike, _child, history, mappings = run_strongswan_fap(
-        tmp_path, cfg, {"rekey_time": 0, "child_rekey_time": 0}, 20.0)
+    log, ike, _child, history, mappings = run_strongswan_fap(tmp_path, cfg, QUIET, 20.0)
     ups = [h for h in history if h[1] == "up"]
     downs = [h for h in history if h[1] == "down"]
     assert len(ups) >= 4 and len(downs) >= 3, history

@@ -14,19 +14,13 @@ from ..const import NotifyType, ProtocolId
 from ..errors import CryptoError, RemoteProtocolError
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal
 from .events import ProtocolErrorReceived
+from .sa_init import accept_ike_proposal, check_nonce
 from .task import DONE, NEED_MORE, Status, Task
 from .transforms import Suite, ike_offer, select
 
 if TYPE_CHECKING:
     from .sa import IkeSa
     from .view import MessageView
-
-
-def _nonce(msg: MessageView) -> bytes:
-    nonce = msg.first(Nonce)
-    if nonce is None or not 16 <= len(nonce.data) <= 256:
-        raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "bad or missing nonce")
-    return nonce.data
 
 
 class IkeRekeyTask(Task):
@@ -79,7 +73,7 @@ class IkeRekeyTask(Task):
         if chosen is None or len(sa_payload.proposals) != 1 or len(chosen[0].spi) != 8 \
                 or chosen[1].dh != self.dh.group or ke is None or ke.group != self.dh.group:
             raise RemoteProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "unacceptable IKE rekey")
-        self.nonce_r = _nonce(msg)
+        self.nonce_r = check_nonce(msg.first(Nonce))
         try:
             secret = self.dh.exchange(ke.data)
         except CryptoError as exc:
@@ -116,21 +110,10 @@ class IkeRekeyTask(Task):
         ke: KE | None = msg.first(KE)
         if ke is None:
             raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "KE missing in IKE rekey")
-        chosen = select(ProtocolId.IKE, sa_payload.proposals, sa.settings.ike_proposals,
-                        prefer_dh=ke.group)
-        if chosen is None or len(chosen[0].spi) != 8:
-            raise RemoteProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable proposal")
-        proposal, suite = chosen
-        if suite.dh != ke.group:
-            raise RemoteProtocolError(NotifyType.INVALID_KE_PAYLOAD,
-                                      f"KE group {ke.group}, want {suite.dh}",
-                                      suite.dh.to_bytes(2, "big"))
-        self.nonce_i = _nonce(msg)
-        self.dh = dh.generate(suite.dh)
-        try:
-            secret = self.dh.exchange(ke.data)
-        except CryptoError as exc:
-            raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "invalid KE value") from exc
+        proposal, suite, self.dh, secret = accept_ike_proposal(sa, sa_payload.proposals, ke)
+        if len(proposal.spi) != 8:
+            raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "IKE SPI must be 8 octets")
+        self.nonce_i = check_nonce(msg.first(Nonce))
         self.nonce_r = os.urandom(sa.settings.nonce_size)
         self.suite, self.proposal_number = suite, proposal.number
         self.new = sa.successor(False, proposal.spi, self.spi, suite, self.nonce_i,

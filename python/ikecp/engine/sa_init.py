@@ -4,6 +4,7 @@ round trips on the initiator (RFC 7296 §1.2, §2.6, §3.4)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import dh
@@ -13,7 +14,7 @@ from ..message import KE, SA, Nonce, Notify, Payload, Proposal
 from .auth import certreq_payloads, record_certreq, record_signature_hashes, signature_hash_notifies
 from .keys import derive_ike_keys
 from .task import DONE, NEED_MORE, Status, Task
-from .transforms import ike_offer, select
+from .transforms import Suite, ike_offer, select
 
 if TYPE_CHECKING:
     from .sa import IkeSa
@@ -22,10 +23,31 @@ if TYPE_CHECKING:
 _MAX_ROUNDS = 4  # COOKIE / INVALID_KE retries before giving up
 
 
-def _check_nonce(nonce: Nonce) -> bytes:
+def check_nonce(nonce: Nonce) -> bytes:
     if not 16 <= len(nonce.data) <= 256:  # §3.9
         raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "nonce length out of range")
     return nonce.data
+
+
+def accept_ike_proposal(sa: IkeSa, proposals: Sequence[Proposal], ke: KE
+                        ) -> tuple[Proposal, Suite, dh.DhPrivate, bytes]:
+    """Responder of IKE_SA_INIT or of an IKE rekey: the chosen proposal (the KE's group
+    preferred), our DH key pair and the shared secret. INVALID_KE_PAYLOAD names the group we
+    want (§1.2, §1.3.2)."""
+    chosen = select(ProtocolId.IKE, proposals, sa.settings.ike_proposals, prefer_dh=ke.group)
+    if chosen is None:
+        raise RemoteProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable proposal")
+    proposal, suite = chosen
+    if suite.dh != ke.group:
+        raise RemoteProtocolError(NotifyType.INVALID_KE_PAYLOAD,
+                                  f"KE group {ke.group}, want {suite.dh}",
+                                  suite.dh.to_bytes(2, "big"))
+    private = dh.generate(suite.dh)
+    try:
+        secret = private.exchange(ke.data)
+    except CryptoError as exc:
+        raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "invalid KE value") from exc
+    return proposal, suite, private, secret
 
 
 class SaInitTask(Task):
@@ -80,7 +102,7 @@ class SaInitTask(Task):
         if msg.spi_r == bytes(8):
             return self.fail("responder SPI is zero")
         try:
-            nonce_r = _check_nonce(msg.first(Nonce))
+            nonce_r = check_nonce(msg.first(Nonce))
             secret = self.dh.exchange(ke.data)
         except (RemoteProtocolError, CryptoError) as exc:
             return self.fail(str(exc))
@@ -104,21 +126,8 @@ class SaInitTask(Task):
     def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         ke: KE = msg.first(KE)
         sa_payload: SA = msg.first(SA)
-        nonce_i = _check_nonce(msg.first(Nonce))
-        chosen = select(ProtocolId.IKE, sa_payload.proposals, sa.settings.ike_proposals,
-                        prefer_dh=ke.group)
-        if chosen is None:
-            raise RemoteProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable proposal")
-        proposal, suite = chosen
-        if suite.dh != ke.group:
-            raise RemoteProtocolError(NotifyType.INVALID_KE_PAYLOAD,
-                                      f"KE group {ke.group}, want {suite.dh}",
-                                      suite.dh.to_bytes(2, "big"))
-        self.dh = dh.generate(suite.dh)
-        try:
-            secret = self.dh.exchange(ke.data)
-        except CryptoError as exc:
-            raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "invalid KE value") from exc
+        nonce_i = check_nonce(msg.first(Nonce))
+        proposal, suite, self.dh, secret = accept_ike_proposal(sa, sa_payload.proposals, ke)
         self.proposal_number = proposal.number
         record_signature_hashes(sa, msg)
         sa.suite, sa.nonce_i = suite, nonce_i

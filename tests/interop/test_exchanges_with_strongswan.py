@@ -98,7 +98,7 @@ def test_strongswan_break_before_make_reauthentication(tmp_path):
     require_peers()
     cfg = dataclasses.replace(fap_config(X25519_ONLY, "aes256gcm16"),
                               conn_extra={"rekey_time": "0", "reauth_time": "2s",
-                                          "over_time": "10s"})
+                                          "over_time": "10s", "rand_time": "0s"})
     db = tmp_path / "bindings.sqlite"
     with netns.nat_topology() as topo, \
             role(topo, "segw", "segw", segw_toml(tmp_path), tmp_path) as segw, \

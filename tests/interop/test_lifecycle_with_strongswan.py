@@ -45,11 +45,19 @@ def sample(seconds: float, check: Callable[[], None], period: float = 0.4) -> in
 
 
 def ss_check(ss: strongswan.Charon, ike_spis: set, child_spis: set) -> Callable[[], None]:
-    """strongSwan holds an ESTABLISHED IKE SA with an INSTALLED CHILD SA; SPIs are noted."""
-    def check() -> None:
+    """strongSwan holds an ESTABLISHED IKE SA with an INSTALLED CHILD SA; SPIs are noted.
+    Between deleting the old CHILD SA and marking the new one INSTALLED strongSwan lists
+    neither for a moment (seen under load): such a sample is taken again 0.3 s later."""
+    def installed_children() -> tuple[list, list]:
         sas = [sa for sa in ss.list_sas() if sa.state == "ESTABLISHED"]
-        installed = [c for sa in sas for c in sa.children.values()
+        return sas, [c for sa in sas for c in sa.children.values()
                      if c["state"] == "INSTALLED"]
+
+    def check() -> None:
+        sas, installed = installed_children()
+        if not installed:
+            time.sleep(0.3)
+            sas, installed = installed_children()
         assert sas and installed, \
             f"no established IKE SA with a CHILD SA: {ss.list_sas()}\n{ss.log_tail(120)}"
         ike_spis.update(sa.raw["initiator-spi"] + sa.raw["responder-spi"] for sa in sas)

@@ -58,7 +58,8 @@ class ChildRekeyTask(Task):
                 old.state = ChildState.INSTALLED
                 sa.retry_child_rekey(old)
             return DONE
-        if passive is not None and self.create.lower_nonce() < other.create.lower_nonce():
+        if other is not None and passive is not None \
+                and self.create.lower_nonce() < other.create.lower_nonce():
             # Collision lost: ours is the redundant pair; the peer deletes the old one.
             old.state = ChildState.REKEYED
             sa.delete_children([new], "redundant after a rekey collision")

@@ -68,9 +68,9 @@ class IkeRekeyTask(Task):
         sa_payload: SA | None = msg.first(SA)
         ke: KE | None = msg.first(KE)
         assert self.dh is not None
-        chosen = select(ProtocolId.IKE, sa_payload.proposals if sa_payload else (),
-                        sa.settings.ike_proposals)
-        if chosen is None or len(sa_payload.proposals) != 1 or len(chosen[0].spi) != 8 \
+        offered = sa_payload.proposals if sa_payload is not None else ()
+        chosen = select(ProtocolId.IKE, offered, sa.settings.ike_proposals)
+        if chosen is None or len(offered) != 1 or len(chosen[0].spi) != 8 \
                 or chosen[1].dh != self.dh.group or ke is None or ke.group != self.dh.group:
             raise RemoteProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "unacceptable IKE rekey")
         self.nonce_r = check_nonce(msg.first(Nonce))

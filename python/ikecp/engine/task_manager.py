@@ -130,12 +130,13 @@ class TaskManager:
         sa.send(data)
         self._arm = True
 
-    def on_response(self, msg: MessageView, data: bytes) -> None:
+    def on_response(self, msg: Message, data: bytes) -> None:
         sa = self.sa
         req = self.request
         if req is None or msg.message_id != req.msg_id or msg.exchange != req.exchange:
             sa.drop("unexpected response")
             return
+        inner: Message | None
         if req.exchange == X.IKE_SA_INIT:
             inner, sa.init_response = msg, data
         else:
@@ -229,7 +230,7 @@ class TaskManager:
 
     # --- the responder's side ---------------------------------------------------------------
 
-    def on_request(self, msg: MessageView, data: bytes, addr: Address,
+    def on_request(self, msg: Message, data: bytes, addr: Address,
                    local_port: int | None) -> None:
         sa = self.sa
         mid, exchange = msg.message_id, msg.exchange
@@ -246,6 +247,7 @@ class TaskManager:
         if mid != self._expected or self._parked is not None:
             sa.drop(f"request message ID {mid} unexpected or still being answered")
             return
+        inner: Message | None
         if exchange == X.IKE_SA_INIT:
             if not sa.accept_init(msg, data, addr, local_port):
                 return

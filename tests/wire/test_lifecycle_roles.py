@@ -94,3 +94,33 @@ def test_reauthentication_replaces_the_row_without_a_gap() -> None:
             await topo.stop()
 
     asyncio.run(main())
+
+
+def test_fap_reports_a_public_address_that_changed_at_reauthentication(caplog) -> None:
+    """The NAT moves the FAP's mapping between two SAs: the next reauthentication learns the
+    new address:port from the SeGW and the FAP reports it (status, previous value, WARNING)."""
+    async def main() -> None:
+        statuses: list = []
+        topo = Topology(1, fap_options={"reauth_time": 1.5, "rekey_time": 0, "over_time": 5.0,
+                                        "rand_time": 0.0, "dpd": 0},
+                        segw_options={"dpd": 0, "rekey_time": 0})
+        try:
+            await topo.start()
+            fap = topo.faps[0]
+            fap.on_status = statuses.append
+            first = (fap.status.public_ip, fap.status.public_port)
+            assert first == topo.mapping_of(fap)
+            assert topo.relay is not None
+            # Rebound quietly (no liveness check): only the next SA's NAT info can tell.
+            moved = await topo.relay.rebind((fap.config.local, topo.ports[1]))
+            await wait_until(lambda: fap.status.reauths >= 1, timeout=10)
+            await wait_until(lambda: (fap.status.public_ip, fap.status.public_port) == moved)
+            assert fap.status.previous_public == f"{first[0]}:{first[1]}"
+            assert fap.status.state == "established"
+            assert any(s.previous_public for s in statuses)
+            assert any("public address changed" in r.getMessage() and r.levelname == "WARNING"
+                       for r in caplog.records)
+        finally:
+            await topo.stop()
+
+    asyncio.run(main())

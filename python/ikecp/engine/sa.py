@@ -45,7 +45,7 @@ from .keys import derive_ike_keys
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
-from .state import Role, State, Trigger, next_state
+from .state import TRANSITIONS, Role, State, Trigger, next_state
 from .task_manager import TaskManager, auth_tasks
 
 if TYPE_CHECKING:
@@ -246,13 +246,16 @@ class IkeSa:
             self.tasks.on_response(msg, data)
         else:
             self.tasks.on_request(msg, data, addr, local_port)
-        self.tasks.kick()
+        if self.tasks.queued:
+            self.tasks.kick()
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         """Everything queued for sending; starts the retransmission timer of a new request
         and finishes a response whose deferred CP values have all arrived."""
         self._now = now
-        self.tasks.flush(now)
+        tasks = self.tasks
+        if tasks.armed or tasks.parked is not None:
+            tasks.flush(now)
         out, self._outbox = self._outbox, []
         return out
 
@@ -260,7 +263,8 @@ class IkeSa:
         """When ``handle_timer`` should next be called, or None."""
         if self.state is State.CLOSED:
             return None
-        soonest = self.tasks.deadline
+        req = self.tasks.request
+        soonest = req.deadline if req is not None else None
         for t in (self._half_open_at, self._dpd_at, self._keepalive_at, self._life_at):
             if t is not None and (soonest is None or t < soonest):
                 soonest = t
@@ -502,7 +506,10 @@ class IkeSa:
 
     def _to(self, trigger: Trigger) -> None:
         """Take a transition of the state table and start what the new state needs."""
-        state = self.state = next_state(self.state, trigger)
+        state = TRANSITIONS.get((self.state, trigger))
+        if state is None:
+            state = next_state(self.state, trigger)  # raises, naming both
+        self.state = state
         if state is State.AUTH:
             if trigger is Trigger.INIT_DONE:
                 self._float()
@@ -558,13 +565,17 @@ class IkeSa:
 
     def add_child(self, child: ChildSa) -> None:
         lifetime, now = self.settings.child_lifetime, self._now
+        soonest = self._life_at
         if lifetime.rekey_time is not None:
-            child.rekey_at = now + lifetime.rekey_time - lifetime.rand() * self.settings.jitter()
-        life = lifetime.life()
-        if life is not None:
-            child.expire_at = now + life
+            soonest = child.rekey_at = \
+                now + lifetime.rekey_time - lifetime.rand * self.settings.jitter()
+        if lifetime.life is not None:
+            child.expire_at = now + lifetime.life
+            if soonest is None or child.expire_at < soonest:
+                soonest = child.expire_at
+        if soonest is not None and (self._life_at is None or soonest < self._life_at):
+            self._life_at = soonest
         self.children.append(child)
-        self._reschedule()
 
     def remove_child(self, child: ChildSa, reason: str) -> None:
         if child in self.children:
@@ -599,25 +610,33 @@ class IkeSa:
     def _schedule_ike(self) -> None:
         """Timers of a newly established IKE SA (strongSwan's semantics, see IkeLifetime)."""
         lifetime, now = self.settings.ike_lifetime, self._now
-        jitter = lifetime.rand() * self.settings.jitter()
+        soonest = None
         if lifetime.rekey_time is not None:
-            self._rekey_at = now + lifetime.rekey_time - jitter
-        if lifetime.reauth_time is not None and self._reauth_at is None \
-                and self.role is Role.INITIATOR:
-            self._reauth_at = now + lifetime.reauth_time - jitter
-        soonest = min((t for t in (self._rekey_at, self._reauth_at) if t is not None),
-                      default=None)
-        if lifetime.reauth_time is not None and self.role is Role.RESPONDER:
-            soonest = now + lifetime.reauth_time  # the initiator's job, by AUTH_LIFETIME
-        if soonest is not None and (self._expire_at is None
-                                    or soonest + lifetime.over() < self._expire_at):
-            self._expire_at = soonest + lifetime.over()
-        self._reschedule()
+            soonest = self._rekey_at = \
+                now + lifetime.rekey_time - lifetime.rand * self.settings.jitter()
+        if lifetime.reauth_time is not None:
+            if self.role is Role.RESPONDER:
+                due = now + lifetime.reauth_time  # the initiator's job, by AUTH_LIFETIME
+            else:
+                if self._reauth_at is None:  # a rekeyed SA keeps its predecessor's
+                    self._reauth_at = \
+                        now + lifetime.reauth_time - lifetime.rand * self.settings.jitter()
+                due = self._reauth_at
+            if soonest is None or due < soonest:
+                soonest = due
+        if soonest is not None:
+            end = soonest + lifetime.over
+            if self._expire_at is None or end < self._expire_at:
+                self._expire_at = end
+        if self.children:  # a rekeyed IKE SA brings its CHILD SAs' timers
+            self._reschedule()
+        elif soonest is not None and (self._life_at is None or soonest < self._life_at):
+            self._life_at = soonest
 
     def set_auth_lifetime(self, seconds: int) -> None:
         """The responder's AUTH_LIFETIME: reauthenticate ``over_time`` before it (RFC 4478)."""
         self.emit(AuthLifetimeReceived(seconds))
-        over = self.settings.ike_lifetime.over()
+        over = self.settings.ike_lifetime.over
         self._reauth_at = self._now + max(0.0, seconds - over)
         self._expire_at = self._now + max(float(seconds), 10.0)
         self._reschedule()

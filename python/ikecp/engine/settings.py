@@ -97,13 +97,16 @@ class IkeLifetime:
     #: Default: over_time.
     rand_time: float | None = None
 
-    def over(self) -> float:
-        if self.over_time is not None:
-            return self.over_time
-        return 0.1 * max(self.rekey_time or 0.0, self.reauth_time or 0.0)
+    #: over_time and rand_time with their defaults applied (computed once: read per SA).
+    over: float = field(init=False, repr=False, compare=False)
+    rand: float = field(init=False, repr=False, compare=False)
 
-    def rand(self) -> float:
-        return self.over() if self.rand_time is None else self.rand_time
+    def __post_init__(self) -> None:
+        over = self.over_time
+        if over is None:
+            over = 0.1 * max(self.rekey_time or 0.0, self.reauth_time or 0.0)
+        object.__setattr__(self, "over", over)
+        object.__setattr__(self, "rand", over if self.rand_time is None else self.rand_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +119,19 @@ class ChildLifetime:
     life_time: float | None = None
     rand_time: float | None = None
 
-    def life(self) -> float | None:
-        if self.life_time is not None:
-            return self.life_time
-        return None if self.rekey_time is None else 1.1 * self.rekey_time
+    #: life_time and rand_time with their defaults applied (computed once: read per SA).
+    life: float | None = field(init=False, repr=False, compare=False)
+    rand: float = field(init=False, repr=False, compare=False)
 
-    def rand(self) -> float:
-        if self.rand_time is not None:
-            return self.rand_time
-        life = self.life()
-        return 0.0 if life is None or self.rekey_time is None else life - self.rekey_time
+    def __post_init__(self) -> None:
+        life, rekey = self.life_time, self.rekey_time
+        if life is None and rekey is not None:
+            life = 1.1 * rekey
+        rand = self.rand_time
+        if rand is None:
+            rand = 0.0 if life is None or rekey is None else life - rekey
+        object.__setattr__(self, "life", life)
+        object.__setattr__(self, "rand", rand)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ class _Work:
 
 
 class TaskManager:
-    __slots__ = ("_arm", "_cached", "_expected", "_next_id", "_parked", "_queue", "request",
+    __slots__ = ("_cached", "_expected", "_next_id", "armed", "parked", "queued", "request",
                  "sa")
 
     def __init__(self, sa: IkeSa) -> None:
@@ -69,22 +69,23 @@ class TaskManager:
         self._next_id = 0          # our next request's message ID
         self._expected = 0         # message ID of the next request we accept
         self.request: _Request | None = None
-        self._queue: list[tuple[int, list[Task]]] = []
+        #: Read by the SA on its hot path to skip calls with nothing to do.
+        self.queued: list[tuple[int, list[Task]]] = []
         self._cached: tuple[int, int, bytes] | None = None  # (msg id, hash(request), reply)
-        self._parked: _Work | None = None  # an answer waiting for a Deferred CP value
-        self._arm = False
+        self.parked: _Work | None = None  # an answer waiting for a Deferred CP value
+        self.armed = False
 
     # --- the initiator's side ---------------------------------------------------------------
 
     def queue(self, exchange: int, tasks: list[Task]) -> None:
         """Run ``tasks`` in an exchange of our own once the window is free."""
-        self._queue.append((exchange, tasks))
+        self.queued.append((exchange, tasks))
         self.kick()
 
     @property
     def idle(self) -> bool:
         """No request of ours outstanding or queued."""
-        return self.request is None and not self._queue
+        return self.request is None and not self.queued
 
     def active(self, cls: type[T]) -> T | None:
         """The task of class ``cls`` in our outstanding request, if any."""
@@ -103,13 +104,13 @@ class TaskManager:
 
     def drop_queued(self, exchange: int) -> None:
         """Forget queued (not yet sent) exchanges of one type."""
-        self._queue = [q for q in self._queue if q[0] != exchange]
+        self.queued = [q for q in self.queued if q[0] != exchange]
 
     def kick(self) -> None:
         """Start the next queued exchange when the window (size 1) is free."""
-        if self.request is not None or not self._queue or self.sa.state is State.CLOSED:
+        if self.request is not None or not self.queued or self.sa.state is State.CLOSED:
             return
-        exchange, tasks = self._queue.pop(0)
+        exchange, tasks = self.queued.pop(0)
         self._send_request(exchange, tasks)
 
     def _send_request(self, exchange: int, tasks: list[Task]) -> None:
@@ -128,7 +129,7 @@ class TaskManager:
             sa.init_request = data
         self.request = _Request(exchange, self._next_id, data, tasks)
         sa.send(data)
-        self._arm = True
+        self.armed = True
 
     def on_response(self, msg: Message, data: bytes) -> None:
         sa = self.sa
@@ -195,15 +196,15 @@ class TaskManager:
     def flush(self, now: float) -> None:
         """Finish an answer whose deferred values arrived; start the retransmission timer of
         a request just sent."""
-        parked = self._parked
+        parked = self.parked
         if parked is not None and self.sa.state is not State.CLOSED \
                 and parked.tasks[parked.index - 1].resume_r(self.sa) is not NEED_MORE:
             self._work(parked)
             self.kick()
         req = self.request
-        if self._arm and req is not None:
+        if self.armed and req is not None:
             req.deadline = now + self.sa.settings.retransmit.delay(req.tries)
-        self._arm = False
+        self.armed = False
 
     @property
     def deadline(self) -> float | None:
@@ -221,12 +222,12 @@ class TaskManager:
         req.deadline = None
         self.sa.stats.retransmissions += 1
         self.sa.send(req.data)
-        self._arm = True
+        self.armed = True
         return True
 
     def clear(self) -> None:
         self.request = None
-        self._queue.clear()
+        self.queued.clear()
 
     # --- the responder's side ---------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class TaskManager:
             sa.stats.cached_replies += 1
             sa.send(cached[2], addr, local_port)
             return
-        if mid != self._expected or self._parked is not None:
+        if mid != self._expected or self.parked is not None:
             sa.drop(f"request message ID {mid} unexpected or still being answered")
             return
         inner: Message | None
@@ -265,7 +266,8 @@ class TaskManager:
             inner = sa.open(data)
             if inner is None:
                 return
-            sa.track_address(addr, local_port)
+            if addr != sa.remote or (local_port is not None and local_port != sa.local[1]):
+                sa.track_address(addr, local_port)
         view = MessageView(inner)
         tasks = self._responder_tasks(exchange, view)
         if tasks is None:
@@ -311,7 +313,7 @@ class TaskManager:
                 task = tasks[work.index]
                 work.index += 1
                 if task.process_r(sa, work.inner) is NEED_MORE:
-                    self._parked = work
+                    self.parked = work
                     return
             for task in tasks:
                 task.build_r(sa, out)
@@ -319,7 +321,7 @@ class TaskManager:
             error = exc
             out = [Notify(0, exc.notify_type, data=exc.data)]
             sa.emit(ProtocolErrorSent(exc.notify_type, exc.reason))
-        self._parked = None
+        self.parked = None
         exchange, mid = work.exchange, work.msg_id
         flags = _RESPONSE | (_INITIATOR if sa.is_initiator else 0)
         if exchange == X.IKE_SA_INIT and error is not None:

@@ -19,8 +19,10 @@ authenticated request. Layout: ``sa.py`` (state, keys, addresses, timers), ``sta
 (the state transition table), ``task_manager.py`` (message IDs, retransmission, reply cache,
 the tasks of each exchange; tasks answer with a ``task.Status``), ``rules.py`` (payloads per
 exchange), ``sa_init.py``, ``nat_detection.py``,
-``auth.py``, ``config.py`` (CP via ``ikecp.cp``), ``child_create.py``, ``delete.py``,
-``liveness.py``; ``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
+``auth.py``, ``auth_lifetime.py`` (RFC 4478), ``config.py`` (CP via ``ikecp.cp``),
+``child_create.py``, ``child_rekey.py``, ``ike_rekey.py`` (CREATE_CHILD_SA), ``child_sa.py``
+(what an IKE SA keeps of each CHILD SA), ``delete.py``, ``liveness.py``; ``cert_auth.py``
+plugs ``ikecp.pki`` into the ``Authenticator`` seam.
 """
 
 from .auth import Authenticator, PskAuthenticator

@@ -485,7 +485,7 @@ class IkeSa:
             self._forget_auth_inputs()
         elif exchange == X.IKE_SA_INIT:
             self._to(Trigger.INIT_DONE)
-            self.tasks.queue(X.IKE_AUTH, auth_tasks())
+            self.tasks.queue(X.IKE_AUTH, auth_tasks(self))
 
     def exchange_answered(self, exchange: int, reply: bytes,
                           error: RemoteProtocolError | None) -> None:

@@ -282,7 +282,7 @@ class TaskManager:
             return [SaInitTask(), NatDetectionTask()] if not sa.is_initiator else None
         if exchange == X.IKE_AUTH:
             ok = sa.state is State.AUTH and not sa.is_initiator
-            return auth_tasks() if ok else None
+            return auth_tasks(sa) if ok else None
         if sa.state is not State.ESTABLISHED and sa.state is not State.REPLACED:
             return None
         if exchange == X.INFORMATIONAL:
@@ -337,9 +337,12 @@ class TaskManager:
         sa.exchange_answered(exchange, reply, error)
 
 
-def auth_tasks() -> list[Task]:
-    """The tasks of IKE_AUTH, either role."""
-    return [AuthTask(), ConfigTask(), ChildCreateTask(), AuthLifetimeTask()]
+def auth_tasks(sa: IkeSa) -> list[Task]:
+    """The tasks of IKE_AUTH: an initiator always honours AUTH_LIFETIME, a responder sends
+    it only when it wants reauthentication."""
+    if sa.is_initiator or sa.settings.ike_lifetime.reauth_time:
+        return [AuthTask(), ConfigTask(), ChildCreateTask(), AuthLifetimeTask()]
+    return [AuthTask(), ConfigTask(), ChildCreateTask()]
 
 
 class _Refuse(Task):

@@ -33,8 +33,10 @@ def _intersect(a: TrafficSelector, b: TrafficSelector) -> TrafficSelector | None
     start, end = max(a.start_addr, b.start_addr), min(a.end_addr, b.end_addr)
     if start_port > end_port or start > end:
         return None
-    return TrafficSelector(a.ts_type, a.ip_protocol or b.ip_protocol, start_port, end_port,
-                           start, end)
+    ts = TrafficSelector(a.ts_type, a.ip_protocol or b.ip_protocol, start_port, end_port,
+                         start, end)
+    # A CHILD SA keeps its selectors for its lifetime: share an equal existing object.
+    return b if ts == b else a if ts == a else ts
 
 
 def narrow(offered: Sequence[TrafficSelector], allowed: Sequence[TrafficSelector]
@@ -46,6 +48,9 @@ def narrow(offered: Sequence[TrafficSelector], allowed: Sequence[TrafficSelector
             ts = _intersect(o, a)
             if ts is not None and ts not in out:
                 out.append(ts)
+    if isinstance(allowed, tuple) and len(out) == len(allowed) \
+            and all(x is y for x, y in zip(out, allowed, strict=True)):
+        return allowed  # the common case: exactly what we allow, no new tuple per SA
     return tuple(out)
 
 

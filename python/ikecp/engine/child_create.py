@@ -48,8 +48,8 @@ def narrow(offered: Sequence[TrafficSelector], allowed: Sequence[TrafficSelector
             ts = _intersect(o, a)
             if ts is not None and ts not in out:
                 out.append(ts)
-    if isinstance(allowed, tuple) and len(out) == len(allowed) \
-            and all(x is y for x, y in zip(out, allowed, strict=True)):
+    if len(out) == 1 and len(allowed) == 1 and out[0] is allowed[0] \
+            and isinstance(allowed, tuple):
         return allowed  # the common case: exactly what we allow, no new tuple per SA
     return tuple(out)
 

@@ -205,7 +205,8 @@ class SkCipher:
 
     def seal(self, prefix: bytes, next_payload: int, plaintext: bytes,
              *, iv: bytes | None = None) -> bytes:
-        """prefix (length field rewritten) | SK header | IV | ciphertext | ICV."""
+        """prefix (length field and the Next Payload naming SK rewritten) | SK header | IV |
+        ciphertext | ICV. The prefix is the 28-octet header and any clear payloads."""
         prefix, plaintext = bytes(prefix), bytes(plaintext)
         if len(prefix) < _HEADER_LEN:
             raise CryptoError("prefix must start with the 28-octet IKE header")
@@ -226,8 +227,10 @@ class SkCipher:
         total = len(prefix) + sk_len
         if total > 0xFFFF_FFFF:
             raise CryptoError("message too long")
-        head = (prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
-                + struct.pack(">BBH", next_payload, 0, sk_len))
+        head = bytearray(prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
+                         + struct.pack(">BBH", next_payload, 0, sk_len))
+        head[_last_clear_payload(prefix)] = _SK
+        head = bytes(head)
         if self._aead is not None:
             sealed = self._aead.encrypt(self._salt + iv, plaintext + b"\x00", head)
             return head + iv + sealed
@@ -264,6 +267,22 @@ class SkCipher:
         if pad_len >= len(padded):
             raise IntegrityError()
         return first_inner, padded[:len(padded) - 1 - pad_len]
+
+
+def _last_clear_payload(prefix: bytes) -> int:
+    """Offset of the octet that must name SK: the last clear payload's Next Payload, or the
+    header's when there is none. The payload lengths must add up to the prefix."""
+    next_type, offset, last = prefix[16], _HEADER_LEN, 16
+    while offset < len(prefix):
+        if offset + _GENERIC_LEN > len(prefix):
+            raise ParseError("truncated payload", offset, next_type)
+        length = int.from_bytes(prefix[offset + 2:offset + 4], "big")
+        if length < _GENERIC_LEN:
+            raise ParseError("bad payload length", offset, next_type)
+        if offset + length > len(prefix):
+            raise ParseError("truncated payload", offset, next_type)
+        last, next_type, offset = offset, prefix[offset], offset + length
+    return last
 
 
 def _find_sk(data: bytes) -> int:

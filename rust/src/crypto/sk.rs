@@ -199,7 +199,8 @@ impl SkCipher {
         }
     }
 
-    /// prefix (length field rewritten) | SK header | IV | encrypted body | ICV.
+    /// prefix (length field and the Next Payload naming SK rewritten) | SK header | IV |
+    /// encrypted body | ICV. The prefix is the 28-octet header and any clear payloads.
     pub fn seal(
         &self,
         prefix: &[u8],
@@ -228,10 +229,15 @@ impl SkCipher {
         let total = prefix.len() + sk_len;
         let total32 = u32::try_from(total).map_err(|_| Error::Crypto("message too long"))?;
 
+        let points_at_sk = last_clear_payload(prefix)?.unwrap_or(16);
+
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&prefix[..24]);
         out.extend_from_slice(&total32.to_be_bytes());
         out.extend_from_slice(&prefix[HEADER_LEN..]);
+        if let Some(next) = out.get_mut(points_at_sk) {
+            *next = SK;
+        }
         out.extend_from_slice(&[next_payload, 0]);
         out.extend_from_slice(&sk_len16.to_be_bytes());
         let aad_end = out.len();
@@ -406,6 +412,35 @@ fn cbc_decrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
 fn be16(data: &[u8], at: usize) -> Option<usize> {
     let b = data.get(at..at + 2)?;
     Some(usize::from(u16::from_be_bytes([b[0], b[1]])))
+}
+
+/// Offset of the last clear payload in a seal prefix (`None`: the header is all there is), so
+/// `seal` can make its Next Payload name SK; the payload lengths must add up to the prefix.
+fn last_clear_payload(prefix: &[u8]) -> Result<Option<usize>, Error> {
+    let parse = |what, offset, payload| Error::Parse {
+        what,
+        offset,
+        payload: Some(payload),
+    };
+    let mut ty = prefix.get(16).copied().unwrap_or(0);
+    let mut offset = HEADER_LEN;
+    let mut last = None;
+    while offset < prefix.len() {
+        let (Some(&following), Some(length)) = (prefix.get(offset), be16(prefix, offset + 2))
+        else {
+            return Err(parse("truncated payload", offset, ty));
+        };
+        if length < GENERIC_LEN {
+            return Err(parse("bad payload length", offset, ty));
+        }
+        if offset + length > prefix.len() {
+            return Err(parse("truncated payload", offset, ty));
+        }
+        last = Some(offset);
+        ty = following;
+        offset += length;
+    }
+    Ok(last)
 }
 
 /// Offset of the SK generic header, after checking the chain and that SK ends the datagram.

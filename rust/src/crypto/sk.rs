@@ -96,6 +96,18 @@ enum Kind {
     Cbc { key: CbcKey, integ: Box<Integ> },
 }
 
+/// A verified, decrypted SK payload: what `SkCipher::open_sk` found in a datagram.
+pub struct Opened {
+    /// The SK payload's Next Payload: the type of the first inner payload.
+    pub first_inner: u8,
+    /// Where the SK payload's generic header starts in the datagram.
+    pub sk_offset: usize,
+    /// Where its IV sits in the datagram.
+    pub iv: core::ops::Range<usize>,
+    /// The inner payload chain, padding removed; wiped (whole capacity) on drop.
+    pub plaintext: Zeroizing<Vec<u8>>,
+}
+
 /// One direction's keyed SK protection; keys are expanded once and wiped on drop.
 pub struct SkCipher {
     kind: Kind,
@@ -270,6 +282,11 @@ impl SkCipher {
     /// Verify and decrypt the SK payload that ends `data`: (first inner type, plaintext).
     /// The plaintext buffer is wiped (whole capacity) when the caller drops it.
     pub fn open(&self, data: &[u8]) -> Result<(u8, Zeroizing<Vec<u8>>), Error> {
+        self.open_sk(data).map(|o| (o.first_inner, o.plaintext))
+    }
+
+    /// `open`, also saying where the SK payload and its IV sit in `data`.
+    pub fn open_sk(&self, data: &[u8]) -> Result<Opened, Error> {
         let sk_off = find_sk(data)?;
         let short = Error::Parse {
             what: "bad SK payload length",
@@ -312,7 +329,12 @@ impl SkCipher {
             .checked_sub(pad_len + 1)
             .ok_or(Error::Integrity)?;
         plain.truncate(keep);
-        Ok((first_inner, plain))
+        Ok(Opened {
+            first_inner,
+            sk_offset: sk_off,
+            iv: iv_start..body_start,
+            plaintext: plain,
+        })
     }
 }
 

@@ -12,83 +12,33 @@ use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use cbc::cipher::array::Array;
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit};
 use chacha20poly1305::ChaCha20Poly1305;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use sha2::{Sha256, Sha384, Sha512};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::integ::Integ;
 use super::Error;
 
 const HEADER_LEN: usize = 28;
 const GENERIC_LEN: usize = 4;
 const SK: u8 = 46;
-const SALT_LEN: usize = 4;
+pub(super) const SALT_LEN: usize = 4;
 const AEAD_IV: usize = 8;
-const AEAD_ICV: usize = 16;
-const BLOCK: usize = 16;
+pub(super) const AEAD_ICV: usize = 16;
+pub(super) const BLOCK: usize = 16;
 
-const ENCR_AES_CBC: i64 = 12;
-const ENCR_AES_GCM_16: i64 = 20;
-const ENCR_CHACHA20_POLY1305: i64 = 28;
+pub(super) const ENCR_AES_CBC: i64 = 12;
+pub(super) const ENCR_AES_GCM_16: i64 = 20;
+pub(super) const ENCR_CHACHA20_POLY1305: i64 = 28;
 
-enum Aead {
+pub(super) enum Aead {
     Aes128Gcm(Box<Aes128Gcm>),
     Aes256Gcm(Box<Aes256Gcm>),
     ChaCha20Poly1305(Box<ChaCha20Poly1305>),
 }
 
-enum CbcKey {
+pub(super) enum CbcKey {
     Aes128(Box<Aes128>),
     Aes256(Box<Aes256>),
-}
-
-/// A keyed integrity HMAC; `icv` is the truncated length (RFC 2404, RFC 4868 §2.1).
-enum Integ {
-    Sha1(Hmac<Sha1>),
-    Sha256(Hmac<Sha256>),
-    Sha384(Hmac<Sha384>),
-    Sha512(Hmac<Sha512>),
-}
-
-impl Integ {
-    fn new(id: i64, key: &[u8]) -> Result<(Self, usize), Error> {
-        let (want, icv) = match id {
-            2 => (20, 12),
-            12 => (32, 16),
-            13 => (48, 24),
-            14 => (64, 32),
-            _ => return Err(Error::Crypto("unsupported integrity transform")),
-        };
-        if key.len() != want {
-            return Err(Error::Crypto(
-                "wrong key length for the integrity transform",
-            ));
-        }
-        let bad = |_| Error::Crypto("HMAC key rejected");
-        let mac = match id {
-            2 => Integ::Sha1(Hmac::new_from_slice(key).map_err(bad)?),
-            12 => Integ::Sha256(Hmac::new_from_slice(key).map_err(bad)?),
-            13 => Integ::Sha384(Hmac::new_from_slice(key).map_err(bad)?),
-            _ => Integ::Sha512(Hmac::new_from_slice(key).map_err(bad)?),
-        };
-        Ok((mac, icv))
-    }
-
-    /// The untruncated MAC of `data`.
-    fn mac(&self, data: &[u8]) -> Vec<u8> {
-        fn run<M: Mac + Clone>(m: &M, data: &[u8]) -> Vec<u8> {
-            let mut m = m.clone();
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        }
-        match self {
-            Integ::Sha1(m) => run(m, data),
-            Integ::Sha256(m) => run(m, data),
-            Integ::Sha384(m) => run(m, data),
-            Integ::Sha512(m) => run(m, data),
-        }
-    }
 }
 
 enum Kind {
@@ -126,42 +76,16 @@ impl SkCipher {
         integ_id: i64,
         integ_key: &[u8],
     ) -> Result<Self, Error> {
-        let bad_key = Error::Crypto("wrong key length for the encryption transform");
         let kind = match encr_id {
             ENCR_AES_GCM_16 | ENCR_CHACHA20_POLY1305 => {
                 if integ_id != 0 || !integ_key.is_empty() {
                     return Err(Error::Crypto("AEAD transforms take no integrity algorithm"));
                 }
-                let split = encr_key
-                    .len()
-                    .checked_sub(SALT_LEN)
-                    .ok_or(bad_key.clone())?;
-                let (key, salt) = encr_key.split_at(split);
-                let salt: [u8; SALT_LEN] = salt.try_into().map_err(|_| bad_key.clone())?;
-                let cipher = match (encr_id, key.len()) {
-                    (ENCR_AES_GCM_16, 16) => Aead::Aes128Gcm(Box::new(
-                        Aes128Gcm::new_from_slice(key).map_err(|_| bad_key.clone())?,
-                    )),
-                    (ENCR_AES_GCM_16, 32) => Aead::Aes256Gcm(Box::new(
-                        Aes256Gcm::new_from_slice(key).map_err(|_| bad_key.clone())?,
-                    )),
-                    (ENCR_CHACHA20_POLY1305, 32) => Aead::ChaCha20Poly1305(Box::new(
-                        ChaCha20Poly1305::new_from_slice(key).map_err(|_| bad_key.clone())?,
-                    )),
-                    _ => return Err(bad_key),
-                };
+                let (cipher, salt) = aead_key(encr_id, encr_key)?;
                 Kind::Aead { cipher, salt }
             }
             ENCR_AES_CBC => {
-                let key = match encr_key.len() {
-                    16 => CbcKey::Aes128(Box::new(
-                        Aes128::new_from_slice(encr_key).map_err(|_| bad_key.clone())?,
-                    )),
-                    32 => CbcKey::Aes256(Box::new(
-                        Aes256::new_from_slice(encr_key).map_err(|_| bad_key.clone())?,
-                    )),
-                    _ => return Err(bad_key),
-                };
+                let key = cbc_key(encr_key)?;
                 let (integ, icv) = Integ::new(integ_id, integ_key)?;
                 return Ok(SkCipher {
                     kind: Kind::Cbc {
@@ -347,7 +271,43 @@ impl Drop for SkCipher {
     }
 }
 
-fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
+const BAD_ENCR_KEY: Error = Error::Crypto("wrong key length for the encryption transform");
+
+/// An AEAD keyed from `encr_key`, whose last 4 octets are the salt (RFC 5282 §7.1, RFC 7634).
+pub(super) fn aead_key(encr_id: i64, encr_key: &[u8]) -> Result<(Aead, [u8; SALT_LEN]), Error> {
+    let split = encr_key.len().checked_sub(SALT_LEN).ok_or(BAD_ENCR_KEY)?;
+    let (key, salt) = encr_key.split_at(split);
+    let salt: [u8; SALT_LEN] = salt.try_into().map_err(|_| BAD_ENCR_KEY)?;
+    let cipher = match (encr_id, key.len()) {
+        (ENCR_AES_GCM_16, 16) => Aead::Aes128Gcm(Box::new(
+            Aes128Gcm::new_from_slice(key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        (ENCR_AES_GCM_16, 32) => Aead::Aes256Gcm(Box::new(
+            Aes256Gcm::new_from_slice(key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        (ENCR_CHACHA20_POLY1305, 32) => Aead::ChaCha20Poly1305(Box::new(
+            ChaCha20Poly1305::new_from_slice(key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        (ENCR_AES_GCM_16 | ENCR_CHACHA20_POLY1305, _) => return Err(BAD_ENCR_KEY),
+        _ => return Err(Error::Crypto("unsupported encryption transform")),
+    };
+    Ok((cipher, salt))
+}
+
+/// An AES key for CBC (128 or 256 bits).
+pub(super) fn cbc_key(encr_key: &[u8]) -> Result<CbcKey, Error> {
+    Ok(match encr_key.len() {
+        16 => CbcKey::Aes128(Box::new(
+            Aes128::new_from_slice(encr_key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        32 => CbcKey::Aes256(Box::new(
+            Aes256::new_from_slice(encr_key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        _ => return Err(BAD_ENCR_KEY),
+    })
+}
+
+pub(super) fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
     let mut n = [0u8; SALT_LEN + AEAD_IV];
     n[..SALT_LEN].copy_from_slice(salt);
     for (dst, src) in n[SALT_LEN..].iter_mut().zip(iv) {
@@ -356,7 +316,7 @@ fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
     n
 }
 
-fn aead_seal(
+pub(super) fn aead_seal(
     cipher: &Aead,
     nonce: &[u8; 12],
     aad: &[u8],
@@ -372,7 +332,7 @@ fn aead_seal(
     Ok(tag.into())
 }
 
-fn aead_open(
+pub(super) fn aead_open(
     cipher: &Aead,
     nonce: &[u8; 12],
     aad: &[u8],
@@ -399,7 +359,7 @@ fn blocks(buf: &mut [u8]) -> Result<&mut [Array<u8, cbc::cipher::consts::U16>], 
     }
 }
 
-fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
+pub(super) fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
     let iv: [u8; BLOCK] = iv
         .try_into()
         .map_err(|_| Error::Crypto("wrong IV length"))?;
@@ -416,7 +376,7 @@ fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
     Ok(())
 }
 
-fn cbc_decrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
+pub(super) fn cbc_decrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
     let iv: [u8; BLOCK] = iv.try_into().map_err(|_| Error::Integrity)?;
     let iv = Array::from(iv);
     let blocks = blocks(body).map_err(|_| Error::Integrity)?;
@@ -467,7 +427,7 @@ fn last_clear_payload(prefix: &[u8]) -> Result<Option<usize>, Error> {
 
 /// Offset of the SK generic header, after checking the chain and that SK ends the datagram.
 /// The `what` phrases are the codec's where the fault is the same one.
-fn find_sk(data: &[u8]) -> Result<usize, Error> {
+pub fn find_sk(data: &[u8]) -> Result<usize, Error> {
     let parse = |what, offset, payload| Error::Parse {
         what,
         offset,

@@ -11,6 +11,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::{intern, wrap_pyfunction};
 
+use super::buf::Buf;
 use crate::codec::{
     self, AttrValue, Body, Bytes, ConfigAttribute, Message, Payload, Proposal, TrafficSelector,
     Transform, TransformAttribute,
@@ -44,6 +45,7 @@ struct Classes {
     traffic_selector: Class,
     config_attribute: Class,
     parse_error: Py<PyType>,
+    unsupported_critical: Py<PyType>,
 }
 
 impl Classes {
@@ -122,15 +124,24 @@ fn classes(py: Python<'_>) -> PyResult<&'static Classes> {
                 .getattr("ParseError")?
                 .cast_into::<PyType>()?
                 .unbind(),
+            unsupported_critical: errors
+                .getattr("UnsupportedCriticalPayloadError")?
+                .cast_into::<PyType>()?
+                .unbind(),
         })
     })
 }
 
-/// A core parse error as `ikecp.errors.ParseError(what, offset, payload)`.
+/// A core parse error as `ikecp.errors.ParseError(what, offset, payload)` (its subclass
+/// `UnsupportedCriticalPayloadError` for that fault).
 pub(crate) fn parse_error(py: Python<'_>, e: codec::ParseError) -> PyErr {
     match classes(py) {
         Ok(c) => PyErr::from_type(
-            c.parse_error.bind(py).clone(),
+            if e.what == codec::UNSUPPORTED_CRITICAL_PAYLOAD {
+                c.unsupported_critical.bind(py).clone()
+            } else {
+                c.parse_error.bind(py).clone()
+            },
             (e.what, e.offset, e.payload),
         ),
         Err(import_failed) => import_failed,
@@ -781,8 +792,8 @@ pub(crate) fn message_from_py(msg: &Bound<'_, PyAny>) -> PyResult<Message<'stati
 
 /// Parse one IKE message (header + payload chain); SK stays sealed.
 #[pyfunction]
-fn decode_message<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    let m = codec::decode_message(data).map_err(|e| parse_error(py, e))?;
+fn decode_message<'py>(py: Python<'py>, data: Buf) -> PyResult<Bound<'py, PyAny>> {
+    let m = codec::decode_message(&data).map_err(|e| parse_error(py, e))?;
     message_to_py(py, &m)
 }
 
@@ -799,7 +810,7 @@ fn encode_message<'py>(py: Python<'py>, msg: &Bound<'py, PyAny>) -> PyResult<Bou
 fn decode_payloads<'py>(
     py: Python<'py>,
     first_type: &Bound<'py, PyAny>,
-    data: &[u8],
+    data: Buf,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let first = first_type.extract::<u8>().map_err(|e| {
         if e.is_instance_of::<PyOverflowError>(py) {
@@ -808,7 +819,7 @@ fn decode_payloads<'py>(
             PyTypeError::new_err("first_type must be an int")
         }
     })?;
-    decode_payloads_py(py, first, data)
+    decode_payloads_py(py, first, &data)
 }
 
 /// Serialize a payload chain; returns (type of the first payload or 0, bytes).

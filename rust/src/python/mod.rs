@@ -3,10 +3,12 @@
 
 use pyo3::prelude::*;
 
+mod buf;
 mod codec;
 mod crypto;
 #[cfg(target_os = "linux")]
 mod io;
+mod lowlevel;
 mod sk;
 
 #[pymodule]
@@ -16,5 +18,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     #[cfg(target_os = "linux")]
     io::register(m)?;
     sk::register(m)?;
+    lowlevel::register(m)?;
     Ok(())
 }

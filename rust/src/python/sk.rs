@@ -9,6 +9,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 use pyo3::{intern, wrap_pyfunction};
 
+use super::buf::Buf;
 use super::codec::{encode_error, message_from_py, message_to_py, parse_error};
 use super::crypto::{to_py, SkCipher};
 use crate::message::{self, SealError};
@@ -21,7 +22,7 @@ fn open_message<'py>(
     cipher: &Bound<'py, PyAny>,
     data: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let wire: PyBackedBytes = data.extract()?;
+    let wire: Buf = data.extract()?;
     if let Ok(c) = cipher.cast::<SkCipher>() {
         let opened = message::open(&c.get().inner, &wire).map_err(|e| to_py(py, e))?;
         let msg = message::assemble(&wire, opened.first_inner, &opened.plaintext)
@@ -29,7 +30,7 @@ fn open_message<'py>(
         return message_to_py(py, &msg);
     }
     let (first, plain): (u8, PyBackedBytes) = cipher
-        .call_method1(intern!(py, "open"), (data,))?
+        .call_method1(intern!(py, "open"), (PyBytes::new(py, &wire),))?
         .extract()?;
     let msg = message::assemble(&wire, first, &plain).map_err(|e| parse_error(py, e))?;
     message_to_py(py, &msg)
@@ -47,7 +48,7 @@ fn seal_message<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let m = message_from_py(msg)?;
     if let Ok(c) = cipher.cast::<SkCipher>() {
-        let iv: Option<PyBackedBytes> = iv.map(|v| v.extract()).transpose()?;
+        let iv: Option<Buf> = iv.map(|v| v.extract()).transpose()?;
         let out = message::seal(&c.get().inner, &m, iv.as_deref()).map_err(|e| match e {
             SealError::Encode(e) => encode_error(e),
             SealError::Crypto(e) => to_py(py, e),

@@ -255,3 +255,17 @@ def test_seal_refuses_a_prefix_whose_chain_does_not_add_up(be):
         cipher.seal(header(bytes((46, 0, 0, 2)) + bytes(8), first=41), 35, b"")
     assert (info.value.what, info.value.offset, info.value.payload) == \
         ("bad payload length", 28, 41)
+    two = bytes((0, 0, 0, 8)) + bytes(4) + bytes((0, 0, 0, 4))
+    with pytest.raises(ParseError) as info:  # the chain ends (0) before the second payload
+        cipher.seal(header(two, first=41), 35, b"")
+    assert (info.value.what, info.value.offset, info.value.payload) == \
+        ("trailing data", 36, 41)
+    with pytest.raises(ParseError) as info:  # the header says no payloads, yet one follows
+        cipher.seal(header(bytes((0, 0, 0, 4)), first=0), 35, b"")
+    assert (info.value.what, info.value.offset, info.value.payload) == \
+        ("trailing data", 28, None)
+    with pytest.raises(ParseError) as info:  # an SK in the clear part
+        cipher.seal(header(bytes((41, 0, 0, 8)) + bytes(4) + bytes((0, 0, 0, 4)), first=46),
+                    35, b"")
+    assert (info.value.what, info.value.offset, info.value.payload) == \
+        ("trailing data", 36, 46)

@@ -25,6 +25,7 @@ from .buf import as_bytes
 _HEADER_LEN = 28
 _GENERIC_LEN = 4
 _SK = 46
+_SKF = 53
 _SPI_LEN = 8
 
 # PRF transform id -> (hash, output length) (RFC 7296 §3.3.2, RFC 4868 for SHA-2).
@@ -272,8 +273,9 @@ class SkCipher:
 
 def _last_clear_payload(prefix: bytes) -> int:
     """Offset of the octet that must name SK: the last clear payload's Next Payload, or the
-    header's when there is none. The payload lengths must add up to the prefix."""
-    next_type, offset, last = prefix[16], _HEADER_LEN, 16
+    header's when there is none. The payload lengths must add up to the prefix, and no Next
+    Payload of 0, SK or SKF may end the chain before its last payload."""
+    next_type, offset, last, last_type = prefix[16], _HEADER_LEN, 16, None
     while offset < len(prefix):
         if offset + _GENERIC_LEN > len(prefix):
             raise ParseError("truncated payload", offset, next_type)
@@ -282,7 +284,11 @@ def _last_clear_payload(prefix: bytes) -> int:
             raise ParseError("bad payload length", offset, next_type)
         if offset + length > len(prefix):
             raise ParseError("truncated payload", offset, next_type)
-        last, next_type, offset = offset, prefix[offset], offset + length
+        if next_type == 0:
+            raise ParseError("trailing data", offset, last_type)
+        if next_type in (_SK, _SKF):
+            raise ParseError("trailing data", offset + length, next_type)
+        last, last_type, next_type, offset = offset, next_type, prefix[offset], offset + length
     return last
 
 

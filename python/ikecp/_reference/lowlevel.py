@@ -188,7 +188,7 @@ def walk_payloads(first_type: int, data: Buffer, offset: int = 0) -> tuple[_Fram
         raise ValueError("first_type must be an int in 0..255")
     if not isinstance(offset, int):
         raise TypeError("offset must be an int")
-    if offset < 0:
+    if not 0 <= offset <= len(data):
         raise ValueError("offset must be an int in 0..len(data)")
     return _walk(first_type, data, offset)
 

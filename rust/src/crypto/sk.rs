@@ -21,6 +21,7 @@ use super::Error;
 const HEADER_LEN: usize = 28;
 const GENERIC_LEN: usize = 4;
 const SK: u8 = 46;
+const SKF: u8 = 53;
 pub(super) const SALT_LEN: usize = 4;
 const AEAD_IV: usize = 8;
 pub(super) const AEAD_ICV: usize = 16;
@@ -397,28 +398,36 @@ fn be16(data: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Offset of the last clear payload in a seal prefix (`None`: the header is all there is), so
-/// `seal` can make its Next Payload name SK; the payload lengths must add up to the prefix.
+/// `seal` can make its Next Payload name SK. The payload lengths must add up to the prefix,
+/// and the chain must reach its last payload: a Next Payload of 0, SK or SKF before it would
+/// end the chain early for the receiver, and is reported as the codec would see it.
 fn last_clear_payload(prefix: &[u8]) -> Result<Option<usize>, Error> {
     let parse = |what, offset, payload| Error::Parse {
         what,
         offset,
-        payload: Some(payload),
+        payload,
     };
     let mut ty = prefix.get(16).copied().unwrap_or(0);
     let mut offset = HEADER_LEN;
-    let mut last = None;
+    let (mut last, mut last_ty) = (None, None);
     while offset < prefix.len() {
         let (Some(&following), Some(length)) = (prefix.get(offset), be16(prefix, offset + 2))
         else {
-            return Err(parse("truncated payload", offset, ty));
+            return Err(parse("truncated payload", offset, Some(ty)));
         };
         if length < GENERIC_LEN {
-            return Err(parse("bad payload length", offset, ty));
+            return Err(parse("bad payload length", offset, Some(ty)));
         }
         if offset + length > prefix.len() {
-            return Err(parse("truncated payload", offset, ty));
+            return Err(parse("truncated payload", offset, Some(ty)));
         }
-        last = Some(offset);
+        if ty == 0 {
+            return Err(parse("trailing data", offset, last_ty));
+        }
+        if ty == SK || ty == SKF {
+            return Err(parse("trailing data", offset + length, Some(ty)));
+        }
+        (last, last_ty) = (Some(offset), Some(ty));
         ty = following;
         offset += length;
     }

@@ -201,7 +201,9 @@ fn walk_payloads<'py>(
         }
     })?;
     let offset = usize::try_from(offset)
-        .map_err(|_| PyValueError::new_err("offset must be an int in 0..len(data)"))?;
+        .ok()
+        .filter(|&o| o <= data.len())
+        .ok_or_else(|| PyValueError::new_err("offset must be an int in 0..len(data)"))?;
     walk_from(py, first, &data, offset)
 }
 

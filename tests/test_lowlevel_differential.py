@@ -158,7 +158,7 @@ def chains(draw):
                           max_size=6))
     out = b""
     first = types[0] if types else 0
-    for i, ty in enumerate(types):
+    for i in range(len(types)):
         nxt = types[i + 1] if i + 1 < len(types) else 0
         body = draw(st.binary(max_size=20))
         flags = draw(st.sampled_from([0, 0, 0x80, 0x01]))

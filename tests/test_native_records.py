@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 
-
 def _run(code: str) -> None:
     subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, timeout=60)
 

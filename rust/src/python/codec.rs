@@ -179,7 +179,9 @@ impl Fast {
     /// check); every field is a plain member descriptor of the class.
     fn probe(ty: &Bound<'_, PyType>) -> PyResult<Option<Fast>> {
         let py = ty.py();
-        let object_new = py.get_type::<pyo3::types::PyAny>().getattr(intern!(py, "__new__"))?;
+        let object_new = py
+            .get_type::<pyo3::types::PyAny>()
+            .getattr(intern!(py, "__new__"))?;
         if !ty.getattr(intern!(py, "__new__"))?.is(&object_new) {
             return Ok(None);
         }
@@ -282,9 +284,8 @@ fn new_instance<'py, const N: usize>(
         {
             // SAFETY: `alloc` is the class's own tp_alloc; it returns a new reference or NULL
             // with an exception set.
-            let obj = unsafe {
-                Bound::from_owned_ptr_or_err(py, (fast.alloc)(ty.as_type_ptr(), 0))?
-            };
+            let obj =
+                unsafe { Bound::from_owned_ptr_or_err(py, (fast.alloc)(ty.as_type_ptr(), 0))? };
             for ((_, value), descr) in fields.iter().zip(&fast.descrs) {
                 // SAFETY: `set` is member_descriptor's tp_descr_set, called as
                 // `descr.__set__(obj, value)` with borrowed references; -1 sets an exception.
@@ -312,7 +313,7 @@ macro_rules! build {
 }
 
 /// A tuple filled in place as its items are built (no intermediate Vec of objects).
-fn tuple_of<'py, T>(
+pub(crate) fn tuple_of<'py, T>(
     py: Python<'py>,
     items: &[T],
     f: impl Fn(&T) -> PyResult<Bound<'py, PyAny>>,

@@ -5,11 +5,11 @@
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
-use pyo3::{intern, wrap_pyfunction, IntoPyObjectExt};
+use pyo3::types::{PyBool, PyBytes, PyTuple};
+use pyo3::{intern, wrap_pyfunction};
 
 use super::buf::Buf;
-use super::codec::parse_error;
+use super::codec::{parse_error, tuple_of};
 use super::crypto::{to_py, SkCipher};
 use crate::codec::{self, Frame};
 use crate::crypto::{self, Error};
@@ -161,13 +161,11 @@ fn decode_header<'py>(py: Python<'py>, data: Buf) -> PyResult<Bound<'py, PyTuple
 }
 
 fn frames_tuple<'py>(py: Python<'py>, frames: &[Frame]) -> PyResult<Bound<'py, PyTuple>> {
-    PyTuple::new(
-        py,
-        frames
-            .iter()
-            .map(|f| (f.ty, f.critical, f.offset, f.length).into_bound_py_any(py))
-            .collect::<PyResult<Vec<_>>>()?,
-    )
+    tuple_of(py, frames, |f| {
+        Ok((f.ty, PyBool::new(py, f.critical), f.offset, f.length)
+            .into_pyobject(py)?
+            .into_any())
+    })
 }
 
 fn first_type_arg(py: Python<'_>, first_type: &Bound<'_, PyAny>) -> PyResult<u8> {
@@ -213,7 +211,7 @@ fn walk_from<'py>(
     data: &[u8],
     offset: usize,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let mut frames = Vec::new();
+    let mut frames = Vec::with_capacity(16);
     codec::walk_payloads(first, data, offset, &mut frames).map_err(|e| parse_error(py, e))?;
     frames_tuple(py, &frames)
 }
@@ -221,7 +219,7 @@ fn walk_from<'py>(
 /// (header tuple, frames) of a whole datagram; its length field must match.
 #[pyfunction]
 fn walk_message<'py>(py: Python<'py>, data: Buf) -> PyResult<Bound<'py, PyTuple>> {
-    let mut frames = Vec::new();
+    let mut frames = Vec::with_capacity(16);
     let h = codec::walk_message(&data, &mut frames).map_err(|e| parse_error(py, e))?;
     (header_tuple(py, &h)?, frames_tuple(py, &frames)?).into_pyobject(py)
 }

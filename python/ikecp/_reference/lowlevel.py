@@ -181,13 +181,13 @@ def _walk(ty: int, data: bytes, pos: int) -> tuple[_Frame, ...]:
 def walk_payloads(first_type: int, data: Buffer, offset: int = 0) -> tuple[_Frame, ...]:
     """((type, critical, offset, length), ...) of the chain starting at ``offset``; the first
     fault in wire order raises (see ``ikecp.lowlevel``)."""
-    data = as_bytes(data)  # argument order as the native call checks them
+    data = as_bytes(data)  # argument checks in the order the native call makes them
+    if not isinstance(offset, int):
+        raise TypeError("offset must be an int")
     if not isinstance(first_type, int):
         raise TypeError("first_type must be an int")
     if not 0 <= first_type <= 255:
         raise ValueError("first_type must be an int in 0..255")
-    if not isinstance(offset, int):
-        raise TypeError("offset must be an int")
     if not 0 <= offset <= len(data):
         raise ValueError("offset must be an int in 0..len(data)")
     return _walk(first_type, data, offset)

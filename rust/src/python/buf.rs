@@ -11,13 +11,20 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
-pub(crate) struct Buf(PyBackedBytes);
+pub(crate) enum Buf {
+    Py(PyBackedBytes),
+    /// No octets: the default of an optional byte argument.
+    Empty,
+}
 
 impl Deref for Buf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.0
+        match self {
+            Buf::Py(b) => b,
+            Buf::Empty => &[],
+        }
     }
 }
 
@@ -26,7 +33,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Buf {
 
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         if let Ok(bytes) = obj.cast::<PyBytes>() {
-            return Ok(Buf(PyBackedBytes::from(bytes.to_owned())));
+            return Ok(Buf::Py(PyBackedBytes::from(bytes.to_owned())));
         }
         let py = obj.py();
         // SAFETY: `obj` is a live object; both calls return a new reference, or NULL with a
@@ -37,6 +44,6 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Buf {
         // SAFETY: as above; PyBytes_FromObject copies a buffer (contiguous or not) into bytes.
         let bytes =
             unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromObject(view.as_ptr()))? };
-        Ok(Buf(PyBackedBytes::from(bytes.cast_into::<PyBytes>()?)))
+        Ok(Buf::Py(PyBackedBytes::from(bytes.cast_into::<PyBytes>()?)))
     }
 }

@@ -134,7 +134,7 @@ fn ike_keys<'py>(
 
 /// KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr).
 #[pyfunction]
-#[pyo3(signature = (prf_id, sk_d, nonce_i, nonce_r, length, shared_secret = None))]
+#[pyo3(signature = (prf_id, sk_d, nonce_i, nonce_r, length, shared_secret = Buf::Empty))]
 fn child_keymat<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
@@ -142,12 +142,14 @@ fn child_keymat<'py>(
     nonce_i: Buf,
     nonce_r: Buf,
     length: &Bound<'py, PyAny>,
-    shared_secret: Option<Buf>,
+    shared_secret: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     let n = int_arg(py, length, Error::Crypto("bad KEYMAT length"))?;
-    let g = shared_secret.as_deref().unwrap_or_default();
-    bytes_out(py, crypto::child_keymat(p, &sk_d, &nonce_i, &nonce_r, n, g))
+    bytes_out(
+        py,
+        crypto::child_keymat(p, &sk_d, &nonce_i, &nonce_r, n, &shared_secret),
+    )
 }
 
 /// message | nonce | prf(SK_p, RestOfIDPayload).

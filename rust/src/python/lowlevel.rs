@@ -178,28 +178,33 @@ fn first_type_arg(py: Python<'_>, first_type: &Bound<'_, PyAny>) -> PyResult<u8>
     })
 }
 
+/// The `offset` argument: any int (one too large for i64 is `None`); other types TypeError.
+struct Offset(Option<i64>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Offset {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if !obj.is_instance_of::<pyo3::types::PyInt>() {
+            return Err(PyTypeError::new_err("offset must be an int"));
+        }
+        Ok(Offset(obj.extract::<i64>().ok()))
+    }
+}
+
 /// ((type, critical, offset, length), ...) of the chain starting at `offset` in `data`.
 #[pyfunction]
-#[pyo3(signature = (first_type, data, offset = None))]
+#[pyo3(signature = (first_type, data, offset = Offset(Some(0))))]
 fn walk_payloads<'py>(
     py: Python<'py>,
     first_type: &Bound<'py, PyAny>,
     data: Buf,
-    offset: Option<&Bound<'py, PyAny>>,
+    offset: Offset,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let first = first_type_arg(py, first_type)?;
-    let Some(offset) = offset else {
-        return walk_from(py, first, &data, 0);
-    };
-    let offset = offset.extract::<i64>().map_err(|e| {
-        if e.is_instance_of::<PyOverflowError>(py) {
-            PyValueError::new_err("offset must be an int in 0..len(data)")
-        } else {
-            PyTypeError::new_err("offset must be an int")
-        }
-    })?;
-    let offset = usize::try_from(offset)
-        .ok()
+    let offset = offset
+        .0
+        .and_then(|o| usize::try_from(o).ok())
         .filter(|&o| o <= data.len())
         .ok_or_else(|| PyValueError::new_err("offset must be an int in 0..len(data)"))?;
     walk_from(py, first, &data, offset)

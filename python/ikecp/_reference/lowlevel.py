@@ -57,12 +57,15 @@ def integ_verify(integ_id: int, key: Buffer, data: Buffer, icv: Buffer) -> bool:
     return _std_hmac.compare_digest(integ_compute(integ_id, key, data), icv)
 
 
-def _aead(encr_id: int, key: bytes) -> tuple[AESGCM | ChaCha20Poly1305, bytes]:
+def _aead(encr_id: int, key: bytes, iv: bytes) -> tuple[AESGCM | ChaCha20Poly1305, bytes]:
+    """The keyed AEAD and the nonce (salt | IV) after the key and IV length checks."""
     sizes = (16, 32) if encr_id == _AES_GCM_16 else (32,)
     if len(key) - 4 not in sizes:
         raise CryptoError(_BAD_ENCR_KEY)
+    if len(iv) != 8:
+        raise CryptoError("wrong IV length")
     cls = AESGCM if encr_id == _AES_GCM_16 else ChaCha20Poly1305
-    return cls(key[:-4]), key[-4:]
+    return cls(key[:-4]), key[-4:] + iv
 
 
 def _cbc_checks(key: bytes, iv: bytes, aad: bytes) -> None:
@@ -88,10 +91,8 @@ def encrypt_body(encr_id: int, key: Buffer, iv: Buffer, aad: Buffer, plaintext: 
     """plaintext | padding | pad length, encrypted (RFC 7296 §3.14); AEADs append the ICV."""
     key, iv, aad, plaintext = as_bytes(key), as_bytes(iv), as_bytes(aad), as_bytes(plaintext)
     if _is_aead(encr_id):
-        aead, salt = _aead(encr_id, key)
-        if len(iv) != 8:
-            raise CryptoError("wrong IV length")
-        return aead.encrypt(salt + iv, plaintext + b"\x00", aad)
+        aead, nonce = _aead(encr_id, key, iv)
+        return aead.encrypt(nonce, plaintext + b"\x00", aad)
     _cbc_checks(key, iv, aad)
     pad = 15 - len(plaintext) % 16
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
@@ -102,13 +103,11 @@ def decrypt_body(encr_id: int, key: Buffer, iv: Buffer, aad: Buffer, body: Buffe
     """The plaintext of an SK body, padding removed; IntegrityError if it does not verify."""
     key, iv, aad, body = as_bytes(key), as_bytes(iv), as_bytes(aad), as_bytes(body)
     if _is_aead(encr_id):
-        aead, salt = _aead(encr_id, key)
-        if len(iv) != 8:
-            raise CryptoError("wrong IV length")
+        aead, nonce = _aead(encr_id, key, iv)
         if len(body) < 16:
             raise IntegrityError()
         try:
-            padded = aead.decrypt(salt + iv, body, aad)
+            padded = aead.decrypt(nonce, body, aad)
         except InvalidTag:
             raise IntegrityError() from None
     else:

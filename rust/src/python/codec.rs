@@ -812,6 +812,17 @@ fn encode_message<'py>(py: Python<'py>, msg: &Bound<'py, PyAny>) -> PyResult<Bou
     Ok(PyBytes::new(py, &wire))
 }
 
+/// A payload type argument: `ValueError` outside 0..255, `TypeError` if not an int.
+pub(crate) fn first_type_arg(py: Python<'_>, first_type: &Bound<'_, PyAny>) -> PyResult<u8> {
+    first_type.extract::<u8>().map_err(|e| {
+        if e.is_instance_of::<PyOverflowError>(py) {
+            PyValueError::new_err("first_type must be an int in 0..255")
+        } else {
+            PyTypeError::new_err("first_type must be an int")
+        }
+    })
+}
+
 /// Parse a payload chain starting with type `first_type` (e.g. decrypted SK contents).
 #[pyfunction]
 fn decode_payloads<'py>(
@@ -819,13 +830,7 @@ fn decode_payloads<'py>(
     first_type: &Bound<'py, PyAny>,
     data: Buf,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let first = first_type.extract::<u8>().map_err(|e| {
-        if e.is_instance_of::<PyOverflowError>(py) {
-            PyValueError::new_err("first_type must be an int in 0..255")
-        } else {
-            PyTypeError::new_err("first_type must be an int")
-        }
-    })?;
+    let first = first_type_arg(py, first_type)?;
     decode_payloads_py(py, first, &data)
 }
 

@@ -41,7 +41,7 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
 }
 
 /// An integer argument as i64; one that does not fit gives `err` (the twin's error class).
-fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
+pub(crate) fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
     value.extract::<i64>().map_err(|_| to_py(py, err))
 }
 
@@ -50,7 +50,10 @@ fn prf_arg(py: Python<'_>, prf_id: &Bound<'_, PyAny>) -> PyResult<Prf> {
     Prf::from_id(id).map_err(|e| to_py(py, e))
 }
 
-fn bytes_out<'py>(py: Python<'py>, r: Result<Vec<u8>, Error>) -> PyResult<Bound<'py, PyBytes>> {
+pub(crate) fn bytes_out<'py>(
+    py: Python<'py>,
+    r: Result<Vec<u8>, Error>,
+) -> PyResult<Bound<'py, PyBytes>> {
     r.map(|v| PyBytes::new(py, &v)).map_err(|e| to_py(py, e))
 }
 

@@ -3,24 +3,16 @@
 //! capability query. Every byte argument takes any buffer (`Buf`); results are `bytes`, ints
 //! and tuples only, so the host builds whatever objects it likes.
 
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyTuple};
 use pyo3::{intern, wrap_pyfunction};
 
 use super::buf::Buf;
-use super::codec::{parse_error, tuple_of};
-use super::crypto::{to_py, SkCipher};
+use super::codec::{first_type_arg, parse_error, tuple_of};
+use super::crypto::{bytes_out, int_arg, to_py, SkCipher};
 use crate::codec::{self, Frame};
 use crate::crypto::{self, Error};
-
-fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
-    value.extract::<i64>().map_err(|_| to_py(py, err))
-}
-
-fn bytes_out<'py>(py: Python<'py>, r: Result<Vec<u8>, Error>) -> PyResult<Bound<'py, PyBytes>> {
-    r.map(|v| PyBytes::new(py, &v)).map_err(|e| to_py(py, e))
-}
 
 const BAD_INTEG: Error = Error::Crypto("unsupported integrity transform");
 const BAD_ENCR: Error = Error::Crypto("unsupported encryption transform");
@@ -165,16 +157,6 @@ fn frames_tuple<'py>(py: Python<'py>, frames: &[Frame]) -> PyResult<Bound<'py, P
         Ok((f.ty, PyBool::new(py, f.critical), f.offset, f.length)
             .into_pyobject(py)?
             .into_any())
-    })
-}
-
-fn first_type_arg(py: Python<'_>, first_type: &Bound<'_, PyAny>) -> PyResult<u8> {
-    first_type.extract::<u8>().map_err(|e| {
-        if e.is_instance_of::<PyOverflowError>(py) {
-            PyValueError::new_err("first_type must be an int in 0..255")
-        } else {
-            PyTypeError::new_err("first_type must be an int")
-        }
     })
 }
 

@@ -196,7 +196,10 @@ impl Fast {
         let (mut names, mut descrs) = (Vec::new(), Vec::new());
         for name in fields.try_iter()? {
             let name = name?.cast_into::<PyString>()?;
-            let descr = own.get_item(&name)?;
+            // A field stored elsewhere (inherited, a property) is not a plain record.
+            let Ok(descr) = own.get_item(&name) else {
+                return Ok(None);
+            };
             if !descr.get_type().is(&member_type) {
                 return Ok(None);
             }

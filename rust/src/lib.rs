@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod esp;
 #[cfg(target_os = "linux")]
 pub mod io;
 

@@ -16,11 +16,14 @@ from .crypto import (
     signed_octets,
     skeyseed,
 )
+from .esp import EspTransform, ReplayWindow
 from .io import BatchSocket
 from .sk import open_message, seal_message
 
 __all__ = [
     "BatchSocket",
+    "EspTransform",
+    "ReplayWindow",
     "SkCipher",
     "child_keymat",
     "decode_message",

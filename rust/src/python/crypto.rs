@@ -41,7 +41,7 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
 }
 
 /// An integer argument as i64; one that does not fit gives `err` (the twin's error class).
-fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
+pub(crate) fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
     value.extract::<i64>().map_err(|_| to_py(py, err))
 }
 

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod codec;
 mod crypto;
+mod esp;
 #[cfg(target_os = "linux")]
 mod io;
 mod sk;
@@ -13,6 +14,7 @@ mod sk;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     crypto::register(m)?;
+    esp::register(m)?;
     #[cfg(target_os = "linux")]
     io::register(m)?;
     sk::register(m)?;

@@ -19,10 +19,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from . import BACKEND_NAME, __version__, backend, loadgen_cli
 from .errors import ParseError
 from .framing import Kind, classify
+
+if TYPE_CHECKING:
+    from .config import FapConfig, SegwConfig
 
 
 def _jsonable(obj: object) -> object:
@@ -76,6 +80,18 @@ async def _until_signal() -> None:
     await stop.wait()
 
 
+_Cfg = TypeVar("_Cfg", "SegwConfig", "FapConfig")
+
+
+def _with_dataplane(cfg: _Cfg, args: argparse.Namespace) -> _Cfg:
+    """``--dataplane`` overrides the config's ``dataplane`` (checked like the file)."""
+    if args.dataplane is None:
+        return cfg
+    cfg = replace(cfg, dataplane=args.dataplane)
+    cfg._check("--dataplane")
+    return cfg
+
+
 def _segw(args: argparse.Namespace) -> int:
     from .config import load_segw
     from .gateway import Gateway
@@ -86,6 +102,7 @@ def _segw(args: argparse.Namespace) -> int:
         return 2
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
+    cfg = _with_dataplane(cfg, args)
 
     async def run() -> None:
         gw = Gateway(cfg)
@@ -112,6 +129,7 @@ def _fap(args: argparse.Namespace) -> int:
     cfg = load_fap(args.config)
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
+    cfg = _with_dataplane(cfg, args)
 
     def show(status: FapStatus) -> None:
         if args.json:
@@ -227,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     segw.add_argument("--keylog", metavar="FILE",
                       help="append IKE SA keys in Wireshark's ikev2_decryption_table format "
                       "(secrets: off by default)")
+    segw.add_argument("--dataplane", choices=("tun", "none"),
+                      help="tun: carry the FAPs' traffic (ESP in UDP, TUN device; root); "
+                      "none: negotiate CHILD SAs only (default: the config's)")
 
     fap = sub.add_parser("fap", help="run a femtocell (IKEv2 initiator)",
                          description="Connect to the SeGW, report NAT detection, the inner "
@@ -241,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="exit (status 0) once the SA is established, after a DELETE")
     fap.add_argument("--timeout", type=float, default=30.0,
                      help="with --once: give up after this many seconds (default 30)")
+    fap.add_argument("--dataplane", choices=("tun", "none"),
+                     help="tun: carry traffic through a TUN device with the inner IP "
+                     "(ESP in UDP; root); none: negotiate the CHILD SA only")
 
     bnd = sub.add_parser("bindings", help="list or look up the SeGW's bindings",
                          description="Read the binding database (safe while the SeGW runs). "
@@ -275,12 +299,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _decode(sys.stdin.read() if args.hex == "-" else args.hex)
     _setup_logging(args)
     from .config import ConfigError
+    from .dataplane import DataplaneUnavailableError
 
     try:
         handler = {"segw": _segw, "fap": _fap, "bindings": _bindings, "demo": _demo}
         return handler[args.command](args)
     except ConfigError as exc:
         print(f"ikecp {args.command}: config error: {exc}", file=sys.stderr)
+        return 2
+    except DataplaneUnavailableError as exc:
+        print(f"ikecp {args.command}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"ikecp {args.command}: {exc}", file=sys.stderr)

@@ -289,7 +289,7 @@ fn size_of_storage() -> libc::socklen_t {
 }
 
 /// Waits until `fd` is ready for `events` or `wait` passes (`None`: no limit).
-fn wait_for(fd: RawFd, events: libc::c_short, wait: Option<Duration>) -> io::Result<()> {
+pub fn wait_for(fd: RawFd, events: libc::c_short, wait: Option<Duration>) -> io::Result<()> {
     let mut pfd = libc::pollfd {
         fd,
         events,

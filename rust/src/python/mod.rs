@@ -5,6 +5,8 @@ use pyo3::prelude::*;
 
 mod codec;
 mod crypto;
+#[cfg(target_os = "linux")]
+mod dataplane;
 mod esp;
 #[cfg(target_os = "linux")]
 mod io;
@@ -15,6 +17,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     crypto::register(m)?;
     esp::register(m)?;
+    #[cfg(target_os = "linux")]
+    dataplane::register(m)?;
     #[cfg(target_os = "linux")]
     io::register(m)?;
     sk::register(m)?;

@@ -46,14 +46,14 @@ def start_pair(topo, tmp_path, *, fap_extra: str = "") -> tuple[subprocess.Popen
         f'dataplane = "tun"\ntun_name = "ikecpf0"\n{fap_extra}')
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     segw = topo.popen("segw", [*CLI, "segw", "--config", str(tmp_path / "segw.toml")],
-                      stdout=subprocess.PIPE, stderr=open(tmp_path / "segw.log", "w"),
+                      stdout=subprocess.PIPE, stderr=open(tmp_path / "segw.log", "w"),  # noqa: SIM115 (lives with the process)
                       text=True, env=env)
     assert segw.stdout is not None
     line = segw.stdout.readline()
     assert "SeGW" in line, (tmp_path / "segw.log").read_text()
     fap = topo.popen("fap", [*CLI, "-v", "fap", "--config", str(tmp_path / "fap.toml"),
                              "--json"],
-                     stdout=subprocess.PIPE, stderr=open(tmp_path / "fap.log", "w"),
+                     stdout=subprocess.PIPE, stderr=open(tmp_path / "fap.log", "w"),  # noqa: SIM115 (lives with the process)
                      text=True, env=env)
     assert fap.stdout is not None
     status: dict = {}
@@ -89,7 +89,8 @@ def test_ping_and_iperf3_through_ikecp_fap_and_segw(topo, tmp_path) -> None:
     result = json.loads(out)
     received = result["end"]["sum_received"]["bytes"]
     assert received > 1_000_000, result["end"]
-    print(f"iperf3 TCP through the tunnel: {result['end']['sum_received']['bits_per_second'] / 1e6:.0f} Mbit/s")
+    mbps = result["end"]["sum_received"]["bits_per_second"] / 1e6
+    print(f"iperf3 TCP through the tunnel: {mbps:.0f} Mbit/s")
     server.wait(10)
     # Every packet crossed the NAPT as ESP in UDP: the NAT's only UDP mapping is 4500's.
     assert (netns.FAP_ADDR, 4500) in topo.nat_mappings()

@@ -2,7 +2,7 @@
 # Installs the third-party peers and tools the network tests use: strongSwan (charon-systemd,
 # swanctl, standard plugins for openssl/gcm, extra plugins for kernel-libipsec), nftables
 # (kernel NAPT in network namespaces), tshark, and iperf3 and ping (traffic through the ESP
-# data plane).
+# data plane), conntrack (forces NAT rebindings).
 # Idempotent and non-interactive; run as root on Debian/Ubuntu.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -18,6 +18,7 @@ packages=(
     tshark
     iperf3
     iputils-ping
+    conntrack
 )
 
 # tshark's wireshark-common asks whether non-root users may capture; answer it up front.

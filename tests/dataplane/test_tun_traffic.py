@@ -25,7 +25,7 @@ POOL = "100.100.0.0/24"
 
 
 def tools_missing() -> str | None:
-    for tool in ("ping", "iperf3"):
+    for tool in ("ping", "iperf3", "conntrack"):
         if shutil.which(tool) is None:
             return f"{tool} not found (.ci/install-peers.sh installs it)"
     if not os.path.exists("/dev/net/tun"):
@@ -94,3 +94,31 @@ def test_ping_and_iperf3_through_ikecp_fap_and_segw(topo, tmp_path) -> None:
     server.wait(10)
     # Every packet crossed the NAPT as ESP in UDP: the NAT's only UDP mapping is 4500's.
     assert (netns.FAP_ADDR, 4500) in topo.nat_mappings()
+
+
+def test_traffic_follows_a_kernel_nat_rebinding(topo, tmp_path) -> None:
+    """Mid-ping, the router forgets every UDP mapping (``conntrack -F``): the FAP's next ESP
+    packet leaves through a new random port. The SeGW's data plane sees an authenticated
+    packet from there, moves the CHILD SA and tells the control plane, which moves the IKE SA
+    and the binding. Loss is measured and must stay small."""
+    _, status = start_pair(topo, tmp_path)
+    first = topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
+    count = 40
+    pinger = topo.popen("fap", ["ping", "-c", str(count), "-i", "0.1", "-W", "2", BEHIND],
+                        stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    topo.run_cmd("rtr", ["conntrack", "-F"])
+    out, _ = pinger.communicate(timeout=30)
+    received = int(re.search(r"(\d+) received", out).group(1))  # type: ignore[union-attr]
+    lost = count - received
+    print(f"NAT rebinding: {lost} of {count} pings lost")
+    assert lost <= 3, out
+    moved = topo.nat_mappings()[(netns.FAP_ADDR, 4500)]
+    assert moved[0] == netns.RTR_OUTSIDE_ADDR and moved[1] != first[1]
+    rows = subprocess.run([*CLI, "bindings", "--db", str(tmp_path / "b.sqlite"), "--json",
+                           "--identity", "fap-esp.example.net"],
+                          capture_output=True, text=True, timeout=30)
+    row = json.loads(rows.stdout)
+    assert (row["public_ip"], row["public_port"]) == moved
+    assert row["inner_ip"] == status["inner_ip"]
+    assert ping(topo, 3) == 3

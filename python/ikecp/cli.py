@@ -137,9 +137,15 @@ def _fap(args: argparse.Namespace) -> int:
         else:
             print(f"FAP {cfg.identity}: {status.describe()}", flush=True)
 
+    async def stats(fap: Femto) -> None:
+        while True:
+            await asyncio.sleep(args.stats)
+            show(fap.refresh_counters())
+
     async def run() -> int:
         fap = Femto(cfg, on_status=show)
         await fap.start()
+        ticker = asyncio.create_task(stats(fap)) if args.stats else None
         try:
             if args.once:
                 try:
@@ -151,6 +157,8 @@ def _fap(args: argparse.Namespace) -> int:
             await _until_signal()
             return 0
         finally:
+            if ticker is not None:
+                ticker.cancel()
             await fap.stop()
 
     return asyncio.run(run())
@@ -173,29 +181,31 @@ def _bindings(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.inner_ip:
-            rows = reg.by_inner_ip(args.inner_ip)
+            found = reg.by_inner_ip(args.inner_ip)
         elif args.identity:
-            rows = reg.by_identity(args.identity)
+            found = reg.by_identity(args.identity)
         elif args.public:
             try:
-                rows = reg.by_public(*_parse_public(args.public))
+                found = reg.by_public(*_parse_public(args.public))
             except ValueError:
                 print(f"ikecp bindings: --public wants ADDR:PORT, not {args.public!r}",
                       file=sys.stderr)
                 return 2
         else:
-            rows = reg.all()
+            found = reg.all()
+        rows = [(b, reg.counters(b.spi_r)) for b in found]
     finally:
         reg.close()
     if args.json:
-        for b in rows:
-            print(json.dumps(b.to_json()))
+        for b, esp in rows:
+            print(json.dumps({**b.to_json(), "esp": esp}))
     else:
         print(f"{'identity':<28} {'inner IP':<15} {'public address':<24} {'SPIi':<16} "
-              f"{'SPIr':<16}")
-        for b in rows:
+              f"{'SPIr':<16} {'ESP packets in/out'}")
+        for b, esp in rows:
+            packets = f"{esp.get('packets_in', 0)}/{esp.get('packets_out', 0)}" if esp else "-"
             print(f"{b.identity:<28} {b.inner_ip or '-':<15} {b.public:<24} {b.spi_i} "
-                  f"{b.spi_r}")
+                  f"{b.spi_r} {packets}")
     return 0 if rows or not (args.inner_ip or args.identity or args.public) else 1
 
 
@@ -262,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="exit (status 0) once the SA is established, after a DELETE")
     fap.add_argument("--timeout", type=float, default=30.0,
                      help="with --once: give up after this many seconds (default 30)")
+    fap.add_argument("--stats", type=float, metavar="SECONDS",
+                     help="print the status with the CHILD SA's ESP counters this often")
     fap.add_argument("--dataplane", choices=("tun", "none"),
                      help="tun: carry traffic through a TUN device with the inner IP "
                      "(ESP in UDP; root); none: negotiate the CHILD SA only")

@@ -141,7 +141,7 @@ class Femto:
         if sa is None or self.dispatcher is None:
             return
         if ev.kind == "peer_moved" and ev.new is not None:
-            sa.peer_moved(ev.new)
+            sa.track_address(ev.new, None)  # the NAT rebound (RFC 3948 §3.5)
             self.dispatcher.update(sa, self.clock())
         else:
             log.warning("CHILD SA %08x: %s (%s); no CHILD SA rekey here yet", ev.spi_in,

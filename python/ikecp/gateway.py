@@ -109,7 +109,9 @@ class Gateway:
         if sa is None or self.dispatcher is None:
             return
         if ev.kind == "peer_moved" and ev.new is not None:
-            sa.peer_moved(ev.new)  # the binding follows through PeerBinding
+            # An authenticated ESP packet from a new address: the NAT rebound (RFC 3948
+            # §3.5); follow it as after an authenticated request. The binding follows.
+            sa.track_address(ev.new, None)
             self.dispatcher.update(sa, self.clock())
         else:
             log.warning("CHILD SA %08x of %s: %s (%s); no CHILD SA rekey here yet", ev.spi_in,
@@ -219,6 +221,8 @@ class Gateway:
             if self._seen.get(sa.spi_r) != count:
                 self._seen[sa.spi_r] = count
                 self.registry.touch(sa.spi_r)
+            if self.dataplane.name == "tun" and self.children.children(sa):
+                self.registry.set_counters(sa.spi_r, self.children.counters(sa))
         for b in self.registry.expire(self.config.binding_expiry):
             idle = d.find(bytes.fromhex(b.spi_r))
             if idle is not None:

@@ -52,7 +52,7 @@ def start_pair(topo, tmp_path, *, fap_extra: str = "") -> tuple[subprocess.Popen
     line = segw.stdout.readline()
     assert "SeGW" in line, (tmp_path / "segw.log").read_text()
     fap = topo.popen("fap", [*CLI, "-v", "fap", "--config", str(tmp_path / "fap.toml"),
-                             "--json"],
+                             "--json", "--stats", "1"],
                      stdout=subprocess.PIPE, stderr=open(tmp_path / "fap.log", "w"),  # noqa: SIM115 (lives with the process)
                      text=True, env=env)
     assert fap.stdout is not None
@@ -77,7 +77,7 @@ def ping(topo, count: int = 5) -> int:
 
 
 def test_ping_and_iperf3_through_ikecp_fap_and_segw(topo, tmp_path) -> None:
-    _, status = start_pair(topo, tmp_path)
+    fap, status = start_pair(topo, tmp_path)
     # The FAP's inner address is on its TUN device; the SeGW routes it into its own.
     assert status["inner_ip"] in topo.run_cmd("fap", ["ip", "-4", "addr", "show", "ikecpf0"])
     assert "ikecps0" in topo.run_cmd("segw", ["ip", "route", "get", status["inner_ip"]])
@@ -94,6 +94,22 @@ def test_ping_and_iperf3_through_ikecp_fap_and_segw(topo, tmp_path) -> None:
     server.wait(10)
     # Every packet crossed the NAPT as ESP in UDP: the NAT's only UDP mapping is 4500's.
     assert (netns.FAP_ADDR, 4500) in topo.nat_mappings()
+    # The counters: the FAP's status (--stats) and the SeGW's bindings.
+    esp: dict = {}
+    deadline = time.monotonic() + 10
+    while esp.get("bytes_out", 0) <= received and time.monotonic() < deadline:  # lines queue
+        esp = json.loads(fap.stdout.readline()).get("esp") or {}
+    assert esp["packets_out"] >= 1000 and esp["packets_in"] >= 5
+    assert esp["bytes_out"] > received
+    assert esp["icv_failures"] == esp["replay_drops"] == 0
+    seen: dict = {}
+    deadline = time.monotonic() + 15
+    while not seen.get("packets_in") and time.monotonic() < deadline:
+        time.sleep(1)
+        rows = subprocess.run([*CLI, "bindings", "--db", str(tmp_path / "b.sqlite"), "--json"],
+                              capture_output=True, text=True, timeout=30)
+        seen = json.loads(rows.stdout.splitlines()[0]).get("esp") or {}
+    assert seen["packets_in"] >= 1000 and seen["packets_out"] >= 5
 
 
 def test_traffic_follows_a_kernel_nat_rebinding(topo, tmp_path) -> None:

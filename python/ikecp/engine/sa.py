@@ -282,13 +282,6 @@ class IkeSa:
             raise LocalProtocolError("liveness checks need an established SA")
         self.tasks.queue(X.INFORMATIONAL, [LivenessTask()])
 
-    def peer_moved(self, addr: Address) -> None:
-        """The data plane received an authenticated ESP packet of this SA's CHILD SA from
-        ``addr``: follow the peer there as for an authenticated IKE request (the NAT rebound;
-        RFC 3948 §3.5, RFC 7296 §2.23)."""
-        if self.state is State.ESTABLISHED:
-            self._track_address(addr, None)
-
     def key_log(self) -> dict[str, object] | None:
         """SPIs, SK_e/SK_a keys and transform ids for a decryption key log (Wireshark's
         ikev2_decryption_table); None before keys exist. Secret: never log it by default."""

@@ -84,11 +84,15 @@ _Cfg = TypeVar("_Cfg", "SegwConfig", "FapConfig")
 
 
 def _with_dataplane(cfg: _Cfg, args: argparse.Namespace) -> _Cfg:
-    """``--dataplane`` overrides the config's ``dataplane`` (checked like the file)."""
-    if args.dataplane is None:
-        return cfg
-    cfg = replace(cfg, dataplane=args.dataplane)
-    cfg._check("--dataplane")
+    """``--dataplane`` overrides the config's ``dataplane`` (checked like the file); a
+    ``tun`` data plane this machine cannot run fails here, before anything starts."""
+    if args.dataplane is not None:
+        cfg = replace(cfg, dataplane=args.dataplane)
+        cfg._check("--dataplane")
+    if cfg.dataplane == "tun":
+        from .dataplane.tun import check_available
+
+        check_available()
     return cfg
 
 

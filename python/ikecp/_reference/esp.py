@@ -15,13 +15,11 @@ import struct
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from ..errors import CryptoError, IntegrityError, ParseError
-from .crypto import _INTEG, ENCR_AES_CBC, ENCR_AES_GCM_16, ENCR_CHACHA20_POLY1305
+from .crypto import keyed
 
 _HEADER_LEN = 8
-_SALT_LEN = 4
 _BLOCK = 16
 
 
@@ -42,31 +40,10 @@ class EspTransform:
                  "iv_size")
 
     def __init__(self, encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes) -> None:
-        encr_key, integ_key = bytes(encr_key), bytes(integ_key)
-        self._aead: AESGCM | ChaCha20Poly1305 | None = None
-        self._cbc_key = self._integ_key = self._salt = b""
-        self._integ = None
-        if encr_id in (ENCR_AES_GCM_16, ENCR_CHACHA20_POLY1305):
-            if integ_id != 0 or integ_key:
-                raise CryptoError("AEAD transforms take no integrity algorithm")
-            sizes = (16, 32) if encr_id == ENCR_AES_GCM_16 else (32,)
-            if len(encr_key) - _SALT_LEN not in sizes:
-                raise CryptoError("wrong key length for the encryption transform")
-            key, self._salt = encr_key[:-_SALT_LEN], encr_key[-_SALT_LEN:]
-            self._aead = AESGCM(key) if encr_id == ENCR_AES_GCM_16 else ChaCha20Poly1305(key)
-            self.iv_size, self.icv_size, self._align = 8, 16, 4
-        elif encr_id == ENCR_AES_CBC:
-            if len(encr_key) not in (16, 32):
-                raise CryptoError("wrong key length for the encryption transform")
-            integ = _INTEG.get(integ_id)
-            if integ is None:
-                raise CryptoError("unsupported integrity transform")
-            if len(integ_key) != integ[1]:
-                raise CryptoError("wrong key length for the integrity transform")
-            self._cbc_key, self._integ, self._integ_key = encr_key, integ, integ_key
-            self.iv_size, self.icv_size, self._align = _BLOCK, integ[2], _BLOCK
-        else:
-            raise CryptoError("unsupported encryption transform")
+        k = keyed(encr_id, encr_key, integ_id, integ_key)
+        self._aead, self._salt, self._cbc_key, self._integ, self._integ_key = k.as_tuple()
+        self.iv_size, self.icv_size = k.iv_size, k.icv_size
+        self._align = 4 if self._aead is not None else _BLOCK
 
     def _mac(self, *parts: bytes) -> bytes:
         assert self._integ is not None

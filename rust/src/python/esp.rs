@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
-use super::crypto::{int_arg, to_py};
+use super::crypto::{to_py, transform_ids};
 use crate::crypto::Error;
 use crate::esp;
 
@@ -33,16 +33,7 @@ impl EspTransform {
         integ_id: &Bound<'_, PyAny>,
         integ_key: PyBackedBytes,
     ) -> PyResult<Self> {
-        let e = int_arg(
-            py,
-            encr_id,
-            Error::Crypto("unsupported encryption transform"),
-        )?;
-        let i = int_arg(
-            py,
-            integ_id,
-            Error::Crypto("unsupported integrity transform"),
-        )?;
+        let (e, i) = transform_ids(py, encr_id, integ_id)?;
         let inner =
             esp::EspTransform::new(e, &encr_key, i, &integ_key).map_err(|e| to_py(py, e))?;
         Ok(Self { inner })

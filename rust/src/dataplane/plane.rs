@@ -33,6 +33,8 @@ const CONTROL_QUEUE: usize = 4096;
 const EVENT_QUEUE: usize = 4096;
 /// How often the threads look at the stop flag when idle.
 const IDLE: Duration = Duration::from_millis(100);
+/// Kernel buffer of the UDP socket each way: about 2,500 full-size ESP packets.
+const SOCKET_BUFFER: usize = 4 << 20;
 /// Room for one packet read from the TUN device (its MTU is far below).
 const TUN_BUF: usize = 65_535;
 
@@ -206,6 +208,7 @@ impl Plane {
     pub fn start(addr: SocketAddr, tun_name: &str, table: Arc<SaTable>) -> io::Result<Self> {
         let tun = Tun::open(tun_name)?;
         let sock = BatchSocket::bind(addr)?;
+        sock.set_buffers(SOCKET_BUFFER)?;
         // SAFETY: plain eventfd(2); checked before use.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if efd < 0 {

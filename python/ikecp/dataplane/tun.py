@@ -131,8 +131,10 @@ class TunDataPlane:
     # --- the seam --------------------------------------------------------------------------
 
     def set_address(self, address: str) -> None:
-        """Give the TUN device our inner address (the FAP's INTERNAL_IP4_ADDRESS)."""
-        _ip("addr", "replace", f"{address}/32", "dev", self.tun)
+        """Give the TUN device our inner address (the FAP's INTERNAL_IP4_ADDRESS), in place
+        of the one an earlier SA gave it."""
+        _ip("addr", "flush", "dev", self.tun)
+        _ip("addr", "add", f"{address}/32", "dev", self.tun)
 
     def install(self, spec: ChildSpec) -> None:
         self._install(spec, None)

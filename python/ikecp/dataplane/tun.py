@@ -1,7 +1,8 @@
 """``dataplane = "tun"``: userspace ESP in UDP (RFC 4303, RFC 3948) on a TUN device.
 
-The native ``Dataplane`` owns the NAT-T socket and the TUN device and moves packets in two
-Rust threads with the GIL released. This class adds what the kernel must be told, with
+The backend's ``Dataplane`` (native: Rust threads; ``IKECP_BACKEND=python``: the slow
+pure-Python twin) owns the NAT-T socket and the TUN device and moves packets in two
+threads (native: with the GIL released). This class adds what the kernel must be told, with
 iproute2: the interface is brought up, gets the FAP's inner address, and every CHILD SA's
 remote selectors are routed into it (0.0.0.0/0 as 0/1 + 128/1, so the default route stays;
 a selector covering the peer's own outer address first pins that address to the route it
@@ -22,6 +23,7 @@ import subprocess
 from collections.abc import Iterable
 from typing import Any
 
+from .. import _backend, _reference
 from ..net.udp import BatchUdpEndpoint
 from . import (
     Address,
@@ -47,11 +49,7 @@ def check_available() -> None:
                                    'TUN device')
     if shutil.which("ip") is None:
         raise DataplaneUnavailableError('dataplane "tun" needs iproute2 ("ip") to set routes')
-    try:
-        from .. import _native
-    except ImportError as exc:
-        raise DataplaneUnavailableError('dataplane "tun" needs the native extension') from exc
-    if not hasattr(_native, "Dataplane"):
+    if not hasattr(os, "eventfd"):
         raise DataplaneUnavailableError('dataplane "tun" needs Linux')
 
 
@@ -110,10 +108,11 @@ class TunDataPlane:
     def __init__(self, host: str, port: int, tun_name: str = "", *,
                  on_event: EventSink | None = None) -> None:
         check_available()
-        from .. import _native
-
+        cls = getattr(_backend.backend, "Dataplane", None)
+        if cls is None:  # the native class exists on Linux only
+            cls = _reference.Dataplane
         try:
-            self.native: Any = _native.Dataplane(host, port, tun_name)
+            self.native: Any = cls(host, port, tun_name)
         except OSError as exc:
             raise DataplaneUnavailableError(
                 f'dataplane "tun": cannot open TUN {tun_name or "device"} or bind '

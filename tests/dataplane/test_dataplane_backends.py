@@ -1,8 +1,8 @@
-"""The native ``Dataplane`` on a real TUN device and UDP socket (in a namespace): ESP out for
-packets routed into the TUN device, ESP in delivered to a local socket, replay refused,
-make-before-break replace, remove, the control-datagram split and the rebinding event. The
-peer's side is the pure-Python ``EspTransform``, so every byte on the wire is checked by the
-other implementation."""
+"""The ``Dataplane`` (native, and its pure-Python twin) on a real TUN device and UDP socket
+in a namespace: ESP out for packets routed into the TUN device, ESP in delivered to a local
+socket, replay and forgery refused, make-before-break replace, remove, the control-datagram
+split and the rebinding event. The peer's side is the pure-Python ``EspTransform``, so every
+byte on the wire is checked by the other implementation."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 
 import pytest
 from ikecp import _reference
+from ikecp._backend import load
 from ikecp.testing import netns
 from ikecp.testing.facility import require
 
@@ -42,11 +43,12 @@ def recv(sock: socket.socket, timeout: float = 3.0) -> bytes | None:
     return sock.recv(65535) if ready else None
 
 
-def test_dataplane_in_out_replay_replace_remove_and_control(topo) -> None:
-    require(None if _has_native_dataplane() else "native Dataplane is Linux-only")
-    from ikecp import _native
-
-    dp = topo.call("segw", _native.Dataplane, SEGW, 4500, "dpt0")
+@pytest.mark.parametrize("backend", ["native", "python"])
+def test_dataplane_in_out_replay_replace_remove_and_control(topo, backend) -> None:
+    """The same script for the Rust data plane and its pure-Python twin."""
+    impl = load(backend)
+    require(None if hasattr(impl, "Dataplane") else "the data plane is Linux-only")
+    dp = topo.call("segw", impl.Dataplane, SEGW, 4500, "dpt0")
     try:
         topo.run_cmd("segw", ["ip", "link", "set", "dpt0", "up"])
         topo.run_cmd("segw", ["ip", "route", "add", f"{FAP_INNER}/32", "dev", "dpt0"])
@@ -122,10 +124,3 @@ def test_dataplane_in_out_replay_replace_remove_and_control(topo) -> None:
     with pytest.raises(OSError):
         dp.stats()
 
-
-def _has_native_dataplane() -> bool:
-    try:
-        from ikecp import _native
-    except ImportError:
-        return False
-    return hasattr(_native, "Dataplane")

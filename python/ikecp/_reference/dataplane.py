@@ -40,6 +40,8 @@ def _flow(packet: bytes) -> tuple[_Ip, _Ip, int, int | None, int | None] | None:
     if not packet:
         return None
     version = packet[0] >> 4
+    src: _Ip
+    dst: _Ip
     if version == 4:
         ihl = (packet[0] & 0x0F) * 4
         if ihl < 20 or len(packet) < ihl:

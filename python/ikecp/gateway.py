@@ -100,7 +100,7 @@ class Gateway:
         from .dataplane.tun import PlaneEndpoint, TunDataPlane
 
         plane = TunDataPlane(cfg.listen[0], cfg.natt_port, cfg.tun_name,
-                             on_event=self._on_dataplane)
+                             on_event=self._on_dataplane, routes=(cfg.pool,))
         self.dataplane = self.children.plane = plane
         return PlaneEndpoint(cfg.listen[0], (cfg.port, cfg.natt_port), plane)
 

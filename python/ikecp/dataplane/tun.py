@@ -106,7 +106,7 @@ class TunDataPlane:
     name = "tun"
 
     def __init__(self, host: str, port: int, tun_name: str = "", *,
-                 on_event: EventSink | None = None) -> None:
+                 on_event: EventSink | None = None, routes: tuple[str, ...] = ()) -> None:
         check_available()
         cls = getattr(_backend.backend, "Dataplane", None)
         if cls is None:  # the native class exists on Linux only
@@ -125,6 +125,11 @@ class TunDataPlane:
         self._pinned: set[str] = set()
         self._closed = False
         _ip("link", "set", "dev", self.tun, "mtu", str(TUN_MTU), "up")
+        # Fixed routes (the SeGW's address pool): CHILD SAs inside them need no route of
+        # their own, so installing one costs no ``ip`` call.
+        self._static = [ipaddress.ip_network(r, strict=False) for r in routes]
+        for net in self._static:
+            _ip("route", "replace", str(net), "dev", self.tun)
         log.info("data plane: TUN %s up, ESP in UDP on %s:%d", self.tun, host, port)
 
     # --- the seam --------------------------------------------------------------------------
@@ -184,7 +189,7 @@ class TunDataPlane:
     def _route(self, spec: ChildSpec) -> None:
         peer = ipaddress.ip_address(spec.peer[0])
         for sel in spec.remote_ts:
-            for cidr in networks(sel):
+            for cidr in self._own_routes(sel):
                 if peer in ipaddress.ip_network(cidr):
                     self._pin(spec.peer[0])
                 n = self._routes.get(cidr, 0)
@@ -194,13 +199,19 @@ class TunDataPlane:
 
     def _unroute(self, spec: ChildSpec) -> None:
         for sel in spec.remote_ts:
-            for cidr in networks(sel):
+            for cidr in self._own_routes(sel):
                 n = self._routes.get(cidr, 0) - 1
                 if n <= 0:
                     self._routes.pop(cidr, None)
                     _ip("route", "del", cidr, "dev", self.tun, check=False)
                 else:
                     self._routes[cidr] = n
+
+    def _own_routes(self, sel: Selector) -> list[str]:
+        """The selector's blocks that no fixed route already sends into the TUN device."""
+        return [c for c in networks(sel)
+                if not any(ipaddress.ip_network(c).subnet_of(n)  # type: ignore[arg-type]
+                           for n in self._static if n.version == ipaddress.ip_network(c).version)]
 
     def _pin(self, host: str) -> None:
         """Keep the peer's outer address on the route it has now (not into the tunnel)."""

@@ -64,6 +64,7 @@ class Gateway:
         self._driver: AsyncioDriver | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._seen: dict[bytes, int] = {}
+        self._counted: dict[bytes, dict[str, object]] = {}  # ESP counters last written
         self._cookie_rotated = 0.0
         self._stopping = False
         self.dataplane: DataPlane = NoDataPlane()
@@ -195,6 +196,7 @@ class Gateway:
 
     def _gone(self, sa: IkeSa, reason: str) -> None:
         self._seen.pop(sa.spi_r, None)
+        self._counted.pop(sa.spi_r, None)
         b = self.registry.remove(sa.spi_r, reason)
         if b is not None:
             log.info("binding down: %s (%s)", b.identity, reason)
@@ -222,7 +224,11 @@ class Gateway:
                 self._seen[sa.spi_r] = count
                 self.registry.touch(sa.spi_r)
             if self.dataplane.name == "tun" and self.children.children(sa):
-                self.registry.set_counters(sa.spi_r, self.children.counters(sa))
+                # Written only when traffic moved them: idle SAs cost no SQLite write.
+                counters = self.children.counters(sa)
+                if counters != self._counted.get(sa.spi_r, dict.fromkeys(counters, 0)):
+                    self._counted[sa.spi_r] = counters
+                    self.registry.set_counters(sa.spi_r, counters)
         for b in self.registry.expire(self.config.binding_expiry):
             idle = d.find(bytes.fromhex(b.spi_r))
             if idle is not None:

@@ -2,6 +2,7 @@
 //! threads through `crate::esp`'s SA table. For kernels without ESP (no XFRM transform), the
 //! way strongSwan's kernel-libipsec works; the control plane drives it through the SA table.
 
+mod offload;
 mod plane;
 mod tun;
 

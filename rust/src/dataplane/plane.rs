@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::offload;
 use super::tun::Tun;
 use crate::esp::{self, Event, SaTable};
 use crate::io::{wait_for, BatchSocket, RecvBuffer};
@@ -35,8 +36,8 @@ const EVENT_QUEUE: usize = 4096;
 const IDLE: Duration = Duration::from_millis(100);
 /// Kernel buffer of the UDP socket each way: about 2,500 full-size ESP packets.
 const SOCKET_BUFFER: usize = 4 << 20;
-/// Room for one packet read from the TUN device (its MTU is far below).
-const TUN_BUF: usize = 65_535;
+/// Room for one read from the TUN device: a 64 KiB TCP super-segment and its vnet header.
+const TUN_BUF: usize = 65_536 + offload::VNET_HDR_LEN;
 
 /// Counters of the plane itself (per-SA counters live in each SA).
 #[derive(Debug, Default)]
@@ -175,20 +176,22 @@ fn tun_to_net(sh: &Shared) {
                 Ok(n) => n,
                 Err(_) => break, // WouldBlock: the queue is drained
             };
-            let inner = &packet[..n];
-            let Some(sa) = sh.table.outbound(inner) else {
-                continue;
-            };
-            let mut wire = spare.pop().unwrap_or_default();
-            match sa.encapsulate(inner, &mut wire) {
-                Ok(ev) => {
-                    if let Some(ev) = ev {
-                        sh.push_event(ev);
+            // One read may be a TCP super-segment: seal each MSS-sized packet it stands for.
+            offload::split(&packet[..n], |inner| {
+                let Some(sa) = sh.table.outbound(inner) else {
+                    return;
+                };
+                let mut wire = spare.pop().unwrap_or_default();
+                match sa.encapsulate(inner, &mut wire) {
+                    Ok(ev) => {
+                        if let Some(ev) = ev {
+                            sh.push_event(ev);
+                        }
+                        out.push((wire, sa.peer()));
                     }
-                    out.push((wire, sa.peer()));
+                    Err(_) => spare.push(wire), // counted by the SA
                 }
-                Err(_) => spare.push(wire), // counted by the SA
-            }
+            });
         }
         if !out.is_empty() {
             let sent = sh.sock.send(&out);

@@ -16,6 +16,8 @@ from .crypto import (
     signed_octets,
     skeyseed,
 )
+from .dataplane import Dataplane
+from .esp import EspTransform, ReplayWindow
 from .io import BatchSocket
 from .lowlevel import (
     decode_header,
@@ -33,6 +35,9 @@ from .sk import open_message, seal_message
 
 __all__ = [
     "BatchSocket",
+    "Dataplane",
+    "EspTransform",
+    "ReplayWindow",
     "SkCipher",
     "child_keymat",
     "decode_header",

@@ -21,7 +21,7 @@ pub fn integ_sizes(id: i64) -> Option<(usize, usize)> {
 }
 
 /// A keyed integrity HMAC; `icv` is the truncated length (RFC 2404, RFC 4868 §2.1).
-pub(super) enum Integ {
+pub(crate) enum Integ {
     Sha1(Hmac<Sha1>),
     Sha256(Hmac<Sha256>),
     Sha384(Hmac<Sha384>),
@@ -29,7 +29,7 @@ pub(super) enum Integ {
 }
 
 impl Integ {
-    pub(super) fn new(id: i64, key: &[u8]) -> Result<(Self, usize), Error> {
+    pub(crate) fn new(id: i64, key: &[u8]) -> Result<(Self, usize), Error> {
         let (want, icv) =
             integ_sizes(id).ok_or(Error::Crypto("unsupported integrity transform"))?;
         if key.len() != want {
@@ -48,17 +48,25 @@ impl Integ {
     }
 
     /// The untruncated MAC of `data`.
-    pub(super) fn mac(&self, data: &[u8]) -> Vec<u8> {
-        fn run<M: Mac + Clone>(m: &M, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn mac(&self, data: &[u8]) -> Vec<u8> {
+        self.mac_parts(&[data])
+    }
+
+    /// The untruncated MAC of the concatenation of `parts` (ESP with ESN signs the packet
+    /// and then the high half of the sequence number, RFC 4303 §2.2.1).
+    pub(crate) fn mac_parts(&self, parts: &[&[u8]]) -> Vec<u8> {
+        fn run<M: Mac + Clone>(m: &M, parts: &[&[u8]]) -> Vec<u8> {
             let mut m = m.clone();
-            m.update(data);
+            for p in parts {
+                m.update(p);
+            }
             m.finalize().into_bytes().to_vec()
         }
         match self {
-            Integ::Sha1(m) => run(m, data),
-            Integ::Sha256(m) => run(m, data),
-            Integ::Sha384(m) => run(m, data),
-            Integ::Sha512(m) => run(m, data),
+            Integ::Sha1(m) => run(m, parts),
+            Integ::Sha256(m) => run(m, parts),
+            Integ::Sha384(m) => run(m, parts),
+            Integ::Sha512(m) => run(m, parts),
         }
     }
 }

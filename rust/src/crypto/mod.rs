@@ -9,7 +9,7 @@ mod error;
 mod integ;
 mod natd;
 mod prf;
-mod sk;
+pub(crate) mod sk;
 
 pub use body::{decrypt_body, encrypt_body};
 pub use caps::transform_supported;

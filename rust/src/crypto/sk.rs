@@ -15,36 +15,78 @@ use chacha20poly1305::ChaCha20Poly1305;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::integ::Integ;
+pub(crate) use super::integ::Integ;
 use super::Error;
 
 const HEADER_LEN: usize = 28;
 const GENERIC_LEN: usize = 4;
 const SK: u8 = 46;
 const SKF: u8 = 53;
-pub(super) const SALT_LEN: usize = 4;
-const AEAD_IV: usize = 8;
-pub(super) const AEAD_ICV: usize = 16;
-pub(super) const BLOCK: usize = 16;
+pub(crate) const SALT_LEN: usize = 4;
+pub(crate) const AEAD_IV: usize = 8;
+pub(crate) const AEAD_ICV: usize = 16;
+pub(crate) const BLOCK: usize = 16;
 
-pub(super) const ENCR_AES_CBC: i64 = 12;
-pub(super) const ENCR_AES_GCM_16: i64 = 20;
-pub(super) const ENCR_CHACHA20_POLY1305: i64 = 28;
+pub(crate) const ENCR_AES_CBC: i64 = 12;
+pub(crate) const ENCR_AES_GCM_16: i64 = 20;
+pub(crate) const ENCR_CHACHA20_POLY1305: i64 = 28;
 
-pub(super) enum Aead {
+pub(crate) enum Aead {
     Aes128Gcm(Box<Aes128Gcm>),
     Aes256Gcm(Box<Aes256Gcm>),
     ChaCha20Poly1305(Box<ChaCha20Poly1305>),
 }
 
-pub(super) enum CbcKey {
+pub(crate) enum CbcKey {
     Aes128(Box<Aes128>),
     Aes256(Box<Aes256>),
 }
 
-enum Kind {
+pub(crate) enum Kind {
     Aead { cipher: Aead, salt: [u8; SALT_LEN] },
     Cbc { key: CbcKey, integ: Box<Integ> },
+}
+
+impl Kind {
+    /// Key a transform (shared by SK and ESP): the AEADs take the 4-octet salt at the end of
+    /// `encr_key` and no integrity algorithm; AES-CBC needs one. Returns (kind, ICV length).
+    pub(crate) fn new(
+        encr_id: i64,
+        encr_key: &[u8],
+        integ_id: i64,
+        integ_key: &[u8],
+    ) -> Result<(Self, usize), Error> {
+        match encr_id {
+            ENCR_AES_GCM_16 | ENCR_CHACHA20_POLY1305 => {
+                if integ_id != 0 || !integ_key.is_empty() {
+                    return Err(Error::Crypto("AEAD transforms take no integrity algorithm"));
+                }
+                let (cipher, salt) = aead_key(encr_id, encr_key)?;
+                Ok((Kind::Aead { cipher, salt }, AEAD_ICV))
+            }
+            ENCR_AES_CBC => {
+                let key = cbc_key(encr_key)?;
+                let (integ, icv) = Integ::new(integ_id, integ_key)?;
+                Ok((
+                    Kind::Cbc {
+                        key,
+                        integ: Box::new(integ),
+                    },
+                    icv,
+                ))
+            }
+            _ => Err(Error::Crypto("unsupported encryption transform")),
+        }
+    }
+}
+
+impl Drop for Kind {
+    /// The cipher crates wipe their own key schedules; the AEAD salt is key material too.
+    fn drop(&mut self) {
+        if let Kind::Aead { salt, .. } = self {
+            salt.zeroize();
+        }
+    }
 }
 
 /// A verified, decrypted SK payload: what `SkCipher::open_sk` found in a datagram.
@@ -77,35 +119,18 @@ impl SkCipher {
         integ_id: i64,
         integ_key: &[u8],
     ) -> Result<Self, Error> {
-        let kind = match encr_id {
-            ENCR_AES_GCM_16 | ENCR_CHACHA20_POLY1305 => {
-                if integ_id != 0 || !integ_key.is_empty() {
-                    return Err(Error::Crypto("AEAD transforms take no integrity algorithm"));
-                }
-                let (cipher, salt) = aead_key(encr_id, encr_key)?;
-                Kind::Aead { cipher, salt }
-            }
-            ENCR_AES_CBC => {
-                let key = cbc_key(encr_key)?;
-                let (integ, icv) = Integ::new(integ_id, integ_key)?;
-                return Ok(SkCipher {
-                    kind: Kind::Cbc {
-                        key,
-                        integ: Box::new(integ),
-                    },
-                    iv_size: BLOCK,
-                    icv_size: icv,
-                    iv_start: 0,
-                    iv_used: AtomicU64::new(0),
-                });
-            }
-            _ => return Err(Error::Crypto("unsupported encryption transform")),
+        let (kind, icv_size) = Kind::new(encr_id, encr_key, integ_id, integ_key)?;
+        let (iv_size, iv_start) = match kind {
+            Kind::Aead { .. } => (
+                AEAD_IV,
+                getrandom::u64().map_err(|_| Error::Crypto("no system randomness"))?,
+            ),
+            Kind::Cbc { .. } => (BLOCK, 0),
         };
-        let iv_start = getrandom::u64().map_err(|_| Error::Crypto("no system randomness"))?;
         Ok(SkCipher {
             kind,
-            iv_size: AEAD_IV,
-            icv_size: AEAD_ICV,
+            iv_size,
+            icv_size,
             iv_start,
             iv_used: AtomicU64::new(0),
         })
@@ -263,19 +288,10 @@ impl SkCipher {
     }
 }
 
-impl Drop for SkCipher {
-    /// The cipher crates wipe their own key schedules; the AEAD salt is key material too.
-    fn drop(&mut self) {
-        if let Kind::Aead { salt, .. } = &mut self.kind {
-            salt.zeroize();
-        }
-    }
-}
-
 const BAD_ENCR_KEY: Error = Error::Crypto("wrong key length for the encryption transform");
 
 /// An AEAD keyed from `encr_key`, whose last 4 octets are the salt (RFC 5282 §7.1, RFC 7634).
-pub(super) fn aead_key(encr_id: i64, encr_key: &[u8]) -> Result<(Aead, [u8; SALT_LEN]), Error> {
+pub(crate) fn aead_key(encr_id: i64, encr_key: &[u8]) -> Result<(Aead, [u8; SALT_LEN]), Error> {
     let split = encr_key.len().checked_sub(SALT_LEN).ok_or(BAD_ENCR_KEY)?;
     let (key, salt) = encr_key.split_at(split);
     let salt: [u8; SALT_LEN] = salt.try_into().map_err(|_| BAD_ENCR_KEY)?;
@@ -296,7 +312,7 @@ pub(super) fn aead_key(encr_id: i64, encr_key: &[u8]) -> Result<(Aead, [u8; SALT
 }
 
 /// An AES key for CBC (128 or 256 bits).
-pub(super) fn cbc_key(encr_key: &[u8]) -> Result<CbcKey, Error> {
+pub(crate) fn cbc_key(encr_key: &[u8]) -> Result<CbcKey, Error> {
     Ok(match encr_key.len() {
         16 => CbcKey::Aes128(Box::new(
             Aes128::new_from_slice(encr_key).map_err(|_| BAD_ENCR_KEY)?,
@@ -308,7 +324,7 @@ pub(super) fn cbc_key(encr_key: &[u8]) -> Result<CbcKey, Error> {
     })
 }
 
-pub(super) fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
+pub(crate) fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
     let mut n = [0u8; SALT_LEN + AEAD_IV];
     n[..SALT_LEN].copy_from_slice(salt);
     for (dst, src) in n[SALT_LEN..].iter_mut().zip(iv) {
@@ -317,7 +333,7 @@ pub(super) fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV
     n
 }
 
-pub(super) fn aead_seal(
+pub(crate) fn aead_seal(
     cipher: &Aead,
     nonce: &[u8; 12],
     aad: &[u8],
@@ -333,7 +349,7 @@ pub(super) fn aead_seal(
     Ok(tag.into())
 }
 
-pub(super) fn aead_open(
+pub(crate) fn aead_open(
     cipher: &Aead,
     nonce: &[u8; 12],
     aad: &[u8],
@@ -360,7 +376,7 @@ fn blocks(buf: &mut [u8]) -> Result<&mut [Array<u8, cbc::cipher::consts::U16>], 
     }
 }
 
-pub(super) fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
+pub(crate) fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
     let iv: [u8; BLOCK] = iv
         .try_into()
         .map_err(|_| Error::Crypto("wrong IV length"))?;
@@ -377,7 +393,7 @@ pub(super) fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<()
     Ok(())
 }
 
-pub(super) fn cbc_decrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
+pub(crate) fn cbc_decrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
     let iv: [u8; BLOCK] = iv.try_into().map_err(|_| Error::Integrity)?;
     let iv = Array::from(iv);
     let blocks = blocks(body).map_err(|_| Error::Integrity)?;

@@ -7,6 +7,9 @@ mod buf;
 mod codec;
 mod crypto;
 #[cfg(target_os = "linux")]
+mod dataplane;
+mod esp;
+#[cfg(target_os = "linux")]
 mod io;
 mod lowlevel;
 mod sk;
@@ -15,6 +18,9 @@ mod sk;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     crypto::register(m)?;
+    esp::register(m)?;
+    #[cfg(target_os = "linux")]
+    dataplane::register(m)?;
     #[cfg(target_os = "linux")]
     io::register(m)?;
     sk::register(m)?;

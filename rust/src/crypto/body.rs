@@ -7,12 +7,10 @@
 use zeroize::Zeroizing;
 
 use super::sk::{
-    aead_key, aead_open, aead_seal, cbc_decrypt, cbc_encrypt, cbc_key, nonce, AEAD_ICV, BLOCK,
-    ENCR_AES_CBC, ENCR_AES_GCM_16, ENCR_CHACHA20_POLY1305,
+    aead_key, aead_open, aead_seal, cbc_decrypt, cbc_encrypt, cbc_key, nonce, AEAD_ICV, AEAD_IV,
+    BLOCK, ENCR_AES_CBC, ENCR_AES_GCM_16, ENCR_CHACHA20_POLY1305,
 };
 use super::Error;
-
-const AEAD_IV: usize = 8;
 
 fn check_iv(iv: &[u8], want: usize) -> Result<(), Error> {
     if iv.len() == want {

@@ -178,3 +178,12 @@ def test_prf_integ_and_dh_answers_match_the_calls(be):
     assert not be.transform_supported(9, 1)
     with pytest.raises(TypeError):
         be.transform_supported(1, "12", 128)
+
+
+def test_the_example_in_docs_runs():
+    import pathlib
+    import re
+
+    doc = pathlib.Path(__file__).parent.parent / "docs" / "accelerating.md"
+    (code,) = re.findall(r"## Example.*?```python\n(.*?)```", doc.read_text(), re.S)
+    exec(compile(code, str(doc), "exec"), {})

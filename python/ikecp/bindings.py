@@ -49,7 +49,15 @@ CREATE TABLE IF NOT EXISTS history (
     public_ip TEXT NOT NULL,
     public_port INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS owner (
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
 """
+
+#: A registry whose owner's heartbeat is older than this many seconds has no live SeGW.
+STALE_AFTER = 15.0
 
 _COLUMNS = ("spi_r", "spi_i", "identity", "inner_ip", "public_ip", "public_port",
             "child_spis", "first_seen", "last_seen")
@@ -178,6 +186,38 @@ class BindingRegistry:
                 line["reason" if event == "down" else "previous"] = reason
             self._stream.write(json.dumps(line) + "\n")
             self._stream.flush()
+
+    # --- ownership (the gateway) -------------------------------------------------------------
+
+    def claim(self, pid: int) -> None:
+        """A SeGW (process ``pid``) now owns the rows; readers see it in ``owner``."""
+        now = self._clock()
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("DELETE FROM owner")
+        self._db.execute("INSERT INTO owner VALUES (?, ?, ?)", (pid, now, now))
+        self._db.execute("COMMIT")
+
+    def heartbeat(self) -> None:
+        self._db.execute("UPDATE owner SET heartbeat = ?", (self._clock(),))
+
+    def release(self) -> None:
+        """Clean shutdown: no SeGW owns the (now empty) table any more."""
+        self._db.execute("DELETE FROM owner")
+
+    def live(self) -> bool:
+        """Whether a SeGW owns the rows: its lock is held (where the platform can tell) and
+        its heartbeat is recent. False after a crash, until the next start closes the rows."""
+        from .instance_lock import is_held, lock_path
+
+        lock = lock_path(self.path)
+        held = is_held(lock) if lock is not None else None
+        if held is False:
+            return False
+        try:
+            row = self._db.execute("SELECT heartbeat FROM owner").fetchone()
+        except sqlite3.OperationalError:  # written by a version without the owner table
+            return bool(held)
+        return row is not None and self._clock() - float(row[0]) < STALE_AFTER
 
     # --- lookups -----------------------------------------------------------------------------
 

@@ -167,11 +167,16 @@ def _bindings(args: argparse.Namespace) -> int:
                 return 2
         else:
             rows = reg.all()
+        live = reg.live()
     finally:
         reg.close()
+    if rows and not live:
+        print(f"ikecp bindings: no SeGW owns {args.db} (it crashed or was killed): these "
+              "rows are stale, their SAs are gone; the next start closes them",
+              file=sys.stderr)
     if args.json:
         for b in rows:
-            print(json.dumps(b.to_json()))
+            print(json.dumps({**b.to_json(), "stale": not live}))
     else:
         print(f"{'identity':<28} {'inner IP':<15} {'public address':<24} {'SPIi':<16} "
               f"{'SPIr':<16}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -30,6 +31,7 @@ from .engine.events import (
     SaDeleted,
     SaFailed,
 )
+from .instance_lock import InstanceLock, lock_path
 from .keylog import KeyLog
 from .net.udp import AsyncioDriver, UdpEndpoint
 
@@ -64,17 +66,30 @@ class Gateway:
         self._seen: dict[bytes, int] = {}
         self._cookie_rotated = 0.0
         self._stopping = False
+        self._lock: InstanceLock | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the sockets and serve. Bindings left by a previous run that ended without a
-        clean shutdown belong to SAs that no longer exist: they are closed first."""
-        for b in self.registry.all():
-            self.registry.remove(b.spi_r, "stale at startup")
+        """Take the registry's lock, bind the sockets and serve. Only then are bindings left
+        by a previous run that ended without a clean shutdown closed (their SAs no longer
+        exist): a second start that fails leaves the running SeGW's rows alone."""
         self._stopping = False
         cfg = self.config
-        endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))  # one socket per address
+        path = lock_path(self.registry.path)
+        lock = InstanceLock(path) if path is not None else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))  # one per address
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        self._lock = lock
+        for b in self.registry.all():
+            self.registry.remove(b.spi_r, "stale at startup")
+        self.registry.claim(os.getpid())
         port, natt = endpoint.ports
         settings = cfg.settings(natt)
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
@@ -114,6 +129,11 @@ class Gateway:
                 self.registry.remove(b.spi_r, "shutdown (peer did not answer DELETE)")
         self._driver.close()
         self._driver = None
+        if delete:
+            self.registry.release()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         if self._own_registry:
             self.registry.close()
         if self._stream is not None:
@@ -179,6 +199,7 @@ class Gateway:
         if d is None:
             return
         now = self.clock()
+        self.registry.heartbeat()
         if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
             d.rotate_cookie_secret()
             self._cookie_rotated = now

@@ -47,6 +47,12 @@ def family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def bind_error(exc: OSError, host: str, port: int) -> OSError:
+    """``exc`` naming the address:port it is about (EADDRINUSE alone names none)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return OSError(exc.errno, f"cannot bind {where}: {exc.strerror or exc}")
+
+
 @dataclass(slots=True)
 class IoStats:
     received: int = 0
@@ -91,6 +97,9 @@ class UdpEndpoint:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise bind_error(exc, host, port) from None
         except BaseException:
             sock.close()
             raise
@@ -157,7 +166,10 @@ class BatchUdpEndpoint(UdpEndpoint):
         cls = getattr(_backend.backend, "BatchSocket", None)
         if cls is None:  # the native class exists on Linux only: use the twin elsewhere
             cls = _reference.BatchSocket
-        return cls(host, port)
+        try:
+            return cls(host, port)
+        except OSError as exc:
+            raise bind_error(exc, host, port) from None
 
     def recv_batch(self, key: tuple[int, int], limit: int = BATCH
                    ) -> tuple[str, list[tuple[bytes, Address]]]:

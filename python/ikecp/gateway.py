@@ -93,8 +93,7 @@ class Gateway:
         port, natt = endpoint.ports
         settings = cfg.settings(natt)
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
-                                     max_half_open=cfg.max_half_open,
-                                     cookie_threshold=cfg.cookie_threshold)
+                                     **cfg.limits())
         self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 Address = tuple[str, int]
 log = logging.getLogger("ikecp.engine")
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
+#: Seconds between two retransmissions that INVALID_IKE_SPI hints may bring forward.
+HINT_INTERVAL = 0.5
 
 
 class Role(enum.Enum):
@@ -97,12 +99,13 @@ class Stats:
 
 
 class _Request:
-    __slots__ = ("data", "deadline", "exchange", "msg_id", "tasks", "tries")
+    __slots__ = ("data", "deadline", "exchange", "msg_id", "sent_at", "tasks", "tries")
 
     def __init__(self, exchange: int, msg_id: int, data: bytes, tasks: list[Task]) -> None:
         self.exchange, self.msg_id, self.data, self.tasks = exchange, msg_id, data, tasks
         self.tries = 0
         self.deadline: float | None = None
+        self.sent_at = 0.0
 
 
 class _Work:
@@ -293,6 +296,7 @@ class IkeSa:
         req = self._request
         if self._arm and req is not None:
             req.deadline = now + self.settings.retransmit.delay(req.tries)
+            req.sent_at = now
         self._arm = False
         out, self._outbox = self._outbox, []
         return out
@@ -623,6 +627,9 @@ class IkeSa:
             if msg.spi_r != self.spi_r:
                 self._drop("response with wrong responder SPI")
                 return
+            if not msg.payloads or not isinstance(msg.payloads[-1], SK):
+                self._unprotected_response(msg, req)
+                return
             inner = self._open(data)
             if inner is None:
                 return
@@ -658,6 +665,22 @@ class IkeSa:
             self.state = State.AUTH
             self._float()
             self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))
+
+    def _unprotected_response(self, msg: MessageView, req: _Request) -> None:
+        """RFC 7296 §2.21.4: an unprotected INVALID_IKE_SPI answering our request says the
+        peer may have lost the SA (it restarted), or it is forged. It changes no state; as
+        the hint the RFC asks us to act on, it only brings the next retransmission forward
+        to ``HINT_INTERVAL`` after the last one, so a peer that really lost the SA is found
+        dead after the usual number of tries in seconds, not after the whole backoff, while
+        a live peer's authenticated answer still settles the request."""
+        hint = any(isinstance(p, Notify) and p.notify_type == NotifyType.INVALID_IKE_SPI
+                   for p in msg.payloads)
+        if not hint:
+            self._drop("unprotected response")
+            return
+        self._drop("unprotected INVALID_IKE_SPI: the peer may have lost this SA")
+        if req.deadline is not None:
+            req.deadline = min(req.deadline, max(self._now, req.sent_at + HINT_INTERVAL))
 
     def _forget_auth_inputs(self) -> None:
         """Only IKE_AUTH signs over these: free them once it is done (memory per SA)."""

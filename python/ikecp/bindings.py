@@ -9,15 +9,17 @@ i.e. a NAT rebinding) and removes rows on DELETE, failure or expiry.
 Stored in SQLite (a file, in WAL mode, committed on every change) so another process — an
 operator's policy function, ``ikecp bindings`` — can read it while the gateway runs. Every
 change is also appended to the ``history`` table and, optionally, written as one JSON object
-per line to an event stream, so a binding that goes away is never lost without a trace.
+per line to an event stream, so a binding that goes away is never lost without a trace. The
+line is flushed before the change commits: the stream never misses a committed change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
@@ -143,13 +145,14 @@ class BindingRegistry:
         else:
             kind = "update"
         first = now if old is None else old.first_seen
-        self._db.execute(
-            "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (spi_r, b.spi_i.hex(), identity, b.inner_address, b.public_address,
-             b.public_port, children, first, now))
-        new = self.get(spi_r)
-        assert new is not None
-        self._record(kind, new, now, None if old is None else old.public)
+        with self._change():
+            self._db.execute(
+                "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (spi_r, b.spi_i.hex(), identity, b.inner_address, b.public_address,
+                 b.public_port, children, first, now))
+            new = self.get(spi_r)
+            assert new is not None
+            self._record(kind, new, now, None if old is None else old.public)
         return kind
 
     def touch(self, spi_r: bytes) -> None:
@@ -163,8 +166,9 @@ class BindingRegistry:
         old = self.get(key)
         if old is None:
             return None
-        self._db.execute("DELETE FROM bindings WHERE spi_r = ?", (key,))
-        self._record("down", old, self._clock(), reason)
+        with self._change():
+            self._db.execute("DELETE FROM bindings WHERE spi_r = ?", (key,))
+            self._record("down", old, self._clock(), reason)
         return old
 
     def expire(self, idle: float) -> list[Binding]:
@@ -175,6 +179,19 @@ class BindingRegistry:
         for b in rows:
             self.remove(b.spi_r, "expired")
         return rows
+
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[None]:
+        """One transaction per change: the row and its history commit together, and the
+        event line (``_record``) is flushed before the commit, so a crash in between leaves
+        at worst an event the database lacks, never a committed change without its event."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _record(self, event: str, b: Binding, now: float, reason: str | None) -> None:
         self._db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -19,6 +19,7 @@ from typing import TextIO
 
 from .bindings import BindingRegistry
 from .config import SegwConfig
+from .const import NotifyType
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
@@ -156,6 +157,17 @@ class Gateway:
 
     def _handle(self, sa: IkeSa, ev: Event) -> None:
         if isinstance(ev, PeerBinding):
+            if ev.inner_address is None and sa.child_failure is not None \
+                    and sa.child_failure[0] == NotifyType.INTERNAL_ADDRESS_FAILURE:
+                # RFC 7296 §3.15.4 keeps the IKE SA, but a FAP without an inner address and
+                # CHILD_SA has no use for it: no binding row; delete it, the FAP retries.
+                log.warning("no inner address for %s at %s:%d (%s): IKE SA deleted",
+                            ev.peer_id, ev.public_address, ev.public_port,
+                            sa.child_failure[1])
+                sa.delete()
+                if self.dispatcher is not None:
+                    self.dispatcher.update(sa, self.clock())
+                return
             kind = self.registry.update(ev)
             log.info("binding %s: %s inner %s public %s:%d", kind, ev.peer_id,
                      ev.inner_address, ev.public_address, ev.public_port)

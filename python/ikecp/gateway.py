@@ -42,6 +42,8 @@ Address = tuple[str, int]
 
 #: Seconds between COOKIE secret changes (a cookie stays valid for one more period).
 COOKIE_SECRET_LIFETIME = 300.0
+#: DELETE requests unanswered at once while shutting down.
+SHUTDOWN_WINDOW = 256
 
 
 class Gateway:
@@ -109,8 +111,9 @@ class Gateway:
         return port, natt
 
     async def stop(self, timeout: float = 3.0, *, delete: bool = True) -> None:
-        """DELETE every SA, wait up to ``timeout`` s for the answers, then close.
-        ``delete=False`` just closes the sockets, as a crash would (bindings stay)."""
+        """DELETE every SA (paced: ``SHUTDOWN_WINDOW`` unanswered at a time), give up once
+        no answer came for ``timeout`` s, then close. ``delete=False`` just closes the
+        sockets, as a crash would (bindings stay)."""
         if self._driver is None or self.dispatcher is None:
             return
         self._stopping = True
@@ -119,12 +122,7 @@ class Gateway:
         d = self.dispatcher
         d.responder = None  # no new SAs while shutting down
         if delete:
-            n = d.delete_all(self.clock())
-            self._driver.flush()
-            log.info("shutting down: DELETE sent to %d peers", n)
-            deadline = self.clock() + timeout
-            while len(d) and self.clock() < deadline:
-                await asyncio.sleep(0.02)
+            await self._delete_all(timeout)
             for b in self.registry.all():
                 self.registry.remove(b.spi_r, "shutdown (peer did not answer DELETE)")
         self._driver.close()
@@ -139,6 +137,42 @@ class Gateway:
         if self._stream is not None:
             self._stream.close()
         log.info("SeGW stopped")
+
+    async def _delete_all(self, timeout: float) -> None:
+        """A DELETE to every SA, at most ``SHUTDOWN_WINDOW`` of them unanswered at once: all
+        at once, thousands of answers overflow the socket's receive buffer while the loop is
+        still sending, and each lost answer is a peer recorded as silent."""
+        d, driver = self.dispatcher, self._driver
+        assert d is not None and driver is not None
+        todo = list(d.sas())
+        waiting: list[IkeSa] = []
+        sent = 0
+        progress = self.clock()
+        while todo or waiting:
+            left = [sa for sa in waiting if not sa.closed]
+            now = self.clock()
+            if len(left) < len(waiting):
+                progress = now
+            elif now - progress > timeout:
+                break
+            waiting = left
+            room = SHUTDOWN_WINDOW - len(waiting)
+            if room > 0 and todo:
+                batch, todo = todo[:room], todo[room:]
+                for sa in batch:
+                    sent += sa.established
+                    sa.delete()
+                    d.update(sa, now)
+                    if not sa.closed:
+                        waiting.append(sa)
+                driver.flush()
+            await asyncio.sleep(0.005)
+        for sa in todo:  # out of time: tell them anyway, without waiting
+            sa.delete()
+            d.update(sa, self.clock())
+        driver.flush()
+        log.info("shut down: DELETE sent to %d peers, %d unanswered", sent + len(todo),
+                 len(waiting) + len(todo))
 
     async def __aenter__(self) -> Gateway:
         await self.start()

@@ -18,10 +18,13 @@ take either endpoint unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+import os
 import selectors
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,10 +44,28 @@ EventSink = Callable[[list[tuple[IkeSa, Event]]], None]
 #: Datagrams read from one socket per wakeup before the others get their turn.
 BATCH = 64
 _RECV_SIZE = 65535
+#: Receive and send buffer asked for every socket: a burst of thousands of answers (the
+#: DELETE round of a shutdown, a mass reconnect) must fit while the loop is busy. The
+#: kernel caps it at net.core.rmem_max / wmem_max, except for root (SO_*BUFFORCE, Linux).
+SOCKET_BUFFER = 4 << 20
+_BUFFER_OPTS = ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)) if sys.platform == "linux" \
+    else ((None, socket.SO_RCVBUF), (None, socket.SO_SNDBUF))
 
 
 def family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def size_buffers(sock: socket.socket, size: int) -> None:
+    """Ask for ``size``-octet receive and send buffers (best effort, never fails)."""
+    for force, plain in _BUFFER_OPTS:
+        try:
+            if force is None:
+                raise PermissionError
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
 
 
 def bind_error(exc: OSError, host: str, port: int) -> OSError:
@@ -70,8 +91,10 @@ class UdpEndpoint:
     the socket of its ``local_port`` in the family of its destination.
     """
 
-    def __init__(self, hosts: str | Sequence[str], ports: Sequence[int] = (500, 4500)) -> None:
+    def __init__(self, hosts: str | Sequence[str], ports: Sequence[int] = (500, 4500), *,
+                 buffer_size: int = SOCKET_BUFFER) -> None:
         self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
+        self.buffer_size = buffer_size
         self.stats = IoStats()
         self._socks: dict[tuple[int, int], tuple[socket.socket, str]] = {}
         self.ports: list[int] = []
@@ -96,6 +119,7 @@ class UdpEndpoint:
             sock.setblocking(False)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            size_buffers(sock, self.buffer_size)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -167,9 +191,12 @@ class BatchUdpEndpoint(UdpEndpoint):
         if cls is None:  # the native class exists on Linux only: use the twin elsewhere
             cls = _reference.BatchSocket
         try:
-            return cls(host, port)
+            batch = cls(host, port)
         except OSError as exc:
             raise bind_error(exc, host, port) from None
+        with socket.socket(fileno=os.dup(batch.fileno())) as view:  # same socket, own fd
+            size_buffers(view, self.buffer_size)
+        return batch
 
     def recv_batch(self, key: tuple[int, int], limit: int = BATCH
                    ) -> tuple[str, list[tuple[bytes, Address]]]:

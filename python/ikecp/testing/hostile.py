@@ -15,10 +15,10 @@ import struct
 import time
 from dataclasses import dataclass, replace
 
-from ..cp import CpRegistry
-from ..dispatch import Dispatcher
-from ..engine import Identity, PskAuthenticator, Settings
-from ..message import Notify, VendorId
+from ikecp.cp import CpRegistry
+from ikecp.dispatch import Dispatcher
+from ikecp.engine import Identity, PskAuthenticator, Settings
+from ikecp.message import Notify, VendorId
 
 #: The IKE header of an INFORMATIONAL request from the initiator, message ID 7: what an old
 #: FAP sends to a restarted SeGW (its SPIs are unknown there).

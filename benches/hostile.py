@@ -59,13 +59,11 @@ def _segw_settings() -> Any:
     return SegwConfig(identity="segw.bench", psk=PSK, pool="10.0.0.0/8").settings(4500)
 
 
-def _established_pair(backend: Any) -> tuple[Any, Any, Any]:
+def _established_pair() -> tuple[Any, Any, Any]:
     """A responder dispatcher with one established SA and the FAP-side SA."""
+    from ikecp.cp import CpRegistry
     from ikecp.dispatch import Dispatcher
     from ikecp.engine import Identity, PskAuthenticator, Settings
-    from ikecp.engine.sa import IkeSa  # noqa: F401  (same package layout both trees)
-
-    from ikecp.cp import CpRegistry
 
     segw = Dispatcher(_segw_settings(), "127.0.0.1", cookie_threshold=None)
     fap = Dispatcher(None, "127.0.0.2")
@@ -111,7 +109,7 @@ def measure_cpu(quick: bool) -> dict[str, float]:
     attacker = ("127.0.0.66", 40000)
     out["garbage"] = _cpu_per_datagram(lambda i: (os.urandom(200), attacker), int(4000 * k),
                                        segw())
-    d, fap, sa = _established_pair(backend)
+    d, fap, sa = _established_pair()
     sa.check_liveness()
     fap.update(sa, 0.0)
     (req,) = fap.datagrams_to_send()

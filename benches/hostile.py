@@ -226,13 +226,15 @@ def measure_flood(tree: Path, quick: bool) -> dict[str, float]:
             "legitimate load wall seconds": float(summary["wall_seconds"])}
 
 
-def child(tree: Path, quick: bool, out: Path) -> None:
+def child(tree: Path, part: str, quick: bool, out: Path) -> None:
     sys.path.insert(0, str(tree / "python"))
     import warnings
 
     warnings.simplefilter("ignore")
-    results = {"cpu_us": measure_cpu(quick), "memory": measure_memory(),
-               "flood": measure_flood(tree, quick)}
+    if part == "cpu":
+        results = {"cpu_us": measure_cpu(quick), "memory": measure_memory()}
+    else:
+        results = {"flood": measure_flood(tree, quick)}
     out.write_text(json.dumps(results))
 
 
@@ -243,18 +245,22 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="fewer datagrams, 200 FAPs")
     p.add_argument("--json", type=Path, help="write both results here")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--part", choices=("cpu", "flood"), help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
-        child(args.child, args.quick, args.out)
+        child(args.child, args.part, args.quick, args.out)
         return 0
-    results: dict[str, Any] = {}
-    for name, tree in (("before", args.before.resolve()), ("after", HERE)):
-        with tempfile.NamedTemporaryFile(suffix=".json") as f:
-            cmd = [sys.executable, __file__, "--before", str(args.before), "--child",
-                   str(tree), "--out", f.name] + (["--quick"] if args.quick else [])
-            subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": ""})
-            results[name] = json.loads(Path(f.name).read_text())
+    results: dict[str, Any] = {"before": {}, "after": {}}
+    # Both trees' CPU parts first, then both floods: no flood's aftermath in a CPU figure.
+    for part in ("cpu", "flood"):
+        for name, tree in (("before", args.before.resolve()), ("after", HERE)):
+            with tempfile.NamedTemporaryFile(suffix=".json") as f:
+                cmd = [sys.executable, __file__, "--before", str(args.before), "--child",
+                       str(tree), "--part", part, "--out", f.name]
+                subprocess.run(cmd + (["--quick"] if args.quick else []), check=True,
+                               env={**os.environ, "PYTHONPATH": ""})
+                results[name].update(json.loads(Path(f.name).read_text()))
     print(f"{'':44} {'before':>12} {'after':>12} {'after/before':>13}")
     for section, unit in (("cpu_us", "us CPU per datagram"), ("memory", ""), ("flood", "")):
         print(f"-- {section} {unit}")

@@ -49,7 +49,10 @@ Address = tuple[str, int]
 #: IKE header: SPIi(8) SPIr(8) next payload, version, exchange, flags, message ID, length.
 IKE_HEADER_LEN = 28
 _ZERO_SPI = bytes(8)
-_SA_INIT, _NONCE, _NOTIFY = int(ExchangeType.IKE_SA_INIT), 40, 41
+# Plain ints: an IntFlag/IntEnum operation runs Python code, and this is the per-datagram path.
+_SA_INIT, _IKE_AUTH = int(ExchangeType.IKE_SA_INIT), int(ExchangeType.IKE_AUTH)
+_NONCE, _NOTIFY, _COOKIE = 40, 41, int(NotifyType.COOKIE)
+_I, _R = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 
 #: Defaults (see docs/wire.md, "Limits and DoS protection").
 MAX_INIT_SIZE = 8192
@@ -78,7 +81,7 @@ def scan_init(data: bytes, max_payloads: int) -> tuple[bytes | None, bytes | Non
         if kind == _NONCE and nonce is None:
             nonce = data[at + 4:at + length]
         elif n == 0 and kind == _NOTIFY and length >= 8 and data[at + 5] == 0 \
-                and int.from_bytes(data[at + 6:at + 8], "big") == NotifyType.COOKIE:
+                and int.from_bytes(data[at + 6:at + 8], "big") == _COOKIE:
             cookie = data[at + 8:at + length]
         kind, at = data[at], at + length
     return None
@@ -184,10 +187,10 @@ class Dispatcher:
             st.invalid += 1
             return
         spi_i, spi_r, flags = data[:8], data[8:16], data[19]
-        from_initiator = bool(flags & HeaderFlag.INITIATOR)
+        from_initiator = bool(flags & _I)
         sa = self._by_spi.get(spi_r if from_initiator else spi_i)
         if sa is None and from_initiator and spi_r == _ZERO_SPI and data[18] == _SA_INIT \
-                and not flags & HeaderFlag.RESPONSE:
+                and not flags & _R:
             scanned = self._admit(data)
             if scanned is None:
                 return
@@ -198,7 +201,7 @@ class Dispatcher:
                     return
         if sa is None:
             st.unknown_spi += 1
-            if not flags & HeaderFlag.RESPONSE:
+            if not flags & _R:
                 self._invalid_spi(data, local_port, remote)
             return
         st.ike += 1
@@ -324,6 +327,7 @@ class Dispatcher:
             # retransmission (its cookie still valid) comes back when a slot is free.
             st.half_open_refused += 1
             return None
+        assert self.responder is not None  # _admit checked
         sa = IkeSa.responder(self.responder, (local_ip or self.local_ip, local_port),
                              backend=self.backend)
         key = (ip, data[:8])
@@ -351,7 +355,7 @@ class Dispatcher:
         forged) gets an unprotected INVALID_IKE_SPI with the same SPIs and message ID, so a
         peer whose SA died with us re-establishes at once. Token bucket: a spoofed flood gets
         at most ``invalid_spi_rate`` answers per second, each smaller than its request."""
-        if data[17] >> 4 != 2 or data[18] < ExchangeType.IKE_AUTH:
+        if data[17] >> 4 != 2 or data[18] < _IKE_AUTH:
             return
         rate = self.invalid_spi_rate
         self._spi_tokens = min(rate, self._spi_tokens + (self._now - self._spi_tokens_at) * rate)
@@ -359,8 +363,7 @@ class Dispatcher:
         if self._spi_tokens < 1:
             return
         self._spi_tokens -= 1
-        flags = HeaderFlag.RESPONSE | (0 if data[19] & HeaderFlag.INITIATOR
-                                       else HeaderFlag.INITIATOR)
+        flags = _R | (0 if data[19] & _I else _I)
         answer = Message(data[:8], data[8:16], data[18], flags,
                          int.from_bytes(data[20:24], "big"),
                          (Notify(0, NotifyType.INVALID_IKE_SPI),))

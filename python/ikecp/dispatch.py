@@ -34,6 +34,7 @@ import heapq
 import hmac
 import itertools
 import os
+import struct
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +52,8 @@ IKE_HEADER_LEN = 28
 _ZERO_SPI = bytes(8)
 # Plain ints: an IntFlag/IntEnum operation runs Python code, and this is the per-datagram path.
 _SA_INIT, _IKE_AUTH = int(ExchangeType.IKE_SA_INIT), int(ExchangeType.IKE_AUTH)
-_NONCE, _NOTIFY, _COOKIE = 40, 41, int(NotifyType.COOKIE)
+_NONCE, _NOTIFY, _COOKIE_TYPE = 40, 41, int(NotifyType.COOKIE).to_bytes(2, "big")
+_GENERIC, _U32 = struct.Struct("!BxH"), struct.Struct("!I")  # next payload, -, length
 _I, _R = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 
 #: Defaults (see docs/wire.md, "Limits and DoS protection").
@@ -68,22 +70,26 @@ def scan_init(data: bytes, max_payloads: int) -> tuple[bytes | None, bytes | Non
     """Walk the generic payload headers of an unauthenticated IKE_SA_INIT request (RFC 7296
     §3.2) without decoding a body: (first COOKIE notify data or None, Nonce data or None),
     or None when the chain is malformed or longer than ``max_payloads``."""
-    end = min(len(data), int.from_bytes(data[24:28], "big"))
+    if len(data) < IKE_HEADER_LEN:
+        return None
+    end = min(len(data), _U32.unpack_from(data, 24)[0])
     kind, at, cookie, nonce = data[16], IKE_HEADER_LEN, None, None
+    generic = _GENERIC.unpack_from
     for n in range(max_payloads + 1):
         if kind == 0:
             return (cookie, nonce) if at == end else None
         if n == max_payloads or at + 4 > end:
             return None
-        length = int.from_bytes(data[at + 2:at + 4], "big")
+        following, length = generic(data, at)
         if length < 4 or at + length > end:
             return None
-        if kind == _NONCE and nonce is None:
-            nonce = data[at + 4:at + length]
+        if kind == _NONCE:
+            if nonce is None:
+                nonce = data[at + 4:at + length]
         elif n == 0 and kind == _NOTIFY and length >= 8 and data[at + 5] == 0 \
-                and int.from_bytes(data[at + 6:at + 8], "big") == _COOKIE:
+                and data[at + 6:at + 8] == _COOKIE_TYPE:
             cookie = data[at + 8:at + length]
-        kind, at = data[at], at + length
+        kind, at = following, at + length
     return None
 
 

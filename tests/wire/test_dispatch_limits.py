@@ -9,10 +9,13 @@ from __future__ import annotations
 import struct
 from dataclasses import replace
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ikecp.const import ExchangeType, HeaderFlag, NotifyType
-from ikecp.dispatch import Dispatcher
+from ikecp.dispatch import Dispatcher, scan_init
 from ikecp.engine import rules
-from ikecp.message import Notify, VendorId
+from ikecp.errors import ParseError
+from ikecp.message import Nonce, Notify, VendorId
 from test_dispatch import FAP_IP, SEGW_IP, fap_settings, pair, segw_settings
 
 
@@ -171,3 +174,30 @@ def test_unknown_spi_request_gets_invalid_ike_spi(backend) -> None:
     resp[4 + 19] = 0x20  # a response: never answered (§2.21.4)
     segw.receive(bytes(resp), 4500, (FAP_IP, 4500), 10.0)
     assert segw.datagrams_to_send() == []
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200), cut=st.integers(0, 400), cookie=st.booleans())
+def test_scan_init_agrees_with_the_decoder(backend, data: bytes, cut: int,
+                                           cookie: bool) -> None:
+    """Random bytes never raise; a real IKE_SA_INIT (maybe with a COOKIE, maybe truncated)
+    gives the Nonce and COOKIE the full decoder finds, or None where the decoder fails."""
+    assert scan_init(data, 32) is None or isinstance(scan_init(data, 32), tuple)
+    _, init = first_init()[1:]
+    msg = backend.decode_message(init)
+    if cookie:
+        init = backend.encode_message(replace(msg, payloads=(
+            Notify(0, NotifyType.COOKIE, data=data[:40] or b"\x00"), *msg.payloads)))
+    wire = init[:cut] if cut < len(init) else init
+    scanned = scan_init(wire, 32)
+    try:
+        decoded = backend.decode_message(wire)
+    except ParseError:
+        return
+    assert scanned is not None
+    nonce = next(p.data for p in decoded.payloads if isinstance(p, Nonce))
+    first = decoded.payloads[0]
+    want = first.data if isinstance(first, Notify) and first.notify_type == NotifyType.COOKIE \
+        else None
+    assert scanned == (want, nonce)

@@ -83,9 +83,14 @@ class Gateway:
         lock = InstanceLock(path) if path is not None else None
         if lock is not None:
             lock.acquire()
+        endpoint: UdpEndpoint | None = None
         try:
             endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))  # one per address
+            port, natt = endpoint.ports
+            settings = cfg.settings(natt)
         except BaseException:
+            if endpoint is not None:
+                endpoint.close()
             if lock is not None:
                 lock.release()
             raise
@@ -93,8 +98,6 @@ class Gateway:
         for b in self.registry.all():
             self.registry.remove(b.spi_r, "stale at startup")
         self.registry.claim(os.getpid())
-        port, natt = endpoint.ports
-        settings = cfg.settings(natt)
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
                                      **cfg.limits())
         self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)

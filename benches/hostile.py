@@ -1,6 +1,6 @@
 """What hostile traffic costs a SeGW, before and after a change, side by side in one run.
 
-1. CPU per datagram by kind, through the SeGW's ``Dispatcher`` in process (the asyncio
+1. CPU per datagram by kind (best of three rounds), through the SeGW's ``Dispatcher`` in process (the asyncio
    driver adds a few us per datagram on top): garbage, a bad ICV on an established SA, an
    unknown SPI, a 60 KB IKE_SA_INIT, a replayed COOKIE-bearing IKE_SA_INIT from ever new
    ports, an IKE_SA_INIT with 8,163 Notify payloads (with and without a COOKIE demand), and
@@ -85,14 +85,18 @@ def _host(i: int) -> str:
 
 
 def _cpu_per_datagram(make: Any, n: int, dispatcher: Any, port: int = 500) -> float:
-    """Microseconds of CPU per ``dispatcher.receive`` of ``make(i)`` (data, remote)."""
-    items = [make(i) for i in range(n)]
-    t0 = time.process_time()
-    for data, remote in items:
-        dispatcher.receive(data, port, remote, time.monotonic())
-        dispatcher.datagrams_to_send()
-        dispatcher.events()
-    return (time.process_time() - t0) / n * 1e6
+    """Microseconds of CPU per ``dispatcher.receive`` of ``make(i)`` (data, remote): the
+    best of three rounds (the machine is shared; the best round has the least noise)."""
+    best = float("inf")
+    for _ in range(3):
+        items = [make(i) for i in range(n)]
+        t0 = time.process_time()
+        for data, remote in items:
+            dispatcher.receive(data, port, remote, time.monotonic())
+            dispatcher.datagrams_to_send()
+            dispatcher.events()
+        best = min(best, (time.process_time() - t0) / n * 1e6)
+    return best
 
 
 def measure_cpu(quick: bool) -> dict[str, float]:
@@ -141,7 +145,7 @@ def measure_cpu(quick: bool) -> dict[str, float]:
         segw(cookie_threshold=None))
     out["valid new INIT (creates an SA)"] = _cpu_per_datagram(
         lambda i: (os.urandom(8) + fresh[8:], (_host(i), 1024)), int(300 * k),
-        segw(cookie_threshold=None))
+        segw(cookie_threshold=None, max_half_open=100_000))
     return out
 
 

@@ -34,6 +34,7 @@ import heapq
 import hmac
 import itertools
 import os
+import socket
 import struct
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -64,6 +65,12 @@ MAX_HALF_OPEN_IP = 1_000
 COOKIE_THRESHOLD = 100
 COOKIE_THRESHOLD_IP = 10
 INVALID_SPI_RATE = 100.0
+
+
+def source_of(ip: str) -> str | bytes:
+    """What the per-IP limits count by: the IPv4 address, or the /64 of an IPv6 address
+    (one host or site usually holds a whole /64, so per-address limits would not bind)."""
+    return socket.inet_pton(socket.AF_INET6, ip)[:8] if ":" in ip else ip
 
 
 def scan_init(data: bytes, max_payloads: int) -> tuple[bytes | None, bytes | None] | None:
@@ -157,7 +164,7 @@ class Dispatcher:
         self._by_init: dict[tuple[str, bytes], IkeSa] = {}
         self._init_key: dict[int, tuple[str, bytes]] = {}
         self._half: set[int] = set()
-        self._half_per_ip: dict[str, int] = {}
+        self._half_per_ip: dict[str | bytes, int] = {}
         self._spi_tokens = invalid_spi_rate
         self._spi_tokens_at = 0.0
         self._timers: list[tuple[float, int, IkeSa]] = []
@@ -319,7 +326,8 @@ class Dispatcher:
                        remote: Address, local_ip: str | None) -> IkeSa | None:
         st = self.stats
         ip = remote[0]
-        total, mine = len(self._half), self._half_per_ip.get(ip, 0)
+        source = source_of(ip)
+        total, mine = len(self._half), self._half_per_ip.get(source, 0)
         full = total >= self.max_half_open or mine >= self.max_half_open_ip
         challenge = full or (self.cookie_threshold is not None
                              and total >= self.cookie_threshold) \
@@ -340,7 +348,7 @@ class Dispatcher:
         self._by_init[key] = sa
         self._init_key[id(sa)] = key
         self._half.add(id(sa))
-        self._half_per_ip[ip] = mine + 1
+        self._half_per_ip[source] = mine + 1
         st.sas_created += 1
         return sa
 
@@ -349,12 +357,12 @@ class Dispatcher:
         key = id(sa)
         if key in self._half:
             self._half.remove(key)
-            ip = self._init_key[key][0]
-            left = self._half_per_ip[ip] - 1
+            source = source_of(self._init_key[key][0])
+            left = self._half_per_ip[source] - 1
             if left:
-                self._half_per_ip[ip] = left
+                self._half_per_ip[source] = left
             else:
-                del self._half_per_ip[ip]
+                del self._half_per_ip[source]
 
     def _invalid_spi(self, data: bytes, local_port: int, remote: Address) -> None:
         """RFC 7296 §2.21.4: a request for an SA we do not know (we restarted, or it is

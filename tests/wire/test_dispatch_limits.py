@@ -201,3 +201,14 @@ def test_scan_init_agrees_with_the_decoder(backend, data: bytes, cut: int,
     want = first.data if isinstance(first, Notify) and first.notify_type == NotifyType.COOKIE \
         else None
     assert scanned == (want, nonce)
+
+
+def test_per_ip_limits_count_an_ipv6_slash_64_as_one_source(backend) -> None:
+    segw = Dispatcher(segw_settings(), "::1", max_half_open_ip=3, cookie_threshold=None,
+                      cookie_threshold_ip=None)
+    for i in range(5):  # five addresses of one /64
+        init = first_init()[2]
+        segw.receive(init, 500, (f"2001:db8:1:2::{i + 1}", 500), 0.0)
+    assert segw.half_open == 3 and segw.stats.half_open_refused == 2
+    segw.receive(first_init()[2], 500, ("2001:db8:1:3::1", 500), 0.0)  # another /64
+    assert segw.half_open == 4

@@ -44,6 +44,10 @@ Address = tuple[str, int]
 COOKIE_SECRET_LIFETIME = 300.0
 #: DELETE requests unanswered at once while shutting down.
 SHUTDOWN_WINDOW = 256
+#: Dispatcher counters of refused unauthenticated requests, as the periodic report names them.
+_REFUSALS = {"half_open_refused": "IKE_SA_INIT over a half-open cap",
+             "bad_cookies": "wrong COOKIEs", "oversized": "oversized IKE_SA_INIT",
+             "too_many_payloads": "IKE_SA_INIT with too many payloads or a bad chain"}
 
 
 class Gateway:
@@ -70,6 +74,7 @@ class Gateway:
         self._cookie_rotated = 0.0
         self._stopping = False
         self._lock: InstanceLock | None = None
+        self._refused: dict[str, int] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -242,12 +247,24 @@ class Gateway:
             await asyncio.sleep(period)
             self.sweep()
 
+    def _report_refusals(self, d: Dispatcher) -> None:
+        """One WARNING per sweep (at most every 5 s) when unauthenticated requests were
+        refused since the last one: a flood is visible without a line per datagram."""
+        now = {k: getattr(d.stats, k) for k in _REFUSALS}
+        delta = {k: now[k] - self._refused.get(k, 0) for k in _REFUSALS}
+        self._refused = now
+        if any(delta.values()):
+            log.warning("refused since the last report: %s; %d half-open SAs now",
+                        ", ".join(f"{n} {_REFUSALS[k]}" for k, n in delta.items() if n),
+                        d.half_open)
+
     def sweep(self) -> None:
         d = self.dispatcher
         if d is None:
             return
         now = self.clock()
         self.registry.heartbeat()
+        self._report_refusals(d)
         if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
             d.rotate_cookie_secret()
             self._cookie_rotated = now

@@ -22,3 +22,33 @@ def test_example_config_sets_every_limit_to_its_default() -> None:
     example = load_segw(Path(__file__).parents[2] / "examples" / "segw.toml").limits()
     assert example == SegwConfig(psk="a long enough secret").limits()
     assert example["cookie_threshold"] == 100 and example["cookie_threshold_ip"] == 10
+
+
+def test_refused_requests_are_reported_once_per_sweep(caplog, tmp_path) -> None:
+    import asyncio
+    import logging
+
+    from ikecp.gateway import Gateway
+    from ikecp.testing.hostile import fresh_init
+
+    async def main() -> None:
+        cfg = SegwConfig(psk="a long enough secret", port=0, natt_port=0, max_init_size=1024,
+                         bindings=str(tmp_path / "b.sqlite"))
+        gw = Gateway(cfg)
+        await gw.start()
+        try:
+            d = gw.dispatcher
+            assert d is not None
+            big = fresh_init()[1] + bytes(2000)
+            for _ in range(7):
+                d.receive(big, gw.ports[0], ("127.0.0.66", 4000), 0.0)
+            with caplog.at_level(logging.WARNING, logger="ikecp.segw"):
+                gw.sweep()
+                gw.sweep()  # nothing new: no second line
+        finally:
+            await gw.stop()
+
+    asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert lines == ["refused since the last report: 7 oversized IKE_SA_INIT; "
+                     "0 half-open SAs now"]

@@ -79,23 +79,22 @@ class Gateway:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Take the registry's lock, bind the sockets and serve. Only then are bindings left
+        """Bind the sockets, take the registry's lock and serve. Only then are bindings left
         by a previous run that ended without a clean shutdown closed (their SAs no longer
-        exist): a second start that fails leaves the running SeGW's rows alone."""
+        exist): a second start that fails (ports or registry in use) leaves the running
+        SeGW's rows alone."""
         self._stopping = False
         cfg = self.config
         path = lock_path(self.registry.path)
         lock = InstanceLock(path) if path is not None else None
-        if lock is not None:
-            lock.acquire()
-        endpoint: UdpEndpoint | None = None
+        endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))  # one per address
         try:
-            endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))  # one per address
+            if lock is not None:
+                lock.acquire()
             port, natt = endpoint.ports
             settings = cfg.settings(natt)
         except BaseException:
-            if endpoint is not None:
-                endpoint.close()
+            endpoint.close()
             if lock is not None:
                 lock.release()
             raise

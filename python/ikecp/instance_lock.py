@@ -60,6 +60,7 @@ class InstanceLock:
         self._fd = fd
 
     def release(self) -> None:
+        """Drop the lock (a no-op if this object does not hold it)."""
         if self._fd is not None:
             os.close(self._fd)  # closing the description drops the lock
             self._fd = None

@@ -53,6 +53,7 @@ IKE_HEADER_LEN = 28
 _ZERO_SPI = bytes(8)
 # Plain ints: an IntFlag/IntEnum operation runs Python code, and this is the per-datagram path.
 _SA_INIT, _IKE_AUTH = int(ExchangeType.IKE_SA_INIT), int(ExchangeType.IKE_AUTH)
+_INFORMATIONAL = int(ExchangeType.INFORMATIONAL)
 _NONCE, _NOTIFY, _COOKIE_TYPE = 40, 41, int(NotifyType.COOKIE).to_bytes(2, "big")
 _GENERIC, _U32 = struct.Struct("!BxH"), struct.Struct("!I")  # next payload, -, length
 _I, _R = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
@@ -369,8 +370,8 @@ class Dispatcher:
         forged) gets an unprotected INVALID_IKE_SPI with the same SPIs and message ID, so a
         peer whose SA died with us re-establishes at once. Token bucket: a spoofed flood gets
         at most ``invalid_spi_rate`` answers per second, each smaller than its request."""
-        if data[17] >> 4 != 2 or data[18] < _IKE_AUTH:
-            return
+        if data[17] >> 4 != 2 or not _IKE_AUTH <= data[18] <= _INFORMATIONAL:
+            return  # not IKEv2, or not an exchange an SA of ours could have been in
         rate = self.invalid_spi_rate
         self._spi_tokens = min(rate, self._spi_tokens + (self._now - self._spi_tokens_at) * rate)
         self._spi_tokens_at = self._now

@@ -212,3 +212,12 @@ def test_per_ip_limits_count_an_ipv6_slash_64_as_one_source(backend) -> None:
     assert segw.half_open == 3 and segw.stats.half_open_refused == 2
     segw.receive(first_init()[2], 500, ("2001:db8:1:3::1", 500), 0.0)  # another /64
     assert segw.half_open == 4
+
+
+def test_invalid_ike_spi_only_for_ikev2_exchanges_of_an_sa(backend) -> None:
+    segw = Dispatcher(segw_settings(), SEGW_IP)
+    req = bytearray(unknown_spi_request())
+    for version, exchange in ((0x10, 37), (0x20, 34), (0x20, 38), (0x20, 200)):
+        req[17], req[18] = version, exchange
+        segw.receive(bytes(req), 500, (FAP_IP, 500), 0.0)
+    assert segw.datagrams_to_send() == [] and segw.stats.invalid_spi_sent == 0

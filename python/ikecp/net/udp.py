@@ -18,7 +18,6 @@ take either endpoint unchanged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -56,16 +55,20 @@ def family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def _setopt(sock: socket.socket, option: int, value: int) -> bool:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, value)
+    except OSError:
+        return False
+    return True
+
+
 def size_buffers(sock: socket.socket, size: int) -> None:
-    """Ask for ``size``-octet receive and send buffers (best effort, never fails)."""
+    """Ask for ``size``-octet receive and send buffers (best effort, never fails): past
+    the sysctl cap where allowed (root), else up to it."""
     for force, plain in _BUFFER_OPTS:
-        try:
-            if force is None:
-                raise PermissionError
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
-        except OSError:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+        if force is None or not _setopt(sock, force, size):
+            _setopt(sock, plain, size)
 
 
 def bind_error(exc: OSError, host: str, port: int) -> OSError:

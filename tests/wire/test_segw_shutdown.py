@@ -51,3 +51,26 @@ def test_shutdown_with_5000_sas_counts_every_answer(tmp_path) -> None:
     reg.close()
     assert downs == Counter({"shutdown": SAS}), downs
     assert os.path.exists(cfg.bindings)
+
+
+def test_shutdown_gives_up_on_silent_peers_after_the_timeout() -> None:
+    from ikecp.demo import Topology
+
+    async def main() -> float:
+        topo = Topology(3)
+        await topo.start()
+        for fap in topo.faps:  # the FAPs vanish without a word
+            assert fap._driver is not None
+            fap._driver.close()
+            fap._driver = None
+        gw = topo.gateway
+        assert gw is not None
+        started = time.monotonic()
+        await gw.stop(timeout=1.0)
+        took = time.monotonic() - started
+        reasons = Counter(h[2] for h in topo.registry.history() if h[1] == "down")
+        await topo.stop()
+        assert reasons == Counter({"shutdown (peer did not answer DELETE)": 3})
+        return took
+
+    assert asyncio.run(main()) < 5.0

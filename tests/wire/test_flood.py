@@ -41,7 +41,7 @@ def test_cookie_replay_flood_does_not_lock_faps_out(tmp_path) -> None:
         summary = json.loads(report.read_text())
         print("flood:", flood.result, "load:", summary["established"], summary["failures"])
         assert flood.result.cookie  # the replay carries a COOKIE the SeGW gave out
-        assert flood.result.sent >= 4000  # the flood really ran alongside
+        assert flood.result.sent >= 2000  # the flood really ran alongside
         assert summary["established"] >= 0.99 * FAPS, summary["failures"]
     finally:
         stop.set()

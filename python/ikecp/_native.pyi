@@ -3,27 +3,40 @@
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, final
 
-from ._backend import SkCipherLike
+from ._backend import Buffer, Frame, Header, SkCipherLike
 from .message import Message, Payload
 
 __all__ = [
     "BatchSocket",
+    "Dataplane",
+    "EspTransform",
+    "ReplayWindow",
     "SkCipher",
     "child_keymat",
+    "decode_header",
     "decode_message",
     "decode_payloads",
+    "decrypt_body",
     "encode_message",
     "encode_payloads",
+    "encrypt_body",
     "ike_keys",
+    "integ_compute",
+    "integ_verify",
     "nat_detection_hash",
+    "open_datagram",
     "open_message",
     "prf",
     "prf_plus",
     "psk_auth",
     "rekey_skeyseed",
+    "seal_datagram",
     "seal_message",
     "signed_octets",
     "skeyseed",
+    "transform_supported",
+    "walk_message",
+    "walk_payloads",
 ]
 
 # codec
@@ -95,6 +108,90 @@ class BatchSocket:
         self, max_datagrams: int, timeout: float | None = None
     ) -> list[tuple[bytes, tuple[str, int]]]: ...
     def send_batch(self, datagrams: Iterable[tuple[bytes, tuple[str, int]]]) -> int: ...
+# ESP per packet (RFC 4303): one tunnel-mode packet sealed or opened; the replay window
+@final
+class EspTransform:
+    """One direction of an ESP SA's keyed transform; AEAD keys end with the salt."""
+
+    def __new__(
+        cls, encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes
+    ) -> EspTransform: ...
+    @property
+    def iv_size(self) -> int: ...
+    @property
+    def icv_size(self) -> int: ...
+    def seal(
+        self, spi: int, seq: int, next_header: int, payload: bytes, *, esn: bool = False,
+        iv: bytes | None = None,
+    ) -> bytes: ...
+    def open(self, packet: bytes, *, seq_hi: int | None = None) -> tuple[int, bytes]: ...
+
+@final
+class ReplayWindow:
+    """The receiver's anti-replay window (RFC 4303 §3.4.3, Appendix A)."""
+
+    def __new__(cls, size: int = 1024, esn: bool = False) -> ReplayWindow: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def top(self) -> int: ...
+    def check(self, seq_lo: int) -> int | None: ...
+    def accept(self, seq: int) -> bool: ...
+
+# the userspace ESP data plane (Linux): owns the NAT-T socket and a TUN device
+_Selector = tuple[int, int, int, str, str]
+
+@final
+class Dataplane:
+    """ESP in UDP between a TUN device and one UDP socket, in Rust threads."""
+
+    MAX_BATCH: ClassVar[int]
+    def __new__(cls, host: str, port: int, tun_name: str = "") -> Dataplane: ...
+    @property
+    def tun_name(self) -> str: ...
+    def fileno(self) -> int: ...
+    def getsockname(self) -> tuple[str, int]: ...
+    def close(self) -> None: ...
+    def recv_batch(
+        self, max_datagrams: int, timeout: float | None = None
+    ) -> list[tuple[bytes, tuple[str, int]]]: ...
+    def send_batch(self, datagrams: Iterable[tuple[bytes, tuple[str, int]]]) -> int: ...
+    def install(
+        self, spi_in: int, spi_out: int, encr_id: int, integ_id: int,
+        key_in: tuple[bytes, bytes], key_out: tuple[bytes, bytes], esn: bool,
+        local_ts: Sequence[_Selector], remote_ts: Sequence[_Selector], peer: tuple[str, int],
+        *, replay_window: int = 1024, soft_bytes: int = 0, hard_bytes: int = 0,
+        soft_packets: int = 0, hard_packets: int = 0, replaces: int | None = None,
+    ) -> None: ...
+    def remove(self, spi_in: int) -> bool: ...
+    def set_peer(self, spi_in: int, peer: tuple[str, int]) -> bool: ...
+    def counters(self, spi_in: int) -> dict[str, object] | None: ...
+    def stats(self) -> dict[str, int]: ...
+    def events(self) -> list[tuple[object, ...]]: ...
+
 # whole messages: codec + SkCipher in one call
 def seal_message(cipher: SkCipherLike, msg: Message, *, iv: bytes | None = None) -> bytes: ...
 def open_message(cipher: SkCipherLike, data: bytes) -> Message: ...
+
+# bytes-level calls for host codebases (ikecp.lowlevel)
+def integ_compute(integ_id: int, key: Buffer, data: Buffer) -> bytes: ...
+def integ_verify(integ_id: int, key: Buffer, data: Buffer, icv: Buffer) -> bool: ...
+def encrypt_body(
+    encr_id: int, key: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer
+) -> bytes: ...
+def decrypt_body(encr_id: int, key: Buffer, iv: Buffer, aad: Buffer, body: Buffer) -> bytes: ...
+def seal_datagram(
+    cipher: SkCipherLike,
+    prefix: Buffer,
+    next_payload: int,
+    plaintext: Buffer,
+    *,
+    iv: Buffer | None = None,
+) -> bytes: ...
+def open_datagram(cipher: SkCipherLike, data: Buffer) -> tuple[int, bytes, bytes]: ...
+def decode_header(data: Buffer) -> Header: ...
+def walk_payloads(first_type: int, data: Buffer, offset: int = ...) -> tuple[Frame, ...]: ...
+def walk_message(data: Buffer) -> tuple[Header, tuple[Frame, ...]]: ...
+def transform_supported(
+    transform_type: int, transform_id: int, key_length: int | None = None
+) -> bool: ...

@@ -20,9 +20,12 @@ from dataclasses import asdict, dataclass, replace
 
 from .config import FapConfig
 from .const import ConfigAttr
+from .dataplane import DataPlane, DataPlaneEvent, NoDataPlane
+from .dataplane.children import ChildTracker
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
+    ChildSaEstablished,
     ChildSaFailed,
     ConfigReceived,
     Event,
@@ -63,6 +66,9 @@ class FapStatus:
     rekeys: int = 0                    # IKE SA rekeys (same authentication, new keys)
     reauths: int = 0                   # reauthentications (new IKE SA, CP, NAT info afresh)
     previous_public: str | None = None  # the public ip:port before the last change
+    dataplane: str = "none"            # "tun": CHILD SAs carry traffic through ``tun``
+    tun: str | None = None
+    esp: dict[str, object] | None = None  # CHILD SA counters (``Femto.refresh_counters``)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -108,13 +114,15 @@ class Femto:
         self._successors: set[int] = set()  # id() of IKE SAs that a rekey made
         self._reauth: IkeSa | None = None   # the new IKE SA of a reauthentication
         self._up = asyncio.Event()
+        self.dataplane: DataPlane = NoDataPlane()
+        self.children = ChildTracker(self.dataplane)
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.config
         local = cfg.local or route_source(cfg.segw)
-        endpoint = UdpEndpoint(local, (cfg.port, cfg.natt_port))
+        endpoint = self._endpoint(local)
         port, natt = endpoint.ports
         self._settings = cfg.settings()
         self._natt = natt
@@ -123,6 +131,37 @@ class Femto:
         self._driver.start()
         self._set(local=f"{local}:{port}")
         self._connect()
+
+    def _endpoint(self, local: str) -> UdpEndpoint:
+        """The IKE and NAT-T sockets; with ``dataplane = "tun"`` the data plane owns the
+        NAT-T one and carries the CHILD SA's traffic through a TUN device."""
+        cfg = self.config
+        if cfg.dataplane != "tun":
+            log.info('dataplane "none": the CHILD SA is negotiated but carries no traffic')
+            return UdpEndpoint(local, (cfg.port, cfg.natt_port))
+        from .dataplane.tun import PlaneEndpoint, TunDataPlane
+
+        plane = TunDataPlane(local, cfg.natt_port, cfg.tun_name, on_event=self._on_dataplane)
+        self.dataplane = self.children.plane = plane
+        self._set(dataplane="tun", tun=plane.tun)
+        return PlaneEndpoint(local, (cfg.port, cfg.natt_port), plane)
+
+    def _on_dataplane(self, ev: DataPlaneEvent) -> None:
+        sa = self.children.owner(ev.spi_in)
+        if sa is None or self.dispatcher is None:
+            return
+        if ev.kind == "peer_moved" and ev.new is not None:
+            sa.track_address(ev.new, None)  # the NAT rebound (RFC 3948 §3.5)
+            self.dispatcher.update(sa, self.clock())
+        else:
+            log.warning("CHILD SA %08x: %s (%s); no CHILD SA rekey here yet", ev.spi_in,
+                        ev.kind, ev.what)
+
+    def refresh_counters(self) -> FapStatus:
+        """Put the current CHILD SA counters into ``status.esp`` and return the status."""
+        if self.sa is not None and self.dataplane.name == "tun":
+            self._set(esp=self.children.counters(self.sa))
+        return self.status
 
     async def stop(self, timeout: float = 2.0) -> None:
         """DELETE the SA (bounded wait for the answer) and close the sockets."""
@@ -210,6 +249,7 @@ class Femto:
             self.on_status(now)
 
     def _handle(self, sa: IkeSa, ev: Event) -> None:
+        self.children.on_event(sa, ev)
         if isinstance(ev, NatDetected):
             self._set(nat_detected=ev.local_behind_nat)
             log.info("NAT %s", "detected: we are behind a NAT" if ev.local_behind_nat
@@ -241,6 +281,8 @@ class Femto:
             self._set(nat_info=ev.reason)
         elif isinstance(ev, ChildSaFailed):
             log.warning("CHILD_SA refused: %s", ev.reason)
+        elif isinstance(ev, ChildSaEstablished):
+            self._failures = 0  # only a usable SA ends the backoff (not a refused CHILD_SA)
         elif isinstance(ev, IkeSaEstablished):
             if self.keylog is not None:
                 self.keylog.write(sa)
@@ -250,7 +292,6 @@ class Femto:
             if sa is self._reauth:
                 self.sa, self._reauth = sa, None  # reauthenticated: the old SA goes now
                 self._set(reauths=self.status.reauths + 1, spi_i=ev.spi_i.hex())
-            self._failures = 0
             self._set(state="established", spi_r=ev.spi_r.hex(), reason=None,
                       established=self.status.established + 1)
             self._up.set()

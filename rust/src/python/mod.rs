@@ -3,18 +3,27 @@
 
 use pyo3::prelude::*;
 
+mod buf;
 mod codec;
 mod crypto;
 #[cfg(target_os = "linux")]
+mod dataplane;
+mod esp;
+#[cfg(target_os = "linux")]
 mod io;
+mod lowlevel;
 mod sk;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     crypto::register(m)?;
+    esp::register(m)?;
+    #[cfg(target_os = "linux")]
+    dataplane::register(m)?;
     #[cfg(target_os = "linux")]
     io::register(m)?;
     sk::register(m)?;
+    lowlevel::register(m)?;
     Ok(())
 }

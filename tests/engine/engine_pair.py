@@ -60,6 +60,8 @@ class Pair:
     log: list[Flight] = field(default_factory=list)
     i_events: list[Event] = field(default_factory=list)
     r_events: list[Event] = field(default_factory=list)
+    #: (side, the SA that emitted it, event), in order: what a dispatcher would hand out.
+    trail: list[tuple[str, IkeSa, Event]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Every SA of each side, oldest first: rekeying and reauthentication add SAs.
@@ -149,6 +151,7 @@ class Pair:
             for sa in list(sas):
                 while (ev := sa.next_event()) is not None:
                     sink.append(ev)
+                    self.trail.append(("i" if sink is self.i_events else "r", sa, ev))
                     new = getattr(ev, "sa", None)  # rekeyed, redundant or reauth SA
                     if isinstance(new, IkeSa) and new not in sas:
                         sas.append(new)

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ikecp.net.reuseport import steering_program, tag_spi, worker_for
 from ikecp.net.reuseport import attach as attach_program
+from ikecp.net.reuseport import steering_program, tag_spi, worker_for
 
 WORKERS = 4
 

@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _backend
 from .. import addr as _addr
-from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType
+from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, NotifyType, ProtocolId
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
-from ..message import SK, Delete, Message, Notify, Payload
+from ..message import CP, SK, Delete, Message, Notify, Payload
 from ..record import record
-from . import rules
+from . import config_push, rules
 from .auth import AuthTask
 from .child_create import ChildCreateTask
 from .config import ConfigTask
+from .config_push import ConfigSetTask
 from .delete import DeleteTask
 from .events import (
     DatagramDropped,
@@ -35,8 +36,10 @@ from .events import (
     ProtocolErrorReceived,
     ProtocolErrorSent,
     RemoteAddressChanged,
+    SaDeleted,
     SaFailed,
 )
+from .initial_contact import InitialContactTask
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
@@ -340,9 +343,14 @@ class IkeSa:
 
     # --- application requests ---------------------------------------------------------------
 
-    def delete(self) -> None:
-        """Delete the IKE SA with an INFORMATIONAL exchange (or just close if not up yet)."""
-        if self.state is State.ESTABLISHED:
+    def delete(self, *, wait: bool = True) -> None:
+        """Delete the IKE SA with an INFORMATIONAL exchange (or just close if not up yet).
+        ``wait=False``: the peer is known to be gone (it started over with INITIAL_CONTACT):
+        send the DELETE once, never retransmitted, and close at once."""
+        if not wait and self.state is State.ESTABLISHED:
+            self._send_once((Delete(ProtocolId.IKE, 0),))
+            self.close(SaDeleted(by_peer=False))
+        elif self.state is State.ESTABLISHED:
             self._queue.append((X.INFORMATIONAL, [DeleteTask()]))
             self._kick()
         elif self.state is not State.CLOSED:
@@ -377,6 +385,11 @@ class IkeSa:
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
+
+    def queue_exchange(self, exchange: int, tasks: list[Task]) -> None:
+        """Start an exchange of our own once the window is free (after the message being
+        handled is answered)."""
+        self._queue.append((exchange, tasks))
 
     def set_nat(self, local_behind: bool, remote_behind: bool, *, supported: bool) -> None:
         self.natt_supported = supported or self.settings.force_encap
@@ -493,6 +506,7 @@ class IkeSa:
                 self.emit(RemoteAddressChanged(old, addr))
                 if not self.is_initiator:
                     self._emit_binding()
+                    config_push.after_address_change(self)
 
     def _float(self) -> None:
         """Move to the NAT-T port after IKE_SA_INIT found a NAT (§2.23)."""
@@ -603,11 +617,14 @@ class IkeSa:
             return [SaInitTask(), NatDetectionTask()] if not self.is_initiator else None
         if exchange == X.IKE_AUTH:
             ok = self.state is State.AUTH and not self.is_initiator
-            return [AuthTask(), ConfigTask(), ChildCreateTask()] if ok else None
+            return [AuthTask(), ConfigTask(), ChildCreateTask(), InitialContactTask()] \
+                if ok else None
         if self.state is not State.ESTABLISHED:
             return None
         if exchange == X.INFORMATIONAL:
-            return [DeleteTask()] if inner.first(Delete) is not None else [LivenessTask()]
+            if inner.first(Delete) is not None:
+                return [DeleteTask()]
+            return [LivenessTask(), ConfigSetTask()] if inner.first(CP) else [LivenessTask()]
         if exchange == X.CREATE_CHILD_SA:
             return [_RefuseChild()]
         return None
@@ -657,18 +674,23 @@ class IkeSa:
         elif req.exchange == X.IKE_SA_INIT:
             self.state = State.AUTH
             self._float()
-            self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()]))
+            self._queue.append((X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask(),
+                                             InitialContactTask()]))
 
     def _forget_auth_inputs(self) -> None:
         """Only IKE_AUTH signs over these: free them once it is done (memory per SA)."""
         self.init_request = self.init_response = self.sk_pi = self.sk_pr = b""
 
     def _notify_once(self, notify_type: int) -> None:
-        """Tell the peer why we give up on its IKE_AUTH response, in a one-shot
-        INFORMATIONAL that is never retransmitted (RFC 7296 §2.21.2)."""
+        """Tell the peer why we give up on its IKE_AUTH response (RFC 7296 §2.21.2)."""
+        self._send_once((Notify(0, notify_type),))
+
+    def _send_once(self, payloads: tuple[Payload, ...]) -> None:
+        """A one-shot INFORMATIONAL request, never retransmitted, with the next unused
+        message ID."""
         flags = _INITIATOR if self.is_initiator else 0
-        msg = Message(self.spi_i, self.spi_r, X.INFORMATIONAL, flags, self._next_id + 1,
-                      (Notify(0, notify_type),))
+        mid = self._next_id + (self._request is not None)
+        msg = Message(self.spi_i, self.spi_r, X.INFORMATIONAL, flags, mid, payloads)
         self._send(self._encode(msg))
 
     def _emit_binding(self) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from .config import FapConfig
-from .const import ConfigAttr
+from .const import ConfigAttr, notify_name
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
@@ -244,7 +244,7 @@ class Femto:
             self._set(child_state="installed", child_reason=None,
                       child_spis=(ev.spi_in.hex(), ev.spi_out.hex()))
         elif isinstance(ev, ChildSaFailed):
-            self._child_lost(sa, "refused", f"{ev.reason}, notify {ev.notify_type}")
+            self._child_lost(sa, "refused", f"{notify_name(ev.notify_type)}: {ev.reason}")
         elif isinstance(ev, ChildSaDeleted):
             self._child_lost(sa, "deleted", "deleted by the SeGW")
         elif isinstance(ev, IkeSaEstablished):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the third-party peers and tools the network tests use: strongSwan (charon-systemd,
 # swanctl, standard plugins for openssl/gcm, extra plugins for kernel-libipsec), nftables
-# (kernel NAPT in network namespaces) and tshark.
+# (kernel NAPT in network namespaces), conntrack (NAT rebinding: flush the router's
+# translations) and tshark.
 # Idempotent and non-interactive; run as root on Debian/Ubuntu.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -13,6 +14,7 @@ packages=(
     libstrongswan-standard-plugins
     libstrongswan-extra-plugins
     nftables
+    conntrack
     iproute2
     tshark
 )

@@ -59,7 +59,7 @@ class ConfigSetTask:
             out.append(CP(CfgType.CFG_SET, self.sent))
 
     def process_i(self, sa: IkeSa, msg: MessageView) -> None:
-        sent = tuple(dict.fromkeys(a.type for a in self.sent))
+        sent = tuple(dict.fromkeys(int(a.type) for a in self.sent))
         ack = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_ACK), None)
         accepted = tuple(dict.fromkeys(a.type for a in ack.attributes if a.type in sent)) \
             if ack is not None else ()

@@ -18,7 +18,9 @@ from (500, or the NAT-T port after the float) and follows the peer's address on 
 authenticated request. Layout: ``sa.py`` (message IDs, retransmission, reply cache, task
 runner), ``rules.py`` (payloads per exchange), ``sa_init.py``, ``nat_detection.py``,
 ``auth.py``, ``config.py`` (CP via ``ikecp.cp``), ``child_create.py``, ``delete.py``,
-``liveness.py``; ``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
+``liveness.py``, ``initial_contact.py`` (N(INITIAL_CONTACT) in IKE_AUTH),
+``config_push.py`` (CFG_SET/CFG_ACK in INFORMATIONAL); ``cert_auth.py`` plugs ``ikecp.pki``
+into the ``Authenticator`` seam.
 """
 
 from .auth import Authenticator, PskAuthenticator

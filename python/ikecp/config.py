@@ -77,7 +77,8 @@ class _Common:
     proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519-ecp256-modp2048",
                                   "aes256-sha256-x25519-ecp256-modp2048")
     esp_proposals: tuple[str, ...] = ("aes256gcm16", "aes256-sha256")
-    #: Seconds between liveness checks (empty INFORMATIONAL); 0 disables them.
+    #: Seconds between liveness checks (empty INFORMATIONAL); 0 disables them. A FAP sends
+    #: one every interval, which is also what shows the SeGW a NAT rebinding.
     dpd: float = 30.0
     #: Append IKE SA keys for Wireshark here (off by default: these are secrets).
     keylog: str | None = None

@@ -16,6 +16,7 @@ from ..const import CfgType
 from ..const import ExchangeType as X
 from ..message import CP, ConfigAttribute, Notify, Payload
 from .events import ConfigSetAnswered
+from .task import DONE, Status, Task
 
 if TYPE_CHECKING:
     from .sa import IkeSa
@@ -40,13 +41,15 @@ def after_address_change(sa: IkeSa) -> None:
     if ctx.push_refused or ctx.push_queued or not _pending(sa):
         return
     ctx.push_queued = True
-    sa.queue_exchange(X.INFORMATIONAL, [ConfigSetTask()])
+    sa.tasks.queue(X.INFORMATIONAL, [ConfigSetTask()])
 
 
-class ConfigSetTask:
+class ConfigSetTask(Task):
     """Initiator: CFG_SET with the providers' current values (taken when the request is
     built, so the newest address goes out). Responder: CFG_ACK naming the attribute types
     a handler accepted (§3.15: zero-length values; none accepted, no CP)."""
+
+    __slots__ = ("accepted", "sent")
 
     def __init__(self) -> None:
         self.sent: tuple[ConfigAttribute, ...] = ()
@@ -58,7 +61,7 @@ class ConfigSetTask:
         if self.sent:
             out.append(CP(CfgType.CFG_SET, self.sent))
 
-    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         sent = tuple(dict.fromkeys(int(a.type) for a in self.sent))
         ack = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_ACK), None)
         accepted = tuple(dict.fromkeys(a.type for a in ack.attributes if a.type in sent)) \
@@ -70,11 +73,12 @@ class ConfigSetTask:
         for attr_type in accepted:  # the peer holds these values now
             ctx.assigned[attr_type] = [a.value for a in self.sent if a.type == attr_type]
         sa.emit(ConfigSetAnswered(sent, accepted, error))
+        return DONE
 
-    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         cp = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_SET), None)
         if cp is None:
-            return
+            return DONE
         grouped: dict[int, list[bytes]] = {}
         for a in cp.attributes:
             grouped.setdefault(a.type, []).append(a.value)
@@ -85,6 +89,7 @@ class ConfigSetTask:
             if take is not None and take(ctx, values):
                 self.accepted.append(ConfigAttribute(attr_type, b""))
         sa.flush_cp_events()
+        return DONE
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         if self.accepted:

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING
 from ..const import NotifyType
 from ..message import Notify, Payload
 from .events import InitialContact
+from .task import DONE, Status, Task
 
 if TYPE_CHECKING:
     from .sa import IkeSa
     from .view import MessageView
 
 
-class InitialContactTask:
+class InitialContactTask(Task):
+    __slots__ = ("received",)
+
     def __init__(self) -> None:
         self.received = False
 
@@ -27,11 +30,9 @@ class InitialContactTask:
         if sa.settings.initial_contact:
             out.append(Notify(0, NotifyType.INITIAL_CONTACT))
 
-    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
-        return None
-
-    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         self.received = bool(msg.notifies(NotifyType.INITIAL_CONTACT))
+        return DONE
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         # Runs after AuthTask.build_r: the SA is established only if the peer proved its id.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from engine_pair import NAT_PUBLIC_IP, Pair, fap_settings, segw_settings
-from ikecp.const import CfgType, ConfigAttr, ExchangeType, NotifyType
+from ikecp.const import CfgType, ConfigAttr, ExchangeType, HeaderFlag, NotifyType
 from ikecp.cp import CpRegistry, Mode, NatInfoHandler, NatInfoProvider, PushMode, RequestHandler
 from ikecp.cp.nat_info import encode
 from ikecp.engine.events import (
@@ -16,7 +16,7 @@ from ikecp.engine.events import (
     RemoteAddressChanged,
 )
 from ikecp.errors import RemoteProtocolError
-from ikecp.message import CP
+from ikecp.message import CP, ConfigAttribute, Message, Notify
 
 NAT_INFO = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
 FAP_NATT = ("100.64.0.2", 4500)
@@ -157,3 +157,32 @@ def test_a_malformed_pushed_value_is_not_acknowledged(backend, value):
     assert pair.events("r", ConfigSetAnswered) == [ConfigSetAnswered((NAT_INFO,), ())]
     assert len(pair.events("i", PublicAddressLearned)) == 1
     assert pair.i.established and pair.r.established
+
+
+def test_odd_cp_in_informational_is_answered_without_harm(backend):
+    """An authenticated INFORMATIONAL with a CFG_SET of unknown types, or a CFG_REQUEST,
+    gets an answer without CP; two CPs get INVALID_SYNTAX; the SA stays up."""
+    pair = Pair(backend, fap_settings(), _segw(), nat=True).run()
+    r = pair.r
+    cases = [
+        (CP(CfgType.CFG_SET, (ConfigAttribute(999, b"x"), ConfigAttribute(16385, b""))),),
+        (CP(CfgType.CFG_REQUEST, (ConfigAttribute(NAT_INFO, b""),)),),
+        (CP(CfgType.CFG_SET, ()), CP(CfgType.CFG_SET, ())),
+    ]
+    answers = []
+    for mid, payloads in enumerate(cases):
+        msg = Message(r.spi_i, r.spi_r, ExchangeType.INFORMATIONAL, 0, mid, payloads)
+        pair.i.receive_datagram(backend.seal_message(r.cipher_out, msg),
+                                (pair.r_addr[0], 4500), pair.clock, local_port=4500)
+        (reply,) = pair.i.datagrams_to_send(pair.clock)
+        answer = backend.open_message(r.cipher_in, reply.data)
+        assert answer.flags & HeaderFlag.RESPONSE
+        answers.append(answer.payloads)
+    assert answers[:2] == [(), ()]
+    assert [type(p) for p in answers[2]] == [Notify]
+    assert answers[2][0].notify_type == NotifyType.INVALID_SYNTAX
+    assert pair.i.established
+    events = []
+    while (ev := pair.i.next_event()) is not None:
+        events.append(ev)
+    assert not [e for e in events if isinstance(e, PublicAddressLearned)]

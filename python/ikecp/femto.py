@@ -246,7 +246,10 @@ class Femto:
         elif isinstance(ev, ChildSaFailed):
             self._child_lost(sa, "refused", f"{notify_name(ev.notify_type)}: {ev.reason}")
         elif isinstance(ev, ChildSaDeleted):
-            self._child_lost(sa, "deleted", "deleted by the SeGW")
+            # The SeGW names its inbound SPI: our outbound one. Others are not ours to mourn.
+            spis = self.status.child_spis
+            if len(spis) == 2 and bytes.fromhex(spis[1]) in ev.spis:
+                self._child_lost(sa, "deleted", "deleted by the SeGW")
         elif isinstance(ev, IkeSaEstablished):
             if self.keylog is not None:
                 self.keylog.write(sa)
@@ -265,7 +268,7 @@ class Femto:
         if sa is not self.sa:
             return
         log.warning("CHILD SA %s: %s; IKE SA %s stays up, repairing", state, reason,
-                    sa.spi_i.hex())
+                    self.status.spi_i)
         self._set(child_state=state, child_reason=reason, child_spis=(),
                   child_losses=self.status.child_losses + 1)
         self._repair_child(sa)

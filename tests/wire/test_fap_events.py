@@ -9,9 +9,10 @@ import logging
 import time
 from dataclasses import replace
 
+from ikecp.config import FapConfig
 from ikecp.const import ConfigAttr
 from ikecp.demo import Topology, fap_ip
-from ikecp.engine.events import ConfigSetAnswered, InitialContact
+from ikecp.engine.events import ChildSaDeleted, ConfigSetAnswered, InitialContact
 from ikecp.femto import FapStatus, Femto
 from ikecp.gateway import Gateway
 from test_roles import wait_until
@@ -151,3 +152,15 @@ def test_refused_child_sa_is_reported_and_repaired(caplog) -> None:
             await topo.stop()
 
     asyncio.run(main())
+
+
+def test_fap_mourns_only_its_own_child_sa() -> None:
+    """A DELETE naming ESP SPIs of some other CHILD SA leaves the FAP's status alone; one
+    naming our outbound SPI marks the CHILD SA deleted (no SA here: nothing to repair)."""
+    fap = Femto(FapConfig(psk="x"))
+    fap._set(state="established", child_state="installed", child_spis=("01020304", "0a0b0c0d"))
+    fap._handle(None, ChildSaDeleted((bytes.fromhex("deadbeef"), bytes.fromhex("01020304"))))
+    assert fap.status.child_state == "installed" and fap.status.child_losses == 0
+    fap._handle(None, ChildSaDeleted((bytes.fromhex("0a0b0c0d"),)))
+    assert (fap.status.child_state, fap.status.child_reason, fap.status.child_losses) == \
+        ("deleted", "deleted by the SeGW", 1)

@@ -186,3 +186,19 @@ def test_odd_cp_in_informational_is_answered_without_harm(backend):
     while (ev := pair.i.next_event()) is not None:
         events.append(ev)
     assert not [e for e in events if isinstance(e, PublicAddressLearned)]
+
+
+def test_a_push_with_nothing_left_to_say_is_a_plain_liveness_check(backend):
+    """The peer moves away and back before the queued CFG_SET goes out: the request carries
+    no CP, and the peer is not marked as refusing pushes."""
+    pair = Pair(backend, fap_settings(), _segw(), nat=True).run()
+    home = pair.r.remote
+    r = pair.r
+    r.check_liveness()  # occupy the window so the push waits in the queue
+    r.track_address(("198.51.100.1", 1), 4500)
+    r.track_address(home, 4500)
+    pair.run()
+    assert not pair.events("r", ConfigSetAnswered)
+    assert not r.cp_context().push_refused and r.established
+    assert [m.payloads for m in _informational(pair, False, backend)
+            if not m.flags & 0x20] == [(), ()]

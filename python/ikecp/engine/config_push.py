@@ -62,6 +62,8 @@ class ConfigSetTask(Task):
             out.append(CP(CfgType.CFG_SET, self.sent))
 
     def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
+        if not self.sent:  # nothing was left to push when the request was built
+            return DONE
         sent = tuple(dict.fromkeys(int(a.type) for a in self.sent))
         ack = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_ACK), None)
         accepted = tuple(dict.fromkeys(a.type for a in ack.attributes if a.type in sent)) \

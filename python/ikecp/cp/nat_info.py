@@ -133,7 +133,7 @@ class NatInfoProvider:
         if not self.enabled or ":" in ip:
             return []
         value = encode(ip, port)
-        ctx.assigned[self.attr_type] = [value]
+        ctx.reported[self.attr_type] = [value]
         return [value]
 
     def push(self, ctx: CpContext) -> list[bytes] | None:
@@ -142,10 +142,10 @@ class NatInfoProvider:
         mode = self.push_mode
         if not self.enabled or mode is PushMode.NEVER or ":" in ip:
             return None
-        if mode is PushMode.REQUESTED and self.attr_type not in ctx.assigned:
+        if mode is PushMode.REQUESTED and self.attr_type not in ctx.reported:
             return None
         value = encode(ip, port)
-        if ctx.assigned.get(self.attr_type) == [value]:
+        if ctx.reported.get(self.attr_type) == [value]:
             return None  # the peer already has it
         return [value]
 

@@ -21,6 +21,8 @@ class CpContext:
     responder: the IKE_AUTH request, after the float to 4500). ``assigned`` maps attribute
     type to the values a provider handed out, so providers can see each other's results and
     release them when the SA goes. ``events`` collects events for the application.
+    ``reported`` maps attribute type to values the peer was told that are no allocation
+    (nothing to release), e.g. the NAT info: what a later push compares against.
     ``push_queued`` / ``push_refused``: a CFG_SET to this peer is waiting to be sent / the
     peer answered one without accepting anything (``ikecp.engine.config_push``).
     """
@@ -33,6 +35,7 @@ class CpContext:
     spi_r: bytes
     assigned: dict[int, list[bytes]] = field(default_factory=dict)
     events: list = field(default_factory=list)
+    reported: dict[int, list[bytes]] = field(default_factory=dict)
     push_queued: bool = False
     push_refused: bool = False
 

@@ -73,7 +73,7 @@ class ConfigSetTask(Task):
         if not accepted:
             ctx.push_refused = True
         for attr_type in accepted:  # the peer holds these values now
-            ctx.assigned[attr_type] = [a.value for a in self.sent if a.type == attr_type]
+            ctx.reported[attr_type] = [a.value for a in self.sent if a.type == attr_type]
         sa.emit(ConfigSetAnswered(sent, accepted, error))
         return DONE
 

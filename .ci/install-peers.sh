@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the third-party peers and tools the network tests use: strongSwan (charon-systemd,
 # swanctl, standard plugins for openssl/gcm, extra plugins for kernel-libipsec), nftables
-# (kernel NAPT in network namespaces) and tshark.
+# (kernel NAPT in network namespaces), tshark, PostgreSQL (the shared binding store's tests
+# run a throwaway cluster) and Chromium (headless, to look at Locust's web UI).
 # Idempotent and non-interactive; run as root on Debian/Ubuntu.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -15,6 +16,8 @@ packages=(
     nftables
     iproute2
     tshark
+    postgresql
+    chromium
 )
 
 # tshark's wireshark-common asks whether non-root users may capture; answer it up front.

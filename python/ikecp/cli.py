@@ -16,9 +16,10 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from . import BACKEND_NAME, __version__, backend, loadgen_cli
 from .errors import ParseError
@@ -76,9 +77,33 @@ async def _until_signal() -> None:
     await stop.wait()
 
 
+def _start_metrics(address: str | None, role: str, snapshot: Callable[[], Any]) -> Any:
+    """The Prometheus endpoint of a role, if configured; prints where it listens."""
+    if not address:
+        return None
+    from .metrics import MetricsServer
+
+    server = MetricsServer(address, role, snapshot, asyncio.get_running_loop()).start()
+    print(f"metrics on {server.url}", flush=True)
+    return server
+
+
+def _check_config(role: str, cfg: Any) -> int:
+    """``--check-config``: the file parsed and validated; now build what ``start`` would
+    (credentials read, proposals and pool parsed) without binding anything."""
+    try:
+        cfg.settings()
+    except (ValueError, OSError) as exc:  # a credential that does not load
+        print(f"ikecp {role}: config error: {exc}", file=sys.stderr)
+        return 2
+    print(f"ikecp {role}: configuration OK", flush=True)
+    return 0
+
+
 def _segw(args: argparse.Namespace) -> int:
     from .config import load_segw
     from .gateway import Gateway
+    from .metrics import EventCounts, gateway_snapshot
 
     cfg = load_segw(args.config) if args.config else None
     if cfg is None:
@@ -86,17 +111,26 @@ def _segw(args: argparse.Namespace) -> int:
         return 2
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
+    if args.metrics:
+        cfg = replace(cfg, metrics=args.metrics)
+        cfg._check(args.config)
+    if args.check_config:
+        return _check_config("segw", cfg)
 
     async def run() -> None:
-        gw = Gateway(cfg)
+        counts = EventCounts()
+        gw = Gateway(cfg, on_event=counts.observe if cfg.metrics else None)
         await gw.start()
         where = ", ".join(cfg.listen)
         print(f"SeGW {cfg.identity} on {where} ports {gw.ports[0]}/{gw.ports[1]}, "
               f"bindings in {cfg.bindings}", flush=True)
+        metrics = _start_metrics(cfg.metrics, "segw", lambda: gateway_snapshot(gw, counts))
         try:
             await _until_signal()
         finally:
             await gw.stop()
+            if metrics is not None:
+                metrics.close()
 
     asyncio.run(run())
     return 0
@@ -105,6 +139,7 @@ def _segw(args: argparse.Namespace) -> int:
 def _fap(args: argparse.Namespace) -> int:
     from .config import load_fap
     from .femto import FapStatus, Femto
+    from .metrics import EventCounts, femto_snapshot
 
     if not args.config:
         print("ikecp fap: --config is required", file=sys.stderr)
@@ -112,6 +147,11 @@ def _fap(args: argparse.Namespace) -> int:
     cfg = load_fap(args.config)
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
+    if args.metrics:
+        cfg = replace(cfg, metrics=args.metrics)
+        cfg._check(args.config)
+    if args.check_config:
+        return _check_config("fap", cfg)
 
     def show(status: FapStatus) -> None:
         if args.json:
@@ -120,8 +160,10 @@ def _fap(args: argparse.Namespace) -> int:
             print(f"FAP {cfg.identity}: {status.describe()}", flush=True)
 
     async def run() -> int:
-        fap = Femto(cfg, on_status=show)
+        counts = EventCounts()
+        fap = Femto(cfg, on_status=show, on_event=counts.observe if cfg.metrics else None)
         await fap.start()
+        metrics = _start_metrics(cfg.metrics, "fap", lambda: femto_snapshot(fap, counts))
         try:
             if args.once:
                 try:
@@ -134,6 +176,8 @@ def _fap(args: argparse.Namespace) -> int:
             return 0
         finally:
             await fap.stop()
+            if metrics is not None:
+                metrics.close()
 
     return asyncio.run(run())
 
@@ -205,6 +249,15 @@ EPILOG = """examples:
 """
 
 
+def _role_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", metavar="[ADDR:]PORT",
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics (a bare port "
+                   "binds 127.0.0.1; overrides the config's 'metrics')")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the config (and read its credentials), then exit: "
+                   "0 if it is good, 2 if not")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ikecp", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -227,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     segw.add_argument("--keylog", metavar="FILE",
                       help="append IKE SA keys in Wireshark's ikev2_decryption_table format "
                       "(secrets: off by default)")
+    _role_options(segw)
 
     fap = sub.add_parser("fap", help="run a femtocell (IKEv2 initiator)",
                          description="Connect to the SeGW, report NAT detection, the inner "
@@ -237,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="print each status change as one JSON object per line")
     fap.add_argument("--keylog", metavar="FILE",
                      help="append IKE SA keys in Wireshark's ikev2_decryption_table format")
+    _role_options(fap)
     fap.add_argument("--once", action="store_true",
                      help="exit (status 0) once the SA is established, after a DELETE")
     fap.add_argument("--timeout", type=float, default=30.0,

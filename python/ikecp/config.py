@@ -76,6 +76,8 @@ class _Common:
     #: Code point of EXTERNAL_SOURCE_IP4_NAT_INFO: 23 (IANA), 16384-32767, or 16 with legacy.
     nat_info_type: int = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
     legacy_nat_info: bool = False
+    #: Prometheus endpoint, "ADDRESS:PORT" or a port on 127.0.0.1 (unset: no endpoint).
+    metrics: str | None = None
 
     def authenticator(self) -> Authenticator:
         if self.psk is not None:
@@ -123,6 +125,13 @@ class _Common:
                 raise ConfigError(name, "must be a UDP port (0-65535)", source)
         if self.dpd < 0:
             raise ConfigError("dpd", "must be >= 0", source)
+        if self.metrics is not None:
+            from .metrics import parse_address
+
+            try:
+                parse_address(self.metrics)
+            except ValueError as exc:
+                raise ConfigError("metrics", str(exc), source) from exc
         for name, parse, values in (("proposals", IkeProposal.parse, self.proposals),
                                     ("esp_proposals", ChildProposal.parse,
                                      self.esp_proposals)):

@@ -98,11 +98,13 @@ class NatInfoProvider:
                  enabled: bool = True) -> None:
         self.attr_type = check_code_point(code_point, legacy=legacy)
         self.enabled = enabled
+        self.answered = 0  # attributes sent: read by the metrics endpoint
 
     def provide(self, ctx: CpContext, requested: list[bytes]) -> list[bytes]:
         ip, port = ctx.remote_addr
         if not self.enabled or ":" in ip:
             return []
+        self.answered += 1
         return [encode(ip, port)]
 
     def release(self, ctx: CpContext) -> None:

@@ -246,6 +246,7 @@ EPILOG = """examples:
   ikecp segw --config segw.toml       run a security gateway
   ikecp fap --config fap.toml --json  run a femtocell, print its status as JSON lines
   ikecp bindings --db segw.sqlite --inner-ip 10.99.0.7
+  locust -f "$(ikecp locustfile)" --host 127.0.0.1   FAPs as Locust users (web UI :8089)
 """
 
 
@@ -319,10 +320,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="seconds to wait for every SA (default 15)")
     dm.add_argument("--bindings", metavar="FILE",
                     help="keep the binding database here (default: a temporary file)")
+    sub.add_parser("locustfile", help="print the path of the Locust user (a FAP) for "
+                   "'locust -f'", description="Print the path of ikecp's Locust file: "
+                   "locust -f \"$(ikecp locustfile)\" --host 127.0.0.1 --ikecp-port 500 "
+                   "(needs pip install 'ikecp[locust]'; see docs/operations.md).")
     loadgen_cli.register(sub)
     args = parser.parse_args(argv)
     if args.command == "loadgen":
         return loadgen_cli.main(args)
+    if args.command == "locustfile":
+        print(Path(__file__).with_name("locust_fap.py"))
+        return 0
     if args.command == "info":
         print(f"ikecp {__version__}, backend: {BACKEND_NAME}")
         return 0

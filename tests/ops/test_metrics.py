@@ -12,9 +12,8 @@ import pytest
 from ikecp import loadgen
 from ikecp.config import ConfigError, FapConfig, from_dict
 from ikecp.metrics import parse_address
-from prometheus_client.parser import text_string_to_metric_families
-
 from ops_helpers import CLI, ENV, segw_process, segw_toml, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

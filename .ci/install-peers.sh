@@ -2,7 +2,8 @@
 # Installs the third-party peers and tools the network tests use: strongSwan (charon-systemd,
 # swanctl, standard plugins for openssl/gcm, extra plugins for kernel-libipsec), nftables
 # (kernel NAPT in network namespaces), tshark, PostgreSQL (the shared binding store's tests
-# run a throwaway cluster) and Chromium (headless, to look at Locust's web UI).
+# run a throwaway cluster), Chromium (headless, to look at Locust's web UI) and
+# systemd-analyze (checks the example units).
 # Idempotent and non-interactive; run as root on Debian/Ubuntu.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -18,6 +19,7 @@ packages=(
     tshark
     postgresql
     chromium
+    systemd
 )
 
 # tshark's wireshark-common asks whether non-root users may capture; answer it up front.

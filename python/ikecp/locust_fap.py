@@ -27,8 +27,10 @@ import socket
 import time
 from typing import Any
 
+import gevent
 from locust import User, constant, events, task
 from locust.exception import StopUser
+from locust.runners import LocalRunner
 
 from ikecp import framing
 from ikecp.engine import IkeSa
@@ -63,7 +65,8 @@ def _options(parser: Any) -> None:
     g.add_argument("--ikecp-id-template", default="locust-fap-{n}@lab.example",
                    help="FAP identity; {n} becomes <worker>-<user>")
     g.add_argument("--ikecp-handshakes", type=int, default=0, include_in_web_ui=True,
-                   help="handshakes per user, then the user stops (0: until the run ends)")
+                   help="handshakes per user, then the user stops; a single-process run "
+                   "quits when every user is done (0: until the run ends)")
     g.add_argument("--ikecp-hold", type=float, default=0.0, include_in_web_ui=True,
                    help="seconds to keep each SA before deleting it")
     g.add_argument("--ikecp-timeout", type=float, default=10.0,
@@ -105,7 +108,7 @@ class FapUser(User):
     @task
     def handshake(self) -> None:
         if self.quota and self.done >= self.quota:
-            raise StopUser
+            self._finish()
         self.done += 1
         cfg = self.cfg
         sa = IkeSa.initiator(self.settings, (cfg.source, cfg.port), (cfg.target, cfg.port))
@@ -116,6 +119,14 @@ class FapUser(User):
         if sa.established:
             sa.delete()
             self._exchange("delete", sa, SaDeleted)
+
+    def _finish(self) -> None:
+        """Quota done: stop this user; the last user of a single-process run also quits
+        Locust (distributed runs end with --run-time or the web UI's stop)."""
+        runner = self.environment.runner
+        if isinstance(runner, LocalRunner) and runner.user_count <= 1:
+            gevent.spawn(runner.quit)
+        raise StopUser
 
     # --- driving one SA over the user's sockets ----------------------------------------------
 

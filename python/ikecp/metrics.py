@@ -183,8 +183,9 @@ class IkeCollector:
         half = gauge("half_open_sas", "Responder IKE SAs waiting for IKE_AUTH", ("worker",))
         retx = gauge("retransmissions_in_table",
                      "Retransmissions made by the SAs now in the table", ("worker",))
-        dispatch = {k: counter(f"dispatch_{k}", doc, ("worker",))
-                    for k, doc in _DISPATCH_HELP.items()}
+        fields = sorted({k for w in snap.workers.values() for k in w.dispatch})
+        dispatch = {k: counter(f"dispatch_{k}", _DISPATCH_HELP.get(k, k.replace("_", " ")),
+                               ("worker",)) for k in fields}
         io = {k: counter(f"udp_{k}", f"UDP endpoint: {k.replace('_', ' ')}", ("worker",))
               for k in ("received", "sent", "send_errors", "wakeups")}
         for worker, w in sorted(snap.workers.items()):
@@ -280,8 +281,12 @@ class MetricsServer:
     def start(self) -> MetricsServer:
         from prometheus_client import CollectorRegistry, start_http_server
 
+        from prometheus_client import PlatformCollector, ProcessCollector
+
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
+        ProcessCollector(registry=registry)  # process_cpu_seconds_total, memory, open fds
+        PlatformCollector(registry=registry)
         self._server, self._thread = start_http_server(self.port, self.host, registry)
         self.port = self._server.server_port
         return self

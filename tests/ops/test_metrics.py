@@ -76,6 +76,7 @@ def test_segw_counters_match_a_loadgen_run(tmp_path) -> None:
         assert n <= after[("ikecp_dispatch_cookies_sent_total", W0)] <= n + res.retransmissions
         assert after[("ikecp_dispatch_sas_created_total", W0)] == n
         assert not any(k[0] == "ikecp_handshake_failures_total" for k in after)
+        assert after[("process_cpu_seconds_total", ())] > 0
         # Teardown: every FAP deleted its SA; the table and the registry are empty again.
         assert wait_for(lambda: scrape(segw.metrics_url)[
             ("ikecp_sas_deleted_by_peer_total", ())] == res.deleted == n, 10)

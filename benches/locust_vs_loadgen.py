@@ -67,7 +67,7 @@ def locust(port: int, natt: int, users: int, per_user: int, seconds: int, tmp: P
     prefix = tmp / f"locust-{time.monotonic_ns()}"
     path = subprocess.run([*CLI, "locustfile"], capture_output=True, text=True,
                           check=True).stdout.strip()
-    wall, cpu, _ = run_measured(
+    wall, cpu, text = run_measured(
         [sys.executable, "-m", "locust", "-f", path, "--headless", "-u", str(users),
          "-r", str(users), "-t", f"{seconds}s", "--host", "127.0.0.1",
          "--ikecp-port", str(port), "--ikecp-natt-port", str(natt),
@@ -75,6 +75,8 @@ def locust(port: int, natt: int, users: int, per_user: int, seconds: int, tmp: P
          "--loglevel", "WARNING"], timeout=seconds + 60)
     with open(f"{prefix}_stats.csv", newline="") as f:
         rows = {r["Name"]: r for r in csv.DictReader(f)}
+    if "handshake" not in rows:
+        raise RuntimeError(f"no handshake in Locust's CSV:\n{text[-3000:]}")
     failed = int(rows["handshake"]["Failure Count"])
     if failed:
         print(f"  locust: {failed} handshakes failed", flush=True)

@@ -28,9 +28,9 @@ import time
 from typing import Any
 
 import gevent
-from locust import User, constant, events, task
+from locust import User, constant, events, stats, task
 from locust.exception import StopUser
-from locust.runners import LocalRunner
+from locust.runners import STATE_RUNNING, LocalRunner
 
 from ikecp import framing
 from ikecp.engine import IkeSa
@@ -81,8 +81,10 @@ class FapUser(User):
     host = "127.0.0.1"
     wait_time = constant(0)
     _numbers = itertools.count()
+    _running = 0  # users of this process that have not used up their quota
 
     def on_start(self) -> None:
+        FapUser._running += 1
         opts = self.environment.parsed_options
         self.cfg = LoadConfig(target=self.host or "127.0.0.1", port=opts.ikecp_port,
                               natt_port=opts.ikecp_natt_port, psk=opts.ikecp_psk.encode(),
@@ -123,9 +125,12 @@ class FapUser(User):
     def _finish(self) -> None:
         """Quota done: stop this user; the last user of a single-process run also quits
         Locust (distributed runs end with --run-time or the web UI's stop)."""
+        FapUser._running -= 1
         runner = self.environment.runner
-        if isinstance(runner, LocalRunner) and runner.user_count <= 1:
-            gevent.spawn(runner.quit)
+        if isinstance(runner, LocalRunner) and FapUser._running == 0 \
+                and runner.state == STATE_RUNNING:  # every user spawned, and every one done
+            # after the CSV writer's next round, so the file holds the last requests
+            gevent.spawn_later(stats.CSV_STATS_INTERVAL_SEC + 0.5, runner.quit)
         raise StopUser
 
     # --- driving one SA over the user's sockets ----------------------------------------------

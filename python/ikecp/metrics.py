@@ -279,9 +279,12 @@ class MetricsServer:
         return done.result(SNAPSHOT_TIMEOUT)
 
     def start(self) -> MetricsServer:
-        from prometheus_client import CollectorRegistry, start_http_server
-
-        from prometheus_client import PlatformCollector, ProcessCollector
+        from prometheus_client import (
+            CollectorRegistry,
+            PlatformCollector,
+            ProcessCollector,
+            start_http_server,
+        )
 
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)

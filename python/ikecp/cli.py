@@ -190,13 +190,15 @@ def _parse_public(text: str) -> tuple[str, int | None]:
 
 
 def _bindings(args: argparse.Namespace) -> int:
-    from .bindings import BindingRegistry
+    from .bindings import open_store
 
     try:
-        reg = BindingRegistry.reader(args.db)
+        reg = open_store(args.db, reader=True)
     except FileNotFoundError as exc:
         print(f"ikecp bindings: {exc}", file=sys.stderr)
         return 2
+    if args.follow:
+        return _follow(reg)
     try:
         if args.inner_ip:
             rows = reg.by_inner_ip(args.inner_ip)
@@ -213,16 +215,32 @@ def _bindings(args: argparse.Namespace) -> int:
             rows = reg.all()
     finally:
         reg.close()
+    if args.instance:
+        rows = [b for b in rows if b.instance == args.instance]
     if args.json:
         for b in rows:
             print(json.dumps(b.to_json()))
     else:
         print(f"{'identity':<28} {'inner IP':<15} {'public address':<24} {'SPIi':<16} "
-              f"{'SPIr':<16}")
+              f"{'SPIr':<16} instance")
         for b in rows:
             print(f"{b.identity:<28} {b.inner_ip or '-':<15} {b.public:<24} {b.spi_i} "
-                  f"{b.spi_r}")
-    return 0 if rows or not (args.inner_ip or args.identity or args.public) else 1
+                  f"{b.spi_r} {b.instance}")
+    return 0 if rows or not (args.inner_ip or args.identity or args.public or args.instance) \
+        else 1
+
+
+def _follow(reg: Any) -> int:
+    """Print every change as one JSON line until interrupted (SIGINT/SIGTERM: status 0)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for change in reg.follow():
+            print(json.dumps(change), flush=True)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        reg.close()
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -299,16 +317,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="with --once: give up after this many seconds (default 30)")
 
     bnd = sub.add_parser("bindings", help="list or look up the SeGW's bindings",
-                         description="Read the binding database (safe while the SeGW runs). "
-                         "With no filter, list every binding. Exit status 1 if a lookup "
-                         "finds nothing.")
+                         description="Read the binding store (safe while SeGWs run), every "
+                         "instance's rows. With no filter, list every binding. Exit status 1 "
+                         "if a lookup finds nothing.")
     bnd.add_argument("--db", default="ikecp-bindings.sqlite",
-                     help="the SeGW's 'bindings' file (default: ikecp-bindings.sqlite)")
+                     help="the SeGW's 'bindings': an SQLite file or a postgresql:// URL "
+                     "(default: ikecp-bindings.sqlite)")
     who = bnd.add_mutually_exclusive_group()
     who.add_argument("--inner-ip", metavar="X", help="the binding holding this inner IP")
     who.add_argument("--identity", metavar="X", help="bindings of this peer identity")
     who.add_argument("--public", metavar="A:P", help="bindings at this public address[:port]")
+    bnd.add_argument("--instance", metavar="NAME",
+                     help="only the bindings of this SeGW instance (shared stores)")
     bnd.add_argument("--json", action="store_true", help="one JSON object per binding")
+    bnd.add_argument("--follow", action="store_true",
+                     help="print each change (up, rebind, update, down) as a JSON line as it "
+                     "happens, until interrupted (PostgreSQL: LISTEN; SQLite: polls history)")
 
     dm = sub.add_parser("demo", help="SeGW + userspace NAPT + FAPs on loopback, checked",
                         description="Start a SeGW, a userspace NAPT relay and a few FAPs on "

@@ -165,8 +165,10 @@ class SegwConfig(_Common):
     dns: tuple[str, ...] = ()
     #: Answer EXTERNAL_SOURCE_IP4_NAT_INFO.
     nat_info: bool = True
-    #: SQLite file of the binding registry.
+    #: The binding store: an SQLite file, or a ``postgresql://`` URL shared by several SeGWs.
     bindings: str = "ikecp-bindings.sqlite"
+    #: The name this SeGW's rows carry in the store (unset: the host name).
+    instance: str | None = None
     #: Also write binding changes as JSON lines to this file.
     events: str | None = None
     #: Drop a binding whose peer sent nothing authenticated for this many seconds.
@@ -192,6 +194,8 @@ class SegwConfig(_Common):
                     ipaddress.ip_address(v)
                 except ValueError as exc:
                     raise ConfigError(name, f"not an IP address: {v!r}", source) from exc
+        if self.instance is not None and not self.instance.strip():
+            raise ConfigError("instance", "must not be empty", source)
         if self.binding_expiry <= 0:
             raise ConfigError("binding_expiry", "must be > 0", source)
         if self.max_half_open < 1:

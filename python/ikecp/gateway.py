@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .bindings import BindingRegistry
+from .bindings import BindingStore, open_store
 from .config import SegwConfig
 from .dispatch import Dispatcher
 from .engine import IkeSa
@@ -44,7 +44,7 @@ COOKIE_SECRET_LIFETIME = 300.0
 class Gateway:
     """Run with ``await gw.start()`` ... ``await gw.stop()`` (or ``async with``)."""
 
-    def __init__(self, config: SegwConfig, *, registry: BindingRegistry | None = None,
+    def __init__(self, config: SegwConfig, *, registry: BindingStore | None = None,
                  on_event: Callable[[IkeSa, Event], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
@@ -53,7 +53,8 @@ class Gateway:
         if registry is None:
             if config.events:
                 self._stream = open(config.events, "a", encoding="utf-8")  # noqa: SIM115
-            registry = BindingRegistry(config.bindings, stream=self._stream)
+            registry = open_store(config.bindings, instance=config.instance,
+                                  stream=self._stream)
         self.registry = registry
         self.keylog = KeyLog(config.keylog) if config.keylog else None
         self.on_event = on_event

@@ -1,0 +1,71 @@
+"""The binding store on PostgreSQL, shared by several SeGW instances (psycopg 3).
+
+Same schema, history and change events as the SQLite store (``ikecp.bindings``): each row
+names the instance that holds its SA, a SeGW reads and writes only its own rows (so at
+startup it closes only its own leftovers), and ``ikecp bindings`` reads them all. Every
+change is also sent with ``NOTIFY ikecp_bindings`` inside its transaction, so a subscriber
+(``ikecp bindings --follow``, the mobile network's side) gets it exactly when it commits,
+as the same JSON object that ``history`` holds.
+
+One connection per store, in autocommit mode; a change is one short transaction. The calls
+are synchronous, like SQLite's: each binding change costs a few round trips on the event
+loop, which is why the database should be near the SeGW (a Unix socket or the same LAN).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from .bindings import SCHEMA, BindingStore
+
+#: The LISTEN/NOTIFY channel of the change feed.
+CHANNEL = "ikecp_bindings"
+
+
+class PgBindingStore(BindingStore):
+    """The store in the database at ``url`` (libpq URL or conninfo); ``instance`` None opens
+    a reader that sees every instance's rows."""
+
+    def __init__(self, url: str, *, instance: str | None, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        import psycopg
+
+        self.location = url
+        self.instance = instance
+        self._stream = stream
+        self._clock = clock
+        self._db = psycopg.connect(url, autocommit=True)
+        if instance is not None:
+            # Serialize schema creation between SeGWs starting at the same moment.
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(hashtext('ikecp schema'))")
+                self._db.execute(SCHEMA.format(real="DOUBLE PRECISION",
+                                               serial="BIGSERIAL PRIMARY KEY"))
+
+    def _run(self, sql: str, args: tuple = ()) -> None:
+        self._db.execute(sql.replace("?", "%s"), args)  # type: ignore[arg-type]
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return self._db.execute(sql.replace("?", "%s"), args).fetchall()  # type: ignore[arg-type]
+
+    def _transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return self._db.transaction()  # nested calls become savepoints
+
+    def _publish(self, change: dict[str, Any]) -> None:
+        self._db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps(change)))
+
+    def follow(self, poll: float = 0.5) -> Iterator[dict[str, Any]]:
+        """``LISTEN`` on the change feed: one object per committed change, from now on."""
+        import psycopg
+
+        with psycopg.connect(self.location, autocommit=True) as conn:
+            conn.execute(f"LISTEN {CHANNEL}")
+            for note in conn.notifies():
+                yield json.loads(note.payload)
+
+    def close(self) -> None:
+        self._db.close()

@@ -27,7 +27,7 @@ import socket
 import time
 from typing import Any
 
-import gevent
+import gevent  # type: ignore[import-untyped]
 from locust import User, constant, events, stats, task
 from locust.exception import StopUser
 from locust.runners import STATE_RUNNING, LocalRunner

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -10,8 +11,9 @@ import urllib.request
 
 import pytest
 from ikecp import loadgen
-from ikecp.config import ConfigError, FapConfig, from_dict
-from ikecp.metrics import parse_address
+from ikecp.config import ConfigError, FapConfig, SegwConfig, from_dict
+from ikecp.gateway import Gateway
+from ikecp.metrics import EventCounts, MetricsServer, gateway_snapshot, parse_address
 from ops_helpers import CLI, ENV, segw_process, segw_toml, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -125,3 +127,34 @@ def test_fap_metrics(tmp_path) -> None:
         finally:
             fap.send_signal(signal.SIGTERM)
             assert fap.wait(10) == 0
+
+
+def test_data_plane_hook_and_snapshot_on_the_loop(tmp_path) -> None:
+    """A data plane's counters join the scrape; the snapshot runs on the gateway's loop."""
+    async def main() -> dict:
+        counts = EventCounts()
+        gw = Gateway(SegwConfig(psk="x", port=0, natt_port=0,
+                                bindings=str(tmp_path / "b.sqlite")), on_event=counts.observe)
+        await gw.start()
+        loop = asyncio.get_running_loop()
+        threads = []
+
+        def snapshot():
+            threads.append(threading.get_ident())
+            return gateway_snapshot(gw, counts)
+
+        server = MetricsServer("127.0.0.1:0", "segw", snapshot, loop).start()
+        server.data_plane["esp"] = lambda: {"packets_in": 7, "packets_out": 5}
+        try:
+            got = await asyncio.to_thread(scrape, server.url)
+            assert threads == [threading.get_ident()]  # taken on the loop's thread
+            return got
+        finally:
+            server.close()
+            await gw.stop()
+
+    got = asyncio.run(main())
+    assert got[("ikecp_dataplane_total", (("counter", "packets_in"),))] == 7
+    assert got[("ikecp_dataplane_total", (("counter", "packets_out"),))] == 5
+    assert got[("ikecp_bindings", ())] == 0
+    assert got[("ikecp_ike_sas", (("state", "established"), *W0))] == 0

@@ -26,6 +26,10 @@ from .bindings import SCHEMA, BindingStore
 CHANNEL = "ikecp_bindings"
 
 
+class InstanceInUseError(OSError):
+    """Another SeGW writes the store under the same instance name."""
+
+
 class PgBindingStore(BindingStore):
     """The store in the database at ``url`` (libpq URL or conninfo); ``instance`` None opens
     a reader that sees every instance's rows."""
@@ -38,8 +42,19 @@ class PgBindingStore(BindingStore):
         self.instance = instance
         self._stream = stream
         self._clock = clock
-        self._db = psycopg.connect(url, autocommit=True)
+        try:
+            self._db = psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:  # reported like any other I/O error
+            raise ConnectionError(f"binding store {url}: {exc}".strip()) from None
         if instance is not None:
+            # One SeGW per instance name: a session lock, dropped by the server when this
+            # connection ends, crash included.
+            (mine,) = self._db.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                                       (f"ikecp instance {instance}",)).fetchone()
+            if not mine:
+                self._db.close()
+                raise InstanceInUseError(f"instance {instance!r} of the binding store is in "
+                                         "use by another SeGW")
             # Serialize schema creation between SeGWs starting at the same moment.
             with self._db.transaction():
                 self._db.execute("SELECT pg_advisory_xact_lock(hashtext('ikecp schema'))")

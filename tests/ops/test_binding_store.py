@@ -185,3 +185,16 @@ def test_sqlite_database_of_the_previous_schema_is_migrated(tmp_path) -> None:
         assert len(BindingRegistry.reader(path).history()) == 3
     finally:
         store.close()
+
+
+def test_postgres_refuses_a_second_writer_of_one_instance(pg_url) -> None:
+    from ikecp.bindings_pg import InstanceInUseError
+
+    first = open_store(pg_url, instance="segw-a")
+    try:
+        with pytest.raises(InstanceInUseError, match="segw-a"):
+            open_store(pg_url, instance="segw-a")
+        open_store(pg_url, instance="segw-b").close()  # another name is fine
+    finally:
+        first.close()
+    open_store(pg_url, instance="segw-a").close()  # free again once the first is gone

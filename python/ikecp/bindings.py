@@ -122,7 +122,8 @@ class BindingStore:
     ``instance`` names this SeGW's rows (None: a reader that sees every instance).
     ``stream`` receives one JSON line per change (``event`` is up, rebind, update or down).
     ``clock`` gives wall-clock time for first/last seen. Subclasses provide ``_run``,
-    ``_rows``, ``_transaction``, ``_publish`` and ``follow``; SQL is written with ``?``.
+    ``_rows``, ``_transaction`` and ``follow`` (the change feed: every ``history`` row as a
+    ``change_json`` object); SQL is written with ``?``.
     """
 
     location: str
@@ -140,9 +141,6 @@ class BindingStore:
 
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError
-
-    def _publish(self, change: dict[str, Any]) -> None:
-        """Tell subscribers of the change feed (inside the change's transaction)."""
 
     def follow(self, poll: float = 0.5) -> Iterator[dict[str, Any]]:
         """Every change from now on, as ``change_json`` objects, until the caller stops."""
@@ -219,7 +217,6 @@ class BindingStore:
                b.public_port, b.instance)
         self._run(f"INSERT INTO history ({','.join(_HISTORY)}) VALUES "
                   f"({','.join('?' * len(_HISTORY))})", row)
-        self._publish(change_json(row))
         if self._stream is not None:
             line = {"at": now, "event": event, **b.to_json()}
             if reason is not None:

@@ -127,3 +127,35 @@ def test_master_and_two_workers_against_segw(tmp_path) -> None:
         got = scrape(segw.metrics_url)
         assert got[("ikecp_handshakes_total", ())] == USERS * PER_USER
         assert got[("ikecp_sas_deleted_by_peer_total", ())] == USERS * PER_USER
+
+
+def headless(segw, tmp_path: Path, name: str, *extra: str) -> dict[str, dict]:
+    """A single-process headless run; it quits by itself once every user is done."""
+    prefix = tmp_path / name
+    proc = subprocess.run(
+        [*LOCUST, "-f", locustfile(), "--headless", "-u", "2", "-r", "2", "-t", "60s",
+         "--host", "127.0.0.1", "--ikecp-port", str(segw.port),
+         "--ikecp-natt-port", str(segw.natt_port), "--ikecp-handshakes", "3",
+         "--ikecp-timeout", "5", "--csv", str(prefix), "--only-summary", *extra],
+        capture_output=True, text=True, timeout=90, env=ENV)
+    with open(f"{prefix}_stats.csv", newline="") as f:
+        stats = {r["Name"]: r for r in csv.DictReader(f)}
+    with open(f"{prefix}_failures.csv", newline="") as f:
+        failures = {r["Error"]: r for r in csv.DictReader(f)}
+    return {"proc": {"returncode": proc.returncode, "stderr": proc.stderr},
+            "stats": stats, "failures": failures}
+
+
+def test_headless_run_writes_csv_and_failures_by_cause(tmp_path) -> None:
+    with segw_process(tmp_path, segw_toml(str(tmp_path / "b.sqlite"))) as segw:
+        good = headless(segw, tmp_path, "good")
+        assert good["proc"]["returncode"] == 0, good["proc"]["stderr"][-2000:]
+        assert int(good["stats"]["handshake"]["Request Count"]) == 6
+        assert int(good["stats"]["handshake"]["Failure Count"]) == 0
+        assert int(good["stats"]["delete"]["Request Count"]) == 6
+        bad = headless(segw, tmp_path, "bad", "--ikecp-psk", "not the SeGW's key")
+        assert bad["proc"]["returncode"] == 1  # Locust's exit status when requests failed
+        assert int(bad["stats"]["handshake"]["Failure Count"]) == 6
+        assert "delete" not in bad["stats"]
+        (error,) = bad["failures"]
+        assert "auth failure" in error and int(bad["failures"][error]["Occurrences"]) == 6

@@ -120,7 +120,8 @@ class BindingStore:
     """The interface both stores implement; the SQL is shared, the dialect is not.
 
     ``instance`` names this SeGW's rows (None: a reader that sees every instance).
-    ``stream`` receives one JSON line per change (``event`` is up, rebind, update or down).
+    ``stream`` receives one JSON line per change (``event`` is up, rebind, update, rekey or
+    down; a rekey line names the old SPIr in ``previous``).
     ``clock`` gives wall-clock time for first/last seen. Subclasses provide ``_run``,
     ``_rows``, ``_transaction`` and ``follow`` (the change feed: every ``history`` row as a
     ``change_json`` object); SQL is written with ``?``.
@@ -186,6 +187,26 @@ class BindingStore:
                  new.public_port, children, first, now, instance))
             self._record(kind, new, now, None if old is None else old.public)
         return kind
+
+    def rekey(self, old_spi_r: bytes, b: PeerBinding) -> bool:
+        """The IKE SA of ``old_spi_r`` was rekeyed: the same row carries the new SPIs (and
+        CHILD SPIs) from now on, in one statement, so no query ever misses it; the history
+        gets a "rekey" entry naming the old SPIr. False if there was no such row."""
+        instance = self._own()
+        with self._transaction():
+            old = self.get(old_spi_r.hex())
+            if old is None:
+                return False
+            now = self._clock()
+            self._run(
+                "UPDATE bindings SET spi_r = ?, spi_i = ?, child_spis = ?, public_ip = ?, "
+                "public_port = ?, last_seen = ? WHERE instance = ? AND spi_r = ?",
+                (b.spi_r.hex(), b.spi_i.hex(), ",".join(s.hex() for s in b.child_spis),
+                 b.public_address, b.public_port, now, instance, old.spi_r))
+            new = self.get(b.spi_r.hex())
+            assert new is not None
+            self._record("rekey", new, now, old.spi_r)
+        return True
 
     def touch(self, spi_r: bytes) -> None:
         """The peer of ``spi_r`` sent an authenticated message: move ``last_seen``."""

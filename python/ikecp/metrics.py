@@ -32,9 +32,10 @@ DEFAULT_HOST = "127.0.0.1"
 #: How long a scrape waits for the event loop to answer.
 SNAPSHOT_TIMEOUT = 5.0
 
-#: Rekey events, once the engine emits them (it does not initiate CREATE_CHILD_SA yet).
-_REKEY_EVENTS = tuple(getattr(ev, name) for name in ("IkeSaRekeyed", "ChildSaRekeyed")
-                      if hasattr(ev, name))
+#: Rekey events by the SA they rekey, for the engine versions that emit them.
+_REKEY_EVENTS = {getattr(ev, name): kind for name, kind in (("IkeSaRekeyed", "ike"),
+                                                             ("ChildSaRekeyed", "child"))
+                 if hasattr(ev, name)}
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -62,6 +63,7 @@ class EventCounts:
         self.handshake_failures: Counter[str] = Counter()
         self.sa_failures: Counter[str] = Counter()
         self.child_failures: Counter[str] = Counter()
+        self.rekeys: Counter[str] = Counter()
         self._up: set[int] = set()  # id() of the established SAs that have not ended
 
     def observe(self, sa: IkeSa, event: ev.Event) -> None:
@@ -88,8 +90,11 @@ class EventCounts:
             self.counts["peer_bindings"] += 1
         elif isinstance(event, ev.PublicAddressLearned):
             self.counts["nat_info_learned"] += 1
-        elif isinstance(event, _REKEY_EVENTS):
-            self.counts["rekeys"] += 1
+        elif type(event) in _REKEY_EVENTS:
+            self.rekeys[_REKEY_EVENTS[type(event)]] += 1
+            successor = getattr(event, "sa", None)  # an IKE rekey: the new SA carries on
+            if successor is not None and id(sa) in self._up:
+                self._up.add(id(successor))
 
 
 @dataclass
@@ -112,6 +117,7 @@ class Snapshot:
     handshake_failures: dict[str, int] = field(default_factory=dict)
     sa_failures: dict[str, int] = field(default_factory=dict)
     child_failures: dict[str, int] = field(default_factory=dict)
+    rekeys: dict[str, int] = field(default_factory=dict)
     bindings: int | None = None
     nat_info_answered: int | None = None
     data_plane: dict[str, int] = field(default_factory=dict)
@@ -136,6 +142,7 @@ def events_snapshot(counts: EventCounts, snap: Snapshot) -> Snapshot:
     snap.handshake_failures = dict(counts.handshake_failures)
     snap.sa_failures = dict(counts.sa_failures)
     snap.child_failures = dict(counts.child_failures)
+    snap.rekeys = dict(counts.rekeys)
     return snap
 
 
@@ -208,7 +215,6 @@ class IkeCollector:
         for name, key, doc in (
                 ("handshakes", "handshakes", "IKE SAs established (IKE_SA_INIT + IKE_AUTH)"),
                 ("child_sas_established", "child_sas", "CHILD_SAs established"),
-                ("rekeys", "rekeys", "IKE and CHILD_SA rekeys completed"),
                 ("dpd_answered", "dpd_answered", "Liveness checks (DPD) answered by the peer"),
                 ("sas_deleted", "deleted", "IKE SAs deleted by us"),
                 ("sas_deleted_by_peer", "deleted_by_peer", "IKE SAs deleted by the peer"),
@@ -229,6 +235,10 @@ class IkeCollector:
             for cause, n in sorted(values.items()):
                 fam.add_metric([role, cause], n)
             yield fam
+        fam = counter("rekeys", "Rekeys completed, by the SA rekeyed (ike, child)", ("sa",))
+        for kind in ("ike", "child"):
+            fam.add_metric([role, kind], snap.rekeys.get(kind, 0))
+        yield fam
         if snap.bindings is not None:
             fam = gauge("bindings", "Rows in the binding registry (this instance)")
             fam.add_metric([role], snap.bindings)

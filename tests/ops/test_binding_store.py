@@ -198,3 +198,20 @@ def test_postgres_refuses_a_second_writer_of_one_instance(pg_url) -> None:
     finally:
         first.close()
     open_store(pg_url, instance="segw-a").close()  # free again once the first is gone
+
+
+def test_ike_rekey_keeps_the_row_with_new_spis(store_location) -> None:
+    store = open_store(store_location, instance="segw-a")
+    try:
+        store.update(binding(1))
+        old = bytes([0x81]) * 8
+        new = PeerBinding("fap-1.example", "10.99.0.1", "100.64.0.1", 4500, b"\x11" * 8,
+                          b"\x22" * 8, (b"\x33" * 4,))
+        assert store.rekey(old, new)
+        (row,) = store.all()
+        assert (row.spi_r, row.spi_i, row.child_spis) == ("22" * 8, "11" * 8, ("33" * 4,))
+        assert row.inner_ip == "10.99.0.1" and row.instance == "segw-a"
+        assert store.history()[-1][1:4] == ("rekey", "81" * 8, "22" * 8)
+        assert not store.rekey(old, new)  # the old SPI is gone
+    finally:
+        store.close()

@@ -158,3 +158,10 @@ def test_data_plane_hook_and_snapshot_on_the_loop(tmp_path) -> None:
     assert got[("ikecp_dataplane_total", (("counter", "packets_out"),))] == 5
     assert got[("ikecp_bindings", ())] == 0
     assert got[("ikecp_ike_sas", (("state", "established"), *W0))] == 0
+
+
+def test_rekey_series_exist_before_any_rekey(tmp_path) -> None:
+    with segw_process(tmp_path, segw_toml(str(tmp_path / "b.sqlite")), "--metrics", "0") as s:
+        got = scrape(s.metrics_url)
+    assert got[("ikecp_rekeys_total", (("sa", "child"),))] == 0
+    assert got[("ikecp_rekeys_total", (("sa", "ike"),))] == 0

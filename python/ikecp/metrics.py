@@ -68,7 +68,8 @@ class EventCounts:
 
     def observe(self, sa: IkeSa, event: ev.Event) -> None:
         if isinstance(event, ev.IkeSaEstablished):
-            self.counts["handshakes"] += 1
+            if id(sa) not in self._up:  # not the successor of an IKE rekey
+                self.counts["handshakes"] += 1
             self._up.add(id(sa))
         elif isinstance(event, ev.ChildSaEstablished):
             self.counts["child_sas"] += 1

@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS history (
     public_port INTEGER NOT NULL,
     instance TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS esp_counters (
+    instance TEXT NOT NULL,
+    spi_r TEXT NOT NULL,
+    counters TEXT NOT NULL,
+    at {real} NOT NULL,
+    PRIMARY KEY (instance, spi_r)
+);
 """
 
 _COLUMNS = ("spi_r", "spi_i", "identity", "inner_ip", "public_ip", "public_port",
@@ -222,6 +229,8 @@ class BindingStore:
             if old is None:
                 return None
             self._run("DELETE FROM bindings WHERE instance = ? AND spi_r = ?", (instance, key))
+            self._run("DELETE FROM esp_counters WHERE instance = ? AND spi_r = ?",
+                      (instance, key))
             self._record("down", old, self._clock(), reason)
         return old
 
@@ -278,6 +287,21 @@ class BindingStore:
     def by_instance(self, instance: str) -> list[Binding]:
         return self._select("instance = ?", (instance,))
 
+    def set_counters(self, spi_r: bytes, counters: dict[str, object]) -> None:
+        """The data plane's counters of the binding's CHILD SAs (packets, bytes, drops)."""
+        self._run("INSERT INTO esp_counters (instance, spi_r, counters, at) VALUES "
+                  "(?, ?, ?, ?) ON CONFLICT (instance, spi_r) DO UPDATE SET "
+                  "counters = excluded.counters, at = excluded.at",
+                  (self._own(), spi_r.hex(), json.dumps(counters, sort_keys=True),
+                   self._clock()))
+
+    def counters(self, spi_r: str, instance: str | None = None) -> dict[str, object] | None:
+        """The last counters written for the binding ``spi_r`` (hex) of ``instance``
+        (default: this store's), or None."""
+        rows = self._rows("SELECT counters FROM esp_counters WHERE instance = ? AND spi_r = ?",
+                          (instance or self.instance, spi_r))
+        return json.loads(rows[0][0]) if rows else None
+
     def history(self) -> list[tuple[float, str, str | None, str, str, str | None, str, int,
                                     str]]:
         """Every change in order: (at, event, reason, spi_r, identity, inner_ip, public_ip,
@@ -330,6 +354,8 @@ class BindingRegistry(BindingStore):
                 "DROP INDEX IF EXISTS bindings_inner; DROP INDEX IF EXISTS bindings_identity; "
                 "DROP INDEX IF EXISTS bindings_public; "
                 "ALTER TABLE bindings RENAME TO bindings_v1;")
+        if columns("esp_counters") and "instance" not in columns("esp_counters"):
+            self._db.execute("DROP TABLE esp_counters")  # counters only: rewritten as they move
         if columns("history") and "instance" not in columns("history"):
             self._db.execute("ALTER TABLE history ADD COLUMN instance TEXT NOT NULL DEFAULT ''")
 

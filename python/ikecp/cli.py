@@ -19,11 +19,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import BACKEND_NAME, __version__, backend, loadgen_cli
 from .errors import ParseError
 from .framing import Kind, classify
+
+if TYPE_CHECKING:
+    from .config import FapConfig, SegwConfig
 
 
 def _jsonable(obj: object) -> object:
@@ -100,6 +103,22 @@ def _check_config(role: str, cfg: Any) -> int:
     return 0
 
 
+_Cfg = TypeVar("_Cfg", "SegwConfig", "FapConfig")
+
+
+def _with_dataplane(cfg: _Cfg, args: argparse.Namespace) -> _Cfg:
+    """``--dataplane`` overrides the config's ``dataplane`` (checked like the file); a
+    ``tun`` data plane this machine cannot run fails here, before anything starts."""
+    if args.dataplane is not None:
+        cfg = replace(cfg, dataplane=args.dataplane)
+        cfg._check("--dataplane")
+    if cfg.dataplane == "tun":
+        from .dataplane.tun import check_available
+
+        check_available()
+    return cfg
+
+
 def _segw(args: argparse.Namespace) -> int:
     from .config import load_segw
     from .gateway import Gateway
@@ -111,6 +130,7 @@ def _segw(args: argparse.Namespace) -> int:
         return 2
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
+    cfg = _with_dataplane(cfg, args)
     if args.metrics:
         cfg = replace(cfg, metrics=args.metrics)
         cfg._check(args.config)
@@ -147,6 +167,7 @@ def _fap(args: argparse.Namespace) -> int:
     cfg = load_fap(args.config)
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
+    cfg = _with_dataplane(cfg, args)
     if args.metrics:
         cfg = replace(cfg, metrics=args.metrics)
         cfg._check(args.config)
@@ -159,11 +180,19 @@ def _fap(args: argparse.Namespace) -> int:
         else:
             print(f"FAP {cfg.identity}: {status.describe()}", flush=True)
 
+    async def stats(fap: Femto) -> None:
+        while True:
+            await asyncio.sleep(args.stats)
+            show(fap.refresh_counters())
+
     async def run() -> int:
         counts = EventCounts()
         fap = Femto(cfg, on_status=show, on_event=counts.observe if cfg.metrics else None)
         await fap.start()
         metrics = _start_metrics(cfg.metrics, "fap", lambda: femto_snapshot(fap, counts))
+
+
+        ticker = asyncio.create_task(stats(fap)) if args.stats else None
         try:
             if args.once:
                 try:
@@ -175,6 +204,8 @@ def _fap(args: argparse.Namespace) -> int:
             await _until_signal()
             return 0
         finally:
+            if ticker is not None:
+                ticker.cancel()
             await fap.stop()
             if metrics is not None:
                 metrics.close()
@@ -201,31 +232,33 @@ def _bindings(args: argparse.Namespace) -> int:
         return _follow(reg)
     try:
         if args.inner_ip:
-            rows = reg.by_inner_ip(args.inner_ip)
+            found = reg.by_inner_ip(args.inner_ip)
         elif args.identity:
-            rows = reg.by_identity(args.identity)
+            found = reg.by_identity(args.identity)
         elif args.public:
             try:
-                rows = reg.by_public(*_parse_public(args.public))
+                found = reg.by_public(*_parse_public(args.public))
             except ValueError:
                 print(f"ikecp bindings: --public wants ADDR:PORT, not {args.public!r}",
                       file=sys.stderr)
                 return 2
         else:
-            rows = reg.all()
+            found = reg.all()
+        if args.instance:
+            found = [b for b in found if b.instance == args.instance]
+        rows = [(b, reg.counters(b.spi_r, b.instance)) for b in found]
     finally:
         reg.close()
-    if args.instance:
-        rows = [b for b in rows if b.instance == args.instance]
     if args.json:
-        for b in rows:
-            print(json.dumps(b.to_json()))
+        for b, esp in rows:
+            print(json.dumps({**b.to_json(), "esp": esp}))
     else:
         print(f"{'identity':<28} {'inner IP':<15} {'public address':<24} {'SPIi':<16} "
-              f"{'SPIr':<16} instance")
-        for b in rows:
+              f"{'SPIr':<16} {'ESP packets in/out':<18} instance")
+        for b, esp in rows:
+            packets = f"{esp.get('packets_in', 0)}/{esp.get('packets_out', 0)}" if esp else "-"
             print(f"{b.identity:<28} {b.inner_ip or '-':<15} {b.public:<24} {b.spi_i} "
-                  f"{b.spi_r} {b.instance}")
+                  f"{b.spi_r} {packets:<18} {b.instance}")
     return 0 if rows or not (args.inner_ip or args.identity or args.public or args.instance) \
         else 1
 
@@ -299,6 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     segw.add_argument("--keylog", metavar="FILE",
                       help="append IKE SA keys in Wireshark's ikev2_decryption_table format "
                       "(secrets: off by default)")
+    segw.add_argument("--dataplane", choices=("tun", "none"),
+                      help="tun: carry the FAPs' traffic (ESP in UDP, TUN device; root); "
+                      "none: negotiate CHILD SAs only (default: the config's)")
     _role_options(segw)
 
     fap = sub.add_parser("fap", help="run a femtocell (IKEv2 initiator)",
@@ -315,6 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="exit (status 0) once the SA is established, after a DELETE")
     fap.add_argument("--timeout", type=float, default=30.0,
                      help="with --once: give up after this many seconds (default 30)")
+    fap.add_argument("--stats", type=float, metavar="SECONDS",
+                     help="print the status with the CHILD SA's ESP counters this often")
+    fap.add_argument("--dataplane", choices=("tun", "none"),
+                     help="tun: carry traffic through a TUN device with the inner IP "
+                     "(ESP in UDP; root); none: negotiate the CHILD SA only")
 
     bnd = sub.add_parser("bindings", help="list or look up the SeGW's bindings",
                          description="Read the binding store (safe while SeGWs run), every "
@@ -362,12 +403,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _decode(sys.stdin.read() if args.hex == "-" else args.hex)
     _setup_logging(args)
     from .config import ConfigError
+    from .dataplane import DataplaneUnavailableError
 
     try:
         handler = {"segw": _segw, "fap": _fap, "bindings": _bindings, "demo": _demo}
         return handler[args.command](args)
     except ConfigError as exc:
         print(f"ikecp {args.command}: config error: {exc}", file=sys.stderr)
+        return 2
+    except DataplaneUnavailableError as exc:
+        print(f"ikecp {args.command}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"ikecp {args.command}: {exc}", file=sys.stderr)

@@ -80,14 +80,16 @@ async def _until_signal() -> None:
     await stop.wait()
 
 
-def _start_metrics(address: str | None, role: str, snapshot: Callable[[], Any]) -> Any:
-    """The Prometheus endpoint of a role, if configured; prints where it listens."""
+def _start_metrics(address: str | None, role: str, snapshot: Callable[[], Any], *,
+                   quiet_stdout: bool = False) -> Any:
+    """The Prometheus endpoint of a role, if configured; says where it listens (on stderr
+    when stdout carries JSON lines)."""
     if not address:
         return None
     from .metrics import MetricsServer
 
     server = MetricsServer(address, role, snapshot, asyncio.get_running_loop()).start()
-    print(f"metrics on {server.url}", flush=True)
+    print(f"metrics on {server.url}", flush=True, file=sys.stderr if quiet_stdout else None)
     return server
 
 
@@ -189,7 +191,8 @@ def _fap(args: argparse.Namespace) -> int:
         counts = EventCounts()
         fap = Femto(cfg, on_status=show, on_event=counts.observe if cfg.metrics else None)
         await fap.start()
-        metrics = _start_metrics(cfg.metrics, "fap", lambda: femto_snapshot(fap, counts))
+        metrics = _start_metrics(cfg.metrics, "fap", lambda: femto_snapshot(fap, counts),
+                                 quiet_stdout=args.json)
 
 
         ticker = asyncio.create_task(stats(fap)) if args.stats else None

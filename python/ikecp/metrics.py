@@ -122,6 +122,9 @@ class Snapshot:
     bindings: int | None = None
     nat_info_answered: int | None = None
     data_plane: dict[str, int] = field(default_factory=dict)
+    #: TUN data plane: CHILD SAs installed, and their counters summed (None: no data plane).
+    child_sas: int | None = None
+    installed: dict[str, int] = field(default_factory=dict)
 
 
 def worker_snapshot(dispatcher: Any, io_stats: Any = None) -> WorkerSnapshot:
@@ -153,7 +156,7 @@ _DISPATCH_HELP = {
     "datagrams": "Datagrams read on the IKE and NAT-T sockets",
     "ike": "IKE messages handed to an SA",
     "keepalives": "NAT keepalives (RFC 3948) received",
-    "esp": "UDP-encapsulated ESP datagrams received (counted, not decrypted)",
+    "esp": "UDP-encapsulated ESP datagrams that reached the dispatcher",
     "invalid": "Datagrams dropped as neither IKE nor ESP, or too short",
     "unknown_spi": "IKE messages for no known SA",
     "no_responder": "IKE_SA_INIT requests while not accepting new SAs",
@@ -254,6 +257,16 @@ class IkeCollector:
             for name, n in sorted(snap.data_plane.items()):
                 fam.add_metric([role, name], n)
             yield fam
+        if snap.child_sas is not None:
+            fam = gauge("dataplane_child_sas", "CHILD SAs installed in the data plane")
+            fam.add_metric([role], snap.child_sas)
+            yield fam
+            fam = gauge("dataplane_installed",
+                        "Counters of the CHILD SAs now installed, summed (drop when SAs go)",
+                        ("counter",))
+            for name, n in sorted(snap.installed.items()):
+                fam.add_metric([role, name], n)
+            yield fam
 
 
 class MetricsServer:
@@ -329,9 +342,25 @@ def _worker(role: Any) -> dict[str, WorkerSnapshot]:
     return {"0": worker_snapshot(d, driver.endpoint.stats if driver is not None else None)}
 
 
+def _data_plane(role: Any, snap: Snapshot) -> Snapshot:
+    """The TUN data plane's own counters and its CHILD SAs' counters, when it runs."""
+    plane = getattr(role, "dataplane", None)
+    if plane is None or plane.name == "none" or role.dispatcher is None:
+        return snap
+    stats = dict(plane.stats())
+    snap.child_sas = int(stats.pop("sas", 0))
+    snap.data_plane.update(stats)
+    total: Counter[str] = Counter()
+    for sa in role.dispatcher.sas():
+        for name, n in role.children.counters(sa).items():
+            total[name] += int(n)
+    snap.installed = dict(total)
+    return snap
+
+
 def gateway_snapshot(gw: Any, counts: EventCounts) -> Snapshot:
     """The ``Snapshot`` of a running ``Gateway`` (on its loop)."""
-    snap = events_snapshot(counts, Snapshot(workers=_worker(gw)))
+    snap = _data_plane(gw, events_snapshot(counts, Snapshot(workers=_worker(gw))))
     snap.bindings = len(gw.registry)
     from .cp import NatInfoProvider
 
@@ -345,4 +374,4 @@ def gateway_snapshot(gw: Any, counts: EventCounts) -> Snapshot:
 
 def femto_snapshot(fap: Any, counts: EventCounts) -> Snapshot:
     """The ``Snapshot`` of a running ``Femto`` (on its loop)."""
-    return events_snapshot(counts, Snapshot(workers=_worker(fap)))
+    return _data_plane(fap, events_snapshot(counts, Snapshot(workers=_worker(fap))))

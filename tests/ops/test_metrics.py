@@ -115,7 +115,12 @@ def test_fap_metrics(tmp_path) -> None:
                                env=ENV)
         try:
             assert fap.stdout is not None
-            url = fap.stdout.readline().split("metrics on ", 1)[1].strip()
+            assert fap.stderr is not None
+            line = ""
+            while "metrics on " not in line:  # on stderr: stdout carries only JSON
+                line = fap.stderr.readline()
+                assert line, "no 'metrics on' line"
+            url = line.split("metrics on ", 1)[1].strip()
             status = json.loads(fap.stdout.readline())
             while status["state"] != "established":
                 status = json.loads(fap.stdout.readline())

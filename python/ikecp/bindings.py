@@ -18,7 +18,13 @@ implementation from the location (``postgresql://...`` or a file path).
 
 A store opened for an instance (the gateway's) reads and writes that instance's rows only,
 so a SeGW closes only its own rows at startup; a store opened without one (``reader``) sees
-every instance.
+every instance. Each change commits in one transaction (the row and its history row), and
+its event line is flushed just before that commit: the stream never misses a committed
+change.
+
+A SeGW owns its instance's rows while it runs: ``claim`` at start, ``heartbeat`` every few
+seconds, ``release`` on a clean shutdown (the ``owner`` table, one row per instance), so a
+reader can tell live rows from rows a crash left (``live``).
 """
 
 from __future__ import annotations
@@ -72,7 +78,16 @@ CREATE TABLE IF NOT EXISTS esp_counters (
     at {real} NOT NULL,
     PRIMARY KEY (instance, spi_r)
 );
+CREATE TABLE IF NOT EXISTS owner (
+    instance TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    started {real} NOT NULL,
+    heartbeat {real} NOT NULL
+);
 """
+
+#: A registry whose owner's heartbeat is older than this many seconds has no live SeGW.
+STALE_AFTER = 15.0
 
 _COLUMNS = ("spi_r", "spi_i", "identity", "inner_ip", "public_ip", "public_port",
             "child_spis", "first_seen", "last_seen", "instance")
@@ -254,6 +269,39 @@ class BindingStore:
             self._stream.write(json.dumps(line) + "\n")
             self._stream.flush()
 
+    # --- ownership (the gateway) -------------------------------------------------------------
+
+    def lock_file(self) -> str | None:
+        """The file a SeGW locks to be this store's only writer of its instance (None:
+        the store keeps writers apart itself, or there is nothing to share)."""
+        return None
+
+    def claim(self, pid: int) -> None:
+        """A SeGW (process ``pid``) now owns this instance's rows; readers see it in
+        ``owner``."""
+        instance, now = self._own(), self._clock()
+        with self._transaction():
+            self._run("DELETE FROM owner WHERE instance = ?", (instance,))
+            self._run("INSERT INTO owner (instance, pid, started, heartbeat) VALUES "
+                      "(?, ?, ?, ?)", (instance, pid, now, now))
+
+    def heartbeat(self) -> None:
+        self._run("UPDATE owner SET heartbeat = ? WHERE instance = ?",
+                  (self._clock(), self._own()))
+
+    def release(self) -> None:
+        """Clean shutdown: no SeGW owns this instance's (now empty) rows any more."""
+        self._run("DELETE FROM owner WHERE instance = ?", (self._own(),))
+
+    def live(self, instance: str | None = None) -> bool:
+        """Whether a SeGW owns the rows of ``instance`` (default: this store's; a reader
+        without one asks about any): its heartbeat is recent. False after a crash, until
+        that instance's next start closes the rows."""
+        name = instance or self.instance
+        where, args = ("WHERE instance = ?", (name,)) if name else ("", ())
+        (beat,) = self._rows(f"SELECT MAX(heartbeat) FROM owner {where}", args)[0]
+        return beat is not None and self._clock() - float(beat) < STALE_AFTER
+
     # --- lookups -----------------------------------------------------------------------------
 
     def _select(self, where: str = "", args: tuple = ()) -> list[Binding]:
@@ -356,6 +404,8 @@ class BindingRegistry(BindingStore):
                 "ALTER TABLE bindings RENAME TO bindings_v1;")
         if columns("esp_counters") and "instance" not in columns("esp_counters"):
             self._db.execute("DROP TABLE esp_counters")  # counters only: rewritten as they move
+        if columns("owner") and "instance" not in columns("owner"):
+            self._db.execute("DROP TABLE owner")  # one owner per file: no instance column
         if columns("history") and "instance" not in columns("history"):
             self._db.execute("ALTER TABLE history ADD COLUMN instance TEXT NOT NULL DEFAULT ''")
 
@@ -413,6 +463,25 @@ class BindingRegistry(BindingStore):
                 yield change_json(r[1:])
             if not rows:
                 time.sleep(poll)
+
+    def lock_file(self) -> str | None:
+        from .instance_lock import lock_path
+
+        return lock_path(self.path)
+
+    def live(self, instance: str | None = None) -> bool:
+        """Also false when no process holds the file's lock (where the platform can tell),
+        whatever the heartbeat says."""
+        from .instance_lock import is_held
+
+        lock = self.lock_file()
+        held = is_held(lock) if lock is not None else None
+        if held is False:
+            return False
+        try:
+            return super().live(instance)
+        except sqlite3.OperationalError:  # written by a version without the owner table
+            return bool(held)
 
     def close(self) -> None:
         self._db.close()

@@ -65,9 +65,9 @@ class PgBindingStore(BindingStore):
         if instance is not None:
             # One SeGW per instance name: a session lock, dropped by the server when this
             # connection ends, crash included.
-            (mine,) = self._db.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
-                                       (f"ikecp instance {instance}",)).fetchone()
-            if not mine:
+            row = self._db.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                                   (f"ikecp instance {instance}",)).fetchone()
+            if not (row and row[0]):
                 self._db.close()
                 raise InstanceInUseError(f"instance {instance!r} of the binding store is in "
                                          "use by another SeGW")

@@ -250,11 +250,17 @@ def _bindings(args: argparse.Namespace) -> int:
         if args.instance:
             found = [b for b in found if b.instance == args.instance]
         rows = [(b, reg.counters(b.spi_r, b.instance)) for b in found]
+        live = {name: reg.live(name) for name in {b.instance for b in found}}
     finally:
         reg.close()
+    stale = sorted(name for name, up in live.items() if not up)
+    if stale:
+        print(f"ikecp bindings: no SeGW owns the rows of {', '.join(stale)} in {args.db} (it "
+              "crashed or was killed): they are stale, their SAs are gone; that instance's "
+              "next start closes them", file=sys.stderr)
     if args.json:
         for b, esp in rows:
-            print(json.dumps({**b.to_json(), "esp": esp}))
+            print(json.dumps({**b.to_json(), "esp": esp, "stale": not live[b.instance]}))
     else:
         print(f"{'identity':<28} {'inner IP':<15} {'public address':<24} {'SPIi':<16} "
               f"{'SPIr':<16} {'ESP packets in/out':<18} instance")

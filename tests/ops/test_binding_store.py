@@ -215,3 +215,26 @@ def test_ike_rekey_keeps_the_row_with_new_spis(store_location) -> None:
         assert not store.rekey(old, new)  # the old SPI is gone
     finally:
         store.close()
+
+
+def test_ownership_is_per_instance(store_location) -> None:
+    from ikecp.instance_lock import InstanceLock
+
+    a = open_store(store_location, instance="segw-a")
+    reader = open_store(store_location, reader=True)
+    lock = InstanceLock(a.lock_file()) if a.lock_file() else None  # SQLite: the file lock
+    try:
+        if lock is not None:
+            lock.acquire()
+        a.claim(4242)
+        a.heartbeat()
+        assert reader.live("segw-a") and a.live()
+        if lock is None:  # a shared store: another instance has no owner yet
+            assert not reader.live("segw-b")
+        a.release()
+        assert not reader.live("segw-a")
+    finally:
+        if lock is not None:
+            lock.release()
+        a.close()
+        reader.close()

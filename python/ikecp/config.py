@@ -20,7 +20,15 @@ from typing import Any
 import tomllib
 
 from .const import ConfigAttr
-from .cp import AddressPool, CpRegistry, Mode, NatInfoHandler, NatInfoProvider, PoolProvider
+from .cp import (
+    AddressPool,
+    CpRegistry,
+    Mode,
+    NatInfoHandler,
+    NatInfoProvider,
+    PoolProvider,
+    PushMode,
+)
 from .cp.standard import RequestHandler, StaticProvider
 from .dispatch import (
     COOKIE_THRESHOLD,
@@ -80,7 +88,8 @@ class _Common:
     proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519-ecp256-modp2048",
                                   "aes256-sha256-x25519-ecp256-modp2048")
     esp_proposals: tuple[str, ...] = ("aes256gcm16", "aes256-sha256")
-    #: Seconds between liveness checks (empty INFORMATIONAL); 0 disables them.
+    #: Seconds between liveness checks (empty INFORMATIONAL); 0 disables them. A FAP sends
+    #: one every interval, which is also what shows the SeGW a NAT rebinding.
     dpd: float = 30.0
     #: Renewal, in seconds, as strongSwan's swanctl.conf: IKE rekey / reauthentication time
     #: (0: never), hard end after a renewal that did not succeed and random part subtracted
@@ -98,6 +107,8 @@ class _Common:
     #: Code point of EXTERNAL_SOURCE_IP4_NAT_INFO: 23 (IANA), 16384-32767, or 16 with legacy.
     nat_info_type: int = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
     legacy_nat_info: bool = False
+    #: Prometheus endpoint, "ADDRESS:PORT" or a port on 127.0.0.1 (unset: no endpoint).
+    metrics: str | None = None
     #: "tun": carry traffic (userspace ESP in UDP on a TUN device; root and /dev/net/tun);
     #: "none": negotiate CHILD SAs without carrying them. ``tun_name``: "" picks one.
     dataplane: str = "none"
@@ -163,6 +174,13 @@ class _Common:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(name, "must be >= 0", source)
+        if self.metrics is not None:
+            from .metrics import parse_address
+
+            try:
+                parse_address(self.metrics)
+            except ValueError as exc:
+                raise ConfigError("metrics", str(exc), source) from exc
         for name, parse, values in (("proposals", IkeProposal.parse, self.proposals),
                                     ("esp_proposals", ChildProposal.parse,
                                      self.esp_proposals)):
@@ -196,8 +214,13 @@ class SegwConfig(_Common):
     dns: tuple[str, ...] = ()
     #: Answer EXTERNAL_SOURCE_IP4_NAT_INFO.
     nat_info: bool = True
-    #: SQLite file of the binding registry.
+    #: After a NAT rebinding, push the new NAT info in CFG_SET (INFORMATIONAL) to: requested
+    #: (peers that asked for it in IKE_AUTH), always (every IPv4 peer), never.
+    nat_info_push: str = "requested"
+    #: The binding store: an SQLite file, or a ``postgresql://`` URL shared by several SeGWs.
     bindings: str = "ikecp-bindings.sqlite"
+    #: The name this SeGW's rows carry in the store (unset: the host name).
+    instance: str | None = None
     #: Also write binding changes as JSON lines to this file.
     events: str | None = None
     #: Drop a binding whose peer sent nothing authenticated for this many seconds.
@@ -234,6 +257,10 @@ class SegwConfig(_Common):
                     ipaddress.ip_address(v)
                 except ValueError as exc:
                     raise ConfigError(name, f"not an IP address: {v!r}", source) from exc
+        if self.nat_info_push not in {m.value for m in PushMode}:
+            raise ConfigError("nat_info_push", "must be requested, always or never", source)
+        if self.instance is not None and not self.instance.strip():
+            raise ConfigError("instance", "must not be empty", source)
         if self.binding_expiry <= 0:
             raise ConfigError("binding_expiry", "must be > 0", source)
         for name in ("max_half_open", "max_half_open_ip"):
@@ -271,7 +298,8 @@ class SegwConfig(_Common):
         configured one when the socket was bound to port 0."""
         cp = CpRegistry().add_provider(PoolProvider(AddressPool(self.pool)))
         if self.nat_info:
-            cp.add_provider(NatInfoProvider(self.nat_info_type, legacy=self.legacy_nat_info))
+            cp.add_provider(NatInfoProvider(self.nat_info_type, legacy=self.legacy_nat_info,
+                                            push=PushMode(self.nat_info_push)))
         if self.dns:
             cp.add_provider(StaticProvider.addresses(ConfigAttr.INTERNAL_IP4_DNS, self.dns))
         kw = self._base_settings()

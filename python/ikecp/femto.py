@@ -1,9 +1,13 @@
 """The femtocell (FAP): one IKE SA to the SeGW, kept up for as long as it runs.
 
 It connects, reports whether NAT was detected, the inner IP it was given and the public
-IP:port the SeGW saw (EXTERNAL_SOURCE_IP4_NAT_INFO), has the engine send NAT keepalives while
-behind a NAT (RFC 3948 §2.3, every 20 s by default) and run liveness checks, and starts a new
-SA when the old one is deleted or dies (with a growing delay while attempts keep failing).
+IP:port the SeGW saw (EXTERNAL_SOURCE_IP4_NAT_INFO, and again whenever the SeGW pushes a new
+one after a NAT rebinding), has the engine send NAT keepalives while behind a NAT (RFC 3948
+§2.3, every 20 s by default) and run liveness checks, and starts a new SA when the old one
+is deleted or dies (with a growing delay while attempts keep failing). Its first IKE SA
+after start carries N(INITIAL_CONTACT), so the SeGW drops what it still holds from before a
+reboot. A CHILD SA that is refused or deleted by the SeGW is reported (WARNING, status) and
+repaired.
 Rekeyed IKE SAs replace the current one silently; a reauthentication (make-before-break)
 switches to the new SA once it is up, and a public address that changed is reported.
 """
@@ -19,12 +23,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from .config import FapConfig
-from .const import ConfigAttr
+from .const import ConfigAttr, notify_name
 from .dataplane import DataPlane, DataPlaneEvent, NoDataPlane
 from .dataplane.children import ChildTracker
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
+    ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
     ConfigReceived,
@@ -66,6 +71,10 @@ class FapStatus:
     rekeys: int = 0                    # IKE SA rekeys (same authentication, new keys)
     reauths: int = 0                   # reauthentications (new IKE SA, CP, NAT info afresh)
     previous_public: str | None = None  # the public ip:port before the last change
+    child_state: str | None = None     # installed, refused, deleted (by the SeGW)
+    child_reason: str | None = None    # why the CHILD SA is not installed
+    child_spis: tuple[str, ...] = ()   # (inbound, outbound) ESP SPIs of the CHILD SA
+    child_losses: int = 0              # CHILD SAs refused or deleted so far
     dataplane: str = "none"            # "tun": CHILD SAs carry traffic through ``tun``
     tun: str | None = None
     esp: dict[str, object] | None = None  # CHILD SA counters (``Femto.refresh_counters``)
@@ -80,8 +89,11 @@ class FapStatus:
         public = f"{self.public_ip}:{self.public_port}" if self.public_ip else \
             f"unknown ({self.nat_info})"
         nat = "detected" if self.nat_detected else "not detected"
+        child = "CHILD SA installed" if self.child_state == "installed" else \
+            f"CHILD SA {self.child_state or 'pending'}" + \
+            (f" ({self.child_reason})" if self.child_reason else "")
         return (f"established with {self.segw}: NAT {nat}, inner IP {self.inner_ip}, "
-                f"public address {public}")
+                f"public address {public}, {child}")
 
 
 def route_source(dest: str) -> str:
@@ -114,6 +126,8 @@ class Femto:
         self._successors: set[int] = set()  # id() of IKE SAs that a rekey made
         self._reauth: IkeSa | None = None   # the new IKE SA of a reauthentication
         self._up = asyncio.Event()
+        self._contacted = False            # an IKE SA was established since start
+        self._repairing: IkeSa | None = None
         self.dataplane: DataPlane = NoDataPlane()
         self.children = ChildTracker(self.dataplane)
 
@@ -163,8 +177,9 @@ class Femto:
             self._set(esp=self.children.counters(self.sa))
         return self.status
 
-    async def stop(self, timeout: float = 2.0) -> None:
-        """DELETE the SA (bounded wait for the answer) and close the sockets."""
+    async def stop(self, timeout: float = 2.0, *, delete: bool = True) -> None:
+        """DELETE the SA (bounded wait for the answer) and close the sockets.
+        ``delete=False`` just closes the sockets, as a crash or a power cut would."""
         self._stopping = True
         if self._reconnect is not None:
             self._reconnect.cancel()
@@ -172,7 +187,7 @@ class Femto:
         if d is None or driver is None:
             return
         sa = self.sa
-        if sa is not None and not sa.closed:
+        if delete and sa is not None and not sa.closed:
             sa.delete()
             d.update(sa, self.clock())
             driver.flush()
@@ -207,11 +222,15 @@ class Femto:
         cfg = self.config
         before = self.status
         segw_port = cfg.remote_ports[0]
-        self.sa = self.dispatcher.connect(self._settings, (cfg.segw, segw_port), self.clock(),
+        # INITIAL_CONTACT until an SA is up: a reconnect within this run must not make the
+        # SeGW drop an SA we might still hold (RFC 7296 §2.4).
+        settings = self._settings if self._contacted else \
+            replace(self._settings, initial_contact=True)
+        self.sa = self.dispatcher.connect(settings, (cfg.segw, segw_port), self.clock(),
                                           natt_local_port=self._natt)
         self._set(state="connecting", spi_i=self.sa.spi_i.hex(), spi_r=None,
                   nat_detected=None, inner_ip=None, public_ip=None, public_port=None,
-                  nat_info=None)
+                  nat_info=None, child_state=None, child_reason=None, child_spis=())
         log.info("connecting to %s:%d as %s", cfg.segw, segw_port, cfg.identity)
         self._report(before)
         self._driver.flush()
@@ -219,6 +238,9 @@ class Femto:
     def _lost(self, sa: IkeSa, reason: str) -> None:
         if sa is not self.sa:
             return
+        if self._repairing is sa:
+            reason = f"re-establishing to repair the CHILD SA ({self.status.child_reason})"
+            self._repairing = None
         self._up.clear()
         self._set(state="down", reason=reason)
         if self._stopping:
@@ -239,9 +261,10 @@ class Femto:
     def _report(self, before: FapStatus) -> None:
         """Tell ``on_status`` once per batch of events, and only about real changes."""
         now = self.status
-        if (now.state, now.public_ip, now.public_port, now.inner_ip, now.rekeys,
-                now.reauths) == (before.state, before.public_ip, before.public_port,
-                                 before.inner_ip, before.rekeys, before.reauths):
+        if (now.state, now.public_ip, now.public_port, now.inner_ip, now.child_state,
+                now.child_reason, now.rekeys, now.reauths) == \
+                (before.state, before.public_ip, before.public_port, before.inner_ip,
+                 before.child_state, before.child_reason, before.rekeys, before.reauths):
             return
         if now.state == "established":
             log.info("%s", now.describe())
@@ -259,12 +282,16 @@ class Femto:
                 if attr.type == ConfigAttr.INTERNAL_IP4_ADDRESS and len(attr.value) == 4:
                     self._set(inner_ip=str(ipaddress.IPv4Address(attr.value)))
         elif isinstance(ev, PublicAddressLearned):
+            if ev.pushed:
+                log.info("public address now %s:%s (pushed by the SeGW; was %s:%s)",
+                         ev.address, ev.port, self.status.public_ip, self.status.public_port)
             old = self.status
             if old.public_ip is not None and (old.public_ip, old.public_port) != \
                     (ev.address, ev.port):
                 previous = f"{old.public_ip}:{old.public_port}"
-                log.warning("public address changed: %s -> %s:%s", previous, ev.address,
-                            ev.port)
+                if not ev.pushed:  # a push is logged above
+                    log.warning("public address changed: %s -> %s:%s", previous, ev.address,
+                                ev.port)
                 self._set(previous_public=previous)
             self._set(public_ip=ev.address, public_port=ev.port)
         elif isinstance(ev, IkeSaRekeyed):
@@ -279,10 +306,21 @@ class Femto:
             log.info("reauthenticating: new IKE SA %s", getattr(ev.sa, "spi_i", b"").hex())
         elif isinstance(ev, NatInfoNotSupported):
             self._set(nat_info=ev.reason)
-        elif isinstance(ev, ChildSaFailed):
-            log.warning("CHILD_SA refused: %s", ev.reason)
         elif isinstance(ev, ChildSaEstablished):
-            self._failures = 0  # only a usable SA ends the backoff (not a refused CHILD_SA)
+            self._failures = 0  # only a working tunnel resets the reconnect backoff
+            self._set(child_state="installed", child_reason=None,
+                      child_spis=(ev.spi_in.hex(), ev.spi_out.hex()))
+        elif isinstance(ev, ChildSaFailed):
+            why = f"{notify_name(ev.notify_type)}: {ev.reason}"
+            if sa.children:  # a refused rekey or extra CHILD SA: the installed one carries on
+                log.warning("CHILD SA request refused (%s); the installed one stays", why)
+            else:
+                self._child_lost(sa, "refused", why)
+        elif isinstance(ev, ChildSaDeleted):
+            # The SeGW names its inbound SPI: our outbound one. Others are not ours to mourn.
+            spis = self.status.child_spis
+            if len(spis) == 2 and bytes.fromhex(spis[1]) in ev.spis:
+                self._child_lost(sa, "deleted", "deleted by the SeGW")
         elif isinstance(ev, IkeSaEstablished):
             if self.keylog is not None:
                 self.keylog.write(sa)
@@ -292,6 +330,7 @@ class Femto:
             if sa is self._reauth:
                 self.sa, self._reauth = sa, None  # reauthenticated: the old SA goes now
                 self._set(reauths=self.status.reauths + 1, spi_i=ev.spi_i.hex())
+            self._contacted = True
             self._set(state="established", spi_r=ev.spi_r.hex(), reason=None,
                       established=self.status.established + 1)
             self._up.set()
@@ -302,6 +341,26 @@ class Femto:
             if self.keylog is not None and sa.key_material:
                 self.keylog.write(sa)
             self._lost(sa, ev.reason)
+
+    def _child_lost(self, sa: IkeSa, state: str, reason: str) -> None:
+        if sa is not self.sa:
+            return
+        log.warning("CHILD SA %s: %s; IKE SA %s stays up, repairing", state, reason,
+                    self.status.spi_i)
+        self._set(child_state=state, child_reason=reason, child_spis=(),
+                  child_losses=self.status.child_losses + 1)
+        self._repair_child(sa)
+
+    def _repair_child(self, sa: IkeSa) -> None:
+        """Get a CHILD SA back. Until the engine initiates CREATE_CHILD_SA, the repair is a
+        new IKE SA (with its CHILD SA in IKE_AUTH): this one is deleted and ``_lost``
+        reconnects. This is the one place to switch to re-creating the CHILD SA on the same
+        IKE SA."""
+        if self._stopping or self.dispatcher is None or not sa.established:
+            return
+        self._repairing = sa
+        sa.delete()
+        self.dispatcher.update(sa, self.clock())
 
     def _set(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]

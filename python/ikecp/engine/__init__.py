@@ -21,8 +21,9 @@ the tasks of each exchange; tasks answer with a ``task.Status``), ``rules.py`` (
 exchange), ``sa_init.py``, ``nat_detection.py``,
 ``auth.py``, ``auth_lifetime.py`` (RFC 4478), ``config.py`` (CP via ``ikecp.cp``),
 ``child_create.py``, ``child_rekey.py``, ``ike_rekey.py`` (CREATE_CHILD_SA), ``child_sa.py``
-(what an IKE SA keeps of each CHILD SA), ``delete.py``, ``liveness.py``; ``cert_auth.py``
-plugs ``ikecp.pki`` into the ``Authenticator`` seam.
+(what an IKE SA keeps of each CHILD SA), ``delete.py``, ``liveness.py``,
+``initial_contact.py`` (N(INITIAL_CONTACT) in IKE_AUTH), ``config_push.py`` (CFG_SET/CFG_ACK
+in INFORMATIONAL); ``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
 """
 
 from .auth import Authenticator, PskAuthenticator

@@ -52,14 +52,15 @@ class DeleteTask(Task):
                 spis.extend(d.spis)
         if self.ike or not spis:
             return DONE
-        sa.emit(ChildSaDeleted(tuple(spis)))
-        for spi in spis:
-            child = sa.child_by_spi_out(spi)
-            if child is None:
-                continue
+        # Only our CHILD SAs count: the peer lists its inbound SPIs, our outbound ones
+        # (§1.4.1). SPIs we do not know are answered with nothing and reported to no one.
+        known = [c for c in (sa.child_by_spi_out(spi) for spi in spis) if c is not None]
+        if known:
+            sa.emit(ChildSaDeleted(tuple(c.spi_out for c in known)))
+        for child in known:
             if child.state is not ChildState.DELETING:
-                # Answer with our inbound SPI of each pair the peer deleted (§1.4.1); one we
-                # are deleting ourselves is left out of the answer.
+                # Answer with our inbound SPI of each pair the peer deleted; one we are
+                # deleting ourselves is left out of the answer.
                 self.answer.append(child.spi_in)
             sa.remove_child(child, "deleted by peer")
         return DONE

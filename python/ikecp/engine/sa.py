@@ -9,6 +9,7 @@ the reply cache and the tasks of each exchange belong to its ``TaskManager``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -16,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _backend
 from .. import addr as _addr
-from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag
+from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, ProtocolId
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
-from ..message import Message
+from ..message import Delete, Message
 from ..record import record
+from . import config_push
 from .child_create import ChildCreateTask
 from .child_rekey import ChildRekeyTask
 from .child_sa import ChildSa, ChildState
@@ -38,6 +40,7 @@ from .events import (
     ReauthStarted,
     RedundantIkeSa,
     RemoteAddressChanged,
+    SaDeleted,
     SaFailed,
 )
 from .ike_rekey import IkeRekeyTask
@@ -297,9 +300,14 @@ class IkeSa:
 
     # --- application requests ---------------------------------------------------------------
 
-    def delete(self) -> None:
-        """Delete the IKE SA with an INFORMATIONAL exchange (or just close if not up yet)."""
-        if self.state is State.ESTABLISHED or self.state is State.REPLACED:
+    def delete(self, *, wait: bool = True) -> None:
+        """Delete the IKE SA with an INFORMATIONAL exchange (or just close if not up yet).
+        ``wait=False``: the peer is known to be gone (it started over with INITIAL_CONTACT):
+        send the DELETE once, never retransmitted, and close at once."""
+        if not wait and self.state is State.ESTABLISHED:
+            self.tasks.send_once((Delete(ProtocolId.IKE, 0),))
+            self.close(SaDeleted(by_peer=False))
+        elif self.state is State.ESTABLISHED or self.state is State.REPLACED:
             self.tasks.queue(X.INFORMATIONAL, [DeleteTask()])
         elif self.state is not State.CLOSED:
             self.fail("deleted locally before establishment")
@@ -332,7 +340,10 @@ class IkeSa:
         if self.role is not Role.INITIATOR:
             raise LocalProtocolError("only the original initiator reauthenticates")
         if self._successor is None:
-            new = IkeSa.initiator(self.settings, self.local, self.remote, backend=self.backend,
+            settings = self.settings
+            if settings.initial_contact:  # the old SA is alive: not a restart (§2.4)
+                settings = dataclasses.replace(settings, initial_contact=False)
+            new = IkeSa.initiator(settings, self.local, self.remote, backend=self.backend,
                                   natt_local_port=self._natt_local_port)
             new._replaces, self._successor = self, new
             self.emit(ReauthStarted(new))
@@ -478,6 +489,7 @@ class IkeSa:
                 self.emit(RemoteAddressChanged(old, addr))
                 if self.role is Role.RESPONDER:
                     self._emit_binding()
+                    config_push.after_address_change(self)
 
     def exchange_completed(self, exchange: int) -> None:
         """Initiator: the peer's response to our ``exchange`` was processed."""

@@ -14,16 +14,18 @@ from typing import TYPE_CHECKING, TypeVar
 from ..const import ExchangeType as X
 from ..const import HeaderFlag, NotifyType, ProtocolId
 from ..errors import RemoteProtocolError
-from ..message import SA, SK, Delete, Message, Notify, Payload
+from ..message import CP, SA, SK, Delete, Message, Notify, Payload
 from . import rules
 from .auth import AuthTask
 from .auth_lifetime import AuthLifetimeTask
 from .child_create import ChildCreateTask
 from .child_rekey import ChildRekeyTask
 from .config import ConfigTask
+from .config_push import ConfigSetTask
 from .delete import DeleteTask
 from .events import ProtocolErrorReceived, ProtocolErrorSent
 from .ike_rekey import IkeRekeyTask
+from .initial_contact import InitialContactTask
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
@@ -205,12 +207,16 @@ class TaskManager:
             req.deadline = min(req.deadline, max(now, req.sent_at + HINT_INTERVAL))
 
     def _notify_once(self, notify_type: int) -> None:
-        """Tell the peer why we give up on its IKE_AUTH response, in a one-shot
-        INFORMATIONAL that is never retransmitted (RFC 7296 §2.21.2)."""
+        """Tell the peer why we give up on its IKE_AUTH response (RFC 7296 §2.21.2)."""
+        self.send_once((Notify(0, notify_type),))
+
+    def send_once(self, payloads: tuple[Payload, ...]) -> None:
+        """A one-shot INFORMATIONAL request, never retransmitted, with the next unused
+        message ID."""
         sa = self.sa
         flags = _INITIATOR if sa.is_initiator else 0
-        msg = Message(sa.spi_i, sa.spi_r, X.INFORMATIONAL, flags, self._next_id + 1,
-                      (Notify(0, notify_type),))
+        mid = self._next_id + (self.request is not None)
+        msg = Message(sa.spi_i, sa.spi_r, X.INFORMATIONAL, flags, mid, payloads)
         sa.send(sa.encode(msg))
 
     # --- timers -----------------------------------------------------------------------------
@@ -309,7 +315,9 @@ class TaskManager:
         if sa.state is not State.ESTABLISHED and sa.state is not State.REPLACED:
             return None
         if exchange == X.INFORMATIONAL:
-            return [DeleteTask()] if inner.first(Delete) is not None else [LivenessTask()]
+            if inner.first(Delete) is not None:
+                return [DeleteTask()]
+            return [LivenessTask(), ConfigSetTask()] if inner.first(CP) else [LivenessTask()]
         if exchange == X.CREATE_CHILD_SA:
             if sa.state is State.REPLACED:
                 return [_Refuse(NotifyType.TEMPORARY_FAILURE, "IKE SA replaced")]
@@ -362,10 +370,11 @@ class TaskManager:
 
 def auth_tasks(sa: IkeSa) -> list[Task]:
     """The tasks of IKE_AUTH: an initiator always honours AUTH_LIFETIME, a responder sends
-    it only when it wants reauthentication."""
+    it only when it wants reauthentication; INITIAL_CONTACT as ``initial_contact.py`` says."""
+    tasks: list[Task] = [AuthTask(), ConfigTask(), ChildCreateTask(), InitialContactTask()]
     if sa.is_initiator or sa.settings.ike_lifetime.reauth_time:
-        return [AuthTask(), ConfigTask(), ChildCreateTask(), AuthLifetimeTask()]
-    return [AuthTask(), ConfigTask(), ChildCreateTask()]
+        tasks.append(AuthLifetimeTask())
+    return tasks
 
 
 class _Refuse(Task):

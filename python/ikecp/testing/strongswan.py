@@ -415,6 +415,15 @@ class Charon:
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def kill(self) -> None:
+        """SIGKILL charon, as a power cut would: it sends no DELETE. ``stop()`` still cleans
+        up its directory."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
     def __enter__(self) -> Charon:
         return self.start()
 

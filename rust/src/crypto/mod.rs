@@ -13,4 +13,4 @@ pub use natd::nat_detection_hash;
 pub use prf::{
     child_keymat, ike_keys, prf, prf_plus, psk_auth, rekey_skeyseed, signed_octets, skeyseed, Prf,
 };
-pub use sk::SkCipher;
+pub use sk::{Fragment, SkCipher};

@@ -3,6 +3,10 @@
 //! `seal` builds prefix | SK header | IV | ciphertext | ICV; `open` walks the clear payload
 //! chain to the SK payload, checks that it ends the datagram, verifies and decrypts. Every
 //! keyed failure, including a bad pad length, is the same detail-free [`Error::Integrity`].
+//!
+//! `seal_fragment` / `open_fragment` do the same for one SKF fragment (RFC 7383 §2.5): its
+//! header carries Fragment Number and Total Fragments between the generic header and the IV,
+//! and those octets are covered by the ICV (AEAD: part of the associated data).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,6 +27,9 @@ use super::Error;
 const HEADER_LEN: usize = 28;
 const GENERIC_LEN: usize = 4;
 const SK: u8 = 46;
+const SKF: u8 = 53;
+/// Generic header plus Fragment Number and Total Fragments.
+const SKF_HEADER_LEN: usize = 8;
 const SALT_LEN: usize = 4;
 const AEAD_IV: usize = 8;
 const AEAD_ICV: usize = 16;
@@ -94,6 +101,15 @@ impl Integ {
 enum Kind {
     Aead { cipher: Aead, salt: [u8; SALT_LEN] },
     Cbc { key: CbcKey, integ: Box<Integ> },
+}
+
+/// One opened SKF fragment (RFC 7383 §2.5); `next_payload` is non-zero only in fragment 1.
+#[derive(Debug, PartialEq)]
+pub struct Fragment {
+    pub next_payload: u8,
+    pub number: u16,
+    pub total: u16,
+    pub plaintext: Zeroizing<Vec<u8>>,
 }
 
 /// One direction's keyed SK protection; keys are expanded once and wiped on drop.
@@ -207,6 +223,40 @@ impl SkCipher {
         plaintext: &[u8],
         iv: Option<&[u8]>,
     ) -> Result<Vec<u8>, Error> {
+        self.seal_payload(prefix, next_payload, &[], plaintext, iv)
+    }
+
+    /// prefix (length field rewritten) | SKF header | IV | encrypted body | ICV: fragment
+    /// `number` of `total` (RFC 7383 §2.5), `1 <= number <= total <= 65535`.
+    pub fn seal_fragment(
+        &self,
+        prefix: &[u8],
+        next_payload: i64,
+        number: i64,
+        total: i64,
+        plaintext: &[u8],
+        iv: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
+        let bad = Error::Crypto("fragment number must be 1..total, total at most 65535");
+        let n = u16::try_from(number).map_err(|_| bad.clone())?;
+        let t = u16::try_from(total).map_err(|_| bad.clone())?;
+        if n == 0 || n > t {
+            return Err(bad);
+        }
+        let [n0, n1] = n.to_be_bytes();
+        let [t0, t1] = t.to_be_bytes();
+        self.seal_payload(prefix, next_payload, &[n0, n1, t0, t1], plaintext, iv)
+    }
+
+    /// `extra` is what follows the generic header before the IV (SKF: number and total).
+    fn seal_payload(
+        &self,
+        prefix: &[u8],
+        next_payload: i64,
+        extra: &[u8],
+        plaintext: &[u8],
+        iv: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
         if prefix.len() < HEADER_LEN {
             return Err(Error::Crypto(
                 "prefix must start with the 28-octet IKE header",
@@ -223,7 +273,7 @@ impl SkCipher {
             Kind::Aead { .. } => plaintext.len() + 1,
             Kind::Cbc { .. } => (plaintext.len() + 1).div_ceil(BLOCK) * BLOCK,
         };
-        let sk_len = GENERIC_LEN + self.iv_size + body_len + self.icv_size;
+        let sk_len = GENERIC_LEN + extra.len() + self.iv_size + body_len + self.icv_size;
         let sk_len16 = u16::try_from(sk_len).map_err(|_| Error::Crypto("SK payload too long"))?;
         let total = prefix.len() + sk_len;
         let total32 = u32::try_from(total).map_err(|_| Error::Crypto("message too long"))?;
@@ -234,6 +284,7 @@ impl SkCipher {
         out.extend_from_slice(&prefix[HEADER_LEN..]);
         out.extend_from_slice(&[next_payload, 0]);
         out.extend_from_slice(&sk_len16.to_be_bytes());
+        out.extend_from_slice(extra);
         let aad_end = out.len();
         out.extend_from_slice(&iv);
         let body_start = out.len();
@@ -264,14 +315,57 @@ impl SkCipher {
     /// Verify and decrypt the SK payload that ends `data`: (first inner type, plaintext).
     /// The plaintext buffer is wiped (whole capacity) when the caller drops it.
     pub fn open(&self, data: &[u8]) -> Result<(u8, Zeroizing<Vec<u8>>), Error> {
-        let sk_off = find_sk(data)?;
+        let sk_off = find_last(data, SK)?;
+        self.open_at(data, sk_off, GENERIC_LEN, SK)
+    }
+
+    /// Verify and decrypt the SKF payload that ends `data` (RFC 7383 §2.5): (Next Payload,
+    /// Fragment Number, Total Fragments, plaintext). A number of 0 or above the total is a
+    /// parse error, found before any key is used.
+    pub fn open_fragment(&self, data: &[u8]) -> Result<Fragment, Error> {
+        let off = find_last(data, SKF)?;
+        let bad = |what| Error::Parse {
+            what,
+            offset: off,
+            payload: Some(SKF),
+        };
+        let (Some(number), Some(total)) = (be16(data, off + 4), be16(data, off + 6)) else {
+            return Err(bad("bad SKF payload length"));
+        };
+        let number = u16::try_from(number).map_err(|_| bad("bad fragment number"))?;
+        let total = u16::try_from(total).map_err(|_| bad("bad fragment number"))?;
+        if number == 0 || number > total {
+            return Err(bad("bad fragment number"));
+        }
+        let (next_payload, plaintext) = self.open_at(data, off, SKF_HEADER_LEN, SKF)?;
+        Ok(Fragment {
+            next_payload,
+            number,
+            total,
+            plaintext,
+        })
+    }
+
+    /// Verify and decrypt the encrypted payload of type `kind` at `sk_off` whose IV starts
+    /// `header_len` octets in.
+    fn open_at(
+        &self,
+        data: &[u8],
+        sk_off: usize,
+        header_len: usize,
+        kind: u8,
+    ) -> Result<(u8, Zeroizing<Vec<u8>>), Error> {
         let short = Error::Parse {
-            what: "bad SK payload length",
+            what: if kind == SK {
+                "bad SK payload length"
+            } else {
+                "bad SKF payload length"
+            },
             offset: sk_off,
-            payload: Some(SK),
+            payload: Some(kind),
         };
         let first_inner = *data.get(sk_off).ok_or(short.clone())?;
-        let iv_start = sk_off + GENERIC_LEN;
+        let iv_start = sk_off + header_len;
         let body_start = iv_start + self.iv_size;
         let icv_start = data
             .len()
@@ -408,9 +502,10 @@ fn be16(data: &[u8], at: usize) -> Option<usize> {
     Some(usize::from(u16::from_be_bytes([b[0], b[1]])))
 }
 
-/// Offset of the SK generic header, after checking the chain and that SK ends the datagram.
-/// The `what` phrases are the codec's where the fault is the same one.
-fn find_sk(data: &[u8]) -> Result<usize, Error> {
+/// Offset of the generic header of the encrypted payload `kind` (SK or SKF), after checking
+/// the chain and that it ends the datagram. The `what` phrases are the codec's where the
+/// fault is the same one.
+fn find_last(data: &[u8], kind: u8) -> Result<usize, Error> {
     let parse = |what, offset, payload| Error::Parse {
         what,
         offset,
@@ -427,7 +522,12 @@ fn find_sk(data: &[u8]) -> Result<usize, Error> {
     let mut offset = HEADER_LEN;
     loop {
         if next == 0 {
-            return Err(parse("no SK payload", offset, None));
+            let what = if kind == SK {
+                "no SK payload"
+            } else {
+                "no SKF payload"
+            };
+            return Err(parse(what, offset, None));
         }
         let (Some(&following), Some(length)) = (data.get(offset), be16(data, offset + 2)) else {
             return Err(parse("truncated payload", offset, Some(next)));
@@ -439,9 +539,9 @@ fn find_sk(data: &[u8]) -> Result<usize, Error> {
         if end > data.len() {
             return Err(parse("truncated payload", offset, Some(next)));
         }
-        if next == SK {
+        if next == kind {
             if end != data.len() {
-                return Err(parse("trailing data", end, Some(SK)));
+                return Err(parse("trailing data", end, Some(kind)));
             }
             return Ok(offset);
         }
@@ -535,6 +635,64 @@ mod tests {
                 assert!(c.open(&out[..n]).is_err());
             }
         }
+    }
+
+    #[test]
+    fn fragment_round_trip_covers_number_and_total() {
+        for (e, ek, i, ik) in [(20, 36, 0, 0), (12, 16, 12, 32)] {
+            let c = SkCipher::new(e, &vec![7u8; ek], i, &vec![9u8; ik])
+                .unwrap_or_else(|_| unreachable!());
+            let mut head = header();
+            head[16] = SKF;
+            let out = c
+                .seal_fragment(&head, 37, 2, 3, b"part two", None)
+                .unwrap_or_default();
+            assert_eq!(
+                out.get(HEADER_LEN + 4..HEADER_LEN + 8),
+                Some(&[0, 2, 0, 3][..])
+            );
+            assert_eq!(
+                c.open_fragment(&out).map(|f| (
+                    f.next_payload,
+                    f.number,
+                    f.total,
+                    f.plaintext.to_vec()
+                )),
+                Ok((37, 2, 3, b"part two".to_vec()))
+            );
+            // Every octet, the fragment fields included, is under the ICV.
+            for k in 0..out.len() {
+                let mut bad = out.clone();
+                bad[k] ^= 0x01;
+                assert!(c.open_fragment(&bad).is_err());
+            }
+            // An SKF message is not an SK message, and the reverse.
+            assert!(c.open(&out).is_err());
+            let sk = c.seal(&header(), 37, b"whole", None).unwrap_or_default();
+            assert!(c.open_fragment(&sk).is_err());
+        }
+    }
+
+    #[test]
+    fn fragment_numbers_are_checked() {
+        let c = SkCipher::new(20, &[7u8; 36], 0, &[]).unwrap_or_else(|_| unreachable!());
+        let mut head = header();
+        head[16] = SKF;
+        for (n, t) in [(0, 1), (3, 2), (1, 0), (1, 65536), (-1, 2)] {
+            assert!(c.seal_fragment(&head, 0, n, t, b"x", None).is_err());
+        }
+        let mut out = c
+            .seal_fragment(&head, 0, 1, 1, b"x", None)
+            .unwrap_or_default();
+        out[HEADER_LEN + 5] = 2; // number 2 of total 1: refused before the ICV is checked
+        assert_eq!(
+            c.open_fragment(&out).map(|_| ()),
+            Err(Error::Parse {
+                what: "bad fragment number",
+                offset: HEADER_LEN,
+                payload: Some(SKF)
+            })
+        );
     }
 
     #[test]

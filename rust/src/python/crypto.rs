@@ -262,6 +262,49 @@ impl SkCipher {
         bytes_out(py, out)
     }
 
+    /// prefix (length rewritten) | SKF header | IV | ciphertext | ICV (RFC 7383 §2.5).
+    #[pyo3(signature = (prefix, next_payload, fragment_number, total_fragments, plaintext, *, iv = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn seal_fragment<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: PyBackedBytes,
+        next_payload: &Bound<'py, PyAny>,
+        fragment_number: &Bound<'py, PyAny>,
+        total_fragments: &Bound<'py, PyAny>,
+        plaintext: PyBackedBytes,
+        iv: Option<PyBackedBytes>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let np = int_arg(
+            py,
+            next_payload,
+            Error::Crypto("next payload must fit one octet"),
+        )?;
+        let bad = Error::Crypto("fragment number must be 1..total, total at most 65535");
+        let number = int_arg(py, fragment_number, bad.clone())?;
+        let total = int_arg(py, total_fragments, bad)?;
+        let out = self
+            .inner
+            .seal_fragment(&prefix, np, number, total, &plaintext, iv.as_deref());
+        bytes_out(py, out)
+    }
+
+    /// (Next Payload, Fragment Number, Total Fragments, plaintext) of the SKF payload that
+    /// ends `data`; IntegrityError or ParseError on failure.
+    fn open_fragment<'py>(
+        &self,
+        py: Python<'py>,
+        data: PyBackedBytes,
+    ) -> PyResult<(u8, u16, u16, Bound<'py, PyBytes>)> {
+        let f = self.inner.open_fragment(&data).map_err(|e| to_py(py, e))?;
+        Ok((
+            f.next_payload,
+            f.number,
+            f.total,
+            PyBytes::new(py, &f.plaintext),
+        ))
+    }
+
     /// (first inner payload type, plaintext); IntegrityError or ParseError on failure.
     fn open<'py>(
         &self,

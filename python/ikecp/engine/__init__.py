@@ -23,6 +23,7 @@ runner), ``rules.py`` (payloads per exchange), ``sa_init.py``, ``nat_detection.p
 
 from .auth import Authenticator, PskAuthenticator
 from .events import Event
+from .fragments import FragmentPolicy
 from .sa import Datagram, IkeSa, Role, State, Stats
 from .settings import Identity, RetransmitPolicy, Settings, selector
 from .transforms import ChildProposal, IkeProposal
@@ -32,6 +33,7 @@ __all__ = [
     "ChildProposal",
     "Datagram",
     "Event",
+    "FragmentPolicy",
     "Identity",
     "IkeProposal",
     "IkeSa",

@@ -20,9 +20,9 @@ from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, Notif
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
-from ..message import SK, Delete, Message, Notify, Payload
+from ..message import SK, SKF, Delete, Message, Notify, Payload
 from ..record import record
-from . import rules
+from . import fragments, rules
 from .auth import AuthTask
 from .child_create import ChildCreateTask
 from .config import ConfigTask
@@ -142,6 +142,7 @@ class IkeSa:
         "_outbox",
         "_parked",
         "_queue",
+        "_reassembly",
         "_request",
         "backend",
         "child_failure",
@@ -159,6 +160,7 @@ class IkeSa:
         "nonce_i",
         "nonce_r",
         "peer_cas",
+        "peer_fragmentation",
         "peer_hashes",
         "peer_id",
         "remote",
@@ -198,6 +200,9 @@ class IkeSa:
         self.peer_hashes: tuple[int, ...] | None = None
         self.peer_cas: tuple[bytes, ...] = ()
         self.natt_supported = False
+        #: The peer announced FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
+        self.peer_fragmentation = False
+        self._reassembly: fragments.Reassembler | None = None  # made on the first SKF
         self.local_behind_nat = self.remote_behind_nat = False
         # Messages to the NAT-T port carry the non-ESP marker from the very first one: an
         # initiator may start there (RFC 7296 §2.23), e.g. strongSwan reauthenticating.
@@ -303,7 +308,8 @@ class IkeSa:
             return None
         req = self._request
         soonest = req.deadline if req is not None else None
-        for t in (self._half_open_at, self._dpd_at, self._keepalive_at):
+        reassembly = self._reassembly.deadline if self._reassembly is not None else None
+        for t in (self._half_open_at, self._dpd_at, self._keepalive_at, reassembly):
             if t is not None and (soonest is None or t < soonest):
                 soonest = t
         return soonest
@@ -324,6 +330,9 @@ class IkeSa:
         if self._half_open_at is not None and now >= self._half_open_at:
             self._fail("IKE_AUTH did not arrive (half-open timeout)")
             return
+        if self._reassembly is not None:  # RFC 7383: partial messages have a time limit
+            for mid in self._reassembly.expire(now):
+                self._drop(f"fragments of message {mid} timed out")
         keepalive = self.settings.keepalive_interval
         if self._keepalive_at is not None and keepalive is not None and now >= self._keepalive_at:
             # One 0xFF octet, no non-ESP marker: not encapsulated in the Datagram's sense.
@@ -433,10 +442,19 @@ class IkeSa:
         self.stats.dropped += 1
         self._events.append(DatagramDropped(reason))
 
-    def _open(self, data: bytes) -> Message | None:
-        """Verify, decrypt and decode an SK-protected message; drop it (None) if it fails."""
+    def _open(self, msg: Message, data: bytes) -> Message | None:
+        """Verify, decrypt and decode an SK-protected message; drop it (None) if it fails.
+        An SKF fragment (RFC 7383) is kept once verified, and the whole message comes back
+        with its last fragment (None until then)."""
         try:
+            if msg.payloads and isinstance(msg.payloads[-1], SKF):
+                if self._reassembly is None:
+                    self._reassembly = fragments.Reassembler(self.settings.fragmentation)
+                return self._reassembly.add(self.backend, self.cipher_in, msg,
+                                            msg.payloads[-1], data, self._now)
             return self.backend.open_message(self.cipher_in, data)
+        except fragments.FragmentDropped as exc:
+            self._drop(f"fragment dropped: {exc}")
         except IntegrityError:
             self._drop("integrity check failed")
         except (ParseError, ValueError) as exc:
@@ -446,17 +464,27 @@ class IkeSa:
     def _fail(self, reason: str, notify_type: int | None = None) -> None:
         self.close(SaFailed(reason, notify_type))
 
-    def _send(self, data: bytes, remote: Address | None = None,
+    def _send(self, data: bytes | tuple[bytes, ...], remote: Address | None = None,
               local_port: int | None = None) -> None:
+        """Queue one message: a datagram, or all the fragments of a fragmented one."""
         port = self.local[1] if local_port is None else local_port
         encapsulated = self.encapsulated if local_port is None else \
             local_port == self.settings.natt_port
-        self._outbox.append(Datagram(data, port, remote or self.remote, encapsulated))
+        for d in (data,) if isinstance(data, bytes) else data:
+            self._outbox.append(Datagram(d, port, remote or self.remote, encapsulated))
 
-    def _encode(self, msg: MessageView) -> bytes:
+    def _encode(self, msg: MessageView) -> bytes | tuple[bytes, ...]:
+        """The datagram of ``msg``, or its SKF fragments when it is too large for the
+        fragment size and the fragmentation mode allows (RFC 7383)."""
         if msg.exchange == X.IKE_SA_INIT:
             return self.backend.encode_message(msg)
-        return self.backend.seal_message(self.cipher_out, msg)
+        data = self.backend.seal_message(self.cipher_out, msg)
+        frag = self.settings.fragmentation
+        if frag.may_fragment(self.peer_fragmentation):
+            limit = frag.max_ike_message(self.remote[0], self.encapsulated)
+            if len(data) > limit:
+                return fragments.split(self.backend, self.cipher_out, msg, limit)
+        return data
 
     def _kick(self) -> None:
         """Start the next queued exchange when the window (size 1) is free."""
@@ -506,7 +534,10 @@ class IkeSa:
         mid, exchange = msg.message_id, msg.exchange
         cached = self._cached
         if cached is not None and mid == cached[0]:
-            if hash(data) != cached[1]:
+            if msg.payloads and isinstance(msg.payloads[-1], SKF):
+                if not self._retransmitted_first_fragment(msg.payloads[-1], data):
+                    return
+            elif hash(data) != cached[1]:
                 self._drop("different request with an answered message ID")
                 return
             # An exact replay proves nothing about its source, so the SA keeps its address;
@@ -533,10 +564,10 @@ class IkeSa:
             if self.cipher_in is None or msg.spi_r != self.spi_r:
                 self._drop("request for an SA without keys")
                 return
-            if not msg.payloads or not isinstance(msg.payloads[-1], SK):
+            if not msg.payloads or not isinstance(msg.payloads[-1], (SK, SKF)):
                 self._drop("unencrypted request")
                 return
-            inner = self._open(data)
+            inner = self._open(msg, data)
             if inner is None:
                 return
             self._track_address(addr, local_port)
@@ -547,6 +578,21 @@ class IkeSa:
             return
         self.stats.requests_processed += 1
         self._work(_Work(exchange, mid, hash(data), view, tasks))
+
+    def _retransmitted_first_fragment(self, skf: SKF, data: bytes) -> bool:
+        """A fragment of a request already answered: RFC 7383 §2.6.1 resends the answer for
+        fragment 1 only (once its ICV verifies), and ignores the others."""
+        if skf.fragment_number != 1:
+            self._drop(f"fragment {skf.fragment_number} of an answered request")
+            return False
+        try:
+            if self.cipher_in is not None:
+                self.cipher_in.open_fragment(data)
+                return True
+        except (IntegrityError, ParseError, ValueError):
+            pass
+        self._drop("fragment 1 of an answered request failed its integrity check")
+        return False
 
     def _work(self, work: _Work) -> None:
         """Run the responder tasks from where ``work`` stands; park it when a CP provider
@@ -623,7 +669,7 @@ class IkeSa:
             if msg.spi_r != self.spi_r:
                 self._drop("response with wrong responder SPI")
                 return
-            inner = self._open(data)
+            inner = self._open(msg, data)
             if inner is None:
                 return
         view = MessageView(inner)

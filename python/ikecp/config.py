@@ -25,6 +25,7 @@ from .cp.standard import RequestHandler, StaticProvider
 from .engine import (
     Authenticator,
     ChildProposal,
+    FragmentPolicy,
     Identity,
     IkeProposal,
     PskAuthenticator,
@@ -76,6 +77,10 @@ class _Common:
     #: Code point of EXTERNAL_SOURCE_IP4_NAT_INFO: 23 (IANA), 16384-32767, or 16 with legacy.
     nat_info_type: int = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
     legacy_nat_info: bool = False
+    #: IKE fragmentation (RFC 7383), as strongSwan's: yes, accept, force or no.
+    fragmentation: str = "yes"
+    #: Largest IP datagram of a sent fragment, headers included; 0: 576 IPv4 / 1280 IPv6.
+    fragment_size: int = 1280
 
     def authenticator(self) -> Authenticator:
         if self.psk is not None:
@@ -97,6 +102,7 @@ class _Common:
             "ike_proposals": tuple(IkeProposal.parse(p) for p in self.proposals),
             "child_proposals": tuple(ChildProposal.parse(p) for p in self.esp_proposals),
             "natt_port": self.natt_port, "dpd_interval": self.dpd or None,
+            "fragmentation": FragmentPolicy(self.fragmentation, self.fragment_size),
         }
 
     def _check(self, source: str) -> None:
@@ -123,6 +129,10 @@ class _Common:
                 raise ConfigError(name, "must be a UDP port (0-65535)", source)
         if self.dpd < 0:
             raise ConfigError("dpd", "must be >= 0", source)
+        if self.fragmentation not in ("yes", "accept", "force", "no"):
+            raise ConfigError("fragmentation", "must be yes, accept, force or no", source)
+        if self.fragment_size != 0 and not 256 <= self.fragment_size <= 65535:
+            raise ConfigError("fragment_size", "must be 0 or within 256-65535", source)
         for name, parse, values in (("proposals", IkeProposal.parse, self.proposals),
                                     ("esp_proposals", ChildProposal.parse,
                                      self.esp_proposals)):

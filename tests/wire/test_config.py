@@ -20,6 +20,10 @@ def test_examples_load_and_build_settings() -> None:
     f = fap.settings()
     assert 23 in f.cp.handlers and 1 in f.cp.handlers and f.retransmit.tries == 5
     assert f.keepalive_interval == 20.0 and fap.remote_ports == (500, 4500)
+    assert (f.fragmentation.mode, f.fragmentation.size) == ("yes", 1280)
+    forced = from_dict(FapConfig, {"psk": "x", "fragmentation": "force", "fragment_size": 0})
+    assert (forced.settings().fragmentation.mode, forced.settings().fragmentation.size) \
+        == ("force", 0)
 
 
 @pytest.mark.parametrize(("cls", "data", "key"), [
@@ -36,6 +40,9 @@ def test_examples_load_and_build_settings() -> None:
     (SegwConfig, {"psk": "x", "listen": []}, "listen"),
     (SegwConfig, {"psk": "x", "proposals": ["aes256-nosuchprf"]}, "proposals"),
     (SegwConfig, {"psk": "x", "cookie_threshold": -1}, "cookie_threshold"),
+    (SegwConfig, {"psk": "x", "fragmentation": "maybe"}, "fragmentation"),
+    (SegwConfig, {"psk": "x", "fragmentation": True}, "fragmentation"),
+    (FapConfig, {"psk": "x", "fragment_size": 100}, "fragment_size"),
     (SegwConfig, {}, "psk"),
     (SegwConfig, {"cert": "/nonexistent.pem", "key": "/nonexistent.key", "ca": ["/x"]},
      "cert"),

@@ -1,0 +1,154 @@
+"""IKE fragmentation (RFC 7383) against strongSwan through the kernel NAPT, both directions.
+
+Both sides authenticate with an RSA-4096 certificate under two RSA-4096 intermediates (a
+chain of over 3 KB sent in CERT payloads), so each IKE_AUTH message is over 4 KB: more than
+a home NAPT that drops IP fragments lets through in one UDP datagram. strongSwan runs with
+``fragmentation = force`` and its default ``fragment_size`` (1280); ikecp with its defaults
+(``yes``, 1280). strongSwan's log must show that it split its own IKE_AUTH message into SKF
+fragments and reassembled ours, and every IKE datagram on the wire must fit a 1280-octet IP
+packet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from ikecp import pki
+from ikecp._backend import backend
+from ikecp.engine.cert_auth import CertAuthenticator
+from ikecp.engine.events import ChildSaEstablished, IkeSaEstablished, SaFailed
+from ikecp.message import SKF
+from ikecp.testing import netns, strongswan
+from ikecp.testing.ca import CertAuthority
+from interop_peers import FAP_ID, SEGW_ID, fap_settings, ikecp_loop, require_peers
+from test_fap_to_strongswan import SEGW, segw_config
+from test_strongswan_to_segw import fap_config, segw_settings
+
+pytestmark = [pytest.mark.peer, pytest.mark.netns]
+
+X25519 = "aes256gcm16-prfsha256-x25519"
+IP_UDP = 28  # IPv4 and UDP headers: what a 1280-octet IP packet leaves for IKE
+SPLIT = re.compile(r"splitting IKE message \((\d+) bytes\) into (\d+) fragments")
+REASSEMBLED = re.compile(r"received fragment #(\d+) of (\d+), "
+                         r"reassembled fragmented IKE message \((\d+) bytes\)")
+
+
+def big_chain(tmp_path: Path):
+    """Root → two RSA-4096 intermediates → RSA-4096 leaves for both identities; PEM files
+    for strongSwan and credentials for ikecp."""
+    root = CertAuthority("ikecp interop root CA")
+    sub = root.intermediate("ikecp interop RSA-4096 sub-CA", key_type="rsa4096")
+    femto = sub.intermediate("ikecp interop RSA-4096 femto CA", key_type="rsa4096")
+    fap = femto.issue([FAP_ID], key_type="rsa4096")
+    segw = femto.issue([SEGW_ID], key_type="rsa4096")
+    sent = [fap.cert, *fap.chain]
+    assert len(sent) == 3 and sum(len(c.public_bytes(Encoding.DER)) for c in sent) > 3000
+    files = {"ca.pem": root.cert_pem, "sub.pem": sub.cert_pem, "femto.pem": femto.cert_pem,
+             "fap.pem": fap.cert_pem, "fap.key": fap.key_pem,
+             "segw.pem": segw.cert_pem, "segw.key": segw.key_pem}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return pki.TrustStore([root.cert]), fap, segw
+
+
+INTERMEDIATES = ("sub.pem", "femto.pem")
+
+
+def skf_datagrams(loop, direction: str) -> list[bytes]:
+    """The IKE messages (non-ESP marker removed) that ``loop`` sent or received as SKF."""
+    out = []
+    for d, port, _, wire in loop.trace:
+        if d != direction:
+            continue
+        data = wire[4:] if port == 4500 or (d == "out" and wire[:4] == bytes(4)) else wire
+        try:
+            msg = backend.decode_message(data)
+        except ValueError:
+            continue
+        if msg.payloads and isinstance(msg.payloads[-1], SKF):
+            out.append(data)
+    return out
+
+
+def check_chain_sent(log: str) -> None:
+    """Both intermediates went each way."""
+    for name in ("sub-CA", "femto CA"):
+        assert re.search(rf'sending issuer cert ".*RSA-4096 {name}"', log), log
+        assert re.search(rf'received issuer cert ".*RSA-4096 {name}"', log), log
+
+
+def check_wire_and_log(loop, log: str) -> None:
+    # strongSwan split its IKE_AUTH (> 3 KB) and we received every fragment of it.
+    (size, count), = {(int(m[1]), int(m[2])) for m in SPLIT.finditer(log)}
+    assert size > 4000 and count >= 4, log
+    assert len(skf_datagrams(loop, "in")) == count
+    # We split ours, and strongSwan put it back together.
+    reassembled = REASSEMBLED.search(log)
+    assert reassembled, log
+    ours = skf_datagrams(loop, "out")
+    assert int(reassembled[2]) == len(ours) >= 4 and int(reassembled[3]) > 4000
+    assert re.search(r"(generating|parsed) IKE_AUTH (request|response) 1 \[ EF\(1/\d+\) \]",
+                     log), log
+    # Every IKE datagram, both ways, fits a 1280-octet IPv4 packet (marker included).
+    assert max(len(w) for _, _, _, w in loop.trace) + IP_UDP <= 1280
+
+
+def test_strongswan_fap_fragments_to_ikecp_segw(tmp_path):
+    require_peers()
+    trust, _, segw_cert = big_chain(tmp_path)
+    fap = dataclasses.replace(
+        fap_config(X25519, "aes256gcm16", psk=None, cert=tmp_path / "fap.pem",
+                   key=tmp_path / "fap.key", cacert=tmp_path / "ca.pem"),
+        extra_cacerts=tuple(tmp_path / n for n in INTERMEDIATES),
+        conn_extra={"fragmentation": "force"})
+    segw = segw_settings(auth=CertAuthenticator(segw_cert.credential, trust))
+    with netns.nat_topology() as topo, \
+            ikecp_loop(topo, "segw", netns.SEGW_ADDR, responder=segw) as loop, \
+            strongswan.charon(fap, netns=topo.fap) as ss:
+        out = ss.initiate("net")
+        assert "initiate completed successfully" in out, ss.log_tail()
+        i = ss.wait_for_sa()
+        loop.wait_for(lambda evs: any(isinstance(e, ChildSaEstablished) for _, e in evs),
+                      timeout=10)
+        assert loop.events_of(SaFailed) == []
+        (est,) = loop.events_of(IkeSaEstablished)
+        assert bytes.fromhex(i.raw["initiator-spi"]) == est.spi_i
+        (child,) = i.children.values()
+        assert child["state"] == "INSTALLED", ss.log_tail()
+        log = ss.log()
+        check_chain_sent(log)
+        check_wire_and_log(loop, log)
+
+
+def test_ikecp_fap_fragments_to_strongswan_segw(tmp_path):
+    require_peers()
+    trust, fap_cert, _ = big_chain(tmp_path)
+    segw = dataclasses.replace(
+        segw_config(X25519, "aes256gcm16"), psk=None, cert=tmp_path / "segw.pem",
+        key=tmp_path / "segw.key", cacert=tmp_path / "ca.pem",
+        extra_cacerts=tuple(tmp_path / n for n in INTERMEDIATES),
+        conn_extra={"fragmentation": "force"})
+    with netns.nat_topology() as topo, strongswan.charon(segw, netns=topo.segw) as ss, \
+            ikecp_loop(topo, "fap", netns.FAP_ADDR) as loop:
+        sa = loop.initiate(fap_settings(X25519, "aes256gcm16",
+                                        auth=CertAuthenticator(fap_cert.credential, trust)),
+                           SEGW)
+
+        def up(evs):
+            if any(isinstance(e, SaFailed) for _, e in evs):
+                raise AssertionError(f"ikecp FAP failed: {evs}\n{ss.log_tail()}")
+            return any(isinstance(e, ChildSaEstablished) for _, e in evs)
+
+        loop.wait_for(up, timeout=15)
+        assert sa.peer_fragmentation
+        r = ss.wait_for_sa()
+        assert bytes.fromhex(r.raw["initiator-spi"]) == sa.spi_i
+        (child,) = r.children.values()
+        assert child["state"] == "INSTALLED", ss.log_tail()
+        log = ss.log()
+        check_chain_sent(log)
+        check_wire_and_log(loop, log)

@@ -18,7 +18,8 @@ from (500, or the NAT-T port after the float) and follows the peer's address on 
 authenticated request. Layout: ``sa.py`` (message IDs, retransmission, reply cache, task
 runner), ``rules.py`` (payloads per exchange), ``sa_init.py``, ``nat_detection.py``,
 ``auth.py``, ``config.py`` (CP via ``ikecp.cp``), ``child_create.py``, ``delete.py``,
-``liveness.py``; ``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
+``liveness.py``; ``fragments.py`` (RFC 7383: SKF split and bounded reassembly);
+``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
 """
 
 from .auth import Authenticator, PskAuthenticator

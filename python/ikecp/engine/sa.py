@@ -333,6 +333,8 @@ class IkeSa:
         if self._reassembly is not None:  # RFC 7383: partial messages have a time limit
             for mid in self._reassembly.expire(now):
                 self._drop(f"fragments of message {mid} timed out")
+            if self._reassembly.deadline is None:
+                self._reassembly = None
         keepalive = self.settings.keepalive_interval
         if self._keepalive_at is not None and keepalive is not None and now >= self._keepalive_at:
             # One 0xFF octet, no non-ESP marker: not encapsulated in the Datagram's sense.
@@ -448,10 +450,15 @@ class IkeSa:
         with its last fragment (None until then)."""
         try:
             if msg.payloads and isinstance(msg.payloads[-1], SKF):
-                if self._reassembly is None:
-                    self._reassembly = fragments.Reassembler(self.settings.fragmentation)
-                return self._reassembly.add(self.backend, self.cipher_in, msg,
-                                            msg.payloads[-1], data, self._now)
+                reassembly = self._reassembly
+                if reassembly is None:
+                    reassembly = self._reassembly = fragments.Reassembler(
+                        self.settings.fragmentation)
+                whole = reassembly.add(self.backend, self.cipher_in, msg, msg.payloads[-1],
+                                       data, self._now)
+                if reassembly.deadline is None:  # nothing partial left: free it (memory/SA)
+                    self._reassembly = None
+                return whole
             return self.backend.open_message(self.cipher_in, data)
         except fragments.FragmentDropped as exc:
             self._drop(f"fragment dropped: {exc}")

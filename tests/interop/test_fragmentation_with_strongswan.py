@@ -74,6 +74,17 @@ def skf_datagrams(loop, direction: str) -> list[bytes]:
     return out
 
 
+def check_both_up(ss, ss_sa, spi_i: bytes, loop) -> None:
+    """strongSwan holds our IKE SA with its CHILD SA installed, and the chain and the
+    fragments went as they should."""
+    assert bytes.fromhex(ss_sa.raw["initiator-spi"]) == spi_i
+    (child,) = ss_sa.children.values()
+    assert child["state"] == "INSTALLED", ss.log_tail()
+    log = ss.log()
+    check_chain_sent(log)
+    check_wire_and_log(loop, log)
+
+
 def check_chain_sent(log: str) -> None:
     """Both intermediates went each way."""
     for name in ("sub-CA", "femto CA"):
@@ -116,12 +127,7 @@ def test_strongswan_fap_fragments_to_ikecp_segw(tmp_path):
                       timeout=10)
         assert loop.events_of(SaFailed) == []
         (est,) = loop.events_of(IkeSaEstablished)
-        assert bytes.fromhex(i.raw["initiator-spi"]) == est.spi_i
-        (child,) = i.children.values()
-        assert child["state"] == "INSTALLED", ss.log_tail()
-        log = ss.log()
-        check_chain_sent(log)
-        check_wire_and_log(loop, log)
+        check_both_up(ss, i, est.spi_i, loop)
 
 
 def test_ikecp_fap_fragments_to_strongswan_segw(tmp_path):
@@ -145,10 +151,4 @@ def test_ikecp_fap_fragments_to_strongswan_segw(tmp_path):
 
         loop.wait_for(up, timeout=15)
         assert sa.peer_fragmentation
-        r = ss.wait_for_sa()
-        assert bytes.fromhex(r.raw["initiator-spi"]) == sa.spi_i
-        (child,) = r.children.values()
-        assert child["state"] == "INSTALLED", ss.log_tail()
-        log = ss.log()
-        check_chain_sent(log)
-        check_wire_and_log(loop, log)
+        check_both_up(ss, ss.wait_for_sa(), sa.spi_i, loop)

@@ -45,6 +45,10 @@ fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64
     value.extract::<i64>().map_err(|_| to_py(py, err))
 }
 
+fn next_payload_arg(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    int_arg(py, value, Error::Crypto("next payload must fit one octet"))
+}
+
 fn prf_arg(py: Python<'_>, prf_id: &Bound<'_, PyAny>) -> PyResult<Prf> {
     let id = int_arg(py, prf_id, Error::Crypto("unsupported PRF transform"))?;
     Prf::from_id(id).map_err(|e| to_py(py, e))
@@ -247,11 +251,7 @@ impl SkCipher {
         plaintext: PyBackedBytes,
         iv: Option<PyBackedBytes>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let np = int_arg(
-            py,
-            next_payload,
-            Error::Crypto("next payload must fit one octet"),
-        )?;
+        let np = next_payload_arg(py, next_payload)?;
         let iv = iv.as_deref();
         let run = || self.inner.seal(&prefix, np, &plaintext, iv);
         let out = if plaintext.len() >= DETACH_THRESHOLD {
@@ -275,11 +275,7 @@ impl SkCipher {
         plaintext: PyBackedBytes,
         iv: Option<PyBackedBytes>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let np = int_arg(
-            py,
-            next_payload,
-            Error::Crypto("next payload must fit one octet"),
-        )?;
+        let np = next_payload_arg(py, next_payload)?;
         let bad = Error::Crypto("fragment number must be 1..total, total at most 65535");
         let number = int_arg(py, fragment_number, bad.clone())?;
         let total = int_arg(py, total_fragments, bad)?;

@@ -145,7 +145,8 @@ class Pair:
         return self
 
     def _busy(self) -> bool:
-        return bool(self.i._outbox or self.r._outbox or self.i._request or self.r._request)
+        return bool(self.i._outbox or self.r._outbox or not self.i.tasks.idle
+                    or not self.r.tasks.idle)
 
     def opened(self, to_responder: bool, exchange: int):
         """The first SK message of ``exchange`` sent in one direction, decrypted with the

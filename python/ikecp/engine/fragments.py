@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..const import HeaderFlag, NotifyType, PayloadType
+from ..errors import IntegrityError
 from ..message import SKF, Message, Notify, Payload
 
 if TYPE_CHECKING:
@@ -121,6 +122,21 @@ def split(backend: Any, cipher: Any, msg: Message, limit: int) -> tuple[bytes, .
 
 
 # --- receiving (§2.6) --------------------------------------------------------------------------
+
+
+def refuse_replayed(cipher: Any, skf: SKF, data: bytes) -> str | None:
+    """A fragment of a request already answered: None for fragment 1 whose ICV verifies
+    (the answer is sent again, §2.6.1); otherwise why it is dropped (the others are
+    ignored)."""
+    if skf.fragment_number != 1:
+        return f"fragment {skf.fragment_number} of an answered request"
+    try:
+        if cipher is not None:
+            cipher.open_fragment(data)
+            return None
+    except (IntegrityError, ValueError):  # ParseError is a ValueError
+        pass
+    return "fragment 1 of an answered request failed its integrity check"
 
 
 class FragmentDropped(Exception):  # noqa: N818 - a verdict, reported as a dropped datagram

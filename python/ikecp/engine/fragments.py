@@ -80,11 +80,15 @@ class FragmentPolicy:
 # --- IKE_SA_INIT: announce and note support (§2.3) -----------------------------------------
 
 
+#: Payloads are frozen records: one shared instance spares building it for every SA.
+_SUPPORTED = Notify(0, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)
+
+
 def announce(sa: IkeSa, out: list[Payload]) -> None:
     """Add FRAGMENTATION_SUPPORTED: the initiator when its mode announces, the responder only
     in answer to an initiator that announced it."""
     if sa.settings.fragmentation.announce and (sa.is_initiator or sa.peer_fragmentation):
-        out.append(Notify(0, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        out.append(_SUPPORTED)
 
 
 def note_peer(sa: IkeSa, msg: MessageView) -> None:

@@ -26,6 +26,7 @@ _IKE_HEADER = 28
 _SKF_HEADER = 8
 _UDP_HEADER = 8
 _NON_ESP_MARKER = 4
+_RESPONSE = int(HeaderFlag.RESPONSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,7 @@ class Reassembler:
         if total > policy.max_fragments:
             raise FragmentDropped(f"{total} fragments, more than the {policy.max_fragments} "
                                   "allowed")
-        key = (bool(int(msg.flags) & HeaderFlag.RESPONSE), msg.message_id)
+        key = (bool(int(msg.flags) & _RESPONSE), msg.message_id)
         partial = self._partials.get(key)
         if partial is not None:
             # Cheap checks before the ICV: a known duplicate, or a smaller total (§2.6).

@@ -6,7 +6,8 @@ a home NAPT that drops IP fragments lets through in one UDP datagram. strongSwan
 ``fragmentation = force`` and its default ``fragment_size`` (1280); ikecp with its defaults
 (``yes``, 1280). strongSwan's log must show that it split its own IKE_AUTH message into SKF
 fragments and reassembled ours, and every IKE datagram on the wire must fit a 1280-octet IP
-packet.
+packet. The router drops every IP fragment before its NAT sees it, as the home NAPTs this
+is for do: with fragmentation off, IKE_AUTH is lost there.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from ikecp import pki
 from ikecp._backend import backend
+from ikecp.engine import FragmentPolicy
 from ikecp.engine.cert_auth import CertAuthenticator
 from ikecp.engine.events import ChildSaEstablished, IkeSaEstablished, SaFailed
 from ikecp.message import SKF
@@ -56,6 +58,27 @@ def big_chain(tmp_path: Path):
 
 
 INTERMEDIATES = ("sub.pem", "femto.pem")
+
+#: In the router, before conntrack reassembles them (priority -400): count and drop every
+#: IPv4 fragment (More Fragments set or a non-zero offset).
+DROP_IP_FRAGMENTS = """table ip nofrag {
+    chain pre {
+        type filter hook prerouting priority -450; policy accept;
+        ip frag-off & 0x3fff != 0 counter drop
+    }
+}
+"""
+
+
+def drop_ip_fragments(topo) -> None:
+    topo.run_cmd("rtr", ["nft", "-f", "-"], input_text=DROP_IP_FRAGMENTS)
+
+
+def ip_fragments_dropped(topo) -> int:
+    listing = topo.run_cmd("rtr", ["nft", "list", "table", "ip", "nofrag"])
+    found = re.search(r"counter packets (\d+)", listing)
+    assert found, listing
+    return int(found[1])
 
 
 def skf_datagrams(loop, direction: str) -> list[bytes]:
@@ -120,6 +143,7 @@ def test_strongswan_fap_fragments_to_ikecp_segw(tmp_path):
     with netns.nat_topology() as topo, \
             ikecp_loop(topo, "segw", netns.SEGW_ADDR, responder=segw) as loop, \
             strongswan.charon(fap, netns=topo.fap) as ss:
+        drop_ip_fragments(topo)
         out = ss.initiate("net")
         assert "initiate completed successfully" in out, ss.log_tail()
         i = ss.wait_for_sa()
@@ -128,6 +152,7 @@ def test_strongswan_fap_fragments_to_ikecp_segw(tmp_path):
         assert loop.events_of(SaFailed) == []
         (est,) = loop.events_of(IkeSaEstablished)
         check_both_up(ss, i, est.spi_i, loop)
+        assert ip_fragments_dropped(topo) == 0
 
 
 def test_ikecp_fap_fragments_to_strongswan_segw(tmp_path):
@@ -140,6 +165,7 @@ def test_ikecp_fap_fragments_to_strongswan_segw(tmp_path):
         conn_extra={"fragmentation": "force"})
     with netns.nat_topology() as topo, strongswan.charon(segw, netns=topo.segw) as ss, \
             ikecp_loop(topo, "fap", netns.FAP_ADDR) as loop:
+        drop_ip_fragments(topo)
         sa = loop.initiate(fap_settings(X25519, "aes256gcm16",
                                         auth=CertAuthenticator(fap_cert.credential, trust)),
                            SEGW)
@@ -152,3 +178,29 @@ def test_ikecp_fap_fragments_to_strongswan_segw(tmp_path):
         loop.wait_for(up, timeout=15)
         assert sa.peer_fragmentation
         check_both_up(ss, ss.wait_for_sa(), sa.spi_i, loop)
+        assert ip_fragments_dropped(topo) == 0
+
+
+def test_without_fragmentation_ike_auth_is_lost_in_the_napt(tmp_path):
+    """The control: ``fragmentation = no`` on the ikecp FAP sends its 4.5 KB IKE_AUTH as one
+    UDP datagram; the kernel splits it into IP fragments, the router drops them, and every
+    retransmission meets the same fate until the FAP gives up."""
+    require_peers()
+    trust, fap_cert, _ = big_chain(tmp_path)
+    segw = dataclasses.replace(
+        segw_config(X25519, "aes256gcm16"), psk=None, cert=tmp_path / "segw.pem",
+        key=tmp_path / "segw.key", cacert=tmp_path / "ca.pem",
+        extra_cacerts=tuple(tmp_path / n for n in INTERMEDIATES))
+    with netns.nat_topology() as topo, strongswan.charon(segw, netns=topo.segw) as ss, \
+            ikecp_loop(topo, "fap", netns.FAP_ADDR) as loop:
+        drop_ip_fragments(topo)
+        sa = loop.initiate(fap_settings(X25519, "aes256gcm16",
+                                        auth=CertAuthenticator(fap_cert.credential, trust),
+                                        fragmentation=FragmentPolicy("no")), SEGW)
+        (failed,) = loop.wait_for(
+            lambda evs: [e for _, e in evs if isinstance(e, SaFailed)] or None, timeout=15)
+        assert "retransmission limit" in failed.reason
+        assert not sa.peer_fragmentation and skf_datagrams(loop, "out") == []
+        # The first transmission and every retransmission, each in IP fragments.
+        assert ip_fragments_dropped(topo) >= 2 * (1 + sa.settings.retransmit.tries)
+        assert "IKE_AUTH request" not in ss.log()

@@ -447,8 +447,9 @@ class IkeSa:
     def exchange_answered(self, exchange: int, reply: bytes | tuple[bytes, ...],
                           error: Exception | None) -> None:
         """Responder: our answer to the peer's ``exchange`` went out."""
-        if exchange == X.IKE_SA_INIT and isinstance(reply, bytes):  # never fragmented
-            self.init_response = reply
+        if exchange == X.IKE_SA_INIT:
+            if isinstance(reply, bytes):  # always: IKE_SA_INIT is never fragmented
+                self.init_response = reply
             self._to(Trigger.INIT_ANSWERED)
         elif exchange == X.IKE_AUTH:
             if error is not None:

@@ -26,7 +26,8 @@ from ikecp.engine.events import ChildSaEstablished, IkeSaEstablished, SaFailed
 from ikecp.message import SKF
 from ikecp.testing import netns, strongswan
 from ikecp.testing.ca import CertAuthority
-from interop_peers import FAP_ID, SEGW_ID, fap_settings, ikecp_loop, require_peers
+from ikecp_roles import role, wait_bindings
+from interop_peers import FAP_ID, IKECP_POOL, SEGW_ID, fap_settings, ikecp_loop, require_peers
 from test_fap_to_strongswan import SEGW, segw_config
 from test_strongswan_to_segw import fap_config, segw_settings
 
@@ -204,3 +205,39 @@ def test_without_fragmentation_ike_auth_is_lost_in_the_napt(tmp_path):
         # The first transmission and every retransmission, each in IP fragments.
         assert ip_fragments_dropped(topo) >= 2 * (1 + sa.settings.retransmit.tries)
         assert "IKE_AUTH request" not in ss.log()
+
+
+def test_strongswan_fap_to_the_segw_program_with_a_small_fragment_size(tmp_path):
+    """The ``ikecp segw`` program with ``fragment_size = 576`` in its TOML: its IKE_AUTH
+    response reaches strongSwan in more, smaller fragments than 1280 would make, through the
+    router that drops IP fragments; the binding registry gets the FAP's row."""
+    require_peers()
+    big_chain(tmp_path)
+    (tmp_path / "segw-chain.pem").write_bytes(b"".join(
+        (tmp_path / n).read_bytes() for n in ("segw.pem", "femto.pem", "sub.pem")))
+    db = tmp_path / "bindings.sqlite"
+    segw_toml = {"identity": SEGW_ID, "listen": netns.SEGW_ADDR, "pool": IKECP_POOL,
+                 "bindings": str(db), "dpd": 0, "cert": str(tmp_path / "segw-chain.pem"),
+                 "key": str(tmp_path / "segw.key"), "ca": [str(tmp_path / "ca.pem")],
+                 "fragmentation": "yes", "fragment_size": 576}
+    fap = dataclasses.replace(
+        fap_config(X25519, "aes256gcm16", psk=None, cert=tmp_path / "fap.pem",
+                   key=tmp_path / "fap.key", cacert=tmp_path / "ca.pem"),
+        extra_cacerts=tuple(tmp_path / n for n in INTERMEDIATES),
+        conn_extra={"fragmentation": "force"})
+    with netns.nat_topology() as topo, \
+            role(topo, "segw", "segw", segw_toml, tmp_path) as segw, \
+            strongswan.charon(fap, netns=topo.fap) as ss:
+        drop_ip_fragments(topo)
+        segw.wait_line(lambda line: line.startswith("SeGW "))
+        out = ss.initiate("net")
+        assert "initiate completed successfully" in out, ss.log_tail()
+        (row,) = wait_bindings(db, lambda rows: len(rows) == 1)
+        assert row["identity"] == FAP_ID
+        log = ss.log()
+        check_chain_sent(log)
+        got = REASSEMBLED.search(log)
+        assert got, log
+        # 4.4 KB in pieces of at most 576 - 20 - 8 - 4 octets of IKE message: 9 or more.
+        assert int(got[2]) >= 9 and int(got[3]) > 4000
+        assert ip_fragments_dropped(topo) == 0

@@ -34,6 +34,9 @@ from test_strongswan_to_segw import fap_config, segw_settings
 pytestmark = [pytest.mark.peer, pytest.mark.netns]
 
 X25519 = "aes256gcm16-prfsha256-x25519"
+#: AEAD (the SKF header is associated data) and AES-CBC + HMAC (the ICV covers it).
+SUITES = pytest.mark.parametrize(("proposal", "esp"), [
+    (X25519, "aes256gcm16"), ("aes256-sha256-modp2048", "aes256-sha256")])
 IP_UDP = 28  # IPv4 and UDP headers: what a 1280-octet IP packet leaves for IKE
 SPLIT = re.compile(r"splitting IKE message \((\d+) bytes\) into (\d+) fragments")
 REASSEMBLED = re.compile(r"received fragment #(\d+) of (\d+), "
@@ -132,11 +135,12 @@ def check_wire_and_log(loop, log: str) -> None:
     assert max(len(w) for _, _, _, w in loop.trace) + IP_UDP <= 1280
 
 
-def test_strongswan_fap_fragments_to_ikecp_segw(tmp_path):
+@SUITES
+def test_strongswan_fap_fragments_to_ikecp_segw(tmp_path, proposal, esp):
     require_peers()
     trust, _, segw_cert = big_chain(tmp_path)
     fap = dataclasses.replace(
-        fap_config(X25519, "aes256gcm16", psk=None, cert=tmp_path / "fap.pem",
+        fap_config(proposal, esp, psk=None, cert=tmp_path / "fap.pem",
                    key=tmp_path / "fap.key", cacert=tmp_path / "ca.pem"),
         extra_cacerts=tuple(tmp_path / n for n in INTERMEDIATES),
         conn_extra={"fragmentation": "force"})
@@ -156,18 +160,19 @@ def test_strongswan_fap_fragments_to_ikecp_segw(tmp_path):
         assert ip_fragments_dropped(topo) == 0
 
 
-def test_ikecp_fap_fragments_to_strongswan_segw(tmp_path):
+@SUITES
+def test_ikecp_fap_fragments_to_strongswan_segw(tmp_path, proposal, esp):
     require_peers()
     trust, fap_cert, _ = big_chain(tmp_path)
     segw = dataclasses.replace(
-        segw_config(X25519, "aes256gcm16"), psk=None, cert=tmp_path / "segw.pem",
+        segw_config(proposal, esp), psk=None, cert=tmp_path / "segw.pem",
         key=tmp_path / "segw.key", cacert=tmp_path / "ca.pem",
         extra_cacerts=tuple(tmp_path / n for n in INTERMEDIATES),
         conn_extra={"fragmentation": "force"})
     with netns.nat_topology() as topo, strongswan.charon(segw, netns=topo.segw) as ss, \
             ikecp_loop(topo, "fap", netns.FAP_ADDR) as loop:
         drop_ip_fragments(topo)
-        sa = loop.initiate(fap_settings(X25519, "aes256gcm16",
+        sa = loop.initiate(fap_settings(proposal, esp,
                                         auth=CertAuthenticator(fap_cert.credential, trust)),
                            SEGW)
 

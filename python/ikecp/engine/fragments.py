@@ -49,9 +49,10 @@ class FragmentPolicy:
     #: A fragment announcing more fragments than this is dropped.
     max_fragments: int = 32
     #: Largest reassembled message (decrypted octets); beyond it the message is abandoned.
-    max_message: int = 32768
+    #: An IKE_AUTH with three RSA-4096 certificates is about 4.5 KB.
+    max_message: int = 16384
     #: Decrypted octets one SA may hold for all the messages it is reassembling.
-    max_memory: int = 65536
+    max_memory: int = 32768
     #: Seconds a partial message may wait for its missing fragments.
     timeout: float = 30.0
 

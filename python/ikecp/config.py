@@ -81,6 +81,10 @@ class _Common:
     fragmentation: str = "yes"
     #: Largest IP datagram of a sent fragment, headers included; 0: 576 IPv4 / 1280 IPv6.
     fragment_size: int = 1280
+    #: "tun": carry traffic (userspace ESP in UDP on a TUN device; root and /dev/net/tun);
+    #: "none": negotiate CHILD SAs without carrying them. ``tun_name``: "" picks one.
+    dataplane: str = "none"
+    tun_name: str = ""
 
     def authenticator(self) -> Authenticator:
         if self.psk is not None:
@@ -127,6 +131,13 @@ class _Common:
         for name in ("port", "natt_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(name, "must be a UDP port (0-65535)", source)
+        if self.dataplane not in ("tun", "none"):
+            raise ConfigError("dataplane", 'must be "tun" or "none"', source)
+        if self.dataplane == "tun" and (self.natt_port in (0, self.port)):
+            raise ConfigError("natt_port", 'needs its own fixed port with dataplane "tun"',
+                              source)
+        if len(self.tun_name) > 15:
+            raise ConfigError("tun_name", "must be at most 15 characters", source)
         if self.dpd < 0:
             raise ConfigError("dpd", "must be >= 0", source)
         if self.fragmentation not in ("yes", "accept", "force", "no"):

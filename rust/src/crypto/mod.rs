@@ -6,7 +6,7 @@
 mod error;
 mod natd;
 mod prf;
-mod sk;
+pub(crate) mod sk;
 
 pub use error::Error;
 pub use natd::nat_detection_hash;

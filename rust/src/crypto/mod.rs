@@ -3,14 +3,20 @@
 //! Plain Rust over the RustCrypto primitives; the PyO3 layer maps [`Error`] onto the
 //! `ikecp.errors` classes. Nothing here panics on peer input.
 
+mod body;
+mod caps;
 mod error;
+mod integ;
 mod natd;
 mod prf;
 pub(crate) mod sk;
 
+pub use body::{decrypt_body, encrypt_body};
+pub use caps::transform_supported;
 pub use error::Error;
+pub use integ::{integ_compute, integ_sizes, integ_verify};
 pub use natd::nat_detection_hash;
 pub use prf::{
     child_keymat, ike_keys, prf, prf_plus, psk_auth, rekey_skeyseed, signed_octets, skeyseed, Prf,
 };
-pub use sk::{Fragment, SkCipher};
+pub use sk::{find_sk, Fragment, Opened, SkCipher};

@@ -1,15 +1,15 @@
 //! PyO3 face of the crypto core: the prf/key-schedule functions, NAT-D and `SkCipher`.
 //!
 //! Core errors become `ikecp.errors` exceptions here (classes imported once and cached).
-//! Byte arguments accept `bytes` or `bytearray`; integer arguments that do not fit are the
+//! Byte arguments accept any buffer (`Buf`); integer arguments that do not fit are the
 //! same error class the pure-Python twin raises.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyTuple, PyType};
 
+use super::buf::Buf;
 use crate::crypto::{self, Error, Prf};
 
 /// Below this many bytes the GIL is kept: releasing it costs more than the work.
@@ -40,7 +40,6 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
     made.unwrap_or_else(|import_failed| import_failed)
 }
 
-/// An integer argument as i64; one that does not fit gives `err` (the twin's error class).
 /// (encryption, integrity) transform ids; one that is no integer is an unsupported transform.
 pub(crate) fn transform_ids(
     py: Python<'_>,
@@ -60,7 +59,8 @@ pub(crate) fn transform_ids(
     Ok((e, i))
 }
 
-fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
+/// An integer argument as i64; one that does not fit gives `err` (the twin's error class).
+pub(crate) fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
     value.extract::<i64>().map_err(|_| to_py(py, err))
 }
 
@@ -73,7 +73,10 @@ fn prf_arg(py: Python<'_>, prf_id: &Bound<'_, PyAny>) -> PyResult<Prf> {
     Prf::from_id(id).map_err(|e| to_py(py, e))
 }
 
-fn bytes_out<'py>(py: Python<'py>, r: Result<Vec<u8>, Error>) -> PyResult<Bound<'py, PyBytes>> {
+pub(crate) fn bytes_out<'py>(
+    py: Python<'py>,
+    r: Result<Vec<u8>, Error>,
+) -> PyResult<Bound<'py, PyBytes>> {
     r.map(|v| PyBytes::new(py, &v)).map_err(|e| to_py(py, e))
 }
 
@@ -82,8 +85,8 @@ fn bytes_out<'py>(py: Python<'py>, r: Result<Vec<u8>, Error>) -> PyResult<Bound<
 fn prf<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    key: PyBackedBytes,
-    data: PyBackedBytes,
+    key: Buf,
+    data: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     bytes_out(py, crypto::prf(p, &key, &data))
@@ -94,8 +97,8 @@ fn prf<'py>(
 fn prf_plus<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    key: PyBackedBytes,
-    seed: PyBackedBytes,
+    key: Buf,
+    seed: Buf,
     length: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
@@ -108,9 +111,9 @@ fn prf_plus<'py>(
 fn skeyseed<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    nonce_i: PyBackedBytes,
-    nonce_r: PyBackedBytes,
-    shared_secret: PyBackedBytes,
+    nonce_i: Buf,
+    nonce_r: Buf,
+    shared_secret: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     bytes_out(py, crypto::skeyseed(p, &nonce_i, &nonce_r, &shared_secret))
@@ -121,10 +124,10 @@ fn skeyseed<'py>(
 fn rekey_skeyseed<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    sk_d_old: PyBackedBytes,
-    shared_secret: PyBackedBytes,
-    nonce_i: PyBackedBytes,
-    nonce_r: PyBackedBytes,
+    sk_d_old: Buf,
+    shared_secret: Buf,
+    nonce_i: Buf,
+    nonce_r: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     bytes_out(
@@ -139,11 +142,11 @@ fn rekey_skeyseed<'py>(
 fn ike_keys<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    skeyseed: PyBackedBytes,
-    nonce_i: PyBackedBytes,
-    nonce_r: PyBackedBytes,
-    spi_i: PyBackedBytes,
-    spi_r: PyBackedBytes,
+    skeyseed: Buf,
+    nonce_i: Buf,
+    nonce_r: Buf,
+    spi_i: Buf,
+    spi_r: Buf,
     encr_key_len: &Bound<'py, PyAny>,
     integ_key_len: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyTuple>> {
@@ -157,21 +160,21 @@ fn ike_keys<'py>(
 
 /// KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr).
 #[pyfunction]
-#[pyo3(signature = (prf_id, sk_d, nonce_i, nonce_r, length, shared_secret = b"".as_slice()))]
+#[pyo3(signature = (prf_id, sk_d, nonce_i, nonce_r, length, shared_secret = Buf::Empty))]
 fn child_keymat<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    sk_d: PyBackedBytes,
-    nonce_i: PyBackedBytes,
-    nonce_r: PyBackedBytes,
+    sk_d: Buf,
+    nonce_i: Buf,
+    nonce_r: Buf,
     length: &Bound<'py, PyAny>,
-    shared_secret: &[u8],
+    shared_secret: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     let n = int_arg(py, length, Error::Crypto("bad KEYMAT length"))?;
     bytes_out(
         py,
-        crypto::child_keymat(p, &sk_d, &nonce_i, &nonce_r, n, shared_secret),
+        crypto::child_keymat(p, &sk_d, &nonce_i, &nonce_r, n, &shared_secret),
     )
 }
 
@@ -180,11 +183,11 @@ fn child_keymat<'py>(
 fn signed_octets<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    message: PyBackedBytes,
-    nonce: PyBackedBytes,
-    sk_p: PyBackedBytes,
+    message: Buf,
+    nonce: Buf,
+    sk_p: Buf,
     id_type: &Bound<'py, PyAny>,
-    id_data: PyBackedBytes,
+    id_data: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     let t = int_arg(py, id_type, Error::Crypto("ID type must fit one octet"))?;
@@ -199,8 +202,8 @@ fn signed_octets<'py>(
 fn psk_auth<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    psk: PyBackedBytes,
-    signed_octets: PyBackedBytes,
+    psk: Buf,
+    signed_octets: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     bytes_out(py, crypto::psk_auth(p, &psk, &signed_octets))
@@ -210,9 +213,9 @@ fn psk_auth<'py>(
 #[pyfunction]
 fn nat_detection_hash<'py>(
     py: Python<'py>,
-    spi_i: PyBackedBytes,
-    spi_r: PyBackedBytes,
-    ip: PyBackedBytes,
+    spi_i: Buf,
+    spi_r: Buf,
+    ip: Buf,
     port: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let port = int_arg(py, port, Error::Value("port must be 0-65535"))?;
@@ -232,9 +235,9 @@ impl SkCipher {
     fn new(
         py: Python<'_>,
         encr_id: &Bound<'_, PyAny>,
-        encr_key: PyBackedBytes,
+        encr_key: Buf,
         integ_id: &Bound<'_, PyAny>,
-        integ_key: PyBackedBytes,
+        integ_key: Buf,
     ) -> PyResult<Self> {
         let (e, i) = transform_ids(py, encr_id, integ_id)?;
         let inner = crypto::SkCipher::new(e, &encr_key, i, &integ_key).map_err(|e| to_py(py, e))?;
@@ -256,10 +259,10 @@ impl SkCipher {
     fn seal<'py>(
         &self,
         py: Python<'py>,
-        prefix: PyBackedBytes,
+        prefix: Buf,
         next_payload: &Bound<'py, PyAny>,
-        plaintext: PyBackedBytes,
-        iv: Option<PyBackedBytes>,
+        plaintext: Buf,
+        iv: Option<Buf>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let np = next_payload_arg(py, next_payload)?;
         let iv = iv.as_deref();
@@ -278,12 +281,12 @@ impl SkCipher {
     fn seal_fragment<'py>(
         &self,
         py: Python<'py>,
-        prefix: PyBackedBytes,
+        prefix: Buf,
         next_payload: &Bound<'py, PyAny>,
         fragment_number: &Bound<'py, PyAny>,
         total_fragments: &Bound<'py, PyAny>,
-        plaintext: PyBackedBytes,
-        iv: Option<PyBackedBytes>,
+        plaintext: Buf,
+        iv: Option<Buf>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let np = next_payload_arg(py, next_payload)?;
         let bad = Error::Crypto("fragment number must be 1..total, total at most 65535");
@@ -300,7 +303,7 @@ impl SkCipher {
     fn open_fragment<'py>(
         &self,
         py: Python<'py>,
-        data: PyBackedBytes,
+        data: Buf,
     ) -> PyResult<(u8, u16, u16, Bound<'py, PyBytes>)> {
         let f = self.inner.open_fragment(&data).map_err(|e| to_py(py, e))?;
         Ok((
@@ -312,11 +315,7 @@ impl SkCipher {
     }
 
     /// (first inner payload type, plaintext); IntegrityError or ParseError on failure.
-    fn open<'py>(
-        &self,
-        py: Python<'py>,
-        data: PyBackedBytes,
-    ) -> PyResult<(u8, Bound<'py, PyBytes>)> {
+    fn open<'py>(&self, py: Python<'py>, data: Buf) -> PyResult<(u8, Bound<'py, PyBytes>)> {
         let run = || self.inner.open(&data);
         let result = if data.len() >= DETACH_THRESHOLD {
             py.detach(run)

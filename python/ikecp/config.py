@@ -20,7 +20,15 @@ from typing import Any
 import tomllib
 
 from .const import ConfigAttr
-from .cp import AddressPool, CpRegistry, Mode, NatInfoHandler, NatInfoProvider, PoolProvider
+from .cp import (
+    AddressPool,
+    CpRegistry,
+    Mode,
+    NatInfoHandler,
+    NatInfoProvider,
+    PoolProvider,
+    PushMode,
+)
 from .cp.standard import RequestHandler, StaticProvider
 from .dispatch import (
     COOKIE_THRESHOLD,
@@ -79,7 +87,8 @@ class _Common:
     proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519-ecp256-modp2048",
                                   "aes256-sha256-x25519-ecp256-modp2048")
     esp_proposals: tuple[str, ...] = ("aes256gcm16", "aes256-sha256")
-    #: Seconds between liveness checks (empty INFORMATIONAL); 0 disables them.
+    #: Seconds between liveness checks (empty INFORMATIONAL); 0 disables them. A FAP sends
+    #: one every interval, which is also what shows the SeGW a NAT rebinding.
     dpd: float = 30.0
     #: Append IKE SA keys for Wireshark here (off by default: these are secrets).
     keylog: str | None = None
@@ -186,6 +195,9 @@ class SegwConfig(_Common):
     dns: tuple[str, ...] = ()
     #: Answer EXTERNAL_SOURCE_IP4_NAT_INFO.
     nat_info: bool = True
+    #: After a NAT rebinding, push the new NAT info in CFG_SET (INFORMATIONAL) to: requested
+    #: (peers that asked for it in IKE_AUTH), always (every IPv4 peer), never.
+    nat_info_push: str = "requested"
     #: SQLite file of the binding registry.
     bindings: str = "ikecp-bindings.sqlite"
     #: Also write binding changes as JSON lines to this file.
@@ -224,6 +236,8 @@ class SegwConfig(_Common):
                     ipaddress.ip_address(v)
                 except ValueError as exc:
                     raise ConfigError(name, f"not an IP address: {v!r}", source) from exc
+        if self.nat_info_push not in {m.value for m in PushMode}:
+            raise ConfigError("nat_info_push", "must be requested, always or never", source)
         if self.binding_expiry <= 0:
             raise ConfigError("binding_expiry", "must be > 0", source)
         for name in ("max_half_open", "max_half_open_ip"):
@@ -261,7 +275,8 @@ class SegwConfig(_Common):
         configured one when the socket was bound to port 0."""
         cp = CpRegistry().add_provider(PoolProvider(AddressPool(self.pool)))
         if self.nat_info:
-            cp.add_provider(NatInfoProvider(self.nat_info_type, legacy=self.legacy_nat_info))
+            cp.add_provider(NatInfoProvider(self.nat_info_type, legacy=self.legacy_nat_info,
+                                            push=PushMode(self.nat_info_push)))
         if self.dns:
             cp.add_provider(StaticProvider.addresses(ConfigAttr.INTERNAL_IP4_DNS, self.dns))
         kw = self._base_settings()

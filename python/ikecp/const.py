@@ -241,3 +241,11 @@ class NotifyType(IntEnum):
     @property
     def is_error(self) -> bool:
         return self.value < 16384
+
+
+def notify_name(notify_type: int) -> str:
+    """``INTERNAL_ADDRESS_FAILURE`` for 36; the number as text for a type we do not name."""
+    try:
+        return NotifyType(notify_type).name
+    except ValueError:
+        return str(notify_type)

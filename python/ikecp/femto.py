@@ -1,9 +1,13 @@
 """The femtocell (FAP): one IKE SA to the SeGW, kept up for as long as it runs.
 
 It connects, reports whether NAT was detected, the inner IP it was given and the public
-IP:port the SeGW saw (EXTERNAL_SOURCE_IP4_NAT_INFO), has the engine send NAT keepalives while
-behind a NAT (RFC 3948 §2.3, every 20 s by default) and run liveness checks, and starts a new
-SA when the old one is deleted or dies (with a growing delay while attempts keep failing).
+IP:port the SeGW saw (EXTERNAL_SOURCE_IP4_NAT_INFO, and again whenever the SeGW pushes a new
+one after a NAT rebinding), has the engine send NAT keepalives while behind a NAT (RFC 3948
+§2.3, every 20 s by default) and run liveness checks, and starts a new SA when the old one
+is deleted or dies (with a growing delay while attempts keep failing). Its first IKE SA
+after start carries N(INITIAL_CONTACT), so the SeGW drops what it still holds from before a
+reboot. A CHILD SA that is refused or deleted by the SeGW is reported (WARNING, status) and
+repaired.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from .config import FapConfig
-from .const import ConfigAttr
+from .const import ConfigAttr, notify_name
 from .dataplane import DataPlane, DataPlaneEvent, NoDataPlane
 from .dataplane.children import ChildTracker
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
+    ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
     ConfigReceived,
@@ -59,6 +64,10 @@ class FapStatus:
     spi_r: str | None = None
     established: int = 0               # how many SAs were established so far
     reason: str | None = None          # why the last SA went down
+    child_state: str | None = None     # installed, refused, deleted (by the SeGW)
+    child_reason: str | None = None    # why the CHILD SA is not installed
+    child_spis: tuple[str, ...] = ()   # (inbound, outbound) ESP SPIs of the CHILD SA
+    child_losses: int = 0              # CHILD SAs refused or deleted so far
     dataplane: str = "none"            # "tun": CHILD SAs carry traffic through ``tun``
     tun: str | None = None
     esp: dict[str, object] | None = None  # CHILD SA counters (``Femto.refresh_counters``)
@@ -73,8 +82,11 @@ class FapStatus:
         public = f"{self.public_ip}:{self.public_port}" if self.public_ip else \
             f"unknown ({self.nat_info})"
         nat = "detected" if self.nat_detected else "not detected"
+        child = "CHILD SA installed" if self.child_state == "installed" else \
+            f"CHILD SA {self.child_state or 'pending'}" + \
+            (f" ({self.child_reason})" if self.child_reason else "")
         return (f"established with {self.segw}: NAT {nat}, inner IP {self.inner_ip}, "
-                f"public address {public}")
+                f"public address {public}, {child}")
 
 
 def route_source(dest: str) -> str:
@@ -105,6 +117,8 @@ class Femto:
         self._failures = 0
         self._stopping = False
         self._up = asyncio.Event()
+        self._contacted = False            # an IKE SA was established since start
+        self._repairing: IkeSa | None = None
         self.dataplane: DataPlane = NoDataPlane()
         self.children = ChildTracker(self.dataplane, initiator=True)
 
@@ -154,8 +168,9 @@ class Femto:
             self._set(esp=self.children.counters(self.sa))
         return self.status
 
-    async def stop(self, timeout: float = 2.0) -> None:
-        """DELETE the SA (bounded wait for the answer) and close the sockets."""
+    async def stop(self, timeout: float = 2.0, *, delete: bool = True) -> None:
+        """DELETE the SA (bounded wait for the answer) and close the sockets.
+        ``delete=False`` just closes the sockets, as a crash or a power cut would."""
         self._stopping = True
         if self._reconnect is not None:
             self._reconnect.cancel()
@@ -163,7 +178,7 @@ class Femto:
         if d is None or driver is None:
             return
         sa = self.sa
-        if sa is not None and not sa.closed:
+        if delete and sa is not None and not sa.closed:
             sa.delete()
             d.update(sa, self.clock())
             driver.flush()
@@ -198,11 +213,15 @@ class Femto:
         cfg = self.config
         before = self.status
         segw_port = cfg.remote_ports[0]
-        self.sa = self.dispatcher.connect(self._settings, (cfg.segw, segw_port), self.clock(),
+        # INITIAL_CONTACT until an SA is up: a reconnect within this run must not make the
+        # SeGW drop an SA we might still hold (RFC 7296 §2.4).
+        settings = self._settings if self._contacted else \
+            replace(self._settings, initial_contact=True)
+        self.sa = self.dispatcher.connect(settings, (cfg.segw, segw_port), self.clock(),
                                           natt_local_port=self._natt)
         self._set(state="connecting", spi_i=self.sa.spi_i.hex(), spi_r=None,
                   nat_detected=None, inner_ip=None, public_ip=None, public_port=None,
-                  nat_info=None)
+                  nat_info=None, child_state=None, child_reason=None, child_spis=())
         log.info("connecting to %s:%d as %s", cfg.segw, segw_port, cfg.identity)
         self._report(before)
         self._driver.flush()
@@ -210,6 +229,9 @@ class Femto:
     def _lost(self, sa: IkeSa, reason: str) -> None:
         if sa is not self.sa:
             return
+        if self._repairing is sa:
+            reason = f"re-establishing to repair the CHILD SA ({self.status.child_reason})"
+            self._repairing = None
         self._up.clear()
         self._set(state="down", reason=reason)
         if self._stopping:
@@ -230,8 +252,9 @@ class Femto:
     def _report(self, before: FapStatus) -> None:
         """Tell ``on_status`` once per batch of events, and only about real changes."""
         now = self.status
-        if (now.state, now.public_ip, now.public_port, now.inner_ip) == \
-                (before.state, before.public_ip, before.public_port, before.inner_ip):
+        if (now.state, now.public_ip, now.public_port, now.inner_ip, now.child_state,
+                now.child_reason) == (before.state, before.public_ip, before.public_port,
+                                      before.inner_ip, before.child_state, before.child_reason):
             return
         if now.state == "established":
             log.info("%s", now.describe())
@@ -249,16 +272,27 @@ class Femto:
                 if attr.type == ConfigAttr.INTERNAL_IP4_ADDRESS and len(attr.value) == 4:
                     self._set(inner_ip=str(ipaddress.IPv4Address(attr.value)))
         elif isinstance(ev, PublicAddressLearned):
+            if ev.pushed:
+                log.info("public address now %s:%s (pushed by the SeGW; was %s:%s)",
+                         ev.address, ev.port, self.status.public_ip, self.status.public_port)
             self._set(public_ip=ev.address, public_port=ev.port)
         elif isinstance(ev, NatInfoNotSupported):
             self._set(nat_info=ev.reason)
-        elif isinstance(ev, ChildSaFailed):
-            log.warning("CHILD_SA refused: %s", ev.reason)
         elif isinstance(ev, ChildSaEstablished):
-            self._failures = 0  # only a usable SA ends the backoff (not a refused CHILD_SA)
+            self._failures = 0  # only a working tunnel resets the reconnect backoff
+            self._set(child_state="installed", child_reason=None,
+                      child_spis=(ev.spi_in.hex(), ev.spi_out.hex()))
+        elif isinstance(ev, ChildSaFailed):
+            self._child_lost(sa, "refused", f"{notify_name(ev.notify_type)}: {ev.reason}")
+        elif isinstance(ev, ChildSaDeleted):
+            # The SeGW names its inbound SPI: our outbound one. Others are not ours to mourn.
+            spis = self.status.child_spis
+            if len(spis) == 2 and bytes.fromhex(spis[1]) in ev.spis:
+                self._child_lost(sa, "deleted", "deleted by the SeGW")
         elif isinstance(ev, IkeSaEstablished):
             if self.keylog is not None:
                 self.keylog.write(sa)
+            self._contacted = True
             self._set(state="established", spi_r=ev.spi_r.hex(), reason=None,
                       established=self.status.established + 1)
             self._up.set()
@@ -268,6 +302,26 @@ class Femto:
             if self.keylog is not None and sa.key_material:
                 self.keylog.write(sa)
             self._lost(sa, ev.reason)
+
+    def _child_lost(self, sa: IkeSa, state: str, reason: str) -> None:
+        if sa is not self.sa:
+            return
+        log.warning("CHILD SA %s: %s; IKE SA %s stays up, repairing", state, reason,
+                    self.status.spi_i)
+        self._set(child_state=state, child_reason=reason, child_spis=(),
+                  child_losses=self.status.child_losses + 1)
+        self._repair_child(sa)
+
+    def _repair_child(self, sa: IkeSa) -> None:
+        """Get a CHILD SA back. Until the engine initiates CREATE_CHILD_SA, the repair is a
+        new IKE SA (with its CHILD SA in IKE_AUTH): this one is deleted and ``_lost``
+        reconnects. This is the one place to switch to re-creating the CHILD SA on the same
+        IKE SA."""
+        if self._stopping or self.dispatcher is None or not sa.established:
+            return
+        self._repairing = sa
+        sa.delete()
+        self.dispatcher.update(sa, self.clock())
 
     def _set(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]

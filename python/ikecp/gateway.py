@@ -2,8 +2,10 @@
 
 Glue between a ``Dispatcher`` on an ``AsyncioDriver`` and the binding registry: PSK or
 certificate authentication, inner IPv4 addresses from a pool, EXTERNAL_SOURCE_IP4_NAT_INFO
-answers (both come from the CP providers in ``SegwConfig.settings``), a binding per
-established SA kept current through NAT rebinding, removed on DELETE, failure or expiry.
+answers (both come from the CP providers in ``SegwConfig.settings``; after a NAT rebinding
+the new public address is pushed to the FAP in CFG_SET), a binding per established SA kept
+current through NAT rebinding, removed on DELETE, failure, expiry, or when the same
+authenticated identity starts over with INITIAL_CONTACT (RFC 7296 §2.4).
 ``stop()`` deletes every SA with an INFORMATIONAL DELETE and waits (bounded) for the answers,
 so each binding leaves the registry through the history and the event stream, not silently.
 """
@@ -26,8 +28,10 @@ from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
     ChildSaFailed,
+    ConfigSetAnswered,
     Event,
     IkeSaEstablished,
+    InitialContact,
     LivenessConfirmed,
     NatDetected,
     PeerBinding,
@@ -256,6 +260,15 @@ class Gateway:
             log.debug("NAT detected: peer behind NAT %s", ev.remote_behind_nat)
         elif isinstance(ev, ChildSaFailed):
             log.warning("CHILD_SA for %s refused: %s", sa.peer_id, ev.reason)
+        elif isinstance(ev, InitialContact):
+            self._initial_contact(sa)
+        elif isinstance(ev, ConfigSetAnswered):
+            if ev.accepted:
+                log.info("%s took the pushed attributes %s", sa.peer_id, list(ev.accepted))
+            else:
+                log.info("%s did not take the pushed attributes %s (%s); not pushing to it "
+                         "again", sa.peer_id, list(ev.sent),
+                         f"notify {ev.error}" if ev.error is not None else "no CFG_ACK")
         elif isinstance(ev, SaDeleted):
             reason = "deleted by peer" if ev.by_peer else \
                 "shutdown" if self._stopping else "deleted"
@@ -265,6 +278,23 @@ class Gateway:
                 self.keylog.write(sa)
             log.info("SA with %s failed: %s", sa.peer_id or sa.remote, ev.reason)
             self._gone(sa, f"failed: {ev.reason}")
+
+    def _initial_contact(self, new: IkeSa) -> None:
+        """The authenticated peer of ``new`` says it holds no other IKE SA with us (it
+        rebooted): delete the older ones of the same identity now, with their bindings and
+        inner IPs, instead of holding them until liveness checks or expiry find them dead."""
+        d = self.dispatcher
+        if d is None:
+            return
+        for old in [sa for sa in d.sas() if sa is not new and sa.established
+                    and sa.peer_id == new.peer_id]:
+            reason = f"replaced: INITIAL_CONTACT from {new.peer_id} on SA {new.spi_r.hex()}"
+            self._seen.pop(old.spi_r, None)
+            b = self.registry.remove(old.spi_r, reason)
+            log.info("deleting SA %s of %s (inner %s): %s", old.spi_r.hex(), old.peer_id,
+                     b.inner_ip if b is not None else None, reason)
+            old.delete(wait=False)  # frees its inner IP now
+            d.update(old, self.clock())
 
     def _gone(self, sa: IkeSa, reason: str) -> None:
         self._seen.pop(sa.spi_r, None)

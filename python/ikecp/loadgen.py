@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import framing
-from .const import NAT_KEEPALIVE, AuthMethod, ConfigAttr, NotifyType
+from .const import NAT_KEEPALIVE, AuthMethod, ConfigAttr, NotifyType, notify_name
 from .cp import CpRegistry, NatInfoHandler, RequestHandler
 from .engine import (
     ChildProposal,
@@ -220,11 +220,8 @@ def failure_cause(event: SaFailed | ChildSaFailed) -> str:
     if notify == NotifyType.AUTHENTICATION_FAILED:
         return "auth failure"
     if notify is not None:
-        try:
-            name = NotifyType(notify).name
-        except ValueError:
-            name = str(notify)
-        return f"{'child ' if isinstance(event, ChildSaFailed) else ''}notify {name}"
+        kind = "child " if isinstance(event, ChildSaFailed) else ""
+        return f"{kind}notify {notify_name(notify)}"
     if "retransmission limit" in event.reason:
         return "timeout (no answer)"
     return event.reason

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from ikecp.config import ConfigError, FapConfig, SegwConfig, from_dict, load_fap, load_segw
+from ikecp.cp import PushMode
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -35,6 +36,7 @@ def test_examples_load_and_build_settings() -> None:
     (SegwConfig, {"psk": "x", "listen": "localhost"}, "listen"),
     (SegwConfig, {"psk": "x", "nat_info": "yes"}, "nat_info"),
     (SegwConfig, {"psk": "x", "nat_info_type": 16}, "nat_info_type"),
+    (SegwConfig, {"psk": "x", "nat_info_push": "sometimes"}, "nat_info_push"),
     (SegwConfig, {"psk": "x", "dns": [10]}, "dns"),
     (SegwConfig, {"psk": "x", "dns": "10.0.0.300"}, "dns"),
     (SegwConfig, {"psk": "x", "listen": []}, "listen"),
@@ -79,3 +81,10 @@ def test_defaults_work_on_loopback() -> None:
     assert from_dict(SegwConfig, {"psk": "x", "listen": "::1"}).listen == ("::1",)
     per_peer = from_dict(SegwConfig, {"peers": {"fap.example": "s1"}})
     assert per_peer.settings().auth is not None
+
+
+def test_nat_info_push_reaches_the_provider() -> None:
+    assert from_dict(SegwConfig, {"psk": "x"}).settings().cp.providers[23].push_mode \
+        is PushMode.REQUESTED
+    always = from_dict(SegwConfig, {"psk": "x", "nat_info_push": "always"})
+    assert always.settings().cp.providers[23].push_mode is PushMode.ALWAYS

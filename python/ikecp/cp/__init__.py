@@ -1,7 +1,7 @@
 """Configuration payload attributes: the registry, the standard attributes and the NAT-info
 extension. See ``registry`` for how an application adds its own attribute."""
 
-from .nat_info import Mode, NatInfoHandler, NatInfoProvider
+from .nat_info import Mode, NatInfoHandler, NatInfoProvider, PushMode
 from .registry import (
     AttributeHandler,
     AttributeProvider,
@@ -24,6 +24,7 @@ __all__ = [
     "NatInfoHandler",
     "NatInfoProvider",
     "PoolProvider",
+    "PushMode",
     "RequestHandler",
     "StaticProvider",
 ]

@@ -5,6 +5,10 @@ Value: 4-octet IPv4 address then 2-octet UDP port, network byte order, 6 octets 
 and empty in CFG_REQUEST. draft-so-ipsecme-ikev2-cpext-00 also allowed the address alone
 (4 octets), which the initiator accepts. The draft's code point 16 collides with
 MIP6_HOME_PREFIX (RFC 5026), so it is only used when explicitly asked for as legacy.
+
+After a NAT rebinding the responder may push the new value in CP(CFG_SET) in an
+INFORMATIONAL exchange (RFC 7296 §1.4, §3.15; ``ikecp.engine.config_push``): by default only
+to peers that asked for the attribute in IKE_AUTH (``PushMode``).
 """
 
 from __future__ import annotations
@@ -62,6 +66,17 @@ def decode(value: bytes) -> tuple[str, int | None]:
     raise ValueError(f"NAT-info value must be 6 or 4 octets, not {len(value)}")
 
 
+class PushMode(enum.Enum):
+    """Responder: to whom a changed NAT info is pushed in CFG_SET. ``requested`` (default):
+    peers that asked for the attribute in IKE_AUTH, the only ones that can use it; ``always``:
+    every IPv4 peer whose address changes (peers that do not know the push answer without
+    CFG_ACK and are not asked again); ``never``."""
+
+    REQUESTED = "requested"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 class NatInfoHandler:
     """Initiator: asks according to ``mode`` and reports the answer as an event."""
 
@@ -89,21 +104,50 @@ class NatInfoHandler:
             return
         ctx.events.append(PublicAddressLearned(address, port, self.attr_type))
 
+    def pushed(self, ctx: CpContext, values: list[bytes]) -> bool:
+        """A CFG_SET from the responder after our public address changed: taken unless we
+        never ask for the attribute or the value is malformed."""
+        if self.mode is Mode.NEVER:
+            return False
+        try:
+            address, port = decode(values[0])
+        except ValueError as exc:
+            log.warning("ignoring pushed NAT-info attribute: %s", exc)
+            return False
+        ctx.events.append(PublicAddressLearned(address, port, self.attr_type, pushed=True))
+        return True
+
 
 class NatInfoProvider:
     """Responder: one attribute with the source address and port of the IKE_AUTH request,
     nothing for an IPv6 peer or when disabled."""
 
     def __init__(self, code_point: int = IANA_TYPE, *, legacy: bool = False,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, push: PushMode = PushMode.REQUESTED) -> None:
         self.attr_type = check_code_point(code_point, legacy=legacy)
         self.enabled = enabled
+        self.push_mode = PushMode(push)
 
     def provide(self, ctx: CpContext, requested: list[bytes]) -> list[bytes]:
         ip, port = ctx.remote_addr
         if not self.enabled or ":" in ip:
             return []
-        return [encode(ip, port)]
+        value = encode(ip, port)
+        ctx.reported[self.attr_type] = [value]
+        return [value]
+
+    def push(self, ctx: CpContext) -> list[bytes] | None:
+        """The peer's address changed: its new value, if this peer is to be told."""
+        ip, port = ctx.remote_addr
+        mode = self.push_mode
+        if not self.enabled or mode is PushMode.NEVER or ":" in ip:
+            return None
+        if mode is PushMode.REQUESTED and self.attr_type not in ctx.reported:
+            return None
+        value = encode(ip, port)
+        if ctx.reported.get(self.attr_type) == [value]:
+            return None  # the peer already has it
+        return [value]
 
     def release(self, ctx: CpContext) -> None:
         return None

@@ -21,6 +21,10 @@ class CpContext:
     responder: the IKE_AUTH request, after the float to 4500). ``assigned`` maps attribute
     type to the values a provider handed out, so providers can see each other's results and
     release them when the SA goes. ``events`` collects events for the application.
+    ``reported`` maps attribute type to values the peer was told that are no allocation
+    (nothing to release), e.g. the NAT info: what a later push compares against.
+    ``push_queued`` / ``push_refused``: a CFG_SET to this peer is waiting to be sent / the
+    peer answered one without accepting anything (``ikecp.engine.config_push``).
     """
 
     peer_id: object
@@ -31,6 +35,9 @@ class CpContext:
     spi_r: bytes
     assigned: dict[int, list[bytes]] = field(default_factory=dict)
     events: list = field(default_factory=list)
+    reported: dict[int, list[bytes]] = field(default_factory=dict)
+    push_queued: bool = False
+    push_refused: bool = False
 
 
 class CpFailure(Exception):  # noqa: N818 - a signal to the config task, not an error report
@@ -79,6 +86,10 @@ class AttributeHandler(Protocol):
     def handle(self, ctx: CpContext, values: list[bytes]) -> None:
         """Values of this type in CFG_REPLY (maybe none); append events to ``ctx.events``."""
 
+    # Optional: ``pushed(ctx, values) -> bool`` takes values the responder pushed later in
+    # CP(CFG_SET) (INFORMATIONAL); True acknowledges them in CFG_ACK. Without it a pushed
+    # value of this type is not accepted.
+
 
 class AttributeProvider(Protocol):
     """Responder side of one attribute type; called only when the type was requested and
@@ -92,6 +103,10 @@ class AttributeProvider(Protocol):
 
     def release(self, ctx: CpContext) -> None:
         """The SA is gone: give back whatever ``provide`` handed out."""
+
+    # Optional: ``push(ctx) -> list[bytes] | None`` is asked after the established peer's
+    # address changed; values it returns are pushed in CP(CFG_SET) in an INFORMATIONAL
+    # exchange (``ikecp.engine.config_push``). None or empty: nothing to push.
 
 
 class CpRegistry:

@@ -20,8 +20,10 @@ authenticated request. Layout: ``sa.py`` (state, keys, addresses, timers), ``sta
 the tasks of each exchange; tasks answer with a ``task.Status``), ``rules.py`` (payloads per
 exchange), ``sa_init.py``, ``nat_detection.py``,
 ``auth.py``, ``config.py`` (CP via ``ikecp.cp``), ``child_create.py``, ``delete.py``,
-``liveness.py``; ``fragments.py`` (RFC 7383: SKF split and bounded reassembly);
-``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
+``liveness.py``, ``initial_contact.py`` (N(INITIAL_CONTACT) in IKE_AUTH),
+``config_push.py`` (CFG_SET/CFG_ACK in INFORMATIONAL); ``fragments.py`` (RFC 7383: SKF
+split and bounded reassembly); ``cert_auth.py`` plugs ``ikecp.pki`` into the
+``Authenticator`` seam.
 """
 
 from .auth import Authenticator, PskAuthenticator

@@ -36,15 +36,17 @@ class DeleteTask(Task):
                 self.ike = True
             elif d.protocol_id == ProtocolId.ESP:
                 spis.extend(d.spis)
-        if not self.ike and spis:
-            self.child_spis = tuple(spis)
+        # Only our CHILD SA counts: the peer lists its inbound SPI, our outbound one (§1.4.1).
+        # SPIs we do not know are answered with nothing and reported to no one.
+        if not self.ike and sa.child_spis and sa.child_spis[1] in spis:
+            self.child_spis = (sa.child_spis[1],)
             sa.emit(ChildSaDeleted(self.child_spis))
         return DONE
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         if self.ike:
             sa.close_after_response(SaDeleted(by_peer=True))
-        elif sa.child_spis and sa.child_spis[1] in self.child_spis:
+        elif self.child_spis and sa.child_spis:
             # Answer with our inbound SPI of the pair the peer deleted (§1.4.1).
             out.append(Delete(ProtocolId.ESP, 4, (sa.child_spis[0],)))
             sa.child_spis = None

@@ -80,11 +80,13 @@ class ConfigReceived:
 @_event
 class PublicAddressLearned:
     """The responder reported the address (and port, when it sent 6 octets) it saw for us in
-    EXTERNAL_SOURCE_IP4_NAT_INFO (3GPP TS 29.139)."""
+    EXTERNAL_SOURCE_IP4_NAT_INFO (3GPP TS 29.139). ``pushed``: it came in a CFG_SET the
+    responder sent after our address changed (a NAT rebinding), not in the CFG_REPLY."""
 
     address: str
     port: int | None
     attr_type: int
+    pushed: bool = False
 
 
 @_event
@@ -106,6 +108,26 @@ class PeerBinding:
     spi_i: bytes
     spi_r: bytes
     child_spis: tuple[bytes, ...]
+
+
+@_event
+class InitialContact:
+    """Responder side: the authenticated peer sent N(INITIAL_CONTACT) in IKE_AUTH (RFC 7296
+    §2.4): this IKE SA is the only one it has with us, so older ones with ``peer_id`` are
+    dead and may be deleted without waiting for a timeout."""
+
+    peer_id: object
+
+
+@_event
+class ConfigSetAnswered:
+    """The peer answered our CP(CFG_SET) in an INFORMATIONAL exchange. ``accepted`` lists
+    the attribute types in its CFG_ACK (empty: it took none, e.g. a peer that does not know
+    the push); ``error`` is an error notify it answered with, if any."""
+
+    sent: tuple[int, ...]
+    accepted: tuple[int, ...]
+    error: int | None = None
 
 
 @_event
@@ -168,7 +190,8 @@ class SaFailed:
 
 Event = (
     NatDetected | IkeSaEstablished | ChildSaEstablished | ChildSaFailed | ConfigReceived
-    | PublicAddressLearned | NatInfoNotSupported | PeerBinding | RemoteAddressChanged
+    | PublicAddressLearned | NatInfoNotSupported | PeerBinding | InitialContact
+    | ConfigSetAnswered | RemoteAddressChanged
     | ProtocolErrorSent | ProtocolErrorReceived | DatagramDropped | LivenessConfirmed
     | SaDeleted | ChildSaDeleted | SaFailed
 )

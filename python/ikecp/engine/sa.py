@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _backend
 from .. import addr as _addr
-from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag
+from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, ProtocolId
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError
-from ..message import SKF, Message
+from ..message import SKF, Delete, Message
 from ..record import record
-from . import fragments
+from . import config_push, fragments
 from .auth import AuthTask
 from .child_create import ChildCreateTask
 from .config import ConfigTask
@@ -33,8 +33,10 @@ from .events import (
     NatDetected,
     PeerBinding,
     RemoteAddressChanged,
+    SaDeleted,
     SaFailed,
 )
+from .initial_contact import InitialContactTask
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
@@ -281,9 +283,14 @@ class IkeSa:
 
     # --- application requests ---------------------------------------------------------------
 
-    def delete(self) -> None:
-        """Delete the IKE SA with an INFORMATIONAL exchange (or just close if not up yet)."""
-        if self.state is State.ESTABLISHED:
+    def delete(self, *, wait: bool = True) -> None:
+        """Delete the IKE SA with an INFORMATIONAL exchange (or just close if not up yet).
+        ``wait=False``: the peer is known to be gone (it started over with INITIAL_CONTACT):
+        send the DELETE once, never retransmitted, and close at once."""
+        if not wait and self.state is State.ESTABLISHED:
+            self.tasks.send_once((Delete(ProtocolId.IKE, 0),))
+            self.close(SaDeleted(by_peer=False))
+        elif self.state is State.ESTABLISHED:
             self.tasks.queue(X.INFORMATIONAL, [DeleteTask()])
         elif self.state is not State.CLOSED:
             self.fail("deleted locally before establishment")
@@ -435,6 +442,7 @@ class IkeSa:
                 self.emit(RemoteAddressChanged(old, addr))
                 if self.role is Role.RESPONDER:
                     self._emit_binding()
+                    config_push.after_address_change(self)
 
     def exchange_completed(self, exchange: int) -> None:
         """Initiator: the peer's response to our ``exchange`` was processed."""
@@ -442,7 +450,8 @@ class IkeSa:
             self._forget_auth_inputs()
         elif exchange == X.IKE_SA_INIT:
             self._to(Trigger.INIT_DONE)
-            self.tasks.queue(X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask()])
+            self.tasks.queue(X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask(),
+                                          InitialContactTask()])
 
     def exchange_answered(self, exchange: int, reply: bytes | tuple[bytes, ...],
                           error: Exception | None) -> None:

@@ -114,6 +114,9 @@ class Settings:
     #: When this side is behind a NAT, send a NAT keepalive this often (RFC 3948 §2.3).
     keepalive_interval: float | None = 20.0
     nonce_size: int = 32
+    #: Initiator: send N(INITIAL_CONTACT) in IKE_AUTH (RFC 7296 §2.4). True only for the
+    #: first IKE SA after start: it tells the responder to drop older SAs of our identity.
+    initial_contact: bool = False
     #: Initiator: the first KE group to send (default: the first group of the first proposal).
     initial_dh: int | None = None
     #: Seconds since the epoch, for certificate validity: the engine's only wall-clock read

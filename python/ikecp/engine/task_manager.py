@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING
 from ..const import ExchangeType as X
 from ..const import HeaderFlag, NotifyType
 from ..errors import RemoteProtocolError
-from ..message import SK, SKF, Delete, Message, Notify, Payload
+from ..message import CP, SK, SKF, Delete, Message, Notify, Payload
 from . import fragments, rules
 from .auth import AuthTask
 from .child_create import ChildCreateTask
 from .config import ConfigTask
+from .config_push import ConfigSetTask
 from .delete import DeleteTask
 from .events import ProtocolErrorReceived, ProtocolErrorSent
+from .initial_contact import InitialContactTask
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
@@ -178,12 +180,16 @@ class TaskManager:
             req.deadline = min(req.deadline, max(now, req.sent_at + HINT_INTERVAL))
 
     def _notify_once(self, notify_type: int) -> None:
-        """Tell the peer why we give up on its IKE_AUTH response, in a one-shot
-        INFORMATIONAL that is never retransmitted (RFC 7296 §2.21.2)."""
+        """Tell the peer why we give up on its IKE_AUTH response (RFC 7296 §2.21.2)."""
+        self.send_once((Notify(0, notify_type),))
+
+    def send_once(self, payloads: tuple[Payload, ...]) -> None:
+        """A one-shot INFORMATIONAL request, never retransmitted, with the next unused
+        message ID."""
         sa = self.sa
         flags = _INITIATOR if sa.is_initiator else 0
-        msg = Message(sa.spi_i, sa.spi_r, X.INFORMATIONAL, flags, self._next_id + 1,
-                      (Notify(0, notify_type),))
+        mid = self._next_id + (self.request is not None)
+        msg = Message(sa.spi_i, sa.spi_r, X.INFORMATIONAL, flags, mid, payloads)
         sa.send(sa.encode(msg))
 
     # --- timers -----------------------------------------------------------------------------
@@ -282,11 +288,14 @@ class TaskManager:
             return [SaInitTask(), NatDetectionTask()] if not sa.is_initiator else None
         if exchange == X.IKE_AUTH:
             ok = sa.state is State.AUTH and not sa.is_initiator
-            return [AuthTask(), ConfigTask(), ChildCreateTask()] if ok else None
+            return [AuthTask(), ConfigTask(), ChildCreateTask(), InitialContactTask()] \
+                if ok else None
         if sa.state is not State.ESTABLISHED:
             return None
         if exchange == X.INFORMATIONAL:
-            return [DeleteTask()] if inner.first(Delete) is not None else [LivenessTask()]
+            if inner.first(Delete) is not None:
+                return [DeleteTask()]
+            return [LivenessTask(), ConfigSetTask()] if inner.first(CP) else [LivenessTask()]
         if exchange == X.CREATE_CHILD_SA:
             return [_RefuseChild()]
         return None

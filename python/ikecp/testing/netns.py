@@ -60,6 +60,13 @@ def probe() -> str | None:
     return None
 
 
+def rebind_probe() -> str | None:
+    """Why ``NatTopology.rebind`` cannot work here (on top of ``probe``), or None."""
+    if shutil.which("conntrack") is None:
+        return "conntrack not found (install conntrack; .ci/install-peers.sh does)"
+    return None
+
+
 def _ip(*args: str, input_text: str | None = None) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
                    input=input_text, timeout=_CMD_TIMEOUT)
@@ -251,6 +258,12 @@ class NatTopology:
                 out[(src[0], int(sport[0]))] = (dst[1], int(dport[1]))
         return out
 
+    def rebind(self) -> None:
+        """A NAT rebinding: the router forgets every translation (``conntrack -F``), so each
+        flow's next packet leaves through a new random port. Needs the conntrack tool
+        (``rebind_probe``)."""
+        self.run_cmd("rtr", ["conntrack", "-F"])
+
     # -- running things inside -------------------------------------------------------------
 
     def _ns(self, role: str) -> str:
@@ -327,4 +340,5 @@ __all__ = [
     "enter",
     "nat_topology",
     "probe",
+    "rebind_probe",
 ]

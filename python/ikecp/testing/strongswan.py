@@ -352,6 +352,9 @@ class CharonError(RuntimeError):
 class Charon:
     """One charon-systemd process with its own config dir, VICI socket and log."""
 
+    #: The daemon to run; a subclass may point at another build (e.g. one with load-tester).
+    binary: Path = CHARON
+
     def __init__(self, config: CharonConfig, *, netns: str | None = None,
                  workdir: Path | None = None) -> None:
         self.config = config
@@ -380,7 +383,7 @@ class Charon:
         cleanup_stale()
         self.write_config()
         env = {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf")}
-        argv = [str(CHARON)]
+        argv = [str(self.binary)]
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         with open(self.workdir / "stdout.log", "wb") as out:
@@ -412,6 +415,15 @@ class Charon:
                     continue
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL charon, as a power cut would: it sends no DELETE. ``stop()`` still cleans
+        up its directory."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
     def __enter__(self) -> Charon:
         return self.start()

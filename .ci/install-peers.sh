@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the third-party peers and tools the network tests use: strongSwan (charon-systemd,
 # swanctl, standard plugins for openssl/gcm, extra plugins for kernel-libipsec), nftables
-# (kernel NAPT in network namespaces), tshark, and iperf3 and ping (traffic through the ESP
-# data plane), conntrack (forces NAT rebindings).
+# (kernel NAPT in network namespaces), tshark, iperf3 and ping (traffic through the ESP data
+# plane), conntrack (forces NAT rebindings), PostgreSQL (the shared binding store's tests run
+# a throwaway cluster), Chromium (headless, to look at Locust's web UI) and systemd-analyze
+# (checks the example units).
 # Idempotent and non-interactive; run as root on Debian/Ubuntu.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +21,9 @@ packages=(
     iperf3
     iputils-ping
     conntrack
+    postgresql
+    chromium
+    systemd
 )
 
 # tshark's wireshark-common asks whether non-root users may capture; answer it up front.

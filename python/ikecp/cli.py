@@ -16,10 +16,10 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import BACKEND_NAME, __version__, backend, loadgen_cli
 from .errors import ParseError
@@ -80,6 +80,31 @@ async def _until_signal() -> None:
     await stop.wait()
 
 
+def _start_metrics(address: str | None, role: str, snapshot: Callable[[], Any], *,
+                   quiet_stdout: bool = False) -> Any:
+    """The Prometheus endpoint of a role, if configured; says where it listens (on stderr
+    when stdout carries JSON lines)."""
+    if not address:
+        return None
+    from .metrics import MetricsServer
+
+    server = MetricsServer(address, role, snapshot, asyncio.get_running_loop()).start()
+    print(f"metrics on {server.url}", flush=True, file=sys.stderr if quiet_stdout else None)
+    return server
+
+
+def _check_config(role: str, cfg: Any) -> int:
+    """``--check-config``: the file parsed and validated; now build what ``start`` would
+    (credentials read, proposals and pool parsed) without binding anything."""
+    try:
+        cfg.settings()
+    except (ValueError, OSError) as exc:  # a credential that does not load
+        print(f"ikecp {role}: config error: {exc}", file=sys.stderr)
+        return 2
+    print(f"ikecp {role}: configuration OK", flush=True)
+    return 0
+
+
 _Cfg = TypeVar("_Cfg", "SegwConfig", "FapConfig")
 
 
@@ -99,6 +124,7 @@ def _with_dataplane(cfg: _Cfg, args: argparse.Namespace) -> _Cfg:
 def _segw(args: argparse.Namespace) -> int:
     from .config import load_segw
     from .gateway import Gateway
+    from .metrics import EventCounts, gateway_snapshot
 
     cfg = load_segw(args.config) if args.config else None
     if cfg is None:
@@ -107,17 +133,26 @@ def _segw(args: argparse.Namespace) -> int:
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
     cfg = _with_dataplane(cfg, args)
+    if args.metrics:
+        cfg = replace(cfg, metrics=args.metrics)
+        cfg._check(args.config)
+    if args.check_config:
+        return _check_config("segw", cfg)
 
     async def run() -> None:
-        gw = Gateway(cfg)
+        counts = EventCounts()
+        gw = Gateway(cfg, on_event=counts.observe if cfg.metrics else None)
         await gw.start()
         where = ", ".join(cfg.listen)
         print(f"SeGW {cfg.identity} on {where} ports {gw.ports[0]}/{gw.ports[1]}, "
               f"bindings in {cfg.bindings}", flush=True)
+        metrics = _start_metrics(cfg.metrics, "segw", lambda: gateway_snapshot(gw, counts))
         try:
             await _until_signal()
         finally:
             await gw.stop()
+            if metrics is not None:
+                metrics.close()
 
     asyncio.run(run())
     return 0
@@ -126,6 +161,7 @@ def _segw(args: argparse.Namespace) -> int:
 def _fap(args: argparse.Namespace) -> int:
     from .config import load_fap
     from .femto import FapStatus, Femto
+    from .metrics import EventCounts, femto_snapshot
 
     if not args.config:
         print("ikecp fap: --config is required", file=sys.stderr)
@@ -134,6 +170,11 @@ def _fap(args: argparse.Namespace) -> int:
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
     cfg = _with_dataplane(cfg, args)
+    if args.metrics:
+        cfg = replace(cfg, metrics=args.metrics)
+        cfg._check(args.config)
+    if args.check_config:
+        return _check_config("fap", cfg)
 
     def show(status: FapStatus) -> None:
         if args.json:
@@ -147,8 +188,13 @@ def _fap(args: argparse.Namespace) -> int:
             show(fap.refresh_counters())
 
     async def run() -> int:
-        fap = Femto(cfg, on_status=show)
+        counts = EventCounts()
+        fap = Femto(cfg, on_status=show, on_event=counts.observe if cfg.metrics else None)
         await fap.start()
+        metrics = _start_metrics(cfg.metrics, "fap", lambda: femto_snapshot(fap, counts),
+                                 quiet_stdout=args.json)
+
+
         ticker = asyncio.create_task(stats(fap)) if args.stats else None
         try:
             if args.once:
@@ -164,6 +210,8 @@ def _fap(args: argparse.Namespace) -> int:
             if ticker is not None:
                 ticker.cancel()
             await fap.stop()
+            if metrics is not None:
+                metrics.close()
 
     return asyncio.run(run())
 
@@ -176,13 +224,15 @@ def _parse_public(text: str) -> tuple[str, int | None]:
 
 
 def _bindings(args: argparse.Namespace) -> int:
-    from .bindings import BindingRegistry
+    from .bindings import open_store
 
     try:
-        reg = BindingRegistry.reader(args.db)
+        reg = open_store(args.db, reader=True)
     except FileNotFoundError as exc:
         print(f"ikecp bindings: {exc}", file=sys.stderr)
         return 2
+    if args.follow:
+        return _follow(reg)
     try:
         if args.inner_ip:
             found = reg.by_inner_ip(args.inner_ip)
@@ -197,25 +247,42 @@ def _bindings(args: argparse.Namespace) -> int:
                 return 2
         else:
             found = reg.all()
-        rows = [(b, reg.counters(b.spi_r)) for b in found]
-        live = reg.live()
+        if args.instance:
+            found = [b for b in found if b.instance == args.instance]
+        rows = [(b, reg.counters(b.spi_r, b.instance)) for b in found]
+        live = {name: reg.live(name) for name in {b.instance for b in found}}
     finally:
         reg.close()
-    if rows and not live:
-        print(f"ikecp bindings: no SeGW owns {args.db} (it crashed or was killed): these "
-              "rows are stale, their SAs are gone; the next start closes them",
-              file=sys.stderr)
+    stale = sorted(name for name, up in live.items() if not up)
+    if stale:
+        print(f"ikecp bindings: no SeGW owns the rows of {', '.join(stale)} in {args.db} (it "
+              "crashed or was killed): they are stale, their SAs are gone; that instance's "
+              "next start closes them", file=sys.stderr)
     if args.json:
         for b, esp in rows:
-            print(json.dumps({**b.to_json(), "esp": esp, "stale": not live}))
+            print(json.dumps({**b.to_json(), "esp": esp, "stale": not live[b.instance]}))
     else:
         print(f"{'identity':<28} {'inner IP':<15} {'public address':<24} {'SPIi':<16} "
-              f"{'SPIr':<16} {'ESP packets in/out'}")
+              f"{'SPIr':<16} {'ESP packets in/out':<18} instance")
         for b, esp in rows:
             packets = f"{esp.get('packets_in', 0)}/{esp.get('packets_out', 0)}" if esp else "-"
             print(f"{b.identity:<28} {b.inner_ip or '-':<15} {b.public:<24} {b.spi_i} "
-                  f"{b.spi_r} {packets}")
-    return 0 if rows or not (args.inner_ip or args.identity or args.public) else 1
+                  f"{b.spi_r} {packets:<18} {b.instance}")
+    return 0 if rows or not (args.inner_ip or args.identity or args.public or args.instance) \
+        else 1
+
+
+def _follow(reg: Any) -> int:
+    """Print every change as one JSON line until interrupted (SIGINT/SIGTERM: status 0)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for change in reg.follow():
+            print(json.dumps(change), flush=True)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        reg.close()
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -239,7 +306,17 @@ EPILOG = """examples:
   ikecp segw --config segw.toml       run a security gateway
   ikecp fap --config fap.toml --json  run a femtocell, print its status as JSON lines
   ikecp bindings --db segw.sqlite --inner-ip 10.99.0.7
+  locust -f "$(ikecp locustfile)" --host 127.0.0.1   FAPs as Locust users (web UI :8089)
 """
+
+
+def _role_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", metavar="[ADDR:]PORT",
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics (a bare port "
+                   "binds 127.0.0.1; overrides the config's 'metrics')")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the config (and read its credentials), then exit: "
+                   "0 if it is good, 2 if not")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     segw.add_argument("--dataplane", choices=("tun", "none"),
                       help="tun: carry the FAPs' traffic (ESP in UDP, TUN device; root); "
                       "none: negotiate CHILD SAs only (default: the config's)")
+    _role_options(segw)
 
     fap = sub.add_parser("fap", help="run a femtocell (IKEv2 initiator)",
                          description="Connect to the SeGW, report NAT detection, the inner "
@@ -277,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="print each status change as one JSON object per line")
     fap.add_argument("--keylog", metavar="FILE",
                      help="append IKE SA keys in Wireshark's ikev2_decryption_table format")
+    _role_options(fap)
     fap.add_argument("--once", action="store_true",
                      help="exit (status 0) once the SA is established, after a DELETE")
     fap.add_argument("--timeout", type=float, default=30.0,
@@ -288,16 +367,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "(ESP in UDP; root); none: negotiate the CHILD SA only")
 
     bnd = sub.add_parser("bindings", help="list or look up the SeGW's bindings",
-                         description="Read the binding database (safe while the SeGW runs). "
-                         "With no filter, list every binding. Exit status 1 if a lookup "
-                         "finds nothing.")
+                         description="Read the binding store (safe while SeGWs run), every "
+                         "instance's rows. With no filter, list every binding. Exit status 1 "
+                         "if a lookup finds nothing.")
     bnd.add_argument("--db", default="ikecp-bindings.sqlite",
-                     help="the SeGW's 'bindings' file (default: ikecp-bindings.sqlite)")
+                     help="the SeGW's 'bindings': an SQLite file or a postgresql:// URL "
+                     "(default: ikecp-bindings.sqlite)")
     who = bnd.add_mutually_exclusive_group()
     who.add_argument("--inner-ip", metavar="X", help="the binding holding this inner IP")
     who.add_argument("--identity", metavar="X", help="bindings of this peer identity")
     who.add_argument("--public", metavar="A:P", help="bindings at this public address[:port]")
+    bnd.add_argument("--instance", metavar="NAME",
+                     help="only the bindings of this SeGW instance (shared stores)")
     bnd.add_argument("--json", action="store_true", help="one JSON object per binding")
+    bnd.add_argument("--follow", action="store_true",
+                     help="print each change (up, rebind, update, down) as a JSON line as it "
+                     "happens, until interrupted (PostgreSQL: LISTEN; SQLite: polls history)")
 
     dm = sub.add_parser("demo", help="SeGW + userspace NAPT + FAPs on loopback, checked",
                         description="Start a SeGW, a userspace NAPT relay and a few FAPs on "
@@ -309,10 +394,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="seconds to wait for every SA (default 15)")
     dm.add_argument("--bindings", metavar="FILE",
                     help="keep the binding database here (default: a temporary file)")
+    sub.add_parser("locustfile", help="print the path of the Locust user (a FAP) for "
+                   "'locust -f'", description="Print the path of ikecp's Locust file: "
+                   "locust -f \"$(ikecp locustfile)\" --host 127.0.0.1 --ikecp-port 500 "
+                   "(needs pip install 'ikecp[locust]'; see docs/operations.md).")
     loadgen_cli.register(sub)
     args = parser.parse_args(argv)
     if args.command == "loadgen":
         return loadgen_cli.main(args)
+    if args.command == "locustfile":
+        print(Path(__file__).with_name("locust_fap.py"))
+        return 0
     if args.command == "info":
         print(f"ikecp {__version__}, backend: {BACKEND_NAME}")
         return 0

@@ -99,6 +99,8 @@ class _Common:
     fragmentation: str = "yes"
     #: Largest IP datagram of a sent fragment, headers included; 0: 576 IPv4 / 1280 IPv6.
     fragment_size: int = 1280
+    #: Prometheus endpoint, "ADDRESS:PORT" or a port on 127.0.0.1 (unset: no endpoint).
+    metrics: str | None = None
     #: "tun": carry traffic (userspace ESP in UDP on a TUN device; root and /dev/net/tun);
     #: "none": negotiate CHILD SAs without carrying them. ``tun_name``: "" picks one.
     dataplane: str = "none"
@@ -162,6 +164,13 @@ class _Common:
             raise ConfigError("fragmentation", "must be yes, accept, force or no", source)
         if self.fragment_size != 0 and not 256 <= self.fragment_size <= 65535:
             raise ConfigError("fragment_size", "must be 0 or within 256-65535", source)
+        if self.metrics is not None:
+            from .metrics import parse_address
+
+            try:
+                parse_address(self.metrics)
+            except ValueError as exc:
+                raise ConfigError("metrics", str(exc), source) from exc
         for name, parse, values in (("proposals", IkeProposal.parse, self.proposals),
                                     ("esp_proposals", ChildProposal.parse,
                                      self.esp_proposals)):
@@ -198,8 +207,10 @@ class SegwConfig(_Common):
     #: After a NAT rebinding, push the new NAT info in CFG_SET (INFORMATIONAL) to: requested
     #: (peers that asked for it in IKE_AUTH), always (every IPv4 peer), never.
     nat_info_push: str = "requested"
-    #: SQLite file of the binding registry.
+    #: The binding store: an SQLite file, or a ``postgresql://`` URL shared by several SeGWs.
     bindings: str = "ikecp-bindings.sqlite"
+    #: The name this SeGW's rows carry in the store (unset: the host name).
+    instance: str | None = None
     #: Also write binding changes as JSON lines to this file.
     events: str | None = None
     #: Drop a binding whose peer sent nothing authenticated for this many seconds.
@@ -238,6 +249,8 @@ class SegwConfig(_Common):
                     raise ConfigError(name, f"not an IP address: {v!r}", source) from exc
         if self.nat_info_push not in {m.value for m in PushMode}:
             raise ConfigError("nat_info_push", "must be requested, always or never", source)
+        if self.instance is not None and not self.instance.strip():
+            raise ConfigError("instance", "must not be empty", source)
         if self.binding_expiry <= 0:
             raise ConfigError("binding_expiry", "must be > 0", source)
         for name in ("max_half_open", "max_half_open_ip"):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .bindings import BindingRegistry
+from .bindings import BindingStore, open_store
 from .config import SegwConfig
 from .const import NotifyType
 from .dataplane import DataPlane, DataPlaneEvent, NoDataPlane
@@ -38,7 +38,7 @@ from .engine.events import (
     SaDeleted,
     SaFailed,
 )
-from .instance_lock import InstanceLock, lock_path
+from .instance_lock import InstanceLock
 from .keylog import KeyLog
 from .net.udp import AsyncioDriver, UdpEndpoint
 
@@ -59,7 +59,7 @@ _REFUSALS = {"half_open_refused": "IKE_SA_INIT over a half-open cap",
 class Gateway:
     """Run with ``await gw.start()`` ... ``await gw.stop()`` (or ``async with``)."""
 
-    def __init__(self, config: SegwConfig, *, registry: BindingRegistry | None = None,
+    def __init__(self, config: SegwConfig, *, registry: BindingStore | None = None,
                  on_event: Callable[[IkeSa, Event], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
@@ -68,7 +68,8 @@ class Gateway:
         if registry is None:
             if config.events:
                 self._stream = open(config.events, "a", encoding="utf-8")  # noqa: SIM115
-            registry = BindingRegistry(config.bindings, stream=self._stream)
+            registry = open_store(config.bindings, instance=config.instance,
+                                  stream=self._stream)
         self.registry = registry
         self.keylog = KeyLog(config.keylog) if config.keylog else None
         self.on_event = on_event
@@ -94,7 +95,7 @@ class Gateway:
         SeGW's rows alone."""
         self._stopping = False
         cfg = self.config
-        path = lock_path(self.registry.path)
+        path = self.registry.lock_file()
         lock = InstanceLock(path) if path is not None else None
         endpoint = self._endpoint()
         try:

@@ -162,6 +162,22 @@ def identity(text: str) -> Identity:
         return Identity.fqdn(text)
 
 
+def base_settings(cfg: LoadConfig) -> Settings:
+    """Initiator settings shared by every simulated FAP of ``cfg`` (PSK; the identity is
+    FAP 0's until ``Worker.settings_for`` replaces it)."""
+    reg = CpRegistry().add_handler(NatInfoHandler())
+    if cfg.request_inner_ip:
+        reg.add_handler(RequestHandler(ConfigAttr.INTERNAL_IP4_ADDRESS))
+    return Settings(
+        local_id=identity(cfg.id_template.format(n=0)),
+        auth=PskAuthenticator(cfg.psk),
+        remote_id=identity(cfg.remote_id) if cfg.remote_id else None,
+        ike_proposals=(IkeProposal.parse(cfg.ike_proposal),),
+        child_proposals=(ChildProposal.parse(cfg.esp_proposal),),
+        cp=reg, force_encap=cfg.force_encap, natt_port=cfg.natt_port,
+        retransmit=cfg.retransmit)
+
+
 # --- results ---------------------------------------------------------------------------------
 
 
@@ -265,7 +281,7 @@ class Worker:
         self._seq = 0
         self._active: dict[int, _Fap] = {}
         self._handshaking = 0
-        self._base = self._base_settings()
+        self._base = base_settings(cfg)
         self._settings_cache: dict[int, Settings] = {}
         self._trust: Any = None
         hosts = ipaddress.ip_network(cfg.source, strict=False)
@@ -278,20 +294,6 @@ class Worker:
         self._nat_reports: list[tuple[int, Address, tuple[str, int | None]]] = []
 
     # -- settings --------------------------------------------------------------------------
-
-    def _base_settings(self) -> Settings:
-        cfg = self.cfg
-        reg = CpRegistry().add_handler(NatInfoHandler())
-        if cfg.request_inner_ip:
-            reg.add_handler(RequestHandler(ConfigAttr.INTERNAL_IP4_ADDRESS))
-        return Settings(
-            local_id=identity(cfg.id_template.format(n=0)),
-            auth=PskAuthenticator(cfg.psk),
-            remote_id=identity(cfg.remote_id) if cfg.remote_id else None,
-            ike_proposals=(IkeProposal.parse(cfg.ike_proposal),),
-            child_proposals=(ChildProposal.parse(cfg.esp_proposal),),
-            cp=reg, force_encap=cfg.force_encap, natt_port=cfg.natt_port,
-            retransmit=cfg.retransmit)
 
     def settings_for(self, n: int) -> Settings:
         """The initiator settings of FAP ``n``: its identity and, in cert mode, its own

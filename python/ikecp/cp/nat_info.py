@@ -127,6 +127,7 @@ class NatInfoProvider:
         self.attr_type = check_code_point(code_point, legacy=legacy)
         self.enabled = enabled
         self.push_mode = PushMode(push)
+        self.answered = 0  # attributes sent: read by the metrics endpoint
 
     def provide(self, ctx: CpContext, requested: list[bytes]) -> list[bytes]:
         ip, port = ctx.remote_addr
@@ -134,6 +135,7 @@ class NatInfoProvider:
             return []
         value = encode(ip, port)
         ctx.reported[self.attr_type] = [value]
+        self.answered += 1
         return [value]
 
     def push(self, ctx: CpContext) -> list[bytes] | None:

@@ -17,6 +17,7 @@ from .crypto import (
     skeyseed,
 )
 from .io import BatchSocket
+from .modp import modp_public, modp_shared
 from .sk import open_message, seal_message
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "encode_message",
     "encode_payloads",
     "ike_keys",
+    "modp_public",
+    "modp_shared",
     "nat_detection_hash",
     "open_message",
     "prf",

@@ -6,6 +6,7 @@ protocol (``ikecp.pki``), so adding them touches only this file.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
     from .sa import IkeSa
     from .settings import Identity
     from .view import MessageView
+
+log = logging.getLogger("ikecp.auth")
+
+#: Below this many octets a PSK is accepted with a warning (RFC 7296 §2.15 asks for keys as
+#: strong as the negotiated PRF's key; 16 octets of a random secret is the floor we warn at).
+PSK_WARN_LENGTH = 16
 
 #: Error notifies in an IKE_AUTH response that refuse only the CHILD_SA (RFC 7296 §1.2).
 CHILD_ERRORS = frozenset({
@@ -59,6 +66,15 @@ class PskAuthenticator:
             raise ValueError("a PSK or a per-peer PSK table is needed")
         self._psk = psk
         self._peers = dict(peers or {})
+        for owner, secret in [("the PSK", psk), *((f"the PSK of {peer}", secret)
+                                                   for peer, secret in self._peers.items())]:
+            if secret is None:
+                continue
+            if not secret:
+                raise ValueError(f"{owner} is empty")
+            if len(secret) < PSK_WARN_LENGTH:
+                log.warning("%s is only %d octets: use at least %d random octets", owner,
+                            len(secret), PSK_WARN_LENGTH)
 
     def _secret(self, peer_id: Identity | None) -> bytes | None:
         if peer_id is not None and peer_id in self._peers:

@@ -1,14 +1,16 @@
-//! prf/prf+, key schedule, SK payload protection and NAT-D (RFC 7296, RFC 5282, RFC 7634).
+//! prf/prf+, key schedule, SK payload protection, NAT-D and MODP Diffie-Hellman (RFC 7296, RFC 5282, RFC 7634).
 //!
 //! Plain Rust over the RustCrypto primitives; the PyO3 layer maps [`Error`] onto the
 //! `ikecp.errors` classes. Nothing here panics on peer input.
 
 mod error;
+mod modp;
 mod natd;
 mod prf;
 mod sk;
 
 pub use error::Error;
+pub use modp::{modp_public, modp_shared, MODP_2048, MODP_2048_LEN};
 pub use natd::nat_detection_hash;
 pub use prf::{
     child_keymat, ike_keys, prf, prf_plus, psk_auth, rekey_skeyseed, signed_octets, skeyseed, Prf,

@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .authlog import AuthFailureLog
 from .bindings import BindingRegistry
 from .config import SegwConfig
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
+    AuthenticationFailed,
     ChildSaFailed,
     Event,
     IkeSaEstablished,
@@ -64,6 +66,7 @@ class Gateway:
         self._seen: dict[bytes, int] = {}
         self._cookie_rotated = 0.0
         self._stopping = False
+        self._auth_log = AuthFailureLog(log)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -149,6 +152,8 @@ class Gateway:
             self.registry.touch(sa.spi_r)  # the peer answered our liveness check
         elif isinstance(ev, NatDetected):
             log.debug("NAT detected: peer behind NAT %s", ev.remote_behind_nat)
+        elif isinstance(ev, AuthenticationFailed):
+            self._auth_log.failure(sa.remote, ev, self.clock())
         elif isinstance(ev, ChildSaFailed):
             log.warning("CHILD_SA for %s refused: %s", sa.peer_id, ev.reason)
         elif isinstance(ev, SaDeleted):
@@ -179,6 +184,7 @@ class Gateway:
         if d is None:
             return
         now = self.clock()
+        self._auth_log.flush(now)
         if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
             d.rotate_cookie_secret()
             self._cookie_rotated = now

@@ -159,6 +159,18 @@ class ChildSaDeleted:
 
 
 @_event
+class AuthenticationFailed:
+    """The peer did not prove the identity it claimed (IKE_AUTH, either role). ``failure`` is
+    the class (``auth.UNKNOWN_IDENTITY``, ``BAD_AUTH``, ``CERTIFICATE``, ``WRONG_IDENTITY``,
+    ``WRONG_METHOD``); ``reason`` the detail, which never holds a secret. An ``SaFailed``
+    follows."""
+
+    identity: object
+    failure: str
+    reason: str
+
+
+@_event
 class SaFailed:
     """The SA is dead: authentication failure, no proposal, peer gone, and so on."""
 
@@ -170,5 +182,5 @@ Event = (
     NatDetected | IkeSaEstablished | ChildSaEstablished | ChildSaFailed | ConfigReceived
     | PublicAddressLearned | NatInfoNotSupported | PeerBinding | RemoteAddressChanged
     | ProtocolErrorSent | ProtocolErrorReceived | DatagramDropped | LivenessConfirmed
-    | SaDeleted | ChildSaDeleted | SaFailed
+    | SaDeleted | ChildSaDeleted | AuthenticationFailed | SaFailed
 )

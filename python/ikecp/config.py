@@ -85,7 +85,8 @@ def check_duration(key: str, value: float, source: str = "") -> None:
         return
     if not math.isfinite(value) or not low <= value <= high:
         off = " (or 0 to turn it off)" if zero_off else ""
-        raise ConfigError(key, f"must be {low:g}-{high:g} seconds{off}, not {value!r}", source)
+        raise ConfigError(key, f"must be {low:g}-{high:.0f} seconds{off}, not {value!r}",
+                          source)
 
 
 def _check_identity(key: str, text: str, source: str) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the third-party peers and tools the network tests use: strongSwan (charon-systemd,
 # swanctl, standard plugins for openssl/gcm, extra plugins for kernel-libipsec), nftables
-# (kernel NAPT in network namespaces) and tshark.
+# (kernel NAPT in network namespaces), tshark, and iperf3 and ping (traffic through the ESP
+# data plane), conntrack (forces NAT rebindings).
 # Idempotent and non-interactive; run as root on Debian/Ubuntu.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -15,6 +16,9 @@ packages=(
     nftables
     iproute2
     tshark
+    iperf3
+    iputils-ping
+    conntrack
 )
 
 # tshark's wireshark-common asks whether non-root users may capture; answer it up front.

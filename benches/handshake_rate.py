@@ -8,7 +8,9 @@ measures what it can (ikecp on loopback) and says what it skipped.
 Topology (``ikecp.testing.netns``): the load generator in the fap namespace behind the kernel
 NAPT, the responder in the segw namespace on 198.51.100.10:500/4500, so NAT-T is real and
 every responder sees the same traffic. Responders: ``ikecp segw`` (the real SeGW process:
-asyncio driver, binding registry in SQLite), the bare ``Dispatcher`` on a selector loop
+asyncio driver, binding registry in SQLite) with ``dataplane = "none"`` and again with
+``dataplane = "tun"`` (every CHILD SA installed into the ESP data plane, like for like with
+strongSwan, which installs every CHILD SA), the bare ``Dispatcher`` on a selector loop
 (``ikecp.testing.responder``: what the SeGW costs without its registry and asyncio), and
 strongSwan's charon. Per suite and target it reports
 handshakes/s end to end (IKE_SA_INIT + IKE_AUTH with CP and the first CHILD_SA), responder CPU
@@ -199,10 +201,12 @@ def _load(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, target: st
 
 
 def run_ikecp_segw(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, creds: Any,
-                   workdir: Path) -> dict[str, Any]:
+                   workdir: Path, *, dataplane: str = "none") -> dict[str, Any]:
     """The real SeGW: ``ikecp segw --config`` (asyncio driver, binding registry in SQLite)
-    as its own process in the segw namespace."""
-    lines = [f'identity = "{SEGW_ID}"', f'listen = ["{netns.SEGW_ADDR}"]', "port = 500",
+    as its own process in the segw namespace. ``dataplane = "tun"`` installs every CHILD SA
+    into the ESP data plane, as strongSwan with kernel-libipsec does."""
+    lines = [f'dataplane = "{dataplane}"',
+             f'identity = "{SEGW_ID}"', f'listen = ["{netns.SEGW_ADDR}"]', "port = 500",
              "natt_port = 4500", 'pool = "10.0.0.0/8"', f'proposals = ["{suite.ike}"]',
              'esp_proposals = ["aes256gcm16"]', "dpd = 0",
              f'bindings = "{workdir / "bindings.sqlite"}"']
@@ -436,6 +440,10 @@ def main() -> int:
                 if topo is not None:
                     row["ikecp-segw"] = run_ikecp_segw(suite, args, topo, ca, creds, Path(tmp))
                     _print_target("ikecp segw", row["ikecp-segw"], row["floor_us"]["total"])
+                    row["ikecp-segw-tun"] = run_ikecp_segw(suite, args, topo, ca, creds,
+                                                           Path(tmp), dataplane="tun")
+                    _print_target("ikecp segw, dataplane tun", row["ikecp-segw-tun"],
+                                  row["floor_us"]["total"])
                 row["ikecp"] = run_ikecp(suite, args, topo, ca, creds)
                 _print_target("ikecp Dispatcher loop", row["ikecp"], row["floor_us"]["total"])
                 if not (why_no_swan or topo is None):
@@ -487,7 +495,7 @@ def _print_table(results: dict[str, Any]) -> None:
     print("\n| suite | target | hs/s | responder µs CPU/hs | initiator µs CPU/hs | floor µs |"
           " efficiency | engine alone µs (resp/init) |\n|---|---|---|---|---|---|---|---|")
     for key, row in results["suites"].items():
-        for target in ("ikecp-segw", "ikecp", "strongswan"):
+        for target in ("ikecp-segw", "ikecp-segw-tun", "ikecp", "strongswan"):
             s = row.get(target)
             if not s or "error" in s:
                 continue
@@ -497,11 +505,14 @@ def _print_table(results: dict[str, Any]) -> None:
             print(f"| {key} | {target} | {s['rate_middle_80']} | "
                   f"{s['responder_cpu_us_per_handshake']} | {s['cpu_us_per_handshake']} | "
                   f"{row['floor_us']['total']} | {s['efficiency']} | {engine} |")
-        a, b = row.get("ikecp-segw") or row.get("ikecp"), row.get("strongswan")
-        if a and b and "error" not in b:
-            ratios = [_ratio(a, b, k) for k in ("rate_middle_80", "responder_cpu_us_per_handshake",
-                                                "cpu_us_per_handshake")]
-            print(f"| {key} | ikecp/strongSwan | {ratios[0]} | {ratios[1]} | {ratios[2]} | | | |")
+        b = row.get("strongswan")
+        for name, a in (("ikecp/strongSwan", row.get("ikecp-segw") or row.get("ikecp")),
+                        ("ikecp tun/strongSwan (like for like)", row.get("ikecp-segw-tun"))):
+            if a and b and "error" not in b:
+                ratios = [_ratio(a, b, k) for k in ("rate_middle_80",
+                                                    "responder_cpu_us_per_handshake",
+                                                    "cpu_us_per_handshake")]
+                print(f"| {key} | {name} | {ratios[0]} | {ratios[1]} | {ratios[2]} | | | |")
     for note in results["notes"]:
         print(f"note: {note}")
 

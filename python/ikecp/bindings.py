@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS history (
     public_ip TEXT NOT NULL,
     public_port INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS esp_counters (
+    spi_r TEXT PRIMARY KEY,
+    counters TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 _COLUMNS = ("spi_r", "spi_i", "identity", "inner_ip", "public_ip", "public_port",
@@ -156,6 +161,7 @@ class BindingRegistry:
         if old is None:
             return None
         self._db.execute("DELETE FROM bindings WHERE spi_r = ?", (key,))
+        self._db.execute("DELETE FROM esp_counters WHERE spi_r = ?", (key,))
         self._record("down", old, self._clock(), reason)
         return old
 
@@ -202,6 +208,20 @@ class BindingRegistry:
         if port is None:
             return self._select("WHERE public_ip = ?", (ip,))
         return self._select("WHERE public_ip = ? AND public_port = ?", (ip, port))
+
+    def set_counters(self, spi_r: bytes, counters: dict[str, object]) -> None:
+        """The data plane's counters of the binding's CHILD SAs (packets, bytes, drops)."""
+        self._db.execute("INSERT OR REPLACE INTO esp_counters VALUES (?, ?, ?)",
+                         (spi_r.hex(), json.dumps(counters, sort_keys=True), self._clock()))
+
+    def counters(self, spi_r: str) -> dict[str, object] | None:
+        """The last counters written for the binding ``spi_r`` (hex), or None."""
+        try:
+            row = self._db.execute("SELECT counters FROM esp_counters WHERE spi_r = ?",
+                                   (spi_r,)).fetchone()
+        except sqlite3.OperationalError:  # a database written before the data plane existed
+            return None
+        return json.loads(row[0]) if row else None
 
     def history(self) -> list[tuple[float, str, str | None, str, str, str | None, str, int]]:
         return list(self._db.execute("SELECT * FROM history ORDER BY rowid"))

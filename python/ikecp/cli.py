@@ -21,11 +21,15 @@ import typing
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from . import BACKEND_NAME, __version__, backend, loadgen_cli
 from .config import ConfigError, int_arg, output_file_arg, seconds_arg
 from .errors import ParseError
 from .framing import Kind, classify
+
+if TYPE_CHECKING:
+    from .config import FapConfig, SegwConfig
 
 
 def _jsonable(obj: object) -> object:
@@ -79,6 +83,22 @@ async def _until_signal() -> None:
     await stop.wait()
 
 
+_Cfg = TypeVar("_Cfg", "SegwConfig", "FapConfig")
+
+
+def _with_dataplane(cfg: _Cfg, args: argparse.Namespace) -> _Cfg:
+    """``--dataplane`` overrides the config's ``dataplane`` (checked like the file); a
+    ``tun`` data plane this machine cannot run fails here, before anything starts."""
+    if args.dataplane is not None:
+        cfg = replace(cfg, dataplane=args.dataplane)
+        cfg._check("--dataplane")
+    if cfg.dataplane == "tun":
+        from .dataplane.tun import check_available
+
+        check_available()
+    return cfg
+
+
 def _segw(args: argparse.Namespace) -> int:
     from .config import load_segw
     from .gateway import Gateway
@@ -89,6 +109,7 @@ def _segw(args: argparse.Namespace) -> int:
         return 2
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
+    cfg = _with_dataplane(cfg, args)
 
     async def run() -> None:
         try:
@@ -118,6 +139,7 @@ def _fap(args: argparse.Namespace) -> int:
     cfg = load_fap(args.config)
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
+    cfg = _with_dataplane(cfg, args)
 
     def show(status: FapStatus) -> None:
         if args.json:
@@ -125,9 +147,15 @@ def _fap(args: argparse.Namespace) -> int:
         else:
             print(f"FAP {cfg.identity}: {status.describe()}", flush=True)
 
+    async def stats(fap: Femto) -> None:
+        while True:
+            await asyncio.sleep(args.stats)
+            show(fap.refresh_counters())
+
     async def run() -> int:
         fap = Femto(cfg, on_status=show)
         await fap.start()
+        ticker = asyncio.create_task(stats(fap)) if args.stats else None
         try:
             if args.once:
                 try:
@@ -139,6 +167,8 @@ def _fap(args: argparse.Namespace) -> int:
             await _until_signal()
             return 0
         finally:
+            if ticker is not None:
+                ticker.cancel()
             await fap.stop()
 
     return asyncio.run(run())
@@ -173,26 +203,28 @@ def _bindings(args: argparse.Namespace) -> int:
         raise ConfigError("--db", f"no binding database at {args.db}") from None
     try:
         if args.inner_ip:
-            rows = reg.by_inner_ip(args.inner_ip)
+            found = reg.by_inner_ip(args.inner_ip)
         elif args.identity:
-            rows = reg.by_identity(args.identity)
+            found = reg.by_identity(args.identity)
         elif args.public:
-            rows = reg.by_public(*public)
+            found = reg.by_public(*public)
         else:
-            rows = reg.all()
+            found = reg.all()
+        rows = [(b, reg.counters(b.spi_r)) for b in found]
     except sqlite3.DatabaseError as exc:
         raise ConfigError("--db", f"not an ikecp binding database: {args.db} ({exc})") from None
     finally:
         reg.close()
     if args.json:
-        for b in rows:
-            print(json.dumps(b.to_json()))
+        for b, esp in rows:
+            print(json.dumps({**b.to_json(), "esp": esp}))
     else:
         print(f"{'identity':<28} {'inner IP':<15} {'public address':<24} {'SPIi':<16} "
-              f"{'SPIr':<16}")
-        for b in rows:
+              f"{'SPIr':<16} {'ESP packets in/out'}")
+        for b, esp in rows:
+            packets = f"{esp.get('packets_in', 0)}/{esp.get('packets_out', 0)}" if esp else "-"
             print(f"{b.identity:<28} {b.inner_ip or '-':<15} {b.public:<24} {b.spi_i} "
-                  f"{b.spi_r}")
+                  f"{b.spi_r} {packets}")
     return 0 if rows or not (args.inner_ip or args.identity or args.public) else 1
 
 
@@ -250,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     segw.add_argument("--keylog", metavar="FILE", type=output_file_arg,
                       help="append IKE SA keys in Wireshark's ikev2_decryption_table format "
                       "(secrets: off by default)")
+    segw.add_argument("--dataplane", choices=("tun", "none"),
+                      help="tun: carry the FAPs' traffic (ESP in UDP, TUN device; root); "
+                      "none: negotiate CHILD SAs only (default: the config's)")
 
     fap = sub.add_parser("fap", help="run a femtocell (IKEv2 initiator)",
                          description="Connect to the SeGW, report NAT detection, the inner "
@@ -264,6 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="exit (status 0) once the SA is established, after a DELETE")
     fap.add_argument("--timeout", type=seconds_arg(0.1, 86400), default=30.0,
                      help="with --once: give up after this many seconds (default 30)")
+    fap.add_argument("--stats", type=float, metavar="SECONDS",
+                     help="print the status with the CHILD SA's ESP counters this often")
+    fap.add_argument("--dataplane", choices=("tun", "none"),
+                     help="tun: carry traffic through a TUN device with the inner IP "
+                     "(ESP in UDP; root); none: negotiate the CHILD SA only")
 
     bnd = sub.add_parser("bindings", help="list or look up the SeGW's bindings",
                          description="Read the binding database (safe while the SeGW runs). "
@@ -298,12 +338,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "decode":
         return _decode(sys.stdin.read() if args.hex == "-" else args.hex)
     _setup_logging(args)
+    from .dataplane import DataplaneUnavailableError
+
     try:
         handler = {"segw": _segw, "fap": _fap, "bindings": _bindings, "demo": _demo}
         return handler[args.command](args)
     except ConfigError as exc:
         kind = "" if exc.key.startswith("-") else "config error: "
         print(f"ikecp {args.command}: {kind}{exc}", file=sys.stderr)
+        return 2
+    except DataplaneUnavailableError as exc:
+        print(f"ikecp {args.command}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"ikecp {args.command}: {exc}", file=sys.stderr)

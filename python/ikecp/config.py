@@ -143,6 +143,10 @@ class _Common:
     #: Code point of EXTERNAL_SOURCE_IP4_NAT_INFO: 23 (IANA), 16384-32767, or 16 with legacy.
     nat_info_type: int = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
     legacy_nat_info: bool = False
+    #: "tun": carry traffic (userspace ESP in UDP on a TUN device; root and /dev/net/tun);
+    #: "none": negotiate CHILD SAs without carrying them. ``tun_name``: "" picks one.
+    dataplane: str = "none"
+    tun_name: str = ""
 
     def authenticator(self) -> Authenticator:
         if self.psk is not None:
@@ -218,6 +222,13 @@ class _Common:
         for name in ("port", "natt_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(name, "must be a UDP port (0-65535)", source)
+        if self.dataplane not in ("tun", "none"):
+            raise ConfigError("dataplane", 'must be "tun" or "none"', source)
+        if self.dataplane == "tun" and (self.natt_port in (0, self.port)):
+            raise ConfigError("natt_port", 'needs its own fixed port with dataplane "tun"',
+                              source)
+        if len(self.tun_name) > 15:
+            raise ConfigError("tun_name", "must be at most 15 characters", source)
         check_duration("dpd", self.dpd, source)
         if self.keylog is not None:
             _check_output_file("keylog", self.keylog, source)

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, replace
 
 from .config import FapConfig
 from .const import ConfigAttr
+from .dataplane import DataPlane, DataPlaneEvent, NoDataPlane
+from .dataplane.children import ChildTracker
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
@@ -56,6 +58,9 @@ class FapStatus:
     spi_r: str | None = None
     established: int = 0               # how many SAs were established so far
     reason: str | None = None          # why the last SA went down
+    dataplane: str = "none"            # "tun": CHILD SAs carry traffic through ``tun``
+    tun: str | None = None
+    esp: dict[str, object] | None = None  # CHILD SA counters (``Femto.refresh_counters``)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -99,13 +104,15 @@ class Femto:
         self._failures = 0
         self._stopping = False
         self._up = asyncio.Event()
+        self.dataplane: DataPlane = NoDataPlane()
+        self.children = ChildTracker(self.dataplane, initiator=True)
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.config
         local = cfg.local or route_source(cfg.segw)
-        endpoint = UdpEndpoint(local, (cfg.port, cfg.natt_port))
+        endpoint = self._endpoint(local)
         port, natt = endpoint.ports
         self._settings = cfg.settings()
         self._natt = natt
@@ -114,6 +121,37 @@ class Femto:
         self._driver.start()
         self._set(local=f"{local}:{port}")
         self._connect()
+
+    def _endpoint(self, local: str) -> UdpEndpoint:
+        """The IKE and NAT-T sockets; with ``dataplane = "tun"`` the data plane owns the
+        NAT-T one and carries the CHILD SA's traffic through a TUN device."""
+        cfg = self.config
+        if cfg.dataplane != "tun":
+            log.info('dataplane "none": the CHILD SA is negotiated but carries no traffic')
+            return UdpEndpoint(local, (cfg.port, cfg.natt_port))
+        from .dataplane.tun import PlaneEndpoint, TunDataPlane
+
+        plane = TunDataPlane(local, cfg.natt_port, cfg.tun_name, on_event=self._on_dataplane)
+        self.dataplane = self.children.plane = plane
+        self._set(dataplane="tun", tun=plane.tun)
+        return PlaneEndpoint(local, (cfg.port, cfg.natt_port), plane)
+
+    def _on_dataplane(self, ev: DataPlaneEvent) -> None:
+        sa = self.children.owner(ev.spi_in)
+        if sa is None or self.dispatcher is None:
+            return
+        if ev.kind == "peer_moved" and ev.new is not None:
+            sa.track_address(ev.new, None)  # the NAT rebound (RFC 3948 §3.5)
+            self.dispatcher.update(sa, self.clock())
+        else:
+            log.warning("CHILD SA %08x: %s (%s); no CHILD SA rekey here yet", ev.spi_in,
+                        ev.kind, ev.what)
+
+    def refresh_counters(self) -> FapStatus:
+        """Put the current CHILD SA counters into ``status.esp`` and return the status."""
+        if self.sa is not None and self.dataplane.name == "tun":
+            self._set(esp=self.children.counters(self.sa))
+        return self.status
 
     async def stop(self, timeout: float = 2.0) -> None:
         """DELETE the SA (bounded wait for the answer) and close the sockets."""
@@ -203,6 +241,7 @@ class Femto:
             self.on_status(now)
 
     def _handle(self, sa: IkeSa, ev: Event) -> None:
+        self.children.on_event(sa, ev)
         if isinstance(ev, NatDetected):
             self._set(nat_detected=ev.local_behind_nat)
             log.info("NAT %s", "detected: we are behind a NAT" if ev.local_behind_nat

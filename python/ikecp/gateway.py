@@ -19,6 +19,8 @@ from typing import TextIO
 from .authlog import AuthFailureLog
 from .bindings import BindingRegistry
 from .config import SegwConfig
+from .dataplane import DataPlane, DataPlaneEvent, NoDataPlane
+from .dataplane.children import ChildTracker
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
@@ -64,9 +66,12 @@ class Gateway:
         self._driver: AsyncioDriver | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._seen: dict[bytes, int] = {}
+        self._counted: dict[bytes, dict[str, object]] = {}  # ESP counters last written
         self._cookie_rotated = 0.0
         self._stopping = False
         self._auth_log = AuthFailureLog(log)
+        self.dataplane: DataPlane = NoDataPlane()
+        self.children = ChildTracker(self.dataplane, initiator=False)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -77,7 +82,7 @@ class Gateway:
             self.registry.remove(b.spi_r, "stale at startup")
         self._stopping = False
         cfg = self.config
-        endpoint = UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))  # one socket per address
+        endpoint = self._endpoint()
         port, natt = endpoint.ports
         settings = cfg.settings(natt)
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
@@ -88,6 +93,33 @@ class Gateway:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         log.info("SeGW %s listening on %s ports %d/%d, pool %s", cfg.identity,
                  ", ".join(cfg.listen), port, natt, cfg.pool)
+
+    def _endpoint(self) -> UdpEndpoint:
+        """One socket per address and port; with ``dataplane = "tun"`` the data plane owns
+        the NAT-T socket of the (single) listen address."""
+        cfg = self.config
+        if cfg.dataplane != "tun":
+            log.info('dataplane "none": CHILD SAs are negotiated but carry no traffic')
+            return UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))
+        from .dataplane.tun import PlaneEndpoint, TunDataPlane
+
+        plane = TunDataPlane(cfg.listen[0], cfg.natt_port, cfg.tun_name,
+                             on_event=self._on_dataplane, routes=(cfg.pool,))
+        self.dataplane = self.children.plane = plane
+        return PlaneEndpoint(cfg.listen[0], (cfg.port, cfg.natt_port), plane)
+
+    def _on_dataplane(self, ev: DataPlaneEvent) -> None:
+        sa = self.children.owner(ev.spi_in)
+        if sa is None or self.dispatcher is None:
+            return
+        if ev.kind == "peer_moved" and ev.new is not None:
+            # An authenticated ESP packet from a new address: the NAT rebound (RFC 3948
+            # §3.5); follow it as after an authenticated request. The binding follows.
+            sa.track_address(ev.new, None)
+            self.dispatcher.update(sa, self.clock())
+        else:
+            log.warning("CHILD SA %08x of %s: %s (%s); no CHILD SA rekey here yet", ev.spi_in,
+                        sa.peer_id, ev.kind, ev.what)
 
     @property
     def ports(self) -> tuple[int, int]:
@@ -139,6 +171,7 @@ class Gateway:
                 self.on_event(sa, ev)
 
     def _handle(self, sa: IkeSa, ev: Event) -> None:
+        self.children.on_event(sa, ev)
         if isinstance(ev, PeerBinding):
             kind = self.registry.update(ev)
             log.info("binding %s: %s inner %s public %s:%d", kind, ev.peer_id,
@@ -168,6 +201,7 @@ class Gateway:
 
     def _gone(self, sa: IkeSa, reason: str) -> None:
         self._seen.pop(sa.spi_r, None)
+        self._counted.pop(sa.spi_r, None)
         b = self.registry.remove(sa.spi_r, reason)
         if b is not None:
             log.info("binding down: %s (%s)", b.identity, reason)
@@ -195,6 +229,12 @@ class Gateway:
             if self._seen.get(sa.spi_r) != count:
                 self._seen[sa.spi_r] = count
                 self.registry.touch(sa.spi_r)
+            if self.dataplane.name == "tun" and self.children.children(sa):
+                # Written only when traffic moved them: idle SAs cost no SQLite write.
+                counters = self.children.counters(sa)
+                if counters != self._counted.get(sa.spi_r, dict.fromkeys(counters, 0)):
+                    self._counted[sa.spi_r] = counters
+                    self.registry.set_counters(sa.spi_r, counters)
         for b in self.registry.expire(self.config.binding_expiry):
             idle = d.find(bytes.fromhex(b.spi_r))
             if idle is not None:

@@ -143,7 +143,8 @@ class Pair:
         return self
 
     def _busy(self) -> bool:
-        return bool(self.i._outbox or self.r._outbox or self.i._request or self.r._request)
+        return bool(self.i._outbox or self.r._outbox or not self.i.tasks.idle
+                    or not self.r.tasks.idle)
 
     def events(self, side: str, cls: type) -> list:
         return [e for e in (self.i_events if side == "i" else self.r_events)

@@ -16,12 +16,17 @@ from .crypto import (
     signed_octets,
     skeyseed,
 )
+from .dataplane import Dataplane
+from .esp import EspTransform, ReplayWindow
 from .io import BatchSocket
 from .modp import modp_public, modp_shared
 from .sk import open_message, seal_message
 
 __all__ = [
     "BatchSocket",
+    "Dataplane",
+    "EspTransform",
+    "ReplayWindow",
     "SkCipher",
     "child_keymat",
     "decode_message",

@@ -12,6 +12,7 @@ import hmac as _std_hmac
 import itertools
 import os
 import struct
+import typing
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -149,6 +150,50 @@ def nat_detection_hash(spi_i: bytes, spi_r: bytes, ip: bytes, port: int) -> byte
     ).digest()
 
 
+Integ = tuple[type[hashes.HashAlgorithm], int, int]
+
+
+class Keyed(typing.NamedTuple):
+    """A checked, keyed transform (shared by SK and ESP): an AEAD with its salt, or AES-CBC
+    with an HMAC (hash, key length, ICV length) and its key."""
+
+    aead: AESGCM | ChaCha20Poly1305 | None
+    salt: bytes
+    cbc_key: bytes
+    integ: Integ | None
+    integ_key: bytes
+    iv_size: int
+    icv_size: int
+
+    def as_tuple(self) -> tuple[AESGCM | ChaCha20Poly1305 | None, bytes, bytes, Integ | None,
+                                bytes]:
+        return self.aead, self.salt, self.cbc_key, self.integ, self.integ_key
+
+
+def keyed(encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes) -> Keyed:
+    """Check transform ids and key lengths as the Rust core does; AEAD keys end with the salt."""
+    encr_key, integ_key = bytes(encr_key), bytes(integ_key)
+    if encr_id in (ENCR_AES_GCM_16, ENCR_CHACHA20_POLY1305):
+        if integ_id != 0 or integ_key:
+            raise CryptoError("AEAD transforms take no integrity algorithm")
+        sizes = (16, 32) if encr_id == ENCR_AES_GCM_16 else (32,)
+        if len(encr_key) - _SALT_LEN not in sizes:
+            raise CryptoError("wrong key length for the encryption transform")
+        key, salt = encr_key[:-_SALT_LEN], encr_key[-_SALT_LEN:]
+        aead = AESGCM(key) if encr_id == ENCR_AES_GCM_16 else ChaCha20Poly1305(key)
+        return Keyed(aead, salt, b"", None, b"", 8, 16)
+    if encr_id == ENCR_AES_CBC:
+        if len(encr_key) not in (16, 32):
+            raise CryptoError("wrong key length for the encryption transform")
+        integ = _INTEG.get(integ_id)
+        if integ is None:
+            raise CryptoError(f"unsupported integrity transform {integ_id}")
+        if len(integ_key) != integ[1]:
+            raise CryptoError("wrong key length for the integrity transform")
+        return Keyed(None, b"", encr_key, integ, integ_key, 16, integ[2])
+    raise CryptoError(f"unsupported encryption transform {encr_id}")
+
+
 class SkCipher:
     """One direction's keyed SK payload protection; keys are set up once per IKE SA."""
 
@@ -156,37 +201,14 @@ class SkCipher:
                  "icv_size", "iv_size")
 
     def __init__(self, encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes) -> None:
-        encr_key, integ_key = bytes(encr_key), bytes(integ_key)
-        self._aead: AESGCM | ChaCha20Poly1305 | None = None
-        self._cbc_key = b""
-        self._integ: tuple[type[hashes.HashAlgorithm], int, int] | None = None
-        self._integ_key = b""
-        self._salt = b""
-        if encr_id in (ENCR_AES_GCM_16, ENCR_CHACHA20_POLY1305):
-            if integ_id != 0 or integ_key:
-                raise CryptoError("AEAD transforms take no integrity algorithm")
-            sizes = (16, 32) if encr_id == ENCR_AES_GCM_16 else (32,)
-            if len(encr_key) - _SALT_LEN not in sizes:
-                raise CryptoError("wrong key length for the encryption transform")
-            key, self._salt = encr_key[:-_SALT_LEN], encr_key[-_SALT_LEN:]
-            self._aead = AESGCM(key) if encr_id == ENCR_AES_GCM_16 else ChaCha20Poly1305(key)
-            self.iv_size, self.icv_size = 8, 16
+        k = keyed(encr_id, encr_key, integ_id, integ_key)
+        self._aead, self._salt, self._cbc_key, self._integ, self._integ_key = k.as_tuple()
+        self.iv_size, self.icv_size = k.iv_size, k.icv_size
+        if self._aead is not None:
             # Fresh IVs come from a 64-bit counter starting at a random point (RFC 5282 §3.1).
             # next() on itertools.count is atomic under the GIL: threads never share an IV.
             self._iv_start = int.from_bytes(os.urandom(8), "big")
             self._ivs_used = itertools.count()
-        elif encr_id == ENCR_AES_CBC:
-            if len(encr_key) not in (16, 32):
-                raise CryptoError("wrong key length for the encryption transform")
-            integ = _INTEG.get(integ_id)
-            if integ is None:
-                raise CryptoError(f"unsupported integrity transform {integ_id}")
-            if len(integ_key) != integ[1]:
-                raise CryptoError("wrong key length for the integrity transform")
-            self._cbc_key, self._integ, self._integ_key = encr_key, integ, integ_key
-            self.iv_size, self.icv_size = 16, integ[2]
-        else:
-            raise CryptoError(f"unsupported encryption transform {encr_id}")
 
     def _fresh_iv(self) -> bytes:
         if self._aead is None:

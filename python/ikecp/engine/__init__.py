@@ -15,8 +15,10 @@ Who does what with UDP/4500: the I/O layer owns the non-ESP marker. It strips th
 (``ikecp.framing.classify``) before ``receive_datagram`` and adds it on send when
 ``Datagram.encapsulated`` (``Datagram.wire()``); the engine says which local port to send
 from (500, or the NAT-T port after the float) and follows the peer's address on every
-authenticated request. Layout: ``sa.py`` (message IDs, retransmission, reply cache, task
-runner), ``rules.py`` (payloads per exchange), ``sa_init.py``, ``nat_detection.py``,
+authenticated request. Layout: ``sa.py`` (state, keys, addresses, timers), ``state.py``
+(the state transition table), ``task_manager.py`` (message IDs, retransmission, reply cache,
+the tasks of each exchange; tasks answer with a ``task.Status``), ``rules.py`` (payloads per
+exchange), ``sa_init.py``, ``nat_detection.py``,
 ``auth.py``, ``config.py`` (CP via ``ikecp.cp``), ``child_create.py``, ``delete.py``,
 ``liveness.py``; ``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
 """

@@ -15,6 +15,7 @@ from ..const import AuthMethod, CertEncoding, NotifyType
 from ..errors import ParseError, RemoteProtocolError
 from ..message import Auth, Cert, CertReq, IDi, IDr, Notify, Payload
 from .events import AuthenticationFailed, IkeSaEstablished
+from .task import DONE, Status, Task
 
 if TYPE_CHECKING:
     from .sa import IkeSa
@@ -157,7 +158,7 @@ def _octets(sa: IkeSa, initiator_side: bool, id_type: int, id_data: bytes) -> by
                                     id_type, id_data)
 
 
-class AuthTask:
+class AuthTask(Task):
     """IDi/IDr + AUTH for either role; marks the SA established once the peer is proven."""
 
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
@@ -169,10 +170,11 @@ class AuthTask:
             out.append(IDr(peer.id_type, peer.data))
         out.extend(sa.settings.auth.sign(sa, _octets(sa, True, me.id_type, me.data)))
 
-    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         idi: IDi = msg.first(IDi)
         record_certreq(sa, msg)  # before build_r signs with the credential it selects
         sa.peer_id = self._verify(sa, msg, idi.id_type, idi.data, initiator_side=True)
+        return DONE
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         _established(sa)  # after every task processed: the response is about to go out
@@ -180,7 +182,7 @@ class AuthTask:
         out.append(IDr(me.id_type, me.data))
         out.extend(sa.settings.auth.sign(sa, _octets(sa, False, me.id_type, me.data)))
 
-    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         for n in msg.find(Notify):
             if n.notify_type < 0x4000 and n.notify_type not in CHILD_ERRORS:
                 raise RemoteProtocolError(n.notify_type, "peer refused IKE_AUTH")
@@ -189,6 +191,7 @@ class AuthTask:
             raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "IDr or AUTH missing")
         sa.peer_id = self._verify(sa, msg, idr.id_type, idr.data, initiator_side=False)
         _established(sa)
+        return DONE
 
     def _verify(self, sa: IkeSa, msg: MessageView, id_type: int, id_data: bytes,
                 initiator_side: bool) -> Identity:

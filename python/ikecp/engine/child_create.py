@@ -11,6 +11,7 @@ from ..const import ConfigAttr, NotifyType, ProtocolId, TsType
 from ..message import SA, Notify, Payload, Proposal, TrafficSelector, TSi, TSr
 from .auth import CHILD_ERRORS
 from .events import ChildSaEstablished, ChildSaFailed
+from .task import DONE, Status, Task
 from .transforms import Suite, child_offer, sa_proposals, select
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def _host(addr: bytes) -> TrafficSelector:
     return TrafficSelector(ts_type, 0, 0, 65535, addr, addr)
 
 
-class ChildCreateTask:
+class ChildCreateTask(Task):
     def __init__(self) -> None:
         self.spi_in = b""
         self.suite: Suite | None = None
@@ -83,44 +84,45 @@ class ChildCreateTask:
         out.append(TSi(sa.settings.local_ts))
         out.append(TSr(sa.settings.remote_ts))
 
-    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         for n in msg.find(Notify):
             if n.notify_type in CHILD_ERRORS:
                 sa.emit(ChildSaFailed(n.notify_type, "peer refused the CHILD_SA"))
-                return
+                return DONE
         sa_payload, tsi, tsr = msg.first(SA), msg.first(TSi), msg.first(TSr)
         if sa_payload is None or tsi is None or tsr is None:
             sa.emit(ChildSaFailed(NotifyType.INVALID_SYNTAX, "SA or TS payloads missing"))
-            return
+            return DONE
         chosen = select(ProtocolId.ESP, sa_payload.proposals, sa.settings.child_proposals)
         prop = sa_payload.proposals[0] if len(sa_payload.proposals) == 1 else None
         if chosen is None or prop is None or len(prop.spi) != 4:
             sa.emit(ChildSaFailed(NotifyType.NO_PROPOSAL_CHOSEN, "unacceptable ESP reply"))
-            return
+            return DONE
         ts_i = narrow(tsi.selectors, sa.settings.local_ts)
         ts_r = narrow(tsr.selectors, sa.settings.remote_ts)
         if not ts_i or not ts_r:
             sa.emit(ChildSaFailed(NotifyType.TS_UNACCEPTABLE, "selectors outside ours"))
-            return
+            return DONE
         self.suite, self.ts = chosen[1], (ts_i, ts_r)
         self._established(sa, prop.spi)
+        return DONE
 
     # --- responder --------------------------------------------------------------------------
 
-    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         if sa.child_failure is not None:
             self.error = sa.child_failure
-            return
+            return DONE
         sa_payload, tsi, tsr = msg.first(SA), msg.first(TSi), msg.first(TSr)
         if sa_payload is None:
-            return  # no CHILD_SA wanted (e.g. childless IKE SA)
+            return DONE  # no CHILD_SA wanted (e.g. childless IKE SA)
         if tsi is None or tsr is None:
             self.error = (NotifyType.TS_UNACCEPTABLE, "TSi/TSr missing")
-            return
+            return DONE
         chosen = select(ProtocolId.ESP, sa_payload.proposals, sa.settings.child_proposals)
         if chosen is None or len(chosen[0].spi) != 4:
             self.error = (NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable ESP proposal")
-            return
+            return DONE
         allowed_i: Sequence[TrafficSelector] = sa.settings.remote_ts
         inner = sa.cp_context().assigned.get(ConfigAttr.INTERNAL_IP4_ADDRESS)
         if inner:
@@ -129,11 +131,12 @@ class ChildCreateTask:
         ts_r = narrow(tsr.selectors, sa.settings.local_ts)
         if not ts_i or not ts_r:
             self.error = (NotifyType.TS_UNACCEPTABLE, "no traffic selectors in common")
-            return
+            return DONE
         self.spi_in = os.urandom(4)
         self.proposal_number = chosen[0].number
         self.suite, self.ts = chosen[1], (ts_i, ts_r)
         self.spi_out = chosen[0].spi
+        return DONE
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         if self.error is not None:

@@ -10,6 +10,7 @@ from ..const import CfgType
 from ..cp.registry import AttributeHandler, CpFailure, Deferred
 from ..message import CP, ConfigAttribute, Payload
 from .events import ConfigReceived
+from .task import DONE, NEED_MORE, Status, Task
 
 if TYPE_CHECKING:
     from .sa import IkeSa
@@ -23,7 +24,9 @@ def _group(attributes: tuple[ConfigAttribute, ...]) -> dict[int, list[bytes]]:
     return grouped
 
 
-class ConfigTask:
+class ConfigTask(Task):
+    __slots__ = ("asked", "reply", "waiting")
+
     def __init__(self) -> None:
         self.asked: list[AttributeHandler] = []
         self.reply: list[ConfigAttribute] | None = None
@@ -40,9 +43,9 @@ class ConfigTask:
         if attrs:
             out.append(CP(CfgType.CFG_REQUEST, tuple(attrs)))
 
-    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         if not self.asked:
-            return
+            return DONE
         cp = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_REPLY), None)
         attrs = cp.attributes if cp is not None else ()
         if attrs:
@@ -52,11 +55,12 @@ class ConfigTask:
         for handler in self.asked:
             handler.handle(ctx, grouped.get(handler.attr_type, []))
         sa.flush_cp_events()
+        return DONE
 
-    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         cp = next((p for p in msg.find(CP) if p.cfg_type == CfgType.CFG_REQUEST), None)
         if cp is None:
-            return
+            return DONE
         requested = _group(cp.attributes)
         ctx = sa.cp_context()
         reply: list[ConfigAttribute] = []
@@ -67,27 +71,28 @@ class ConfigTask:
                 values = provider.provide(ctx, requested[attr_type])
             except CpFailure as failure:
                 self._failed(sa, failure)
-                return
+                return DONE
             if isinstance(values, Deferred):
                 self.waiting.append((attr_type, values))
             else:
                 reply.extend(ConfigAttribute(attr_type, v) for v in values)
         sa.flush_cp_events()
         self.reply = reply
+        return NEED_MORE if self.waiting else DONE
 
-    def waiting_for_values(self) -> bool:
-        return any(not d.done for _, d in self.waiting)
-
-    def resume_r(self, sa: IkeSa) -> None:
-        """All deferred values arrived: add them to the reply, in registration order."""
+    def resume_r(self, sa: IkeSa) -> Status:
+        """Once every deferred value arrived, add them to the reply in registration order."""
+        if any(not d.done for _, d in self.waiting):
+            return NEED_MORE
         waiting, self.waiting = self.waiting, []
         for attr_type, deferred in waiting:
             if deferred.failure is not None:
                 self._failed(sa, deferred.failure)
-                return
+                return DONE
             if self.reply is not None:
                 self.reply.extend(ConfigAttribute(attr_type, v) for v in deferred.values)
         sa.flush_cp_events()
+        return DONE
 
     def _failed(self, sa: IkeSa, failure: CpFailure) -> None:
         sa.child_failure = (failure.notify_type, failure.reason)

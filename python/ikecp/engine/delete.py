@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING
 from ..const import ProtocolId
 from ..message import Delete, Payload
 from .events import ChildSaDeleted, SaDeleted
+from .task import DONE, Status, Task
 
 if TYPE_CHECKING:
     from .sa import IkeSa
     from .view import MessageView
 
 
-class DeleteTask:
+class DeleteTask(Task):
+    __slots__ = ("child_spis", "ike")
+
     def __init__(self) -> None:
         self.ike = False
         self.child_spis: tuple[bytes, ...] = ()
@@ -22,10 +25,11 @@ class DeleteTask:
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         out.append(Delete(ProtocolId.IKE, 0))
 
-    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         sa.close(SaDeleted(by_peer=False))
+        return DONE
 
-    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         spis: list[bytes] = []
         for d in msg.find(Delete):
             if d.protocol_id == ProtocolId.IKE:
@@ -35,6 +39,7 @@ class DeleteTask:
         if not self.ike and spis:
             self.child_spis = tuple(spis)
             sa.emit(ChildSaDeleted(self.child_spis))
+        return DONE
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         if self.ike:

@@ -7,28 +7,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..const import ExchangeType, NotifyType
-from ..message import Notify, Payload
+from ..message import Notify
 from .events import LivenessConfirmed, ProtocolErrorReceived, SaFailed
+from .task import DONE, Status, Task
 
 if TYPE_CHECKING:
     from .sa import IkeSa
     from .view import MessageView
 
 
-class LivenessTask:
-    def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
-        return None
+class LivenessTask(Task):
+    __slots__ = ()
 
-    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         sa.emit(LivenessConfirmed())
+        return DONE
 
-    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         for n in msg.find(Notify):
             if n.notify_type < 16384:
                 sa.emit(ProtocolErrorReceived(n.notify_type, ExchangeType.INFORMATIONAL))
             if n.notify_type == NotifyType.AUTHENTICATION_FAILED:
                 sa.close_after_response(SaFailed("peer rejected our authentication",
                                                  n.notify_type))
-
-    def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
-        return None
+        return DONE

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .. import addr as _addr
 from ..const import NotifyType
 from ..message import Notify, Payload
+from .task import DONE, Status, Task
 
 if TYPE_CHECKING:
     from .sa import IkeSa
@@ -25,7 +26,9 @@ def _hash(sa: IkeSa, spi_r: bytes, addr: tuple[str, int]) -> bytes:
     return sa.backend.nat_detection_hash(sa.spi_i, spi_r, _pack(addr[0]), addr[1])
 
 
-class NatDetectionTask:
+class NatDetectionTask(Task):
+    __slots__ = ("peer_supports",)
+
     def __init__(self) -> None:
         self.peer_supports = False
 
@@ -51,11 +54,13 @@ class NatDetectionTask:
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         self._build(sa, _ZERO_SPI, out)
 
-    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         self._process(sa, msg.spi_r, msg)
+        return DONE
 
-    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         self._process(sa, _ZERO_SPI, msg)
+        return DONE
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         if self.peer_supports:

@@ -12,7 +12,7 @@ from ..errors import CryptoError, RemoteProtocolError
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal
 from .auth import certreq_payloads, record_certreq, record_signature_hashes, signature_hash_notifies
 from .keys import derive_ike_keys
-from .task import Ignore, Retry
+from .task import DONE, NEED_MORE, Status, Task
 from .transforms import ike_offer, select
 
 if TYPE_CHECKING:
@@ -28,7 +28,9 @@ def _check_nonce(nonce: Nonce) -> bytes:
     return nonce.data
 
 
-class SaInitTask:
+class SaInitTask(Task):
+    __slots__ = ("cookie", "dh", "proposal_number", "rounds")
+
     def __init__(self) -> None:
         self.cookie: bytes | None = None
         self.rounds = 0
@@ -50,7 +52,7 @@ class SaInitTask:
         out.append(Nonce(sa.nonce_i))
         out.extend(signature_hash_notifies(sa))
 
-    def process_i(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         cookie = msg.notifies(NotifyType.COOKIE)
         invalid_ke = msg.notifies(NotifyType.INVALID_KE_PAYLOAD)
         if cookie or invalid_ke:
@@ -59,34 +61,35 @@ class SaInitTask:
                 raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "too many retries")
             if cookie:
                 if not 1 <= len(cookie[0].data) <= 64:
-                    raise Ignore("bad COOKIE length")
+                    return self.fail("bad COOKIE length")
                 self.cookie = cookie[0].data
             else:
                 self._switch_group(sa, invalid_ke[0].data)
-            raise Retry()
+            return NEED_MORE
         for n in msg.find(Notify):
             if n.notify_type < 16384:
                 raise RemoteProtocolError(n.notify_type, "peer refused IKE_SA_INIT")
         sa_payload: SA = msg.first(SA)
         if len(sa_payload.proposals) != 1:
-            raise Ignore("responder must choose exactly one proposal")
+            return self.fail("responder must choose exactly one proposal")
         chosen = select(ProtocolId.IKE, sa_payload.proposals, sa.settings.ike_proposals)
         ke: KE = msg.first(KE)
         if chosen is None or self.dh is None or chosen[1].dh != self.dh.group \
                 or ke.group != self.dh.group:
-            raise Ignore("responder chose a proposal we did not offer")
+            return self.fail("responder chose a proposal we did not offer")
         if msg.spi_r == bytes(8):
-            raise Ignore("responder SPI is zero")
+            return self.fail("responder SPI is zero")
         try:
             nonce_r = _check_nonce(msg.first(Nonce))
             secret = self.dh.exchange(ke.data)
         except (RemoteProtocolError, CryptoError) as exc:
-            raise Ignore(str(exc)) from exc
+            return self.fail(str(exc))
         sa.suite, sa.spi_r, sa.nonce_r = chosen[1], msg.spi_r, nonce_r
         record_signature_hashes(sa, msg)
         record_certreq(sa, msg)
         derive_ike_keys(sa, secret)
         self.dh = None
+        return DONE
 
     def _switch_group(self, sa: IkeSa, data: bytes) -> None:
         group = int.from_bytes(data[:2], "big") if len(data) == 2 else -1
@@ -98,7 +101,7 @@ class SaInitTask:
 
     # --- responder --------------------------------------------------------------------------
 
-    def process_r(self, sa: IkeSa, msg: MessageView) -> None:
+    def process_r(self, sa: IkeSa, msg: MessageView) -> Status:
         ke: KE = msg.first(KE)
         sa_payload: SA = msg.first(SA)
         nonce_i = _check_nonce(msg.first(Nonce))
@@ -122,6 +125,7 @@ class SaInitTask:
         sa.spi_r = os.urandom(8)
         sa.nonce_r = os.urandom(sa.settings.nonce_size)
         derive_ike_keys(sa, secret)
+        return DONE
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         assert self.dh is not None

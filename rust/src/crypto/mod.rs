@@ -7,7 +7,7 @@ mod error;
 mod modp;
 mod natd;
 mod prf;
-mod sk;
+pub(crate) mod sk;
 
 pub use error::Error;
 pub use modp::{modp_public, modp_shared, MODP_2048, MODP_2048_LEN};

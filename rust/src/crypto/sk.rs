@@ -23,28 +23,28 @@ use super::Error;
 const HEADER_LEN: usize = 28;
 const GENERIC_LEN: usize = 4;
 const SK: u8 = 46;
-const SALT_LEN: usize = 4;
-const AEAD_IV: usize = 8;
-const AEAD_ICV: usize = 16;
-const BLOCK: usize = 16;
+pub(crate) const SALT_LEN: usize = 4;
+pub(crate) const AEAD_IV: usize = 8;
+pub(crate) const AEAD_ICV: usize = 16;
+pub(crate) const BLOCK: usize = 16;
 
 const ENCR_AES_CBC: i64 = 12;
 const ENCR_AES_GCM_16: i64 = 20;
 const ENCR_CHACHA20_POLY1305: i64 = 28;
 
-enum Aead {
+pub(crate) enum Aead {
     Aes128Gcm(Box<Aes128Gcm>),
     Aes256Gcm(Box<Aes256Gcm>),
     ChaCha20Poly1305(Box<ChaCha20Poly1305>),
 }
 
-enum CbcKey {
+pub(crate) enum CbcKey {
     Aes128(Box<Aes128>),
     Aes256(Box<Aes256>),
 }
 
 /// A keyed integrity HMAC; `icv` is the truncated length (RFC 2404, RFC 4868 §2.1).
-enum Integ {
+pub(crate) enum Integ {
     Sha1(Hmac<Sha1>),
     Sha256(Hmac<Sha256>),
     Sha384(Hmac<Sha384>),
@@ -52,7 +52,7 @@ enum Integ {
 }
 
 impl Integ {
-    fn new(id: i64, key: &[u8]) -> Result<(Self, usize), Error> {
+    pub(crate) fn new(id: i64, key: &[u8]) -> Result<(Self, usize), Error> {
         let (want, icv) = match id {
             2 => (20, 12),
             12 => (32, 16),
@@ -77,45 +77,44 @@ impl Integ {
 
     /// The untruncated MAC of `data`.
     fn mac(&self, data: &[u8]) -> Vec<u8> {
-        fn run<M: Mac + Clone>(m: &M, data: &[u8]) -> Vec<u8> {
+        self.mac_parts(&[data])
+    }
+
+    /// The untruncated MAC of the concatenation of `parts` (ESP with ESN signs the packet
+    /// and then the high half of the sequence number, RFC 4303 §2.2.1).
+    pub(crate) fn mac_parts(&self, parts: &[&[u8]]) -> Vec<u8> {
+        fn run<M: Mac + Clone>(m: &M, parts: &[&[u8]]) -> Vec<u8> {
             let mut m = m.clone();
-            m.update(data);
+            for p in parts {
+                m.update(p);
+            }
             m.finalize().into_bytes().to_vec()
         }
         match self {
-            Integ::Sha1(m) => run(m, data),
-            Integ::Sha256(m) => run(m, data),
-            Integ::Sha384(m) => run(m, data),
-            Integ::Sha512(m) => run(m, data),
+            Integ::Sha1(m) => run(m, parts),
+            Integ::Sha256(m) => run(m, parts),
+            Integ::Sha384(m) => run(m, parts),
+            Integ::Sha512(m) => run(m, parts),
         }
     }
 }
 
-enum Kind {
+pub(crate) enum Kind {
     Aead { cipher: Aead, salt: [u8; SALT_LEN] },
     Cbc { key: CbcKey, integ: Box<Integ> },
 }
 
-/// One direction's keyed SK protection; keys are expanded once and wiped on drop.
-pub struct SkCipher {
-    kind: Kind,
-    iv_size: usize,
-    icv_size: usize,
-    /// AEAD IVs: a 64-bit counter from a random start; `used` stops it before it wraps.
-    iv_start: u64,
-    iv_used: AtomicU64,
-}
-
-impl SkCipher {
-    /// Key the transform; `encr_key` carries the 4-octet salt at its end for the AEADs.
-    pub fn new(
+impl Kind {
+    /// Key a transform (shared by SK and ESP): the AEADs take the 4-octet salt at the end of
+    /// `encr_key` and no integrity algorithm; AES-CBC needs one. Returns (kind, ICV length).
+    pub(crate) fn new(
         encr_id: i64,
         encr_key: &[u8],
         integ_id: i64,
         integ_key: &[u8],
-    ) -> Result<Self, Error> {
+    ) -> Result<(Self, usize), Error> {
         let bad_key = Error::Crypto("wrong key length for the encryption transform");
-        let kind = match encr_id {
+        match encr_id {
             ENCR_AES_GCM_16 | ENCR_CHACHA20_POLY1305 => {
                 if integ_id != 0 || !integ_key.is_empty() {
                     return Err(Error::Crypto("AEAD transforms take no integrity algorithm"));
@@ -138,7 +137,7 @@ impl SkCipher {
                     )),
                     _ => return Err(bad_key),
                 };
-                Kind::Aead { cipher, salt }
+                Ok((Kind::Aead { cipher, salt }, AEAD_ICV))
             }
             ENCR_AES_CBC => {
                 let key = match encr_key.len() {
@@ -151,24 +150,58 @@ impl SkCipher {
                     _ => return Err(bad_key),
                 };
                 let (integ, icv) = Integ::new(integ_id, integ_key)?;
-                return Ok(SkCipher {
-                    kind: Kind::Cbc {
+                Ok((
+                    Kind::Cbc {
                         key,
                         integ: Box::new(integ),
                     },
-                    iv_size: BLOCK,
-                    icv_size: icv,
-                    iv_start: 0,
-                    iv_used: AtomicU64::new(0),
-                });
+                    icv,
+                ))
             }
-            _ => return Err(Error::Crypto("unsupported encryption transform")),
+            _ => Err(Error::Crypto("unsupported encryption transform")),
+        }
+    }
+}
+
+impl Drop for Kind {
+    /// The cipher crates wipe their own key schedules; the AEAD salt is key material too.
+    fn drop(&mut self) {
+        if let Kind::Aead { salt, .. } = self {
+            salt.zeroize();
+        }
+    }
+}
+
+/// One direction's keyed SK protection; keys are expanded once and wiped on drop.
+pub struct SkCipher {
+    kind: Kind,
+    iv_size: usize,
+    icv_size: usize,
+    /// AEAD IVs: a 64-bit counter from a random start; `used` stops it before it wraps.
+    iv_start: u64,
+    iv_used: AtomicU64,
+}
+
+impl SkCipher {
+    /// Key the transform; `encr_key` carries the 4-octet salt at its end for the AEADs.
+    pub fn new(
+        encr_id: i64,
+        encr_key: &[u8],
+        integ_id: i64,
+        integ_key: &[u8],
+    ) -> Result<Self, Error> {
+        let (kind, icv_size) = Kind::new(encr_id, encr_key, integ_id, integ_key)?;
+        let (iv_size, iv_start) = match kind {
+            Kind::Aead { .. } => (
+                AEAD_IV,
+                getrandom::u64().map_err(|_| Error::Crypto("no system randomness"))?,
+            ),
+            Kind::Cbc { .. } => (BLOCK, 0),
         };
-        let iv_start = getrandom::u64().map_err(|_| Error::Crypto("no system randomness"))?;
         Ok(SkCipher {
             kind,
-            iv_size: AEAD_IV,
-            icv_size: AEAD_ICV,
+            iv_size,
+            icv_size,
             iv_start,
             iv_used: AtomicU64::new(0),
         })
@@ -310,16 +343,7 @@ impl SkCipher {
     }
 }
 
-impl Drop for SkCipher {
-    /// The cipher crates wipe their own key schedules; the AEAD salt is key material too.
-    fn drop(&mut self) {
-        if let Kind::Aead { salt, .. } = &mut self.kind {
-            salt.zeroize();
-        }
-    }
-}
-
-fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
+pub(crate) fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
     let mut n = [0u8; SALT_LEN + AEAD_IV];
     n[..SALT_LEN].copy_from_slice(salt);
     for (dst, src) in n[SALT_LEN..].iter_mut().zip(iv) {
@@ -328,7 +352,7 @@ fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
     n
 }
 
-fn aead_seal(
+pub(crate) fn aead_seal(
     cipher: &Aead,
     nonce: &[u8; 12],
     aad: &[u8],
@@ -344,7 +368,7 @@ fn aead_seal(
     Ok(tag.into())
 }
 
-fn aead_open(
+pub(crate) fn aead_open(
     cipher: &Aead,
     nonce: &[u8; 12],
     aad: &[u8],
@@ -371,7 +395,7 @@ fn blocks(buf: &mut [u8]) -> Result<&mut [Array<u8, cbc::cipher::consts::U16>], 
     }
 }
 
-fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
+pub(crate) fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
     let iv: [u8; BLOCK] = iv
         .try_into()
         .map_err(|_| Error::Crypto("wrong IV length"))?;
@@ -388,7 +412,7 @@ fn cbc_encrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
     Ok(())
 }
 
-fn cbc_decrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
+pub(crate) fn cbc_decrypt(key: &CbcKey, iv: &[u8], body: &mut [u8]) -> Result<(), Error> {
     let iv: [u8; BLOCK] = iv.try_into().map_err(|_| Error::Integrity)?;
     let iv = Array::from(iv);
     let blocks = blocks(body).map_err(|_| Error::Integrity)?;

@@ -13,7 +13,7 @@
 mod addr;
 mod socket;
 
-pub use socket::{BatchSocket, RecvBuffer, SendOutcome, MAX_BATCH, MAX_DATAGRAM};
+pub use socket::{wait_for, BatchSocket, RecvBuffer, SendOutcome, MAX_BATCH, MAX_DATAGRAM};
 
 #[cfg(test)]
 mod tests;

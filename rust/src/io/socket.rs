@@ -99,6 +99,34 @@ impl BatchSocket {
         })
     }
 
+    /// Asks for `bytes` of kernel receive and send buffer: first beyond the sysctl limits
+    /// (`SO_RCVBUFFORCE`, needs CAP_NET_ADMIN), else up to them. Bursts of ESP then wait in
+    /// the kernel instead of being dropped while a packet thread is not scheduled.
+    pub fn set_buffers(&self, bytes: usize) -> io::Result<()> {
+        let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        for (forced, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            let set = |opt| {
+                // SAFETY: the option value is a live c_int of the length given.
+                unsafe {
+                    libc::setsockopt(
+                        self.fd(),
+                        libc::SOL_SOCKET,
+                        opt,
+                        (&v as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                }
+            };
+            if set(forced) < 0 && set(plain) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.sock.local_addr()
     }
@@ -289,7 +317,7 @@ fn size_of_storage() -> libc::socklen_t {
 }
 
 /// Waits until `fd` is ready for `events` or `wait` passes (`None`: no limit).
-fn wait_for(fd: RawFd, events: libc::c_short, wait: Option<Duration>) -> io::Result<()> {
+pub fn wait_for(fd: RawFd, events: libc::c_short, wait: Option<Duration>) -> io::Result<()> {
     let mut pfd = libc::pollfd {
         fd,
         events,

@@ -41,6 +41,25 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
 }
 
 /// An integer argument as i64; one that does not fit gives `err` (the twin's error class).
+/// (encryption, integrity) transform ids; one that is no integer is an unsupported transform.
+pub(crate) fn transform_ids(
+    py: Python<'_>,
+    encr_id: &Bound<'_, PyAny>,
+    integ_id: &Bound<'_, PyAny>,
+) -> PyResult<(i64, i64)> {
+    let e = int_arg(
+        py,
+        encr_id,
+        Error::Crypto("unsupported encryption transform"),
+    )?;
+    let i = int_arg(
+        py,
+        integ_id,
+        Error::Crypto("unsupported integrity transform"),
+    )?;
+    Ok((e, i))
+}
+
 fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
     value.extract::<i64>().map_err(|_| to_py(py, err))
 }
@@ -239,16 +258,7 @@ impl SkCipher {
         integ_id: &Bound<'_, PyAny>,
         integ_key: PyBackedBytes,
     ) -> PyResult<Self> {
-        let e = int_arg(
-            py,
-            encr_id,
-            Error::Crypto("unsupported encryption transform"),
-        )?;
-        let i = int_arg(
-            py,
-            integ_id,
-            Error::Crypto("unsupported integrity transform"),
-        )?;
+        let (e, i) = transform_ids(py, encr_id, integ_id)?;
         let inner = crypto::SkCipher::new(e, &encr_key, i, &integ_key).map_err(|e| to_py(py, e))?;
         Ok(SkCipher { inner })
     }

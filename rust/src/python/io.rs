@@ -19,7 +19,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use crate::io::{self, RecvBuffer, MAX_BATCH};
 
 /// An `OSError` carrying the errno, so CPython picks the same subclass as its socket module.
-fn os_error(err: std::io::Error) -> PyErr {
+pub(crate) fn os_error(err: std::io::Error) -> PyErr {
     match err.raw_os_error() {
         Some(code) => {
             let text = err.to_string();
@@ -35,17 +35,17 @@ fn closed() -> PyErr {
     PyOSError::new_err((libc::EBADF, "BatchSocket is closed"))
 }
 
-fn parse_host(host: &str) -> PyResult<IpAddr> {
+pub(crate) fn parse_host(host: &str) -> PyResult<IpAddr> {
     host.parse()
         .map_err(|_| PyValueError::new_err(format!("{host:?} is not a numeric IP address")))
 }
 
-fn addr_tuple<'py>(py: Python<'py>, addr: SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
+pub(crate) fn addr_tuple<'py>(py: Python<'py>, addr: SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
     (addr.ip().to_string(), addr.port()).into_pyobject(py)
 }
 
 /// A timeout in seconds as a deadline; `None` or infinity waits forever.
-fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+pub(crate) fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     match timeout {
         None => Ok(None),
         Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(

@@ -6,6 +6,9 @@ use pyo3::prelude::*;
 mod codec;
 mod crypto;
 #[cfg(target_os = "linux")]
+mod dataplane;
+mod esp;
+#[cfg(target_os = "linux")]
 mod io;
 mod sk;
 
@@ -13,6 +16,9 @@ mod sk;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     crypto::register(m)?;
+    esp::register(m)?;
+    #[cfg(target_os = "linux")]
+    dataplane::register(m)?;
     #[cfg(target_os = "linux")]
     io::register(m)?;
     sk::register(m)?;

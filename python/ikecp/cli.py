@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="exit (status 0) once the SA is established, after a DELETE")
     fap.add_argument("--timeout", type=seconds_arg(0.1, 86400), default=30.0,
                      help="with --once: give up after this many seconds (default 30)")
-    fap.add_argument("--stats", type=float, metavar="SECONDS",
+    fap.add_argument("--stats", type=seconds_arg(0.1, 86400), metavar="SECONDS",
                      help="print the status with the CHILD SA's ESP counters this often")
     fap.add_argument("--dataplane", choices=("tun", "none"),
                      help="tun: carry traffic through a TUN device with the inner IP "

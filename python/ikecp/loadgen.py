@@ -139,16 +139,17 @@ class LoadConfig:
         for name in ("port", "natt_port"):
             if not 1 <= getattr(self, name) <= 65535:
                 raise bad(name, "must be a UDP port (1-65535)")
-        for name, low in (("count", 1), ("window", 1), ("workers", 1), ("faps", 1)):
+        for name, high in (("count", 10**8), ("window", 10**6), ("workers", 256),
+                           ("faps", 10**8)):
             value = getattr(self, name)
-            if value is not None and not low <= value <= 10_000_000:
-                raise bad(name, f"must be {low}-10000000")
-        for name, low, high in (("duration", 0.001, 7 * 86400.0), ("timeout", 0.01, 3600.0),
-                                ("rate", 0.001, 1e6), ("ramp", 0.0, 86400.0),
-                                ("hold", 0.0, 7 * 86400.0)):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and low <= value <= high):
-                raise bad(name, f"must be {low:g}-{high:g}, not {value!r}")
+            if value is not None and not 1 <= value <= high:
+                raise bad(name, f"must be 1-{high}")
+        for name, low, top in (("duration", 0.001, 7 * 86400.0), ("timeout", 0.01, 3600.0),
+                               ("rate", 0.001, 1e6), ("ramp", 0.0, 86400.0),
+                               ("hold", 0.0, 7 * 86400.0)):
+            number = getattr(self, name)
+            if number is not None and not (math.isfinite(number) and low <= number <= top):
+                raise bad(name, f"must be {low:g}-{top:g}, not {number!r}")
         if self.auth not in ("psk", "cert"):
             raise bad("auth", "must be 'psk' or 'cert'")
         if self.auth == "psk" and not self.psk:

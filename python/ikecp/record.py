@@ -9,11 +9,20 @@ each slot's own descriptor skips that lookup and keeps the class as frozen as be
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T", bound=type)
 
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # it only informs type checkers, which read the branch above
+    def dataclass_transform(**_: Any) -> Callable[[T], T]:
+        return lambda f: f
 
+
+@dataclass_transform(frozen_default=True)
 def record(cls: T) -> T:
     """``@dataclass(frozen=True, slots=True)`` with an ``__init__`` that sets slots directly.
 

@@ -83,6 +83,7 @@ CASES: list[tuple[str, list[str], dict[str, str], str]] = [
     ("fap empty psk", ["fap", "--config", "{d}/fap.toml"], {"fap.toml": 'psk = ""\n'}, "psk:"),
     ("fap --timeout nan", *fap("", "--once", "--timeout", "nan"), "--timeout"),
     ("fap --timeout 0", *fap("", "--once", "--timeout", "0"), "--timeout"),
+    ("fap --stats nan", *fap("", "--stats", "nan"), "--stats"),
     # --- ikecp bindings ----------------------------------------------------------------------
     ("bindings --db garbage", ["bindings", "--db", "{d}/garbage"], {}, "--db"),
     ("bindings --db directory", ["bindings", "--db", "{d}/dir"], {}, "--db"),
@@ -103,6 +104,7 @@ CASES: list[tuple[str, list[str], dict[str, str], str]] = [
     ("loadgen --rate inf", [*LOADGEN, "--rate", "inf"], {}, "--rate"),
     ("loadgen --hold -1", [*LOADGEN, "--hold", "-1"], {}, "--hold"),
     ("loadgen --psk empty", [*LOADGEN, "--psk", ""], {}, "--psk"),
+    ("loadgen --workers 100000", [*LOADGEN, "--workers", "100000"], {}, "--workers"),
     ("loadgen target not an address", ["loadgen", "segw.example", "-n", "1"], {}, "target"),
     # --- ikecp demo --------------------------------------------------------------------------
     ("demo --faps 0", ["demo", "--faps", "0"], {}, "--faps"),

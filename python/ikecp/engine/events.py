@@ -7,9 +7,8 @@ engine state. Addresses are ``(ip, port)`` tuples with the IP as text.
 from __future__ import annotations
 
 from ..message import ConfigAttribute, TrafficSelector
-from ..record import record
+from ..record import record as _event
 
-_event = record
 
 Address = tuple[str, int]
 

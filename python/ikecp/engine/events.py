@@ -9,7 +9,6 @@ from __future__ import annotations
 from ..message import ConfigAttribute, TrafficSelector
 from ..record import record as _event
 
-
 Address = tuple[str, int]
 
 

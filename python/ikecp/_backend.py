@@ -27,6 +27,8 @@ class SkCipherLike(Protocol):
     iv_size: int
     icv_size: int
 
+    def __init__(self, encr_id: int, encr_key: bytes, integ_id: int,
+                 integ_key: bytes) -> None: ...
     def seal(self, prefix: bytes, next_payload: int, plaintext: bytes,
              *, iv: bytes | None = None) -> bytes: ...
     def open(self, data: bytes) -> tuple[int, bytes]: ...
@@ -103,5 +105,6 @@ def load(name: str | None = None) -> ModuleType:
     raise ImportError(f"IKECP_BACKEND must be 'native' or 'python', not {name!r}")
 
 
-backend: Backend = load()  # type: ignore[assignment]
-NAME: str = "python" if backend.__name__.endswith("_reference") else "native"
+_module = load()
+backend: Backend = _module  # type: ignore[assignment]
+NAME: str = "python" if _module.__name__.endswith("_reference") else "native"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ def record(cls: T) -> T:
     Fields may have plain defaults; a class needing ``default_factory`` or ``__post_init__``
     keeps the dataclass constructor.
     """
-    cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    cls = typing.cast(T, dataclasses.dataclass(frozen=True, slots=True)(cls))
     fields = dataclasses.fields(cls)
     if hasattr(cls, "__post_init__") or any(
             f.default_factory is not dataclasses.MISSING or not f.init for f in fields):

@@ -53,7 +53,8 @@ class Authenticator(Protocol):
     certificates.
     """
 
-    method: int
+    @property
+    def method(self) -> int: ...
 
     def sign(self, sa: IkeSa, octets: bytes) -> tuple[Payload, ...]:
         """AUTH (and any CERT payloads to send before it) over ``octets``."""

@@ -198,9 +198,7 @@ fn mont_mul(a: &Limbs, b: &Limbs, g: &Group) -> Limbs {
         ab.add(wide(a[k], b[0]));
         acc.merge(ab);
         acc.merge(mp);
-        m[k] = (acc.0 as u64).wrapping_mul(g.n0);
-        acc.add(wide(m[k], p[0])); // clears the low limb
-        acc.shift();
+        end_column(&mut acc, k, &mut m, &mut out, g);
     }
     for k in N..2 * N - 1 {
         let (mut ab, mut mp) = (Column::default(), Column::default());
@@ -210,8 +208,26 @@ fn mont_mul(a: &Limbs, b: &Limbs, g: &Group) -> Limbs {
         }
         acc.merge(ab);
         acc.merge(mp);
+        end_column(&mut acc, k, &mut m, &mut out, g);
+    }
+    finish_columns(acc, out, m, p)
+}
+
+/// Ends column `k`: below N it picks m[k] so that adding m[k] * p clears the low limb,
+/// above it the low limb is a limb of the result.
+#[inline(always)]
+fn end_column(acc: &mut Column, k: usize, m: &mut Limbs, out: &mut Limbs, g: &Group) {
+    if k < N {
+        m[k] = (acc.0 as u64).wrapping_mul(g.n0);
+        acc.add(wide(m[k], g.p[0]));
+        acc.shift();
+    } else {
         out[k - N] = acc.shift();
     }
+}
+
+/// The last limb and the final subtraction; wipes the scratch limbs.
+fn finish_columns(mut acc: Column, mut out: Limbs, mut m: Limbs, p: &Limbs) -> Limbs {
     out[N - 1] = acc.shift();
     let result = reduce_once(&out, acc.0 as u64, p);
     m.zeroize();
@@ -246,19 +262,9 @@ fn mont_sqr(a: &Limbs, g: &Group) -> Limbs {
             acc.add(wide(a[k / 2], a[k / 2]));
         }
         acc.merge(mp);
-        if k < N {
-            m[k] = (acc.0 as u64).wrapping_mul(g.n0);
-            acc.add(wide(m[k], p[0])); // clears the low limb
-            acc.shift();
-        } else {
-            out[k - N] = acc.shift();
-        }
+        end_column(&mut acc, k, &mut m, &mut out, g);
     }
-    out[N - 1] = acc.shift();
-    let result = reduce_once(&out, acc.0 as u64, p);
-    m.zeroize();
-    out.zeroize();
-    result
+    finish_columns(acc, out, m, p)
 }
 
 /// Reads `table[index]` by touching every entry, so the index does not show in the memory

@@ -9,15 +9,17 @@ i.e. a NAT rebinding) and removes rows on DELETE, failure or expiry.
 Stored in SQLite (a file, in WAL mode, committed on every change) so another process — an
 operator's policy function, ``ikecp bindings`` — can read it while the gateway runs. Every
 change is also appended to the ``history`` table and, optionally, written as one JSON object
-per line to an event stream, so a binding that goes away is never lost without a trace.
+per line to an event stream, so a binding that goes away is never lost without a trace. The
+line is flushed before the change commits: the stream never misses a committed change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
@@ -54,7 +56,15 @@ CREATE TABLE IF NOT EXISTS esp_counters (
     counters TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS owner (
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
 """
+
+#: A registry whose owner's heartbeat is older than this many seconds has no live SeGW.
+STALE_AFTER = 15.0
 
 _COLUMNS = ("spi_r", "spi_i", "identity", "inner_ip", "public_ip", "public_port",
             "child_spis", "first_seen", "last_seen")
@@ -140,13 +150,14 @@ class BindingRegistry:
         else:
             kind = "update"
         first = now if old is None else old.first_seen
-        self._db.execute(
-            "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (spi_r, b.spi_i.hex(), identity, b.inner_address, b.public_address,
-             b.public_port, children, first, now))
-        new = self.get(spi_r)
-        assert new is not None
-        self._record(kind, new, now, None if old is None else old.public)
+        with self._change():
+            self._db.execute(
+                "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (spi_r, b.spi_i.hex(), identity, b.inner_address, b.public_address,
+                 b.public_port, children, first, now))
+            new = self.get(spi_r)
+            assert new is not None
+            self._record(kind, new, now, None if old is None else old.public)
         return kind
 
     def touch(self, spi_r: bytes) -> None:
@@ -160,9 +171,10 @@ class BindingRegistry:
         old = self.get(key)
         if old is None:
             return None
-        self._db.execute("DELETE FROM bindings WHERE spi_r = ?", (key,))
-        self._db.execute("DELETE FROM esp_counters WHERE spi_r = ?", (key,))
-        self._record("down", old, self._clock(), reason)
+        with self._change():
+            self._db.execute("DELETE FROM bindings WHERE spi_r = ?", (key,))
+            self._db.execute("DELETE FROM esp_counters WHERE spi_r = ?", (key,))
+            self._record("down", old, self._clock(), reason)
         return old
 
     def expire(self, idle: float) -> list[Binding]:
@@ -174,6 +186,19 @@ class BindingRegistry:
             self.remove(b.spi_r, "expired")
         return rows
 
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[None]:
+        """One transaction per change: the row and its history commit together, and the
+        event line (``_record``) is flushed before the commit, so a crash in between leaves
+        at worst an event the database lacks, never a committed change without its event."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def _record(self, event: str, b: Binding, now: float, reason: str | None) -> None:
         self._db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (now, event, reason, b.spi_r, b.identity, b.inner_ip, b.public_ip,
@@ -184,6 +209,38 @@ class BindingRegistry:
                 line["reason" if event == "down" else "previous"] = reason
             self._stream.write(json.dumps(line) + "\n")
             self._stream.flush()
+
+    # --- ownership (the gateway) -------------------------------------------------------------
+
+    def claim(self, pid: int) -> None:
+        """A SeGW (process ``pid``) now owns the rows; readers see it in ``owner``."""
+        now = self._clock()
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("DELETE FROM owner")
+        self._db.execute("INSERT INTO owner VALUES (?, ?, ?)", (pid, now, now))
+        self._db.execute("COMMIT")
+
+    def heartbeat(self) -> None:
+        self._db.execute("UPDATE owner SET heartbeat = ?", (self._clock(),))
+
+    def release(self) -> None:
+        """Clean shutdown: no SeGW owns the (now empty) table any more."""
+        self._db.execute("DELETE FROM owner")
+
+    def live(self) -> bool:
+        """Whether a SeGW owns the rows: its lock is held (where the platform can tell) and
+        its heartbeat is recent. False after a crash, until the next start closes the rows."""
+        from .instance_lock import is_held, lock_path
+
+        lock = lock_path(self.path)
+        held = is_held(lock) if lock is not None else None
+        if held is False:
+            return False
+        try:
+            row = self._db.execute("SELECT heartbeat FROM owner").fetchone()
+        except sqlite3.OperationalError:  # written by a version without the owner table
+            return bool(held)
+        return row is not None and self._clock() - float(row[0]) < STALE_AFTER
 
     # --- lookups -----------------------------------------------------------------------------
 

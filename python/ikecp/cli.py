@@ -211,13 +211,18 @@ def _bindings(args: argparse.Namespace) -> int:
         else:
             found = reg.all()
         rows = [(b, reg.counters(b.spi_r)) for b in found]
+        live = reg.live()
     except sqlite3.DatabaseError as exc:
         raise ConfigError("--db", f"not an ikecp binding database: {args.db} ({exc})") from None
     finally:
         reg.close()
+    if rows and not live:
+        print(f"ikecp bindings: no SeGW owns {args.db} (it crashed or was killed): these "
+              "rows are stale, their SAs are gone; the next start closes them",
+              file=sys.stderr)
     if args.json:
         for b, esp in rows:
-            print(json.dumps({**b.to_json(), "esp": esp}))
+            print(json.dumps({**b.to_json(), "esp": esp, "stale": not live}))
     else:
         print(f"{'identity':<28} {'inner IP':<15} {'public address':<24} {'SPIi':<16} "
               f"{'SPIr':<16} {'ESP packets in/out'}")

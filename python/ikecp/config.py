@@ -33,6 +33,15 @@ else:  # Python 3.10: the same parser from PyPI
 from .const import ConfigAttr
 from .cp import AddressPool, CpRegistry, Mode, NatInfoHandler, NatInfoProvider, PoolProvider
 from .cp.standard import RequestHandler, StaticProvider
+from .dispatch import (
+    COOKIE_THRESHOLD,
+    COOKIE_THRESHOLD_IP,
+    INVALID_SPI_RATE,
+    MAX_HALF_OPEN,
+    MAX_HALF_OPEN_IP,
+    MAX_INIT_SIZE,
+    MAX_PAYLOADS,
+)
 from .engine import (
     Authenticator,
     ChildProposal,
@@ -271,10 +280,21 @@ class SegwConfig(_Common):
     events: str | None = None
     #: Drop a binding whose peer sent nothing authenticated for this many seconds.
     binding_expiry: float = 3600.0
-    #: Refuse new IKE_SA_INIT beyond this many half-open SAs; demand a COOKIE beyond the
-    #: threshold (0: always; unset: never).
-    max_half_open: int = 10000
-    cookie_threshold: int | None = None
+    #: Half-open SAs (IKE_SA_INIT answered, IKE_AUTH not yet): at most ``max_half_open`` in
+    #: all and ``max_half_open_ip`` from one IP (every FAP behind one carrier-grade NAT
+    #: shares its address: keep it generous). A COOKIE (RFC 7296 §2.6) is demanded from
+    #: ``cookie_threshold`` half-open SAs on, or ``cookie_threshold_ip`` from one IP, and
+    #: beyond either cap (0: always; a threshold at or above its cap only at the cap).
+    max_half_open: int = MAX_HALF_OPEN
+    max_half_open_ip: int = MAX_HALF_OPEN_IP
+    cookie_threshold: int = COOKIE_THRESHOLD
+    cookie_threshold_ip: int = COOKIE_THRESHOLD_IP
+    #: Largest IKE_SA_INIT request accepted (octets) and most payloads in it: larger or
+    #: longer ones are dropped before they are decoded.
+    max_init_size: int = MAX_INIT_SIZE
+    max_payloads: int = MAX_PAYLOADS
+    #: Unprotected INVALID_IKE_SPI answers per second to requests for unknown SPIs (0: none).
+    invalid_spi_rate: float = INVALID_SPI_RATE
 
     def _check(self, source: str) -> None:
         super()._check(source)
@@ -300,10 +320,26 @@ class SegwConfig(_Common):
             _check_identity("peers", peer, source)
             if not secret:
                 raise ConfigError("peers", f"the PSK of {peer} must not be empty", source)
-        if self.max_half_open < 1:
-            raise ConfigError("max_half_open", "must be >= 1", source)
-        if self.cookie_threshold is not None and self.cookie_threshold < 0:
-            raise ConfigError("cookie_threshold", "must be >= 0", source)
+        for name in ("max_half_open", "max_half_open_ip"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, "must be >= 1", source)
+        for name in ("cookie_threshold", "cookie_threshold_ip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, "must be >= 0", source)
+        if not 512 <= self.max_init_size <= 65535:
+            raise ConfigError("max_init_size", "must be within 512-65535 octets", source)
+        if not 4 <= self.max_payloads <= 1024:
+            raise ConfigError("max_payloads", "must be within 4-1024", source)
+        if not 0 <= self.invalid_spi_rate <= 1e6:
+            raise ConfigError("invalid_spi_rate", "must be within 0-1000000", source)
+
+    def limits(self) -> dict[str, Any]:
+        """The Dispatcher's keyword arguments for the DoS limits."""
+        return {"max_half_open": self.max_half_open, "max_half_open_ip": self.max_half_open_ip,
+                "cookie_threshold": self.cookie_threshold,
+                "cookie_threshold_ip": self.cookie_threshold_ip,
+                "max_init_size": self.max_init_size, "max_payloads": self.max_payloads,
+                "invalid_spi_rate": self.invalid_spi_rate}
 
     def _has_psk(self) -> bool:
         return self.psk is not None or bool(self.peers)

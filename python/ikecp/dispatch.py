@@ -15,8 +15,16 @@ Usage, from any I/O loop::
     d.handle_timer(now) when now >= d.next_timer()
 
 SAs are keyed by our own SPI (SPIr for responder SAs, SPIi for initiator SAs), which the
-header's Initiator flag tells apart; a responder SA whose SPIr does not exist yet is found by
-(remote address, SPIi) so retransmitted IKE_SA_INIT requests reach it.
+header's Initiator flag tells apart. A responder SA is also found by (initiator IP, SPIi) for
+its whole life, so an IKE_SA_INIT retransmitted from any source port, before or after the SA
+is established, reaches that SA and never creates a second one.
+
+Unauthenticated input costs bounded work before any state exists: an IKE_SA_INIT request
+larger than ``max_init_size`` or with more than ``max_payloads`` payloads is dropped after
+a walk over the generic payload headers (no full decode), and the COOKIE check uses that walk
+too. Half-open SAs are capped per initiator IP and in total; beyond a cap, or beyond the
+COOKIE thresholds, a request without a valid COOKIE gets a COOKIE demand (RFC 7296 §2.6). A
+request for an unknown SPI gets an unprotected INVALID_IKE_SPI (§2.21.4), rate-limited.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import heapq
 import hmac
 import itertools
 import os
+import socket
+import struct
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,14 +44,61 @@ from . import _backend, framing
 from .const import ExchangeType, HeaderFlag, NotifyType
 from .engine import Datagram, IkeSa, Settings, State
 from .engine.events import Event
-from .errors import ParseError
-from .message import Message, Nonce, Notify
+from .message import Message, Notify
 
 Address = tuple[str, int]
 
 #: IKE header: SPIi(8) SPIr(8) next payload, version, exchange, flags, message ID, length.
 IKE_HEADER_LEN = 28
 _ZERO_SPI = bytes(8)
+# Plain ints: an IntFlag/IntEnum operation runs Python code, and this is the per-datagram path.
+_SA_INIT, _IKE_AUTH = int(ExchangeType.IKE_SA_INIT), int(ExchangeType.IKE_AUTH)
+_INFORMATIONAL = int(ExchangeType.INFORMATIONAL)
+_NONCE, _NOTIFY, _COOKIE_TYPE = 40, 41, int(NotifyType.COOKIE).to_bytes(2, "big")
+_GENERIC, _U32 = struct.Struct("!BxH"), struct.Struct("!I")  # next payload, -, length
+_I, _R = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
+
+#: Defaults (see docs/wire.md, "Limits and DoS protection").
+MAX_INIT_SIZE = 8192
+MAX_PAYLOADS = 32
+MAX_HALF_OPEN = 10_000
+MAX_HALF_OPEN_IP = 1_000
+COOKIE_THRESHOLD = 100
+COOKIE_THRESHOLD_IP = 10
+INVALID_SPI_RATE = 100.0
+
+
+def source_of(ip: str) -> str | bytes:
+    """What the per-IP limits count by: the IPv4 address, or the /64 of an IPv6 address
+    (one host or site usually holds a whole /64, so per-address limits would not bind)."""
+    return socket.inet_pton(socket.AF_INET6, ip)[:8] if ":" in ip else ip
+
+
+def scan_init(data: bytes, max_payloads: int) -> tuple[bytes | None, bytes | None] | None:
+    """Walk the generic payload headers of an unauthenticated IKE_SA_INIT request (RFC 7296
+    §3.2) without decoding a body: (first COOKIE notify data or None, Nonce data or None),
+    or None when the chain is malformed or longer than ``max_payloads``."""
+    if len(data) < IKE_HEADER_LEN:
+        return None
+    end = min(len(data), _U32.unpack_from(data, 24)[0])
+    kind, at, cookie, nonce = data[16], IKE_HEADER_LEN, None, None
+    generic = _GENERIC.unpack_from
+    for n in range(max_payloads + 1):
+        if kind == 0:
+            return (cookie, nonce) if at == end else None
+        if n == max_payloads or at + 4 > end:
+            return None
+        following, length = generic(data, at)
+        if length < 4 or at + length > end:
+            return None
+        if kind == _NONCE:
+            if nonce is None:
+                nonce = data[at + 4:at + length]
+        elif n == 0 and kind == _NOTIFY and length >= 8 and data[at + 5] == 0 \
+                and data[at + 6:at + 8] == _COOKIE_TYPE:
+            cookie = data[at + 8:at + length]
+        kind, at = following, at + length
+    return None
 
 
 @dataclass(slots=True)
@@ -55,9 +112,12 @@ class DispatchStats:
     invalid: int = 0            # too short for an IKE header, or neither IKE nor ESP
     unknown_spi: int = 0        # no SA with that SPI
     no_responder: int = 0       # IKE_SA_INIT request while we accept none
-    half_open_refused: int = 0  # IKE_SA_INIT dropped: too many half-open SAs
+    half_open_refused: int = 0  # IKE_SA_INIT over a half-open cap (per IP or in total)
     cookies_sent: int = 0       # stateless COOKIE challenges
-    bad_cookies: int = 0        # IKE_SA_INIT with a missing or wrong cookie while challenging
+    bad_cookies: int = 0        # IKE_SA_INIT with a wrong cookie while challenging
+    oversized: int = 0          # IKE_SA_INIT requests over ``max_init_size``
+    too_many_payloads: int = 0  # IKE_SA_INIT requests over ``max_payloads`` (or malformed)
+    invalid_spi_sent: int = 0   # unprotected INVALID_IKE_SPI answers to unknown SPIs
     sas_created: int = 0
     sas_removed: int = 0
 
@@ -69,14 +129,21 @@ class Dispatcher:
     (None: accept none, as on a FAP). ``local_ip`` and ``port`` are the address and IKE port
     our sockets are bound to (the address enters NAT detection). ``natt_ports`` are the
     local ports on which datagrams carry the non-ESP marker (default: the responder's NAT-T
-    port, else 4500). At most
-    ``max_half_open`` responder SAs may wait for IKE_AUTH; from ``cookie_threshold`` half-open
-    SAs on, a new IKE_SA_INIT must return our COOKIE first.
+    port, else 4500). At most ``max_half_open`` responder SAs may wait for IKE_AUTH, at most
+    ``max_half_open_ip`` of them from one IP (generous: every FAP behind one carrier-grade
+    NAT shares its address); from ``cookie_threshold`` half-open SAs on, or
+    ``cookie_threshold_ip`` from one IP, a new IKE_SA_INIT must return our COOKIE first
+    (None: never). ``invalid_spi_rate`` bounds the INVALID_IKE_SPI answers per second (0:
+    none).
     """
 
     def __init__(self, responder: Settings | None, local_ip: str, *, port: int = 500,
-                 natt_ports: Collection[int] | None = None, max_half_open: int = 10_000,
-                 cookie_threshold: int | None = None, backend: Any = None) -> None:
+                 natt_ports: Collection[int] | None = None,
+                 max_half_open: int = MAX_HALF_OPEN, max_half_open_ip: int = MAX_HALF_OPEN_IP,
+                 cookie_threshold: int | None = COOKIE_THRESHOLD,
+                 cookie_threshold_ip: int | None = COOKIE_THRESHOLD_IP,
+                 max_init_size: int = MAX_INIT_SIZE, max_payloads: int = MAX_PAYLOADS,
+                 invalid_spi_rate: float = INVALID_SPI_RATE, backend: Any = None) -> None:
         self.responder = responder
         self.local_ip = local_ip
         self.port = port
@@ -84,12 +151,23 @@ class Dispatcher:
             natt_ports = {responder.natt_port if responder is not None else 4500}
         self.natt_ports = frozenset(natt_ports)
         self.max_half_open = max_half_open
+        self.max_half_open_ip = max_half_open_ip
         self.cookie_threshold = cookie_threshold
+        self.cookie_threshold_ip = cookie_threshold_ip
+        self.max_init_size = max_init_size
+        self.max_payloads = max_payloads
+        self.invalid_spi_rate = invalid_spi_rate
         self.backend = backend if backend is not None else _backend.backend
         self.stats = DispatchStats()
         self._by_spi: dict[bytes, IkeSa] = {}
-        self._half_open: dict[tuple[Address, bytes], IkeSa] = {}
-        self._half_key: dict[int, tuple[Address, bytes]] = {}
+        # Responder SAs by (initiator IP, SPIi) for their whole life; which are half-open,
+        # and how many of those each IP holds.
+        self._by_init: dict[tuple[str, bytes], IkeSa] = {}
+        self._init_key: dict[int, tuple[str, bytes]] = {}
+        self._half: set[int] = set()
+        self._half_per_ip: dict[str | bytes, int] = {}
+        self._spi_tokens = invalid_spi_rate
+        self._spi_tokens_at = 0.0
         self._timers: list[tuple[float, int, IkeSa]] = []
         self._scheduled: dict[int, float] = {}
         self._seq = itertools.count()
@@ -123,16 +201,22 @@ class Dispatcher:
             st.invalid += 1
             return
         spi_i, spi_r, flags = data[:8], data[8:16], data[19]
-        from_initiator = bool(flags & HeaderFlag.INITIATOR)
+        from_initiator = bool(flags & _I)
         sa = self._by_spi.get(spi_r if from_initiator else spi_i)
-        if sa is None and from_initiator and spi_r == _ZERO_SPI:
-            sa = self._half_open.get((remote, spi_i))
+        if sa is None and from_initiator and spi_r == _ZERO_SPI and data[18] == _SA_INIT \
+                and not flags & _R:
+            scanned = self._admit(data)
+            if scanned is None:
+                return
+            sa = self._by_init.get((remote[0], spi_i))
             if sa is None:
-                sa = self._new_responder(data, flags, local_port, remote, local_ip)
+                sa = self._new_responder(data, scanned, local_port, remote, local_ip)
                 if sa is None:
                     return
         if sa is None:
             st.unknown_spi += 1
+            if not flags & _R:
+                self._invalid_spi(data, local_port, remote)
             return
         st.ike += 1
         sa.receive_datagram(data, remote, now, local_port)
@@ -206,7 +290,7 @@ class Dispatcher:
     def sas(self) -> Iterator[IkeSa]:
         """Every SA in the table (half-open ones included)."""
         yield from self._by_spi.values()
-        for sa in self._half_open.values():
+        for sa in self._by_init.values():
             if sa.spi_r == _ZERO_SPI or self._by_spi.get(sa.spi_r) is not sa:
                 yield sa
 
@@ -219,32 +303,88 @@ class Dispatcher:
 
     @property
     def half_open(self) -> int:
-        return len(self._half_open)
+        return len(self._half)
 
     # --- internals --------------------------------------------------------------------------
 
-    def _new_responder(self, data: bytes, flags: int, local_port: int, remote: Address,
-                       local_ip: str | None) -> IkeSa | None:
+    def _admit(self, data: bytes) -> tuple[bytes | None, bytes] | None:
+        """Bounded checks on an IKE_SA_INIT request before anything is decoded or kept:
+        (COOKIE data or None, Nonce data), or None (dropped, counted)."""
         st = self.stats
-        if flags & HeaderFlag.RESPONSE or data[18] != ExchangeType.IKE_SA_INIT:
-            st.unknown_spi += 1
-            return None
         if self.responder is None:
             st.no_responder += 1
             return None
-        if len(self._half_open) >= self.max_half_open:
+        if len(data) > self.max_init_size:
+            st.oversized += 1
+            return None
+        scanned = scan_init(data, self.max_payloads)
+        if scanned is None or scanned[1] is None:
+            st.too_many_payloads += 1
+            return None
+        return scanned[0], scanned[1]
+
+    def _new_responder(self, data: bytes, scanned: tuple[bytes | None, bytes], local_port: int,
+                       remote: Address, local_ip: str | None) -> IkeSa | None:
+        st = self.stats
+        ip = remote[0]
+        source = source_of(ip)
+        total, mine = len(self._half), self._half_per_ip.get(source, 0)
+        full = total >= self.max_half_open or mine >= self.max_half_open_ip
+        challenge = full or (self.cookie_threshold is not None
+                             and total >= self.cookie_threshold) \
+            or (self.cookie_threshold_ip is not None and mine >= self.cookie_threshold_ip)
+        if challenge and not self._cookie_ok(data, scanned, local_port, remote):
+            if full:
+                st.half_open_refused += 1
+            return None
+        if full:
+            # A valid cookie proves the address, not room: stay silent, the initiator's
+            # retransmission (its cookie still valid) comes back when a slot is free.
             st.half_open_refused += 1
             return None
-        if self.cookie_threshold is not None and len(self._half_open) >= self.cookie_threshold \
-                and not self._cookie_ok(data, local_port, remote):
-            return None
+        assert self.responder is not None  # _admit checked
         sa = IkeSa.responder(self.responder, (local_ip or self.local_ip, local_port),
                              backend=self.backend)
-        key = (remote, data[:8])
-        self._half_open[key] = sa
-        self._half_key[id(sa)] = key
+        key = (ip, data[:8])
+        self._by_init[key] = sa
+        self._init_key[id(sa)] = key
+        self._half.add(id(sa))
+        self._half_per_ip[source] = mine + 1
         st.sas_created += 1
         return sa
+
+    def _settle(self, sa: IkeSa) -> None:
+        """``sa`` is no longer half-open (established or gone)."""
+        key = id(sa)
+        if key in self._half:
+            self._half.remove(key)
+            source = source_of(self._init_key[key][0])
+            left = self._half_per_ip[source] - 1
+            if left:
+                self._half_per_ip[source] = left
+            else:
+                del self._half_per_ip[source]
+
+    def _invalid_spi(self, data: bytes, local_port: int, remote: Address) -> None:
+        """RFC 7296 §2.21.4: a request for an SA we do not know (we restarted, or it is
+        forged) gets an unprotected INVALID_IKE_SPI with the same SPIs and message ID, so a
+        peer whose SA died with us re-establishes at once. Token bucket: a spoofed flood gets
+        at most ``invalid_spi_rate`` answers per second, each smaller than its request."""
+        if data[17] >> 4 != 2 or not _IKE_AUTH <= data[18] <= _INFORMATIONAL:
+            return  # not IKEv2, or not an exchange an SA of ours could have been in
+        rate = self.invalid_spi_rate
+        self._spi_tokens = min(rate, self._spi_tokens + (self._now - self._spi_tokens_at) * rate)
+        self._spi_tokens_at = self._now
+        if self._spi_tokens < 1:
+            return
+        self._spi_tokens -= 1
+        flags = _R | (0 if data[19] & _I else _I)
+        answer = Message(data[:8], data[8:16], data[18], flags,
+                         int.from_bytes(data[20:24], "big"),
+                         (Notify(0, NotifyType.INVALID_IKE_SPI),))
+        self._outbox.append(Datagram(self.backend.encode_message(answer), local_port, remote,
+                                     local_port in self.natt_ports))
+        self.stats.invalid_spi_sent += 1
 
     def rotate_cookie_secret(self) -> None:
         """Start a new COOKIE secret (RFC 7296 §2.6 asks for regular changes); cookies made
@@ -260,26 +400,20 @@ class Dispatcher:
         digest = hashlib.sha256(nonce + remote[0].encode() + spi_i + secret)
         return version.to_bytes(2, "big") + digest.digest()
 
-    def _cookie_ok(self, data: bytes, local_port: int, remote: Address) -> bool:
-        """True if the request carries our cookie; otherwise challenge it statelessly."""
-        try:
-            msg = self.backend.decode_message(data)
-        except (ParseError, ValueError):
-            self.stats.invalid += 1
-            return False
-        nonce = msg.first(Nonce)
-        if nonce is None:
-            self.stats.invalid += 1
-            return False
-        expected = self._cookie(nonce.data, remote, msg.spi_i, self._cookie_version)
-        first = msg.payloads[0] if msg.payloads else None
-        if isinstance(first, Notify) and first.notify_type == NotifyType.COOKIE:
-            version = int.from_bytes(first.data[:2], "big")
+    def _cookie_ok(self, data: bytes, scanned: tuple[bytes | None, bytes], local_port: int,
+                   remote: Address) -> bool:
+        """True if the request carries our cookie; otherwise challenge it statelessly. Works
+        on ``scan_init``'s result: no full decode for a request that may be spoofed."""
+        cookie, nonce = scanned
+        spi_i = data[:8]
+        if cookie is not None:
+            version = int.from_bytes(cookie[:2], "big")
             if version in self._cookie_secrets and hmac.compare_digest(
-                    first.data, self._cookie(nonce.data, remote, msg.spi_i, version)):
+                    cookie, self._cookie(nonce, remote, spi_i, version)):
                 return True
             self.stats.bad_cookies += 1
-        challenge = Message(msg.spi_i, _ZERO_SPI, ExchangeType.IKE_SA_INIT,
+        expected = self._cookie(nonce, remote, spi_i, self._cookie_version)
+        challenge = Message(spi_i, _ZERO_SPI, ExchangeType.IKE_SA_INIT,
                             HeaderFlag.RESPONSE, 0, (Notify(0, NotifyType.COOKIE, data=expected),))
         encap = local_port in self.natt_ports
         self._outbox.append(Datagram(self.backend.encode_message(challenge), local_port, remote,
@@ -301,8 +435,8 @@ class Dispatcher:
         if not sa.is_initiator:
             if sa.spi_r != _ZERO_SPI and sa.spi_r not in self._by_spi:
                 self._by_spi[sa.spi_r] = sa
-            if sa.established and key in self._half_key:
-                self._half_open.pop(self._half_key.pop(key), None)
+            if sa.established:
+                self._settle(sa)
         when = sa.next_timer()
         if when is None:
             self._scheduled.pop(key, None)
@@ -317,9 +451,11 @@ class Dispatcher:
         if self._by_spi.get(own) is sa:
             del self._by_spi[own]
             removed = True
-        half = self._half_key.pop(key, None)
-        if half is not None:
-            self._half_open.pop(half, None)
+        self._settle(sa)
+        init = self._init_key.pop(key, None)
+        if init is not None:
+            if self._by_init.get(init) is sa:
+                del self._by_init[init]
             removed = True
         self._scheduled.pop(key, None)
         if removed:

@@ -23,6 +23,7 @@ from .dataplane.children import ChildTracker
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
+    ChildSaEstablished,
     ChildSaFailed,
     ConfigReceived,
     Event,
@@ -256,10 +257,11 @@ class Femto:
             self._set(nat_info=ev.reason)
         elif isinstance(ev, ChildSaFailed):
             log.warning("CHILD_SA refused: %s", ev.reason)
+        elif isinstance(ev, ChildSaEstablished):
+            self._failures = 0  # only a usable SA ends the backoff (not a refused CHILD_SA)
         elif isinstance(ev, IkeSaEstablished):
             if self.keylog is not None:
                 self.keylog.write(sa)
-            self._failures = 0
             self._set(state="established", spi_r=ev.spi_r.hex(), reason=None,
                       established=self.status.established + 1)
             self._up.set()

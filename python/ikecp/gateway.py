@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -19,6 +20,7 @@ from typing import TextIO
 from .authlog import AuthFailureLog
 from .bindings import BindingRegistry
 from .config import SegwConfig
+from .const import NotifyType
 from .dataplane import DataPlane, DataPlaneEvent, NoDataPlane
 from .dataplane.children import ChildTracker
 from .dispatch import Dispatcher
@@ -34,6 +36,7 @@ from .engine.events import (
     SaDeleted,
     SaFailed,
 )
+from .instance_lock import InstanceLock, lock_path
 from .keylog import KeyLog
 from .net.udp import AsyncioDriver, UdpEndpoint
 
@@ -43,6 +46,12 @@ Address = tuple[str, int]
 
 #: Seconds between COOKIE secret changes (a cookie stays valid for one more period).
 COOKIE_SECRET_LIFETIME = 300.0
+#: DELETE requests unanswered at once while shutting down.
+SHUTDOWN_WINDOW = 256
+#: Dispatcher counters of refused unauthenticated requests, as the periodic report names them.
+_REFUSALS = {"half_open_refused": "IKE_SA_INIT over a half-open cap",
+             "bad_cookies": "wrong COOKIEs", "oversized": "oversized IKE_SA_INIT",
+             "too_many_payloads": "IKE_SA_INIT with too many payloads or a bad chain"}
 
 
 class Gateway:
@@ -70,24 +79,39 @@ class Gateway:
         self._cookie_rotated = 0.0
         self._stopping = False
         self._auth_log = AuthFailureLog(log)
+        self._lock: InstanceLock | None = None
+        self._refused: dict[str, int] = {}
         self.dataplane: DataPlane = NoDataPlane()
         self.children = ChildTracker(self.dataplane, initiator=False)
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the sockets and serve. Bindings left by a previous run that ended without a
-        clean shutdown belong to SAs that no longer exist: they are closed first."""
-        for b in self.registry.all():
-            self.registry.remove(b.spi_r, "stale at startup")
+        """Bind the sockets, take the registry's lock and serve. Only then are bindings left
+        by a previous run that ended without a clean shutdown closed (their SAs no longer
+        exist): a second start that fails (ports or registry in use) leaves the running
+        SeGW's rows alone."""
         self._stopping = False
         cfg = self.config
+        path = lock_path(self.registry.path)
+        lock = InstanceLock(path) if path is not None else None
         endpoint = self._endpoint()
-        port, natt = endpoint.ports
-        settings = cfg.settings(natt)
+        try:
+            if lock is not None:
+                lock.acquire()
+            port, natt = endpoint.ports
+            settings = cfg.settings(natt)
+        except BaseException:
+            endpoint.close()
+            if lock is not None:
+                lock.release()
+            raise
+        self._lock = lock
+        for b in self.registry.all():
+            self.registry.remove(b.spi_r, "stale at startup")
+        self.registry.claim(os.getpid())
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
-                                     max_half_open=cfg.max_half_open,
-                                     cookie_threshold=cfg.cookie_threshold)
+                                     **cfg.limits())
         self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -129,8 +153,9 @@ class Gateway:
         return port, natt
 
     async def stop(self, timeout: float = 3.0, *, delete: bool = True) -> None:
-        """DELETE every SA, wait up to ``timeout`` s for the answers, then close.
-        ``delete=False`` just closes the sockets, as a crash would (bindings stay)."""
+        """DELETE every SA (paced: ``SHUTDOWN_WINDOW`` unanswered at a time), give up once
+        no answer came for ``timeout`` s, then close. ``delete=False`` just closes the
+        sockets, as a crash would (bindings stay)."""
         if self._driver is None or self.dispatcher is None:
             return
         self._stopping = True
@@ -139,21 +164,57 @@ class Gateway:
         d = self.dispatcher
         d.responder = None  # no new SAs while shutting down
         if delete:
-            n = d.delete_all(self.clock())
-            self._driver.flush()
-            log.info("shutting down: DELETE sent to %d peers", n)
-            deadline = self.clock() + timeout
-            while len(d) and self.clock() < deadline:
-                await asyncio.sleep(0.02)
+            await self._delete_all(timeout)
             for b in self.registry.all():
                 self.registry.remove(b.spi_r, "shutdown (peer did not answer DELETE)")
         self._driver.close()
         self._driver = None
+        if delete:
+            self.registry.release()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         if self._own_registry:
             self.registry.close()
         if self._stream is not None:
             self._stream.close()
         log.info("SeGW stopped")
+
+    async def _delete_all(self, timeout: float) -> None:
+        """A DELETE to every SA, at most ``SHUTDOWN_WINDOW`` of them unanswered at once: all
+        at once, thousands of answers overflow the socket's receive buffer while the loop is
+        still sending, and each lost answer is a peer recorded as silent."""
+        d, driver = self.dispatcher, self._driver
+        assert d is not None and driver is not None
+        todo = list(d.sas())
+        waiting: list[IkeSa] = []
+        sent = 0
+        progress = self.clock()
+        while todo or waiting:
+            left = [sa for sa in waiting if not sa.closed]
+            now = self.clock()
+            if len(left) < len(waiting):
+                progress = now
+            elif now - progress > timeout:
+                break
+            waiting = left
+            room = SHUTDOWN_WINDOW - len(waiting)
+            if room > 0 and todo:
+                batch, todo = todo[:room], todo[room:]
+                for sa in batch:
+                    sent += sa.established
+                    sa.delete()
+                    d.update(sa, now)
+                    if not sa.closed:
+                        waiting.append(sa)
+                driver.flush()
+            await asyncio.sleep(0.005)
+        for sa in todo:  # out of time: tell them anyway, without waiting
+            sa.delete()
+            d.update(sa, self.clock())
+        driver.flush()
+        log.info("shut down: DELETE sent to %d peers, %d unanswered", sent + len(todo),
+                 len(waiting) + len(todo))
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -173,6 +234,17 @@ class Gateway:
     def _handle(self, sa: IkeSa, ev: Event) -> None:
         self.children.on_event(sa, ev)
         if isinstance(ev, PeerBinding):
+            if ev.inner_address is None and sa.child_failure is not None \
+                    and sa.child_failure[0] == NotifyType.INTERNAL_ADDRESS_FAILURE:
+                # RFC 7296 §3.15.4 keeps the IKE SA, but a FAP without an inner address and
+                # CHILD_SA has no use for it: no binding row; delete it, the FAP retries.
+                log.warning("no inner address for %s at %s:%d (%s): IKE SA deleted",
+                            ev.peer_id, ev.public_address, ev.public_port,
+                            sa.child_failure[1])
+                sa.delete()
+                if self.dispatcher is not None:
+                    self.dispatcher.update(sa, self.clock())
+                return
             kind = self.registry.update(ev)
             log.info("binding %s: %s inner %s public %s:%d", kind, ev.peer_id,
                      ev.inner_address, ev.public_address, ev.public_port)
@@ -213,12 +285,25 @@ class Gateway:
             await asyncio.sleep(period)
             self.sweep()
 
+    def _report_refusals(self, d: Dispatcher) -> None:
+        """One WARNING per sweep (at most every 5 s) when unauthenticated requests were
+        refused since the last one: a flood is visible without a line per datagram."""
+        now = {k: getattr(d.stats, k) for k in _REFUSALS}
+        delta = {k: now[k] - self._refused.get(k, 0) for k in _REFUSALS}
+        self._refused = now
+        if any(delta.values()):
+            log.warning("refused since the last report: %s; %d half-open SAs now",
+                        ", ".join(f"{n} {_REFUSALS[k]}" for k, n in delta.items() if n),
+                        d.half_open)
+
     def sweep(self) -> None:
         d = self.dispatcher
         if d is None:
             return
         now = self.clock()
         self._auth_log.flush(now)
+        self.registry.heartbeat()
+        self._report_refusals(d)
         if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
             d.rotate_cookie_secret()
             self._cookie_rotated = now

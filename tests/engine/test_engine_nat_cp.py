@@ -254,6 +254,12 @@ def test_pool_exhaustion_keeps_ike_sa_and_refuses_child(backend):
         NotifyType.INTERNAL_ADDRESS_FAILURE
     assert pairs[2].events("r", PeerBinding)[0].inner_address is None
     assert len(pool.in_use) == 2
+    # The rest of the CP reply still goes out (RFC 7296 §3.15.4 refuses the CHILD_SA, not
+    # the IKE SA): the FAP learns its public address even from an exhausted pool.
+    (config,) = pairs[2].events("i", ConfigReceived)
+    got = {a.type: a.value for a in config.attributes}
+    assert NAT_INFO in got and ConfigAttr.INTERNAL_IP4_ADDRESS not in got
+    assert pairs[2].events("i", PublicAddressLearned)
     # Deleting an SA gives its address back for the next FAP.
     pairs[0].i.delete()
     pairs[0].run()

@@ -89,7 +89,7 @@ def pair(n: int, *, fap_kw: dict | None = None, **segw_kw) -> tuple[Wire, list]:
 
 
 def test_many_sas_established_and_demultiplexed(backend) -> None:
-    wire, sas = pair(25)
+    wire, sas = pair(25, cookie_threshold=None, cookie_threshold_ip=None)
     assert all(sa.established for sa in sas)
     assert len(wire.segw) == 25 and wire.segw.half_open == 0
     for sa in sas:

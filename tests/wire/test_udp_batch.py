@@ -21,7 +21,8 @@ def pair(segw_cls, fap_cls, segw_host: str, fap_host: str):
     # IPv6 has one loopback address: the FAP takes its own ports (no NAT in between).
     fap_ep = fap_cls(fap_host, (0, 0) if segw_host == fap_host else segw_ep.ports)
     port, natt = segw_ep.ports
-    segw = Dispatcher(segw_settings(natt_port=natt), segw_host, port=port)
+    segw = Dispatcher(segw_settings(natt_port=natt), segw_host, port=port,
+                      cookie_threshold_ip=None)  # exact datagram counts: no COOKIE round
     fap = Dispatcher(None, fap_host, port=fap_ep.ports[0], natt_ports={fap_ep.ports[1]})
     return segw_ep, fap_ep, segw, fap
 

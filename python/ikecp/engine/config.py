@@ -63,21 +63,23 @@ class ConfigTask(Task):
             return DONE
         requested = _group(cp.attributes)
         ctx = sa.cp_context()
-        reply: list[ConfigAttribute] = []
+        self.reply = []
+        failure: CpFailure | None = None
         for attr_type, provider in sa.settings.cp.providers.items():
             if attr_type not in requested:
                 continue
             try:
                 values = provider.provide(ctx, requested[attr_type])
-            except CpFailure as failure:
-                self._failed(sa, failure)
-                return DONE
+            except CpFailure as exc:
+                failure = failure or exc
+                continue
             if isinstance(values, Deferred):
                 self.waiting.append((attr_type, values))
             else:
-                reply.extend(ConfigAttribute(attr_type, v) for v in values)
+                self.reply.extend(ConfigAttribute(attr_type, v) for v in values)
+        if failure is not None:
+            self._failed(sa, failure)
         sa.flush_cp_events()
-        self.reply = reply
         return NEED_MORE if self.waiting else DONE
 
     def resume_r(self, sa: IkeSa) -> Status:
@@ -88,17 +90,22 @@ class ConfigTask(Task):
         for attr_type, deferred in waiting:
             if deferred.failure is not None:
                 self._failed(sa, deferred.failure)
-                return DONE
+                break
             if self.reply is not None:
                 self.reply.extend(ConfigAttribute(attr_type, v) for v in deferred.values)
         sa.flush_cp_events()
         return DONE
 
     def _failed(self, sa: IkeSa, failure: CpFailure) -> None:
+        """RFC 7296 §3.15.4: the failure (e.g. INTERNAL_ADDRESS_FAILURE) refuses the CHILD_SA,
+        not the IKE SA, so the rest of the reply still goes out (the NAT info above all);
+        whatever was handed out is taken back, since no CHILD_SA will use it."""
         sa.child_failure = (failure.notify_type, failure.reason)
-        self.reply, self.waiting = None, []
+        handed_out = set(sa.cp_context().assigned)
         sa.release_cp()
-        sa.flush_cp_events()
+        self.waiting = []
+        if self.reply is not None:
+            self.reply = [a for a in self.reply if a.type not in handed_out]
 
     def build_r(self, sa: IkeSa, out: list[Payload]) -> None:
         if self.reply is not None:

@@ -57,8 +57,12 @@ RULES = {(int(x), r): (enc, {int(t): n for t, n in table.items()})
          for (x, r), (enc, table) in _RULES.items()}
 
 
-#: Payload-class sequences already found valid, per exchange and direction.
+#: Payload-class sequences already found valid, per exchange and direction: at most
+#: ``_PASSED_MAX`` shapes of at most ``_SHAPE_MAX`` payloads (a hostile peer can make
+#: endless distinct long shapes; real exchanges have short, recurring ones).
 _PASSED: set[tuple] = set()
+_PASSED_MAX = 4096
+_SHAPE_MAX = 24
 
 _TYPE_OF: dict[type, int] = {
     cls: int(cls.payload_type) for cls in (SA, KE, IDi, IDr, Cert, CertReq, Auth, Nonce, Notify,
@@ -99,7 +103,8 @@ def check(exchange: int, is_response: bool, payloads: Sequence[Payload]) -> None
         if n > high or (n < low and not relaxed):
             raise RemoteProtocolError(NotifyType.INVALID_SYNTAX,
                                       f"payload {t} appears {n} times")
-    if not relaxed and UnknownPayload not in shape and len(_PASSED) < 4096:
+    if not relaxed and len(payloads) <= _SHAPE_MAX and UnknownPayload not in shape \
+            and len(_PASSED) < _PASSED_MAX:
         _PASSED.add(shape)  # the verdict depends on nothing else: skip the walk next time
 
 

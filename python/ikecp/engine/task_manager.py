@@ -32,17 +32,20 @@ if TYPE_CHECKING:
     from .sa import Address, IkeSa
 
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
+#: Seconds between two retransmissions that INVALID_IKE_SPI hints may bring forward.
+HINT_INTERVAL = 0.5
 
 
 class _Request:
     """Our outstanding request: its bytes for retransmission and the tasks awaiting it."""
 
-    __slots__ = ("data", "deadline", "exchange", "msg_id", "tasks", "tries")
+    __slots__ = ("data", "deadline", "exchange", "msg_id", "sent_at", "tasks", "tries")
 
     def __init__(self, exchange: int, msg_id: int, data: bytes, tasks: list[Task]) -> None:
         self.exchange, self.msg_id, self.data, self.tasks = exchange, msg_id, data, tasks
         self.tries = 0
         self.deadline: float | None = None
+        self.sent_at = 0.0
 
 
 class _Work:
@@ -119,6 +122,9 @@ class TaskManager:
             if msg.spi_r != sa.spi_r:
                 sa.drop("response with wrong responder SPI")
                 return
+            if not msg.payloads or not isinstance(msg.payloads[-1], SK):
+                self._unprotected_response(msg, req)
+                return
             inner = sa.open(data)
             if inner is None:
                 return
@@ -153,6 +159,22 @@ class TaskManager:
         self._next_id += 1
         sa.exchange_completed(req.exchange)
 
+    def _unprotected_response(self, msg: MessageView, req: _Request) -> None:
+        """RFC 7296 §2.21.4: an unprotected INVALID_IKE_SPI answering our request says the
+        peer may have lost the SA (it restarted), or it is forged. It changes no state; as
+        the hint the RFC asks us to act on, it only brings the next retransmission forward
+        to ``HINT_INTERVAL`` after the last one, so a peer that really lost the SA is found
+        dead after the usual number of tries in seconds, not after the whole backoff, while
+        a live peer's authenticated answer still settles the request."""
+        sa = self.sa
+        if not msg.notifies(NotifyType.INVALID_IKE_SPI):
+            sa.drop("unprotected response")
+            return
+        sa.drop("unprotected INVALID_IKE_SPI: the peer may have lost this SA")
+        if req.deadline is not None:
+            now = sa._now  # the time of the datagram being handled
+            req.deadline = min(req.deadline, max(now, req.sent_at + HINT_INTERVAL))
+
     def _notify_once(self, notify_type: int) -> None:
         """Tell the peer why we give up on its IKE_AUTH response, in a one-shot
         INFORMATIONAL that is never retransmitted (RFC 7296 §2.21.2)."""
@@ -175,6 +197,7 @@ class TaskManager:
         req = self.request
         if self._arm and req is not None:
             req.deadline = now + self.sa.settings.retransmit.delay(req.tries)
+            req.sent_at = now
         self._arm = False
 
     @property

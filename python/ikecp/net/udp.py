@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import selectors
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,10 +43,38 @@ EventSink = Callable[[list[tuple[IkeSa, Event]]], None]
 #: Datagrams read from one socket per wakeup before the others get their turn.
 BATCH = 64
 _RECV_SIZE = 65535
+#: Receive and send buffer asked for every socket: a burst of thousands of answers (the
+#: DELETE round of a shutdown, a mass reconnect) must fit while the loop is busy. The
+#: kernel caps it at net.core.rmem_max / wmem_max, except for root (SO_*BUFFORCE, Linux).
+SOCKET_BUFFER = 4 << 20
+_BUFFER_OPTS = ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)) if sys.platform == "linux" \
+    else ((None, socket.SO_RCVBUF), (None, socket.SO_SNDBUF))
 
 
 def family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _setopt(sock: socket.socket, option: int, value: int) -> bool:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, value)
+    except OSError:
+        return False
+    return True
+
+
+def size_buffers(sock: socket.socket, size: int) -> None:
+    """Ask for ``size``-octet receive and send buffers (best effort, never fails): past
+    the sysctl cap where allowed (root), else up to it."""
+    for force, plain in _BUFFER_OPTS:
+        if force is None or not _setopt(sock, force, size):
+            _setopt(sock, plain, size)
+
+
+def bind_error(exc: OSError, host: str, port: int) -> OSError:
+    """``exc`` naming the address:port it is about (EADDRINUSE alone names none)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return OSError(exc.errno, f"cannot bind {where}: {exc.strerror or exc}")
 
 
 @dataclass(slots=True)
@@ -64,8 +94,10 @@ class UdpEndpoint:
     the socket of its ``local_port`` in the family of its destination.
     """
 
-    def __init__(self, hosts: str | Sequence[str], ports: Sequence[int] = (500, 4500)) -> None:
+    def __init__(self, hosts: str | Sequence[str], ports: Sequence[int] = (500, 4500), *,
+                 buffer_size: int = SOCKET_BUFFER) -> None:
         self.hosts = [hosts] if isinstance(hosts, str) else list(hosts)
+        self.buffer_size = buffer_size
         self.stats = IoStats()
         self._socks: dict[tuple[int, int], tuple[socket.socket, str]] = {}
         self.ports: list[int] = []
@@ -90,7 +122,11 @@ class UdpEndpoint:
             sock.setblocking(False)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            size_buffers(sock, self.buffer_size)
             sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise bind_error(exc, host, port) from None
         except BaseException:
             sock.close()
             raise
@@ -157,7 +193,13 @@ class BatchUdpEndpoint(UdpEndpoint):
         cls = getattr(_backend.backend, "BatchSocket", None)
         if cls is None:  # the native class exists on Linux only: use the twin elsewhere
             cls = _reference.BatchSocket
-        return cls(host, port)
+        try:
+            batch = cls(host, port)
+        except OSError as exc:
+            raise bind_error(exc, host, port) from None
+        with socket.socket(fileno=os.dup(batch.fileno())) as view:  # same socket, own fd
+            size_buffers(view, self.buffer_size)
+        return batch
 
     def recv_batch(self, key: tuple[int, int], limit: int = BATCH
                    ) -> tuple[str, list[tuple[bytes, Address]]]:

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Fuzz the codec (target fuzz/fuzz_targets/parse_message.rs) with cargo-fuzz / libFuzzer.
+# Fuzz the native core with cargo-fuzz / libFuzzer. Targets (fuzz/fuzz_targets/):
+#   parse_message  the codec's round-trip contract
+#   open_message   whole-message open (SK verify/decrypt + header/clear/inner splicing) and
+#                  seal -> open round trips
+#   sk_open        SkCipher alone
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and a C++ compiler.
 #
-#   scripts/fuzz.sh --ci [libFuzzer args]   bounded run for CI (50 s of fuzzing after the
-#                                           build); new inputs go to a temp dir, not the tree
-#   scripts/fuzz.sh [libFuzzer args]        open-ended run that grows fuzz/corpus/parse_message
+#   scripts/fuzz.sh --ci [libFuzzer args]   bounded run for CI: parse_message 30 s, then
+#                                           open_message 20 s (after the build); new inputs go
+#                                           to a temp dir, not the tree
+#   scripts/fuzz.sh [TARGET] [libFuzzer args]   open-ended run of TARGET (default
+#                                           parse_message); parse_message grows its corpus
 #
 # cargo-fuzz passes nightly-only -Z flags to rustc; RUSTC_BOOTSTRAP=1 lets the stable
 # toolchain accept them.
@@ -16,8 +22,16 @@ if [[ "${1:-}" == "--ci" ]]; then
     shift
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
-    exec_args=(-max_total_time=50 -max_len=4096 -timeout=10 "$@")
-    (cd fuzz && cargo fuzz run parse_message "$work" "../$seeds" -- "${exec_args[@]}")
+    common=(-max_len=4096 -timeout=10 "$@")
+    mkdir -p "$work/parse" "$work/open"
+    (cd fuzz && cargo fuzz run parse_message "$work/parse" "../$seeds" -- -max_total_time=30 "${common[@]}")
+    (cd fuzz && cargo fuzz run open_message "$work/open" -- -max_total_time=20 "${common[@]}")
 else
-    (cd fuzz && cargo fuzz run parse_message "../$seeds" -- -max_len=4096 "$@")
+    target=parse_message
+    if [[ $# -gt 0 && "$1" != -* ]]; then target="$1"; shift; fi
+    if [[ "$target" == parse_message ]]; then
+        (cd fuzz && cargo fuzz run parse_message "../$seeds" -- -max_len=4096 "$@")
+    else
+        (cd fuzz && cargo fuzz run "$target" -- -max_len=4096 "$@")
+    fi
 fi

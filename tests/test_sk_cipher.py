@@ -152,9 +152,10 @@ def test_structural_errors(be):
     short[30:32] = (int.from_bytes(good[30:32], "big") - 1).to_bytes(2, "big")
     assert _parse_error(be, bytes(short)) == ("trailing data", len(good) - 1, 46)
     # a clear payload whose length overruns the datagram
-    clear = bytes((46, 0, 0x0F, 0xFF)) + bytes(8)
-    over = make(be, TRANSFORMS[0]).seal(header(clear, first=41), 35, b"")
-    assert _parse_error(be, over) == ("truncated payload", 28, 41)
+    clear = bytes((46, 0, 0, 12)) + bytes(8)
+    over = bytearray(make(be, TRANSFORMS[0]).seal(header(clear, first=41), 35, b""))
+    over[30:32] = (0x0FFF).to_bytes(2, "big")
+    assert _parse_error(be, bytes(over)) == ("truncated payload", 28, 41)
     # a clear payload claiming less than its own generic header
     under = bytearray(over)
     under[30:32] = (3).to_bytes(2, "big")
@@ -230,3 +231,41 @@ def test_fresh_ivs_unique_across_threads(be):
     with ThreadPoolExecutor(4) as pool:
         ivs = [iv for chunk in pool.map(draw, range(4)) for iv in chunk]
     assert len(set(ivs)) == len(ivs) == 2000
+
+
+@pytest.mark.parametrize("t", TRANSFORMS, ids=IDS)
+@pytest.mark.parametrize("clear", [b"", bytes((0, 0, 0, 12)) + bytes(8)], ids=["bare", "clear"])
+def test_seal_sets_the_next_payload_that_points_at_sk(be, t, clear):
+    # Defect (issue 12): seal() kept whatever the prefix said before SK (here 0 / 41 -> 0), so
+    # the datagram it returned could not be opened. The header or the last clear payload must
+    # name SK (46) whatever the caller wrote there.
+    cipher = make(be, t)
+    out = cipher.seal(header(clear, first=41 if clear else 0), 35, b"inner")
+    assert (out[28] if clear else out[16]) == 46
+    assert cipher.open(out) == (35, b"inner")
+
+
+def test_seal_refuses_a_prefix_whose_chain_does_not_add_up(be):
+    cipher = make(be, TRANSFORMS[0])
+    with pytest.raises(ParseError) as info:  # a clear payload running past the prefix
+        cipher.seal(header(bytes((46, 0, 0, 40)) + bytes(8), first=41), 35, b"")
+    assert (info.value.what, info.value.offset, info.value.payload) == \
+        ("truncated payload", 28, 41)
+    with pytest.raises(ParseError) as info:  # a clear payload shorter than its own header
+        cipher.seal(header(bytes((46, 0, 0, 2)) + bytes(8), first=41), 35, b"")
+    assert (info.value.what, info.value.offset, info.value.payload) == \
+        ("bad payload length", 28, 41)
+    two = bytes((0, 0, 0, 8)) + bytes(4) + bytes((0, 0, 0, 4))
+    with pytest.raises(ParseError) as info:  # the chain ends (0) before the second payload
+        cipher.seal(header(two, first=41), 35, b"")
+    assert (info.value.what, info.value.offset, info.value.payload) == \
+        ("trailing data", 36, 41)
+    with pytest.raises(ParseError) as info:  # the header says no payloads, yet one follows
+        cipher.seal(header(bytes((0, 0, 0, 4)), first=0), 35, b"")
+    assert (info.value.what, info.value.offset, info.value.payload) == \
+        ("trailing data", 28, None)
+    with pytest.raises(ParseError) as info:  # an SK in the clear part
+        cipher.seal(header(bytes((41, 0, 0, 8)) + bytes(4) + bytes((0, 0, 0, 4)), first=46),
+                    35, b"")
+    assert (info.value.what, info.value.offset, info.value.payload) == \
+        ("trailing data", 36, 46)

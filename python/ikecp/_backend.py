@@ -10,9 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from .message import Message, Payload
+
+#: Any buffer-protocol object (``collections.abc.Buffer`` from Python 3.12).
+Buffer: TypeAlias = "bytes | bytearray | memoryview"
+#: ``decode_header``: (spi_i, spi_r, next_payload, major, minor, exchange, flags, message_id,
+#: length).
+Header: TypeAlias = "tuple[bytes, bytes, int, int, int, int, int, int, int]"
+#: ``walk_payloads``: (type, critical, offset, length) of one payload.
+Frame: TypeAlias = "tuple[int, bool, int, int]"
 
 #: Order of the tuple returned by ``ike_keys`` (RFC 7296 §2.14).
 IKE_KEY_NAMES = ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr")
@@ -84,6 +92,22 @@ class Backend(Protocol):
     def seal_message(self, cipher: SkCipherLike, msg: Message, *,
                      iv: bytes | None = None) -> bytes: ...
     def open_message(self, cipher: SkCipherLike, data: bytes) -> Message: ...
+    # bytes-level calls for host codebases (``ikecp.lowlevel`` documents them)
+    def integ_compute(self, integ_id: int, key: Buffer, data: Buffer) -> bytes: ...
+    def integ_verify(self, integ_id: int, key: Buffer, data: Buffer, icv: Buffer) -> bool: ...
+    def encrypt_body(self, encr_id: int, key: Buffer, iv: Buffer, aad: Buffer,
+                     plaintext: Buffer) -> bytes: ...
+    def decrypt_body(self, encr_id: int, key: Buffer, iv: Buffer, aad: Buffer,
+                     body: Buffer) -> bytes: ...
+    def seal_datagram(self, cipher: SkCipherLike, prefix: Buffer, next_payload: int,
+                      plaintext: Buffer, *, iv: Buffer | None = None) -> bytes: ...
+    def open_datagram(self, cipher: SkCipherLike, data: Buffer) -> tuple[int, bytes, bytes]: ...
+    def decode_header(self, data: Buffer) -> Header: ...
+    def walk_payloads(self, first_type: int, data: Buffer,
+                      offset: int = 0) -> tuple[Frame, ...]: ...
+    def walk_message(self, data: Buffer) -> tuple[Header, tuple[Frame, ...]]: ...
+    def transform_supported(self, transform_type: int, transform_id: int,
+                            key_length: int | None = None) -> bool: ...
 
 
 def load(name: str | None = None) -> ModuleType:

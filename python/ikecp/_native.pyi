@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, final
 
-from ._backend import SkCipherLike
+from ._backend import Buffer, Frame, Header, SkCipherLike
 from .message import Message, Payload
 
 __all__ = [
@@ -13,22 +13,32 @@ __all__ = [
     "ReplayWindow",
     "SkCipher",
     "child_keymat",
+    "decode_header",
     "decode_message",
     "decode_payloads",
+    "decrypt_body",
     "encode_message",
     "encode_payloads",
+    "encrypt_body",
     "ike_keys",
+    "integ_compute",
+    "integ_verify",
     "modp_public",
     "modp_shared",
     "nat_detection_hash",
+    "open_datagram",
     "open_message",
     "prf",
     "prf_plus",
     "psk_auth",
     "rekey_skeyseed",
+    "seal_datagram",
     "seal_message",
     "signed_octets",
     "skeyseed",
+    "transform_supported",
+    "walk_message",
+    "walk_payloads",
 ]
 
 # codec
@@ -166,3 +176,26 @@ class Dataplane:
 # whole messages: codec + SkCipher in one call
 def seal_message(cipher: SkCipherLike, msg: Message, *, iv: bytes | None = None) -> bytes: ...
 def open_message(cipher: SkCipherLike, data: bytes) -> Message: ...
+
+# bytes-level calls for host codebases (ikecp.lowlevel)
+def integ_compute(integ_id: int, key: Buffer, data: Buffer) -> bytes: ...
+def integ_verify(integ_id: int, key: Buffer, data: Buffer, icv: Buffer) -> bool: ...
+def encrypt_body(
+    encr_id: int, key: Buffer, iv: Buffer, aad: Buffer, plaintext: Buffer
+) -> bytes: ...
+def decrypt_body(encr_id: int, key: Buffer, iv: Buffer, aad: Buffer, body: Buffer) -> bytes: ...
+def seal_datagram(
+    cipher: SkCipherLike,
+    prefix: Buffer,
+    next_payload: int,
+    plaintext: Buffer,
+    *,
+    iv: Buffer | None = None,
+) -> bytes: ...
+def open_datagram(cipher: SkCipherLike, data: Buffer) -> tuple[int, bytes, bytes]: ...
+def decode_header(data: Buffer) -> Header: ...
+def walk_payloads(first_type: int, data: Buffer, offset: int = ...) -> tuple[Frame, ...]: ...
+def walk_message(data: Buffer) -> tuple[Header, tuple[Frame, ...]]: ...
+def transform_supported(
+    transform_type: int, transform_id: int, key_length: int | None = None
+) -> bool: ...

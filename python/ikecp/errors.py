@@ -30,6 +30,15 @@ class ParseError(IkeError, ValueError):
         return f"{self.what} at offset {self.offset} ({where})"
 
 
+class UnsupportedCriticalPayloadError(ParseError):
+    """A payload of a type this codec does not know has the critical bit set (RFC 7296 §2.5).
+
+    Raised by the framing walk (``ikecp.lowlevel.walk_payloads``) at the first such payload in
+    wire order; ``payload`` is its type, the one octet of notify data for the
+    UNSUPPORTED_CRITICAL_PAYLOAD answer. ``what`` is "unsupported critical payload".
+    """
+
+
 class IntegrityError(IkeError):
     """An SK/SKF payload failed its integrity check. Deliberately carries no detail."""
 

@@ -49,5 +49,9 @@ def record(cls: T) -> T:
     exec(source, env)  # the source holds only the class's own field names
     init = env["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+    # Says "this __init__ only stores these fields, in this order, through their descriptors":
+    # the native codec then does the same stores without the Python frame (any class whose
+    # construction does more, e.g. a __post_init__ check, lacks it and is called instead).
+    init.__record_fields__ = tuple(f.name for f in fields)  # type: ignore[attr-defined]
     cls.__init__ = init  # type: ignore[misc]
     return cls

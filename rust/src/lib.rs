@@ -1,6 +1,7 @@
 //! ikecp native core: IKEv2 wire codec, crypto and batched UDP I/O.
 //!
-//! The core modules (`codec`, `crypto`, `esp`, `io`, `dataplane`) are plain Rust with no Python in them, so
+//! The core modules (`codec`, `crypto`, `esp`, `io`, `dataplane`, `message`) are plain Rust with
+//! no Python in them, so
 //! `cargo test` and the fuzz targets run without an interpreter. Only `python` (behind the
 //! `python` feature, turned on by maturin) knows about PyO3.
 
@@ -11,6 +12,7 @@ pub mod dataplane;
 pub mod esp;
 #[cfg(target_os = "linux")]
 pub mod io;
+pub mod message;
 
 #[cfg(feature = "python")]
 mod python;

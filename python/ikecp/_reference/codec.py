@@ -38,6 +38,7 @@ from ..message import (
     UnknownPayload,
     VendorId,
 )
+from .buf import as_bytes
 
 _HDR = struct.Struct(">8s8sBBBBII")
 _GEN = struct.Struct(">BBH")
@@ -77,6 +78,7 @@ _TS_LEN = {7: 16, 8: 40}
 
 def decode_message(data: bytes) -> Message:
     """Parse one IKE message (header + payload chain); SK stays sealed."""
+    data = as_bytes(data)
     if len(data) < 28:
         raise ParseError(TRUNCATED_HEADER, 0, None)
     spi_i, spi_r, first, version, exchange, flags, message_id, length = _HDR.unpack_from(data)
@@ -88,6 +90,7 @@ def decode_message(data: bytes) -> Message:
 
 def decode_payloads(first_type: int, data: bytes) -> tuple[Payload, ...]:
     """Parse a payload chain starting with type ``first_type`` (e.g. decrypted SK contents)."""
+    data = as_bytes(data)  # argument order as the native call checks them
     return _chain(_uint(first_type, 255, "first_type"), data, 0)
 
 

@@ -21,10 +21,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from ..errors import CryptoError, IntegrityError, ParseError
+from .buf import as_bytes
 
 _HEADER_LEN = 28
 _GENERIC_LEN = 4
 _SK = 46
+_SKF = 53
 _SPI_LEN = 8
 
 # PRF transform id -> (hash, output length) (RFC 7296 §3.3.2, RFC 4868 for SHA-2).
@@ -58,8 +60,8 @@ def _hash(prf_id: int) -> tuple[type[hashes.HashAlgorithm], int]:
 
 def prf(prf_id: int, key: bytes, data: bytes) -> bytes:
     """HMAC-based prf of RFC 7296 §2.13."""
-    mac = _hmac.HMAC(bytes(key), _hash(prf_id)[0]())
-    mac.update(bytes(data))
+    mac = _hmac.HMAC(as_bytes(key), _hash(prf_id)[0]())
+    mac.update(as_bytes(data))
     return mac.finalize()
 
 
@@ -70,7 +72,7 @@ def prf_plus(prf_id: int, key: bytes, seed: bytes, length: int) -> bytes:
         raise CryptoError("prf+ length must not be negative")
     if length > 255 * digest_size:
         raise CryptoError("prf+ would need more than 255 iterations")
-    key, seed = bytes(key), bytes(seed)
+    key, seed = as_bytes(key), as_bytes(seed)
     out = bytearray()
     block = b""
     counter = 1
@@ -83,13 +85,13 @@ def prf_plus(prf_id: int, key: bytes, seed: bytes, length: int) -> bytes:
 
 def skeyseed(prf_id: int, nonce_i: bytes, nonce_r: bytes, shared_secret: bytes) -> bytes:
     """SKEYSEED = prf(Ni | Nr, g^ir) (§2.14)."""
-    return prf(prf_id, bytes(nonce_i) + bytes(nonce_r), shared_secret)
+    return prf(prf_id, as_bytes(nonce_i) + as_bytes(nonce_r), shared_secret)
 
 
 def rekey_skeyseed(prf_id: int, sk_d_old: bytes, shared_secret: bytes,
                    nonce_i: bytes, nonce_r: bytes) -> bytes:
     """SKEYSEED of a rekeyed IKE SA = prf(SK_d (old), g^ir (new) | Ni | Nr) (§2.18)."""
-    return prf(prf_id, sk_d_old, bytes(shared_secret) + bytes(nonce_i) + bytes(nonce_r))
+    return prf(prf_id, sk_d_old, as_bytes(shared_secret) + as_bytes(nonce_i) + as_bytes(nonce_r))
 
 
 def ike_keys(prf_id: int, skeyseed: bytes, nonce_i: bytes, nonce_r: bytes,
@@ -103,7 +105,7 @@ def ike_keys(prf_id: int, skeyseed: bytes, nonce_i: bytes, nonce_r: bytes,
     prf_len = _hash(prf_id)[1]
     sizes = (prf_len, integ_key_len, integ_key_len, encr_key_len, encr_key_len,
              prf_len, prf_len)
-    seed = bytes(nonce_i) + bytes(nonce_r) + bytes(spi_i) + bytes(spi_r)
+    seed = as_bytes(nonce_i) + as_bytes(nonce_r) + as_bytes(spi_i) + as_bytes(spi_r)
     stream = prf_plus(prf_id, skeyseed, seed, sum(sizes))
     keys = []
     pos = 0
@@ -116,7 +118,7 @@ def ike_keys(prf_id: int, skeyseed: bytes, nonce_i: bytes, nonce_r: bytes,
 def child_keymat(prf_id: int, sk_d: bytes, nonce_i: bytes, nonce_r: bytes,
                  length: int, shared_secret: bytes = b"") -> bytes:
     """KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr) (§2.17)."""
-    seed = bytes(shared_secret) + bytes(nonce_i) + bytes(nonce_r)
+    seed = as_bytes(shared_secret) + as_bytes(nonce_i) + as_bytes(nonce_r)
     return prf_plus(prf_id, sk_d, seed, length)
 
 
@@ -125,8 +127,8 @@ def signed_octets(prf_id: int, message: bytes, nonce: bytes, sk_p: bytes,
     """message | nonce | prf(SK_p, RestOfIDPayload) (§2.15)."""
     if not 0 <= id_type <= 255:
         raise CryptoError("ID type must fit one octet")
-    rest_of_id = bytes((id_type, 0, 0, 0)) + bytes(id_data)
-    return bytes(message) + bytes(nonce) + prf(prf_id, sk_p, rest_of_id)
+    rest_of_id = bytes((id_type, 0, 0, 0)) + as_bytes(id_data)
+    return as_bytes(message) + as_bytes(nonce) + prf(prf_id, sk_p, rest_of_id)
 
 
 _KEY_PAD = b"Key Pad for IKEv2"
@@ -146,7 +148,7 @@ def nat_detection_hash(spi_i: bytes, spi_r: bytes, ip: bytes, port: int) -> byte
     if not 0 <= port <= 0xFFFF:
         raise ValueError("port must be 0-65535")
     return hashlib.sha1(
-        bytes(spi_i) + bytes(spi_r) + bytes(ip) + port.to_bytes(2, "big")
+        as_bytes(spi_i) + as_bytes(spi_r) + as_bytes(ip) + port.to_bytes(2, "big")
     ).digest()
 
 
@@ -172,7 +174,7 @@ class Keyed(typing.NamedTuple):
 
 def keyed(encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes) -> Keyed:
     """Check transform ids and key lengths as the Rust core does; AEAD keys end with the salt."""
-    encr_key, integ_key = bytes(encr_key), bytes(integ_key)
+    encr_key, integ_key = as_bytes(encr_key), as_bytes(integ_key)
     if encr_id in (ENCR_AES_GCM_16, ENCR_CHACHA20_POLY1305):
         if integ_id != 0 or integ_key:
             raise CryptoError("AEAD transforms take no integrity algorithm")
@@ -227,8 +229,9 @@ class SkCipher:
 
     def seal(self, prefix: bytes, next_payload: int, plaintext: bytes,
              *, iv: bytes | None = None) -> bytes:
-        """prefix (length field rewritten) | SK header | IV | ciphertext | ICV."""
-        prefix, plaintext = bytes(prefix), bytes(plaintext)
+        """prefix (length field and the Next Payload naming SK rewritten) | SK header | IV |
+        ciphertext | ICV. The prefix is the 28-octet header and any clear payloads."""
+        prefix, plaintext = as_bytes(prefix), as_bytes(plaintext)
         if len(prefix) < _HEADER_LEN:
             raise CryptoError("prefix must start with the 28-octet IKE header")
         if not 0 <= next_payload <= 255:
@@ -237,7 +240,7 @@ class SkCipher:
             iv = self._fresh_iv()
         elif len(iv) != self.iv_size:
             raise CryptoError("wrong IV length")
-        iv = bytes(iv)
+        iv = as_bytes(iv)
         if self._aead is not None:
             body_len = len(plaintext) + 1
         else:
@@ -248,8 +251,10 @@ class SkCipher:
         total = len(prefix) + sk_len
         if total > 0xFFFF_FFFF:
             raise CryptoError("message too long")
-        head = (prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
-                + struct.pack(">BBH", next_payload, 0, sk_len))
+        building = bytearray(prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
+                             + struct.pack(">BBH", next_payload, 0, sk_len))
+        building[_last_clear_payload(prefix)] = _SK
+        head = bytes(building)
         if self._aead is not None:
             sealed = self._aead.encrypt(self._salt + iv, plaintext + b"\x00", head)
             return head + iv + sealed
@@ -262,7 +267,7 @@ class SkCipher:
     def open(self, data: bytes) -> tuple[int, bytes]:
         """Verify and decrypt the SK payload that ends ``data``; return (first inner type,
         plaintext). Structure errors raise ParseError, anything keyed IntegrityError."""
-        data = bytes(data)
+        data = as_bytes(data)
         sk_off = _find_sk(data)
         first_inner = data[sk_off]
         body_off = sk_off + _GENERIC_LEN + self.iv_size
@@ -286,6 +291,27 @@ class SkCipher:
         if pad_len >= len(padded):
             raise IntegrityError()
         return first_inner, padded[:len(padded) - 1 - pad_len]
+
+
+def _last_clear_payload(prefix: bytes) -> int:
+    """Offset of the octet that must name SK: the last clear payload's Next Payload, or the
+    header's when there is none. The payload lengths must add up to the prefix, and no Next
+    Payload of 0, SK or SKF may end the chain before its last payload."""
+    next_type, offset, last, last_type = prefix[16], _HEADER_LEN, 16, None
+    while offset < len(prefix):
+        if offset + _GENERIC_LEN > len(prefix):
+            raise ParseError("truncated payload", offset, next_type)
+        length = int.from_bytes(prefix[offset + 2:offset + 4], "big")
+        if length < _GENERIC_LEN:
+            raise ParseError("bad payload length", offset, next_type)
+        if offset + length > len(prefix):
+            raise ParseError("truncated payload", offset, next_type)
+        if next_type == 0:
+            raise ParseError("trailing data", offset, last_type)
+        if next_type in (_SK, _SKF):
+            raise ParseError("trailing data", offset + length, next_type)
+        last, last_type, next_type, offset = offset, next_type, prefix[offset], offset + length
+    return last
 
 
 def _find_sk(data: bytes) -> int:

@@ -14,6 +14,8 @@ pub const BAD_ATTRIBUTE: &str = "bad attribute";
 pub const BAD_TRAFFIC_SELECTOR: &str = "bad traffic selector";
 pub const BAD_SPI_SIZE: &str = "bad spi size";
 pub const BAD_FRAGMENT_NUMBER: &str = "bad fragment number";
+/// Only the framing walk reports it; the record decoder keeps such payloads for the engine.
+pub const UNSUPPORTED_CRITICAL_PAYLOAD: &str = "unsupported critical payload";
 
 /// Malformed input: what is wrong, where the offending structure starts (relative to the
 /// buffer handed to the decoder) and which payload type was being decoded (`None`: header).

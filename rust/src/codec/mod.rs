@@ -8,6 +8,7 @@
 mod decode;
 mod encode;
 mod error;
+mod frame;
 mod model;
 #[cfg(any(test, feature = "fuzzing"))]
 mod oracle;
@@ -15,7 +16,8 @@ mod reader;
 
 pub use decode::{decode_message, decode_payloads};
 pub use encode::{encode_message, encode_payloads};
-pub use error::{EncodeError, ParseError};
+pub use error::{EncodeError, ParseError, UNSUPPORTED_CRITICAL_PAYLOAD};
+pub use frame::{decode_header, walk_message, walk_payloads, Frame, Header};
 pub use model::{
     AttrValue, Body, Bytes, ConfigAttribute, Message, Payload, Proposal, TrafficSelector,
     Transform, TransformAttribute,

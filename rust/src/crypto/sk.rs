@@ -12,25 +12,24 @@ use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use cbc::cipher::array::Array;
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit};
 use chacha20poly1305::ChaCha20Poly1305;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use sha2::{Sha256, Sha384, Sha512};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+pub(crate) use super::integ::Integ;
 use super::Error;
 
 const HEADER_LEN: usize = 28;
 const GENERIC_LEN: usize = 4;
 const SK: u8 = 46;
+const SKF: u8 = 53;
 pub(crate) const SALT_LEN: usize = 4;
 pub(crate) const AEAD_IV: usize = 8;
 pub(crate) const AEAD_ICV: usize = 16;
 pub(crate) const BLOCK: usize = 16;
 
-const ENCR_AES_CBC: i64 = 12;
-const ENCR_AES_GCM_16: i64 = 20;
-const ENCR_CHACHA20_POLY1305: i64 = 28;
+pub(crate) const ENCR_AES_CBC: i64 = 12;
+pub(crate) const ENCR_AES_GCM_16: i64 = 20;
+pub(crate) const ENCR_CHACHA20_POLY1305: i64 = 28;
 
 pub(crate) enum Aead {
     Aes128Gcm(Box<Aes128Gcm>),
@@ -41,62 +40,6 @@ pub(crate) enum Aead {
 pub(crate) enum CbcKey {
     Aes128(Box<Aes128>),
     Aes256(Box<Aes256>),
-}
-
-/// A keyed integrity HMAC; `icv` is the truncated length (RFC 2404, RFC 4868 §2.1).
-pub(crate) enum Integ {
-    Sha1(Hmac<Sha1>),
-    Sha256(Hmac<Sha256>),
-    Sha384(Hmac<Sha384>),
-    Sha512(Hmac<Sha512>),
-}
-
-impl Integ {
-    pub(crate) fn new(id: i64, key: &[u8]) -> Result<(Self, usize), Error> {
-        let (want, icv) = match id {
-            2 => (20, 12),
-            12 => (32, 16),
-            13 => (48, 24),
-            14 => (64, 32),
-            _ => return Err(Error::Crypto("unsupported integrity transform")),
-        };
-        if key.len() != want {
-            return Err(Error::Crypto(
-                "wrong key length for the integrity transform",
-            ));
-        }
-        let bad = |_| Error::Crypto("HMAC key rejected");
-        let mac = match id {
-            2 => Integ::Sha1(Hmac::new_from_slice(key).map_err(bad)?),
-            12 => Integ::Sha256(Hmac::new_from_slice(key).map_err(bad)?),
-            13 => Integ::Sha384(Hmac::new_from_slice(key).map_err(bad)?),
-            _ => Integ::Sha512(Hmac::new_from_slice(key).map_err(bad)?),
-        };
-        Ok((mac, icv))
-    }
-
-    /// The untruncated MAC of `data`.
-    fn mac(&self, data: &[u8]) -> Vec<u8> {
-        self.mac_parts(&[data])
-    }
-
-    /// The untruncated MAC of the concatenation of `parts` (ESP with ESN signs the packet
-    /// and then the high half of the sequence number, RFC 4303 §2.2.1).
-    pub(crate) fn mac_parts(&self, parts: &[&[u8]]) -> Vec<u8> {
-        fn run<M: Mac + Clone>(m: &M, parts: &[&[u8]]) -> Vec<u8> {
-            let mut m = m.clone();
-            for p in parts {
-                m.update(p);
-            }
-            m.finalize().into_bytes().to_vec()
-        }
-        match self {
-            Integ::Sha1(m) => run(m, parts),
-            Integ::Sha256(m) => run(m, parts),
-            Integ::Sha384(m) => run(m, parts),
-            Integ::Sha512(m) => run(m, parts),
-        }
-    }
 }
 
 pub(crate) enum Kind {
@@ -113,42 +56,16 @@ impl Kind {
         integ_id: i64,
         integ_key: &[u8],
     ) -> Result<(Self, usize), Error> {
-        let bad_key = Error::Crypto("wrong key length for the encryption transform");
         match encr_id {
             ENCR_AES_GCM_16 | ENCR_CHACHA20_POLY1305 => {
                 if integ_id != 0 || !integ_key.is_empty() {
                     return Err(Error::Crypto("AEAD transforms take no integrity algorithm"));
                 }
-                let split = encr_key
-                    .len()
-                    .checked_sub(SALT_LEN)
-                    .ok_or(bad_key.clone())?;
-                let (key, salt) = encr_key.split_at(split);
-                let salt: [u8; SALT_LEN] = salt.try_into().map_err(|_| bad_key.clone())?;
-                let cipher = match (encr_id, key.len()) {
-                    (ENCR_AES_GCM_16, 16) => Aead::Aes128Gcm(Box::new(
-                        Aes128Gcm::new_from_slice(key).map_err(|_| bad_key.clone())?,
-                    )),
-                    (ENCR_AES_GCM_16, 32) => Aead::Aes256Gcm(Box::new(
-                        Aes256Gcm::new_from_slice(key).map_err(|_| bad_key.clone())?,
-                    )),
-                    (ENCR_CHACHA20_POLY1305, 32) => Aead::ChaCha20Poly1305(Box::new(
-                        ChaCha20Poly1305::new_from_slice(key).map_err(|_| bad_key.clone())?,
-                    )),
-                    _ => return Err(bad_key),
-                };
+                let (cipher, salt) = aead_key(encr_id, encr_key)?;
                 Ok((Kind::Aead { cipher, salt }, AEAD_ICV))
             }
             ENCR_AES_CBC => {
-                let key = match encr_key.len() {
-                    16 => CbcKey::Aes128(Box::new(
-                        Aes128::new_from_slice(encr_key).map_err(|_| bad_key.clone())?,
-                    )),
-                    32 => CbcKey::Aes256(Box::new(
-                        Aes256::new_from_slice(encr_key).map_err(|_| bad_key.clone())?,
-                    )),
-                    _ => return Err(bad_key),
-                };
+                let key = cbc_key(encr_key)?;
                 let (integ, icv) = Integ::new(integ_id, integ_key)?;
                 Ok((
                     Kind::Cbc {
@@ -170,6 +87,18 @@ impl Drop for Kind {
             salt.zeroize();
         }
     }
+}
+
+/// A verified, decrypted SK payload: what `SkCipher::open_sk` found in a datagram.
+pub struct Opened {
+    /// The SK payload's Next Payload: the type of the first inner payload.
+    pub first_inner: u8,
+    /// Where the SK payload's generic header starts in the datagram.
+    pub sk_offset: usize,
+    /// Where its IV sits in the datagram.
+    pub iv: core::ops::Range<usize>,
+    /// The inner payload chain, padding removed; wiped (whole capacity) on drop.
+    pub plaintext: Zeroizing<Vec<u8>>,
 }
 
 /// One direction's keyed SK protection; keys are expanded once and wiped on drop.
@@ -232,7 +161,8 @@ impl SkCipher {
         }
     }
 
-    /// prefix (length field rewritten) | SK header | IV | encrypted body | ICV.
+    /// prefix (length field and the Next Payload naming SK rewritten) | SK header | IV |
+    /// encrypted body | ICV. The prefix is the 28-octet header and any clear payloads.
     pub fn seal(
         &self,
         prefix: &[u8],
@@ -261,10 +191,15 @@ impl SkCipher {
         let total = prefix.len() + sk_len;
         let total32 = u32::try_from(total).map_err(|_| Error::Crypto("message too long"))?;
 
+        let points_at_sk = last_clear_payload(prefix)?.unwrap_or(16);
+
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&prefix[..24]);
         out.extend_from_slice(&total32.to_be_bytes());
         out.extend_from_slice(&prefix[HEADER_LEN..]);
+        if let Some(next) = out.get_mut(points_at_sk) {
+            *next = SK;
+        }
         out.extend_from_slice(&[next_payload, 0]);
         out.extend_from_slice(&sk_len16.to_be_bytes());
         let aad_end = out.len();
@@ -297,6 +232,11 @@ impl SkCipher {
     /// Verify and decrypt the SK payload that ends `data`: (first inner type, plaintext).
     /// The plaintext buffer is wiped (whole capacity) when the caller drops it.
     pub fn open(&self, data: &[u8]) -> Result<(u8, Zeroizing<Vec<u8>>), Error> {
+        self.open_sk(data).map(|o| (o.first_inner, o.plaintext))
+    }
+
+    /// `open`, also saying where the SK payload and its IV sit in `data`.
+    pub fn open_sk(&self, data: &[u8]) -> Result<Opened, Error> {
         let sk_off = find_sk(data)?;
         let short = Error::Parse {
             what: "bad SK payload length",
@@ -339,8 +279,49 @@ impl SkCipher {
             .checked_sub(pad_len + 1)
             .ok_or(Error::Integrity)?;
         plain.truncate(keep);
-        Ok((first_inner, plain))
+        Ok(Opened {
+            first_inner,
+            sk_offset: sk_off,
+            iv: iv_start..body_start,
+            plaintext: plain,
+        })
     }
+}
+
+const BAD_ENCR_KEY: Error = Error::Crypto("wrong key length for the encryption transform");
+
+/// An AEAD keyed from `encr_key`, whose last 4 octets are the salt (RFC 5282 §7.1, RFC 7634).
+pub(crate) fn aead_key(encr_id: i64, encr_key: &[u8]) -> Result<(Aead, [u8; SALT_LEN]), Error> {
+    let split = encr_key.len().checked_sub(SALT_LEN).ok_or(BAD_ENCR_KEY)?;
+    let (key, salt) = encr_key.split_at(split);
+    let salt: [u8; SALT_LEN] = salt.try_into().map_err(|_| BAD_ENCR_KEY)?;
+    let cipher = match (encr_id, key.len()) {
+        (ENCR_AES_GCM_16, 16) => Aead::Aes128Gcm(Box::new(
+            Aes128Gcm::new_from_slice(key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        (ENCR_AES_GCM_16, 32) => Aead::Aes256Gcm(Box::new(
+            Aes256Gcm::new_from_slice(key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        (ENCR_CHACHA20_POLY1305, 32) => Aead::ChaCha20Poly1305(Box::new(
+            ChaCha20Poly1305::new_from_slice(key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        (ENCR_AES_GCM_16 | ENCR_CHACHA20_POLY1305, _) => return Err(BAD_ENCR_KEY),
+        _ => return Err(Error::Crypto("unsupported encryption transform")),
+    };
+    Ok((cipher, salt))
+}
+
+/// An AES key for CBC (128 or 256 bits).
+pub(crate) fn cbc_key(encr_key: &[u8]) -> Result<CbcKey, Error> {
+    Ok(match encr_key.len() {
+        16 => CbcKey::Aes128(Box::new(
+            Aes128::new_from_slice(encr_key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        32 => CbcKey::Aes256(Box::new(
+            Aes256::new_from_slice(encr_key).map_err(|_| BAD_ENCR_KEY)?,
+        )),
+        _ => return Err(BAD_ENCR_KEY),
+    })
 }
 
 pub(crate) fn nonce(salt: &[u8; SALT_LEN], iv: &[u8]) -> [u8; SALT_LEN + AEAD_IV] {
@@ -432,9 +413,46 @@ fn be16(data: &[u8], at: usize) -> Option<usize> {
     Some(usize::from(u16::from_be_bytes([b[0], b[1]])))
 }
 
+/// Offset of the last clear payload in a seal prefix (`None`: the header is all there is), so
+/// `seal` can make its Next Payload name SK. The payload lengths must add up to the prefix,
+/// and the chain must reach its last payload: a Next Payload of 0, SK or SKF before it would
+/// end the chain early for the receiver, and is reported as the codec would see it.
+fn last_clear_payload(prefix: &[u8]) -> Result<Option<usize>, Error> {
+    let parse = |what, offset, payload| Error::Parse {
+        what,
+        offset,
+        payload,
+    };
+    let mut ty = prefix.get(16).copied().unwrap_or(0);
+    let mut offset = HEADER_LEN;
+    let (mut last, mut last_ty) = (None, None);
+    while offset < prefix.len() {
+        let (Some(&following), Some(length)) = (prefix.get(offset), be16(prefix, offset + 2))
+        else {
+            return Err(parse("truncated payload", offset, Some(ty)));
+        };
+        if length < GENERIC_LEN {
+            return Err(parse("bad payload length", offset, Some(ty)));
+        }
+        if offset + length > prefix.len() {
+            return Err(parse("truncated payload", offset, Some(ty)));
+        }
+        if ty == 0 {
+            return Err(parse("trailing data", offset, last_ty));
+        }
+        if ty == SK || ty == SKF {
+            return Err(parse("trailing data", offset + length, Some(ty)));
+        }
+        (last, last_ty) = (Some(offset), Some(ty));
+        ty = following;
+        offset += length;
+    }
+    Ok(last)
+}
+
 /// Offset of the SK generic header, after checking the chain and that SK ends the datagram.
 /// The `what` phrases are the codec's where the fault is the same one.
-fn find_sk(data: &[u8]) -> Result<usize, Error> {
+pub fn find_sk(data: &[u8]) -> Result<usize, Error> {
     let parse = |what, offset, payload| Error::Parse {
         what,
         offset,

@@ -8,9 +8,10 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple, PyType};
 use pyo3::{intern, wrap_pyfunction};
 
+use super::buf::Buf;
 use crate::codec::{
     self, AttrValue, Body, Bytes, ConfigAttribute, Message, Payload, Proposal, TrafficSelector,
     Transform, TransformAttribute,
@@ -44,6 +45,7 @@ struct Classes {
     traffic_selector: Class,
     config_attribute: Class,
     parse_error: Py<PyType>,
+    unsupported_critical: Py<PyType>,
 }
 
 impl Classes {
@@ -88,7 +90,7 @@ fn classes(py: Python<'_>) -> PyResult<&'static Classes> {
         let get = |name: &str| -> PyResult<Class> {
             let ty = m.getattr(name)?.cast_into::<PyType>()?;
             Ok(Class {
-                slots: probe(&ty),
+                fast: Fast::probe(&ty)?,
                 ty: ty.unbind(),
             })
         };
@@ -122,15 +124,24 @@ fn classes(py: Python<'_>) -> PyResult<&'static Classes> {
                 .getattr("ParseError")?
                 .cast_into::<PyType>()?
                 .unbind(),
+            unsupported_critical: errors
+                .getattr("UnsupportedCriticalPayloadError")?
+                .cast_into::<PyType>()?
+                .unbind(),
         })
     })
 }
 
-/// A core parse error as `ikecp.errors.ParseError(what, offset, payload)`.
+/// A core parse error as `ikecp.errors.ParseError(what, offset, payload)` (its subclass
+/// `UnsupportedCriticalPayloadError` for that fault).
 pub(crate) fn parse_error(py: Python<'_>, e: codec::ParseError) -> PyErr {
     match classes(py) {
         Ok(c) => PyErr::from_type(
-            c.parse_error.bind(py).clone(),
+            if e.what == codec::UNSUPPORTED_CRITICAL_PAYLOAD {
+                c.unsupported_critical.bind(py).clone()
+            } else {
+                c.parse_error.bind(py).clone()
+            },
             (e.what, e.offset, e.payload),
         ),
         Err(import_failed) => import_failed,
@@ -139,141 +150,162 @@ pub(crate) fn parse_error(py: Python<'_>, e: codec::ParseError) -> PyErr {
 
 // --- decoding: core types -> Python objects -------------------------------------------------
 
-/// One `ikecp.message` class and, if probing worked, where its fields live in an instance.
+/// One `ikecp.message` class and, when its construction allows it, its fast path.
 struct Class {
     ty: Py<PyType>,
-    slots: Option<Slots>,
+    fast: Option<Fast>,
 }
 
-/// Byte offsets of a slotted dataclass's fields inside an instance, by (interned) field name.
-struct Slots {
+/// How `cls(*fields)` builds an instance of a record class, done without the Python frame of
+/// its `__init__`: the class's own `tp_alloc` (what `object.__new__` calls), then each field
+/// stored through the class's own member descriptor, called through its type's
+/// `tp_descr_set` slot — the very calls that `ikecp.record`'s generated `__init__` makes,
+/// in the same order. Only the stable ABI is used (`PyType_GetSlot` on the descriptor type
+/// works for static types from 3.10) and no instance memory is touched directly, so the
+/// descriptors keep doing their own checks and locking.
+struct Fast {
+    alloc: ffi::allocfunc,
+    set: ffi::descrsetfunc,
+    get: ffi::descrgetfunc,
+    /// Interned field names and their member descriptors, in `__init__` parameter order.
     names: Vec<Py<PyString>>,
-    offsets: Vec<usize>,
+    descrs: Vec<Py<PyAny>>,
 }
 
-impl Slots {
-    /// Interned names compare by address, as the type's attribute lookup does first; `hint`
-    /// is where the name usually sits (build sites name fields in declaration order).
-    fn offset(&self, name: &Bound<'_, PyString>, hint: usize) -> Option<usize> {
+impl Fast {
+    /// The fast path for `ty`, or `None` (then `ty(**fields)` is called) unless all of these
+    /// hold: `__new__` is `object.__new__`; `__init__` is the one `ikecp.record` generated
+    /// for exactly these fields (it only sets each slot through its descriptor, no other
+    /// check); every field is a plain member descriptor of the class.
+    fn probe(ty: &Bound<'_, PyType>) -> PyResult<Option<Fast>> {
+        let py = ty.py();
+        let object_new = py
+            .get_type::<pyo3::types::PyAny>()
+            .getattr(intern!(py, "__new__"))?;
+        if !ty.getattr(intern!(py, "__new__"))?.is(&object_new) {
+            return Ok(None);
+        }
+        let init = ty.getattr(intern!(py, "__init__"))?;
+        let Ok(fields) = init.getattr(intern!(py, "__record_fields__")) else {
+            return Ok(None);
+        };
+        let member_type = py
+            .import("types")?
+            .getattr(intern!(py, "MemberDescriptorType"))?;
+        let own = ty.getattr(intern!(py, "__dict__"))?;
+        let (mut names, mut descrs) = (Vec::new(), Vec::new());
+        for name in fields.try_iter()? {
+            let name = name?.cast_into::<PyString>()?;
+            // A field stored elsewhere (inherited, a property) is not a plain record.
+            let Ok(descr) = own.get_item(&name) else {
+                return Ok(None);
+            };
+            if !descr.get_type().is(&member_type) {
+                return Ok(None);
+            }
+            names.push(PyString::intern(py, name.to_str()?).unbind());
+            descrs.push(descr.unbind());
+        }
+        let descr_type = member_type.cast_into::<PyType>()?;
+        // SAFETY: both are live type objects; PyType_GetSlot returns the slot's function
+        // pointer (or NULL), which has the signature of the slot it was asked for.
+        let (alloc, set, get) = unsafe {
+            (
+                ffi::PyType_GetSlot(ty.as_type_ptr(), ffi::Py_tp_alloc),
+                ffi::PyType_GetSlot(descr_type.as_type_ptr(), ffi::Py_tp_descr_set),
+                ffi::PyType_GetSlot(descr_type.as_type_ptr(), ffi::Py_tp_descr_get),
+            )
+        };
+        if alloc.is_null() || set.is_null() || get.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: non-NULL slot pointers of the kinds asked for above.
+        let (alloc, set, get) = unsafe {
+            (
+                std::mem::transmute::<*mut std::ffi::c_void, ffi::allocfunc>(alloc),
+                std::mem::transmute::<*mut std::ffi::c_void, ffi::descrsetfunc>(set),
+                std::mem::transmute::<*mut std::ffi::c_void, ffi::descrgetfunc>(get),
+            )
+        };
+        Ok(Some(Fast {
+            alloc,
+            set,
+            get,
+            names,
+            descrs,
+        }))
+    }
+
+    /// Where field `name` is, `hint` first (build sites name fields in declaration order);
+    /// interned names compare by address.
+    fn index(&self, name: &Bound<'_, PyString>, hint: usize) -> Option<usize> {
         let at = |i: usize| {
             self.names
                 .get(i)
                 .is_some_and(|n| n.as_ptr() == name.as_ptr())
         };
-        let i = if at(hint) {
-            hint
+        if at(hint) {
+            Some(hint)
         } else {
-            (0..self.names.len()).find(|&i| at(i))?
-        };
-        self.offsets.get(i).copied()
-    }
-}
-
-/// Allocate an instance as `object.__new__` would: every slot NULL, nothing else run.
-fn alloc<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
-    // SAFETY: `ty` is a live type object; PyType_GenericAlloc returns a new reference, or
-    // NULL with an exception set, which from_owned_ptr_or_err turns into Err.
-    unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyType_GenericAlloc(ty.as_type_ptr(), 0)) }
-}
-
-fn set_slow(
-    obj: &Bound<'_, PyAny>,
-    name: &Bound<'_, PyString>,
-    value: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    // SAFETY: all three pointers are live references for the duration of the call; the
-    // function returns -1 with an exception set on failure.
-    if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) } < 0 {
-        return Err(PyErr::fetch(obj.py()));
-    }
-    Ok(())
-}
-
-/// Find where each dataclass field of `ty` sits: set a distinct marker object through the slot
-/// descriptors, then look for each marker's address among the instance's pointer-sized words.
-/// `None` (always go through the descriptors) unless every marker is found exactly once.
-fn probe(ty: &Bound<'_, PyType>) -> Option<Slots> {
-    let py = ty.py();
-    let size: usize = ty
-        .getattr(intern!(py, "__basicsize__"))
-        .ok()?
-        .extract()
-        .ok()?;
-    // dataclasses.fields: the instance fields only, not ClassVar pseudo-fields.
-    let fields = py
-        .import("dataclasses")
-        .and_then(|m| m.getattr(intern!(py, "fields"))?.call1((ty,)))
-        .ok()?;
-    let names = fields
-        .try_iter()
-        .ok()?
-        .map(|f| {
-            let name = f.ok()?.getattr(intern!(py, "name")).ok()?;
-            Some(PyString::intern(
-                py,
-                name.cast::<PyString>().ok()?.to_str().ok()?,
-            ))
-        })
-        .collect::<Option<Vec<_>>>()?;
-    let obj = alloc(ty).ok()?;
-    let markers: Vec<Bound<'_, PyAny>> =
-        names.iter().map(|_| PyList::empty(py).into_any()).collect();
-    for (name, marker) in names.iter().zip(&markers) {
-        set_slow(&obj, name, marker).ok()?;
-    }
-    let word = std::mem::size_of::<*mut ffi::PyObject>();
-    let header = std::mem::size_of::<ffi::PyObject>();
-    let base = obj.as_ptr().cast::<u8>();
-    let offsets = markers
-        .iter()
-        .map(|marker| {
-            let mut found = (header..size.saturating_sub(word - 1))
-                .step_by(word)
-                .filter(|&off| {
-                    // SAFETY: `off + word <= size`, the instance's allocated basic size, so the
-                    // read stays inside the object; read_unaligned needs no alignment.
-                    let p = unsafe { base.add(off).cast::<*mut ffi::PyObject>().read_unaligned() };
-                    p == marker.as_ptr()
-                });
-            match (found.next(), found.next()) {
-                (Some(off), None) => Some(off),
-                _ => None,
-            }
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(Slots {
-        names: names.into_iter().map(Bound::unbind).collect(),
-        offsets,
-    })
-}
-
-/// Build a frozen, slotted `ikecp.message` dataclass instance without running its generated
-/// `__init__` (which costs a Python frame per object): allocate it as `object.__new__` would
-/// and fill every field, as that `__init__` does — straight into the slots `probe` located,
-/// else through the slot descriptors. The classes have no `__post_init__`; every field is
-/// given, so the object equals one built by the constructor (the differential tests compare
-/// them).
-fn new_instance<'py>(
-    cls: &Class,
-    py: Python<'py>,
-    fields: impl IntoIterator<Item = (&'py Bound<'py, PyString>, Bound<'py, PyAny>)>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let obj = alloc(cls.ty.bind(py))?;
-    let base = obj.as_ptr().cast::<u8>();
-    for (i, (name, value)) in fields.into_iter().enumerate() {
-        match cls.slots.as_ref().and_then(|s| s.offset(name, i)) {
-            // SAFETY: `probe` found this field's slot at `off` inside every instance of the
-            // class, and a fresh instance holds NULL there; the slot takes over the new
-            // reference, as the slot descriptor's setter would.
-            Some(off) => unsafe {
-                base.add(off)
-                    .cast::<*mut ffi::PyObject>()
-                    .write_unaligned(value.into_ptr());
-            },
-            None => set_slow(&obj, name, &value)?,
+            (0..self.names.len()).find(|&i| at(i))
         }
     }
-    Ok(obj)
+
+    /// `obj.<field i>` through the member descriptor (AttributeError if unset).
+    fn get<'py>(&self, obj: &Bound<'py, PyAny>, i: usize) -> Option<PyResult<Bound<'py, PyAny>>> {
+        let descr = self.descrs.get(i)?;
+        let py = obj.py();
+        // SAFETY: `get` is member_descriptor's tp_descr_get; it takes borrowed descriptor,
+        // instance and type, and returns a new reference or NULL with an exception set.
+        let out = unsafe {
+            (self.get)(
+                descr.as_ptr(),
+                obj.as_ptr(),
+                obj.get_type_ptr().cast::<ffi::PyObject>(),
+            )
+        };
+        // SAFETY: as above.
+        Some(unsafe { Bound::from_owned_ptr_or_err(py, out) })
+    }
+}
+
+/// Build an `ikecp.message` record from its fields, given in declaration order: through the
+/// class's `Fast` path when it has one and the names line up, else by calling the class.
+fn new_instance<'py, const N: usize>(
+    cls: &Class,
+    py: Python<'py>,
+    fields: [(&'py Bound<'py, PyString>, Bound<'py, PyAny>); N],
+) -> PyResult<Bound<'py, PyAny>> {
+    let ty = cls.ty.bind(py);
+    match &cls.fast {
+        Some(fast)
+            if fast.names.len() == N
+                && fields
+                    .iter()
+                    .zip(&fast.names)
+                    .all(|((name, _), n)| name.as_ptr() == n.as_ptr()) =>
+        {
+            // SAFETY: `alloc` is the class's own tp_alloc; it returns a new reference or NULL
+            // with an exception set.
+            let obj =
+                unsafe { Bound::from_owned_ptr_or_err(py, (fast.alloc)(ty.as_type_ptr(), 0))? };
+            for ((_, value), descr) in fields.iter().zip(&fast.descrs) {
+                // SAFETY: `set` is member_descriptor's tp_descr_set, called as
+                // `descr.__set__(obj, value)` with borrowed references; -1 sets an exception.
+                if unsafe { (fast.set)(descr.as_ptr(), obj.as_ptr(), value.as_ptr()) } < 0 {
+                    return Err(PyErr::fetch(py));
+                }
+            }
+            Ok(obj)
+        }
+        _ => {
+            let kwargs = pyo3::types::PyDict::new(py);
+            for (name, value) in fields {
+                kwargs.set_item(name, value)?;
+            }
+            ty.call((), Some(&kwargs))
+        }
+    }
 }
 
 /// `build!(py, class, {"field" => value, ...})`: a message object from its fields.
@@ -284,7 +316,7 @@ macro_rules! build {
 }
 
 /// A tuple filled in place as its items are built (no intermediate Vec of objects).
-fn tuple_of<'py, T>(
+pub(crate) fn tuple_of<'py, T>(
     py: Python<'py>,
     items: &[T],
     f: impl Fn(&T) -> PyResult<Bound<'py, PyAny>>,
@@ -480,28 +512,17 @@ pub(crate) fn decode_payloads_py<'py>(
 
 // --- encoding: Python objects -> core types -------------------------------------------------
 
-/// `obj.attr`, read straight from its slot when `obj` is exactly one of the probed classes.
+/// `obj.attr`, through the member descriptor when `obj` is exactly one of the record classes.
 fn field<'py>(obj: &Bound<'py, PyAny>, attr: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
-    let off = classes(py)?
+    let read = classes(py)?
         .of(obj.get_type_ptr())
-        .and_then(|c| c.slots.as_ref()?.offset(attr, 0));
-    if let Some(off) = off {
-        // SAFETY: `obj`'s type is exactly the class `probe` located this field in, so the
-        // pointer-sized read at `off` stays inside the instance.
-        let p = unsafe {
-            obj.as_ptr()
-                .cast::<u8>()
-                .add(off)
-                .cast::<*mut ffi::PyObject>()
-                .read_unaligned()
-        };
-        if !p.is_null() {
-            // SAFETY: a non-NULL slot holds a live object; Bound takes a new reference to it.
-            return Ok(unsafe { Bound::from_borrowed_ptr(py, p) });
-        }
+        .and_then(|c| c.fast.as_ref())
+        .and_then(|f| f.get(obj, f.index(attr, 0)?));
+    match read {
+        Some(value) => value,
+        None => obj.getattr(attr),
     }
-    obj.getattr(attr)
 }
 
 /// Read an unsigned int attribute; `TypeError` if it is not an int, `ValueError` if it
@@ -781,8 +802,8 @@ pub(crate) fn message_from_py(msg: &Bound<'_, PyAny>) -> PyResult<Message<'stati
 
 /// Parse one IKE message (header + payload chain); SK stays sealed.
 #[pyfunction]
-fn decode_message<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    let m = codec::decode_message(data).map_err(|e| parse_error(py, e))?;
+fn decode_message<'py>(py: Python<'py>, data: Buf) -> PyResult<Bound<'py, PyAny>> {
+    let m = codec::decode_message(&data).map_err(|e| parse_error(py, e))?;
     message_to_py(py, &m)
 }
 
@@ -794,21 +815,26 @@ fn encode_message<'py>(py: Python<'py>, msg: &Bound<'py, PyAny>) -> PyResult<Bou
     Ok(PyBytes::new(py, &wire))
 }
 
-/// Parse a payload chain starting with type `first_type` (e.g. decrypted SK contents).
-#[pyfunction]
-fn decode_payloads<'py>(
-    py: Python<'py>,
-    first_type: &Bound<'py, PyAny>,
-    data: &[u8],
-) -> PyResult<Bound<'py, PyTuple>> {
-    let first = first_type.extract::<u8>().map_err(|e| {
+/// A payload type argument: `ValueError` outside 0..255, `TypeError` if not an int.
+pub(crate) fn first_type_arg(py: Python<'_>, first_type: &Bound<'_, PyAny>) -> PyResult<u8> {
+    first_type.extract::<u8>().map_err(|e| {
         if e.is_instance_of::<PyOverflowError>(py) {
             PyValueError::new_err("first_type must be an int in 0..255")
         } else {
             PyTypeError::new_err("first_type must be an int")
         }
-    })?;
-    decode_payloads_py(py, first, data)
+    })
+}
+
+/// Parse a payload chain starting with type `first_type` (e.g. decrypted SK contents).
+#[pyfunction]
+fn decode_payloads<'py>(
+    py: Python<'py>,
+    first_type: &Bound<'py, PyAny>,
+    data: Buf,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let first = first_type_arg(py, first_type)?;
+    decode_payloads_py(py, first, &data)
 }
 
 /// Serialize a payload chain; returns (type of the first payload or 0, bytes).

@@ -1,15 +1,15 @@
 //! PyO3 face of the crypto core: the prf/key-schedule functions, NAT-D, MODP and `SkCipher`.
 //!
 //! Core errors become `ikecp.errors` exceptions here (classes imported once and cached).
-//! Byte arguments accept `bytes` or `bytearray`; integer arguments that do not fit are the
+//! Byte arguments accept any buffer (`Buf`); integer arguments that do not fit are the
 //! same error class the pure-Python twin raises.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyTuple, PyType};
 
+use super::buf::Buf;
 use crate::crypto::{self, Error, Prf};
 
 /// Below this many bytes the GIL is kept: releasing it costs more than the work.
@@ -40,7 +40,6 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
     made.unwrap_or_else(|import_failed| import_failed)
 }
 
-/// An integer argument as i64; one that does not fit gives `err` (the twin's error class).
 /// (encryption, integrity) transform ids; one that is no integer is an unsupported transform.
 pub(crate) fn transform_ids(
     py: Python<'_>,
@@ -60,7 +59,8 @@ pub(crate) fn transform_ids(
     Ok((e, i))
 }
 
-fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
+/// An integer argument as i64; one that does not fit gives `err` (the twin's error class).
+pub(crate) fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
     value.extract::<i64>().map_err(|_| to_py(py, err))
 }
 
@@ -69,7 +69,10 @@ fn prf_arg(py: Python<'_>, prf_id: &Bound<'_, PyAny>) -> PyResult<Prf> {
     Prf::from_id(id).map_err(|e| to_py(py, e))
 }
 
-fn bytes_out<'py>(py: Python<'py>, r: Result<Vec<u8>, Error>) -> PyResult<Bound<'py, PyBytes>> {
+pub(crate) fn bytes_out<'py>(
+    py: Python<'py>,
+    r: Result<Vec<u8>, Error>,
+) -> PyResult<Bound<'py, PyBytes>> {
     r.map(|v| PyBytes::new(py, &v)).map_err(|e| to_py(py, e))
 }
 
@@ -78,8 +81,8 @@ fn bytes_out<'py>(py: Python<'py>, r: Result<Vec<u8>, Error>) -> PyResult<Bound<
 fn prf<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    key: PyBackedBytes,
-    data: PyBackedBytes,
+    key: Buf,
+    data: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     bytes_out(py, crypto::prf(p, &key, &data))
@@ -90,8 +93,8 @@ fn prf<'py>(
 fn prf_plus<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    key: PyBackedBytes,
-    seed: PyBackedBytes,
+    key: Buf,
+    seed: Buf,
     length: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
@@ -104,9 +107,9 @@ fn prf_plus<'py>(
 fn skeyseed<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    nonce_i: PyBackedBytes,
-    nonce_r: PyBackedBytes,
-    shared_secret: PyBackedBytes,
+    nonce_i: Buf,
+    nonce_r: Buf,
+    shared_secret: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     bytes_out(py, crypto::skeyseed(p, &nonce_i, &nonce_r, &shared_secret))
@@ -117,10 +120,10 @@ fn skeyseed<'py>(
 fn rekey_skeyseed<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    sk_d_old: PyBackedBytes,
-    shared_secret: PyBackedBytes,
-    nonce_i: PyBackedBytes,
-    nonce_r: PyBackedBytes,
+    sk_d_old: Buf,
+    shared_secret: Buf,
+    nonce_i: Buf,
+    nonce_r: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     bytes_out(
@@ -135,11 +138,11 @@ fn rekey_skeyseed<'py>(
 fn ike_keys<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    skeyseed: PyBackedBytes,
-    nonce_i: PyBackedBytes,
-    nonce_r: PyBackedBytes,
-    spi_i: PyBackedBytes,
-    spi_r: PyBackedBytes,
+    skeyseed: Buf,
+    nonce_i: Buf,
+    nonce_r: Buf,
+    spi_i: Buf,
+    spi_r: Buf,
     encr_key_len: &Bound<'py, PyAny>,
     integ_key_len: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyTuple>> {
@@ -153,21 +156,21 @@ fn ike_keys<'py>(
 
 /// KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr).
 #[pyfunction]
-#[pyo3(signature = (prf_id, sk_d, nonce_i, nonce_r, length, shared_secret = b"".as_slice()))]
+#[pyo3(signature = (prf_id, sk_d, nonce_i, nonce_r, length, shared_secret = Buf::Empty))]
 fn child_keymat<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    sk_d: PyBackedBytes,
-    nonce_i: PyBackedBytes,
-    nonce_r: PyBackedBytes,
+    sk_d: Buf,
+    nonce_i: Buf,
+    nonce_r: Buf,
     length: &Bound<'py, PyAny>,
-    shared_secret: &[u8],
+    shared_secret: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     let n = int_arg(py, length, Error::Crypto("bad KEYMAT length"))?;
     bytes_out(
         py,
-        crypto::child_keymat(p, &sk_d, &nonce_i, &nonce_r, n, shared_secret),
+        crypto::child_keymat(p, &sk_d, &nonce_i, &nonce_r, n, &shared_secret),
     )
 }
 
@@ -176,11 +179,11 @@ fn child_keymat<'py>(
 fn signed_octets<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    message: PyBackedBytes,
-    nonce: PyBackedBytes,
-    sk_p: PyBackedBytes,
+    message: Buf,
+    nonce: Buf,
+    sk_p: Buf,
     id_type: &Bound<'py, PyAny>,
-    id_data: PyBackedBytes,
+    id_data: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     let t = int_arg(py, id_type, Error::Crypto("ID type must fit one octet"))?;
@@ -195,8 +198,8 @@ fn signed_octets<'py>(
 fn psk_auth<'py>(
     py: Python<'py>,
     prf_id: &Bound<'py, PyAny>,
-    psk: PyBackedBytes,
-    signed_octets: PyBackedBytes,
+    psk: Buf,
+    signed_octets: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = prf_arg(py, prf_id)?;
     bytes_out(py, crypto::psk_auth(p, &psk, &signed_octets))
@@ -206,9 +209,9 @@ fn psk_auth<'py>(
 #[pyfunction]
 fn nat_detection_hash<'py>(
     py: Python<'py>,
-    spi_i: PyBackedBytes,
-    spi_r: PyBackedBytes,
-    ip: PyBackedBytes,
+    spi_i: Buf,
+    spi_r: Buf,
+    ip: Buf,
     port: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let port = int_arg(py, port, Error::Value("port must be 0-65535"))?;
@@ -221,7 +224,7 @@ fn nat_detection_hash<'py>(
 fn modp_public<'py>(
     py: Python<'py>,
     group: &Bound<'py, PyAny>,
-    private: PyBackedBytes,
+    private: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let group = int_arg(py, group, Error::Crypto("unsupported MODP group"))?;
     bytes_out(py, py.detach(|| crypto::modp_public(group, &private)))
@@ -232,8 +235,8 @@ fn modp_public<'py>(
 fn modp_shared<'py>(
     py: Python<'py>,
     group: &Bound<'py, PyAny>,
-    private: PyBackedBytes,
-    peer_public: PyBackedBytes,
+    private: Buf,
+    peer_public: Buf,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let group = int_arg(py, group, Error::Crypto("unsupported MODP group"))?;
     bytes_out(
@@ -254,9 +257,9 @@ impl SkCipher {
     fn new(
         py: Python<'_>,
         encr_id: &Bound<'_, PyAny>,
-        encr_key: PyBackedBytes,
+        encr_key: Buf,
         integ_id: &Bound<'_, PyAny>,
-        integ_key: PyBackedBytes,
+        integ_key: Buf,
     ) -> PyResult<Self> {
         let (e, i) = transform_ids(py, encr_id, integ_id)?;
         let inner = crypto::SkCipher::new(e, &encr_key, i, &integ_key).map_err(|e| to_py(py, e))?;
@@ -278,10 +281,10 @@ impl SkCipher {
     fn seal<'py>(
         &self,
         py: Python<'py>,
-        prefix: PyBackedBytes,
+        prefix: Buf,
         next_payload: &Bound<'py, PyAny>,
-        plaintext: PyBackedBytes,
-        iv: Option<PyBackedBytes>,
+        plaintext: Buf,
+        iv: Option<Buf>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let np = int_arg(
             py,
@@ -299,11 +302,7 @@ impl SkCipher {
     }
 
     /// (first inner payload type, plaintext); IntegrityError or ParseError on failure.
-    fn open<'py>(
-        &self,
-        py: Python<'py>,
-        data: PyBackedBytes,
-    ) -> PyResult<(u8, Bound<'py, PyBytes>)> {
+    fn open<'py>(&self, py: Python<'py>, data: Buf) -> PyResult<(u8, Bound<'py, PyBytes>)> {
         let run = || self.inner.open(&data);
         let result = if data.len() >= DETACH_THRESHOLD {
             py.detach(run)

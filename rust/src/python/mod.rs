@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod buf;
 mod codec;
 mod crypto;
 #[cfg(target_os = "linux")]
@@ -10,6 +11,7 @@ mod dataplane;
 mod esp;
 #[cfg(target_os = "linux")]
 mod io;
+mod lowlevel;
 mod sk;
 
 #[pymodule]
@@ -22,5 +24,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     #[cfg(target_os = "linux")]
     io::register(m)?;
     sk::register(m)?;
+    lowlevel::register(m)?;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Whole-message SK protection in one native call: the codec binding's object conversion
-//! composed with the crypto core's `SkCipher`, no Python round trip in between.
+//! Whole-message SK protection in one native call: the core's `message::{open, assemble,
+//! seal}` between the codec binding's object conversion, no Python round trip in between.
 //!
 //! Same results and error classes as `ikecp._reference.sk`; a cipher that is not the native
 //! `SkCipher` (e.g. the reference one) is driven through its `seal`/`open` methods.
@@ -9,29 +9,10 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 use pyo3::{intern, wrap_pyfunction};
 
+use super::buf::Buf;
 use super::codec::{encode_error, message_from_py, message_to_py, parse_error};
 use super::crypto::{to_py, SkCipher};
-use crate::codec::{self, Body, Message, ParseError};
-
-const SK: u8 = 46;
-
-/// The fixed header of `data` as a core message with no payloads yet.
-fn header(data: &[u8]) -> Option<Message<'static>> {
-    let (spi_i, rest) = data.split_first_chunk::<8>()?;
-    let (spi_r, rest) = rest.split_first_chunk::<8>()?;
-    let (&[_next, version, exchange, flags], rest) = rest.split_first_chunk::<4>()?;
-    let message_id = u32::from_be_bytes(*rest.first_chunk::<4>()?);
-    Some(Message {
-        spi_i: *spi_i,
-        spi_r: *spi_r,
-        exchange,
-        flags,
-        message_id,
-        major_version: version >> 4,
-        minor_version: version & 0x0F,
-        payloads: Vec::new(),
-    })
-}
+use crate::message::{self, SealError};
 
 /// Verify and decrypt `data`, then decode header, clear payloads and inner payloads into an
 /// `ikecp.message.Message`; IntegrityError / ParseError as `SkCipher.open`.
@@ -41,40 +22,17 @@ fn open_message<'py>(
     cipher: &Bound<'py, PyAny>,
     data: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let wire: PyBackedBytes = data.extract()?;
-    let native_plain;
-    let py_plain: PyBackedBytes;
-    let (first, plain): (u8, &[u8]) = if let Ok(c) = cipher.cast::<SkCipher>() {
-        let (first, p) = c.get().inner.open(&wire).map_err(|e| to_py(py, e))?;
-        native_plain = p;
-        (first, &native_plain)
-    } else {
-        let (first, p): (u8, PyBackedBytes) = cipher
-            .call_method1(intern!(py, "open"), (data,))?
-            .extract()?;
-        py_plain = p;
-        (first, &py_plain)
-    };
-    let inner = codec::decode_payloads(first, plain).map_err(|e| parse_error(py, e))?;
-    let mut msg = header(&wire).ok_or_else(|| {
-        parse_error(
-            py,
-            ParseError {
-                what: "truncated IKE header",
-                offset: 0,
-                payload: None,
-            },
-        )
-    })?;
-    if wire.get(16) != Some(&SK) {
-        let outer = codec::decode_message(&wire).map_err(|e| parse_error(py, e))?;
-        msg.payloads = outer
-            .payloads
-            .into_iter()
-            .filter(|p| !matches!(p.body, Body::Sk { .. }))
-            .collect();
+    let wire: Buf = data.extract()?;
+    if let Ok(c) = cipher.cast::<SkCipher>() {
+        let opened = message::open(&c.get().inner, &wire).map_err(|e| to_py(py, e))?;
+        let msg = message::assemble(&wire, opened.first_inner, &opened.plaintext)
+            .map_err(|e| parse_error(py, e))?;
+        return message_to_py(py, &msg);
     }
-    msg.payloads.extend(inner);
+    let (first, plain): (u8, PyBackedBytes) = cipher
+        .call_method1(intern!(py, "open"), (PyBytes::new(py, &wire),))?
+        .extract()?;
+    let msg = message::assemble(&wire, first, &plain).map_err(|e| parse_error(py, e))?;
     message_to_py(py, &msg)
 }
 
@@ -88,22 +46,16 @@ fn seal_message<'py>(
     msg: &Bound<'py, PyAny>,
     iv: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut m = message_from_py(msg)?;
-    let payloads = std::mem::take(&mut m.payloads);
-    let mut head = codec::encode_message(&m).map_err(encode_error)?;
-    if let Some(next) = head.get_mut(16) {
-        *next = SK;
-    }
-    let (first, body) = codec::encode_payloads(&payloads).map_err(encode_error)?;
+    let m = message_from_py(msg)?;
     if let Ok(c) = cipher.cast::<SkCipher>() {
-        let iv: Option<PyBackedBytes> = iv.map(|v| v.extract()).transpose()?;
-        let out = c
-            .get()
-            .inner
-            .seal(&head, i64::from(first), &body, iv.as_deref())
-            .map_err(|e| to_py(py, e))?;
+        let iv: Option<Buf> = iv.map(|v| v.extract()).transpose()?;
+        let out = message::seal(&c.get().inner, &m, iv.as_deref()).map_err(|e| match e {
+            SealError::Encode(e) => encode_error(e),
+            SealError::Crypto(e) => to_py(py, e),
+        })?;
         return Ok(PyBytes::new(py, &out).into_any());
     }
+    let (head, first, body) = message::seal_parts(&m).map_err(encode_error)?;
     let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item(intern!(py, "iv"), iv)?;
     cipher.call_method(

@@ -12,7 +12,12 @@ asyncio driver, binding registry in SQLite) with ``dataplane = "none"`` and agai
 ``dataplane = "tun"`` (every CHILD SA installed into the ESP data plane, like for like with
 strongSwan, which installs every CHILD SA), the bare ``Dispatcher`` on a selector loop
 (``ikecp.testing.responder``: what the SeGW costs without its registry and asyncio), and
-strongSwan's charon. Per suite and target it reports
+strongSwan's charon twice: as Debian ships it, with kernel-libipsec (every CHILD SA installed
+into userspace ESP), and built with the load-tester plugin's fake kernel (CHILD SAs installed
+nowhere; ``benches/strongswan_loadtester.sh`` builds it once from Debian's source package into a
+cache dir). Like for like: ikecp segw with ``dataplane = "none"`` against the fake kernel
+(control plane only), ikecp segw with ``dataplane = "tun"`` against kernel-libipsec (CHILD SAs
+installed). Per suite and target it reports
 handshakes/s end to end (IKE_SA_INIT + IKE_AUTH with CP and the first CHILD_SA), responder CPU
 µs per handshake (/proc/<pid>/stat of the responder process), initiator CPU µs per handshake
 (getrusage of the load generator's thread), the crypto floor measured in the same run (the DH,
@@ -279,8 +284,28 @@ def run_ikecp(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any,
     return summary
 
 
+def build_loadtester() -> tuple[Path | None, str]:
+    """Build (or find cached) charon with load-tester: (install prefix or None, what happened)."""
+    script = Path(__file__).with_name("strongswan_loadtester.sh")
+    t0 = time.monotonic()
+    try:
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"load-tester build failed: {exc}"
+    took = time.monotonic() - t0
+    if out.returncode != 0:
+        tail = " | ".join(out.stderr.strip().splitlines()[-3:])
+        return None, f"load-tester build failed (exit {out.returncode}): {tail}"[:600]
+    prefix = Path(out.stdout.strip().splitlines()[-1])
+    built = (prefix / ".built").read_text().strip()
+    return prefix, f"{built} (this run: {took:.1f} s)"
+
+
 def run_strongswan(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any,
-                   creds: Any, workdir: Path) -> dict[str, Any]:
+                   creds: Any, workdir: Path, *,
+                   fake_kernel: Path | None = None) -> dict[str, Any]:
+    """charon as the responder: with kernel-libipsec, or (``fake_kernel`` = the prefix of the
+    load-tester build) with load-tester's fake kernel, which installs no CHILD SA."""
     kw: dict[str, Any] = {"psk": DEFAULT_PSK.decode()}
     if suite.auth == "cert":
         (workdir / "segw.pem").write_bytes(creds.cert_pem)
@@ -292,8 +317,12 @@ def run_strongswan(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any,
         role="responder", local_addrs=netns.SEGW_ADDR, local_id=SEGW_ID, remote_id="%any",
         proposals=suite.ike, pools={"vip4": "10.0.0.0/8"},
         children=(strongswan.Child(local_ts=("0.0.0.0/0",)),),
-        log_levels={"default": 0}, **kw)
-    with _BenchCharon(config, netns=topo.segw) as charon:
+        log_levels={"default": 0}, kernel="netlink" if fake_kernel else "libipsec",
+        conn_extra={"send_certreq": False} if fake_kernel and suite.auth == "psk" else {},
+        **kw)
+    charon = _BenchCharon(config, netns=topo.segw) if fake_kernel is None \
+        else _FakeKernelCharon(config, netns=topo.segw, prefix=fake_kernel)
+    with charon:
         pid = charon._proc.pid  # type: ignore[union-attr]
         cpu0 = _proc_cpu(pid)
         extra = {"peer_auth_method": AuthMethod.ECDSA_SHA256_P256} if suite.auth == "cert" \
@@ -306,7 +335,8 @@ def run_strongswan(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any,
 class _BenchCharon(strongswan.Charon):
     """charon with its per-peer-IP DoS limits lifted: every simulated FAP comes from the one
     public address of the NAPT, and charon by default drops IKE_SA_INIT beyond 5 half-open SAs
-    per IP (``block_threshold``) and asks for COOKIEs beyond 10 (``cookie_threshold``). The
+    per IP (``block_threshold``) and asks for COOKIEs beyond 10 half-open SAs in all
+    (``cookie_threshold``) or 3 from one IP (``cookie_threshold_ip``). The
     ikecp responders have theirs lifted too, so this keeps the comparison equal. Its
     IKE_SA table has one bucket by default (``ikesa_table_size = 1``), a linear search that
     makes every handshake slower as SAs pile up; a SeGW under load tests gets a real one."""
@@ -325,12 +355,42 @@ class _BenchCharon(strongswan.Charon):
         conf.write_text(conf.read_text().replace(
             "charon-systemd {\n",
             "charon-systemd {\n    block_threshold = 1000000\n    cookie_threshold = 1000000\n"
+            "    cookie_threshold_ip = 1000000\n"
             "    init_limit_half_open = 0\n    ikesa_table_size = 65536\n"
             "    ikesa_table_segments = 64\n", 1))
 
 
     def _swanctl_env(self) -> dict[str, str]:
         return {**super()._swanctl_env(), "SWANCTL_DIR": str(self.workdir)}
+
+
+class _FakeKernelCharon(_BenchCharon):
+    """charon-systemd from the load-tester build, its fake kernel standing in for kernel
+    IPsec: CHILD SAs are negotiated but installed nowhere, like ikecp segw without a data
+    plane. load-tester must come before kernel-netlink in ``load`` or the real kernel
+    interface wins; ``initiators = 0`` keeps it from starting its own load. It trusts a
+    built-in CA, so charon would send a CERTREQ naming it in every IKE_SA_INIT response
+    (``send_certreq = no`` for PSK in ``run_strongswan``; the Debian build has no CA to name).
+    """
+
+    def __init__(self, config: strongswan.CharonConfig, *, netns: str | None,
+                 prefix: Path) -> None:
+        super().__init__(config, netns=netns)
+        self.binary = prefix / "sbin" / "charon-systemd"
+
+    def write_config(self) -> None:
+        super().write_config()
+        conf = self.workdir / "strongswan.conf"
+        text = conf.read_text()
+        edits = ((" kernel-netlink\n", " load-tester kernel-netlink\n"),
+                 ("    plugins {\n", "    plugins {\n        load-tester {\n"
+                  "            enable = yes\n            fake_kernel = yes\n"
+                  "            initiators = 0\n        }\n"))
+        for old, new in edits:
+            if old not in text:
+                raise RuntimeError(f"strongswan.conf has no {old.strip()!r} to extend")
+            text = text.replace(old, new, 1)
+        conf.write_text(text)
 
 
 def _proc_cpu(pid: int) -> tuple[float, float]:
@@ -414,6 +474,8 @@ def main() -> int:
     ap.add_argument("--teardown", action="store_true",
                     help="DELETE each SA right after it is up (default: keep them all)")
     ap.add_argument("--no-strongswan", action="store_true")
+    ap.add_argument("--no-fake-kernel", action="store_true",
+                    help="skip strongSwan built with load-tester's fake kernel")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
     args.count = args.count or (500 if args.quick else 5000)
@@ -425,6 +487,12 @@ def main() -> int:
     why_no_swan = "disabled" if args.no_strongswan else strongswan.probe()
     if why_no_swan or not use_ns:
         notes.append(f"strongSwan skipped: {why_no_swan or 'needs namespaces'}")
+    fake_kernel: Path | None = None
+    if not (why_no_swan or not use_ns or args.no_fake_kernel):
+        fake_kernel, built = build_loadtester()
+        notes.append(f"strongSwan fake kernel: {built}" if fake_kernel
+                     else f"strongSwan fake kernel skipped: {built}")
+        print(notes[-1], flush=True)
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}; backend {BACKEND_NAME}; {args.count} handshakes "
           f"per run, window {args.window}", flush=True)
@@ -459,6 +527,16 @@ def main() -> int:
                     except Exception as exc:  # reported, the rest of the run goes on
                         row["strongswan"] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
                         print(f"  strongSwan failed: {row['strongswan']['error'][:400]}")
+                if fake_kernel is not None and topo is not None:
+                    try:
+                        row["strongswan-fake"] = run_strongswan(
+                            suite, args, topo, ca, creds, Path(tmp), fake_kernel=fake_kernel)
+                        _print_target("strongSwan, load-tester fake kernel",
+                                      row["strongswan-fake"], row["floor_us"]["total"])
+                    except Exception as exc:  # reported, the rest of the run goes on
+                        err = f"{type(exc).__name__}: {exc}"[:2000]
+                        row["strongswan-fake"] = {"error": err}
+                        print(f"  strongSwan (fake kernel) failed: {err[:400]}")
                 results["suites"][key] = row
         finally:
             if topo is not None:
@@ -499,7 +577,8 @@ def _print_table(results: dict[str, Any]) -> None:
     print("\n| suite | target | hs/s | responder µs CPU/hs | initiator µs CPU/hs | floor µs |"
           " efficiency | engine alone µs (resp/init) |\n|---|---|---|---|---|---|---|---|")
     for key, row in results["suites"].items():
-        for target in ("ikecp-segw", "ikecp-segw-tun", "ikecp", "strongswan"):
+        for target in ("ikecp-segw", "ikecp-segw-tun", "ikecp", "strongswan",
+                       "strongswan-fake"):
             s = row.get(target)
             if not s or "error" in s:
                 continue
@@ -509,10 +588,14 @@ def _print_table(results: dict[str, Any]) -> None:
             print(f"| {key} | {target} | {s['rate_middle_80']} | "
                   f"{s['responder_cpu_us_per_handshake']} | {s['cpu_us_per_handshake']} | "
                   f"{row['floor_us']['total']} | {s['efficiency']} | {engine} |")
-        b = row.get("strongswan")
-        for name, a in (("ikecp/strongSwan", row.get("ikecp-segw") or row.get("ikecp")),
-                        ("ikecp tun/strongSwan (like for like)", row.get("ikecp-segw-tun"))):
-            if a and b and "error" not in b:
+        pairs = (("ikecp segw/strongSwan fake kernel (like for like: control plane only)",
+                  row.get("ikecp-segw") or row.get("ikecp"), row.get("strongswan-fake")),
+                 ("ikecp segw tun/strongSwan libipsec (like for like: CHILD SAs installed)",
+                  row.get("ikecp-segw-tun"), row.get("strongswan")),
+                 ("ikecp segw/strongSwan libipsec (not like for like)",
+                  row.get("ikecp-segw") or row.get("ikecp"), row.get("strongswan")))
+        for name, a, b in pairs:
+            if a and b and "error" not in a and "error" not in b:
                 ratios = [_ratio(a, b, k) for k in ("rate_middle_80",
                                                     "responder_cpu_us_per_handshake",
                                                     "cpu_us_per_handshake")]

@@ -349,6 +349,9 @@ class CharonError(RuntimeError):
 class Charon:
     """One charon-systemd process with its own config dir, VICI socket and log."""
 
+    #: The daemon to run; a subclass may point at another build (e.g. one with load-tester).
+    binary: Path = CHARON
+
     def __init__(self, config: CharonConfig, *, netns: str | None = None,
                  workdir: Path | None = None) -> None:
         self.config = config
@@ -376,7 +379,7 @@ class Charon:
         cleanup_stale()
         self.write_config()
         env = {**os.environ, "STRONGSWAN_CONF": str(self.workdir / "strongswan.conf")}
-        argv = [str(CHARON)]
+        argv = [str(self.binary)]
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         with open(self.workdir / "stdout.log", "wb") as out:

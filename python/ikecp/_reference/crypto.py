@@ -251,10 +251,10 @@ class SkCipher:
         total = len(prefix) + sk_len
         if total > 0xFFFF_FFFF:
             raise CryptoError("message too long")
-        head = bytearray(prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
-                         + struct.pack(">BBH", next_payload, 0, sk_len))
-        head[_last_clear_payload(prefix)] = _SK
-        head = bytes(head)
+        building = bytearray(prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
+                             + struct.pack(">BBH", next_payload, 0, sk_len))
+        building[_last_clear_payload(prefix)] = _SK
+        head = bytes(building)
         if self._aead is not None:
             sealed = self._aead.encrypt(self._salt + iv, plaintext + b"\x00", head)
             return head + iv + sealed

@@ -19,7 +19,7 @@ from .. import addr as _addr
 from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, ProtocolId
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
-from ..errors import IntegrityError, LocalProtocolError, ParseError
+from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
 from ..message import Delete, Message
 from ..record import record
 from . import config_push
@@ -418,7 +418,8 @@ class IkeSa:
             self.tasks.queue(X.IKE_AUTH, [AuthTask(), ConfigTask(), ChildCreateTask(),
                                           InitialContactTask()])
 
-    def exchange_answered(self, exchange: int, reply: bytes, error: Exception | None) -> None:
+    def exchange_answered(self, exchange: int, reply: bytes,
+                          error: RemoteProtocolError | None) -> None:
         """Responder: our answer to the peer's ``exchange`` went out."""
         if exchange == X.IKE_SA_INIT:
             self.init_response = reply

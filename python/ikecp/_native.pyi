@@ -23,6 +23,8 @@ __all__ = [
     "ike_keys",
     "integ_compute",
     "integ_verify",
+    "modp_public",
+    "modp_shared",
     "nat_detection_hash",
     "open_datagram",
     "open_message",
@@ -102,6 +104,8 @@ def signed_octets(
 ) -> bytes: ...
 def psk_auth(prf_id: int, psk: bytes, signed_octets: bytes) -> bytes: ...
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, ip: bytes, port: int) -> bytes: ...
+def modp_public(group: int, private: bytes) -> bytes: ...
+def modp_shared(group: int, private: bytes, peer_public: bytes) -> bytes: ...
 
 # batched UDP I/O (Linux)
 @final

@@ -268,10 +268,10 @@ class SkCipher:
         total = len(prefix) + sk_len
         if total > 0xFFFF_FFFF:
             raise CryptoError("message too long")
-        head = bytearray(prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
-                         + struct.pack(">BBH", next_payload, 0, sk_len) + extra)
-        head[_last_clear_payload(prefix)] = kind
-        head = bytes(head)
+        building = bytearray(prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
+                             + struct.pack(">BBH", next_payload, 0, sk_len) + extra)
+        building[_last_clear_payload(prefix)] = kind
+        head = bytes(building)
         if self._aead is not None:
             sealed = self._aead.encrypt(self._salt + iv, plaintext + b"\x00", head)
             return head + iv + sealed

@@ -19,7 +19,7 @@ from .. import addr as _addr
 from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, ProtocolId
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
-from ..errors import IntegrityError, LocalProtocolError, ParseError
+from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
 from ..message import SKF, Delete, Message
 from ..record import record
 from . import config_push, fragments
@@ -454,7 +454,7 @@ class IkeSa:
                                           InitialContactTask()])
 
     def exchange_answered(self, exchange: int, reply: bytes | tuple[bytes, ...],
-                          error: Exception | None) -> None:
+                          error: RemoteProtocolError | None) -> None:
         """Responder: our answer to the peer's ``exchange`` went out."""
         if exchange == X.IKE_SA_INIT:
             if isinstance(reply, bytes):  # always: IKE_SA_INIT is never fragmented

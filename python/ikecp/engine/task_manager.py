@@ -114,7 +114,7 @@ class TaskManager:
         sa.send(data)
         self._arm = True
 
-    def on_response(self, msg: MessageView, data: bytes) -> None:
+    def on_response(self, msg: Message, data: bytes) -> None:
         sa = self.sa
         req = self.request
         if req is None or msg.message_id != req.msg_id or msg.exchange != req.exchange:
@@ -129,9 +129,10 @@ class TaskManager:
             if not msg.payloads or not isinstance(msg.payloads[-1], (SK, SKF)):
                 self._unprotected_response(msg, req)
                 return
-            inner = sa.open(msg, data)
-            if inner is None:
+            opened = sa.open(msg, data)
+            if opened is None:
                 return
+            inner = opened
         view = MessageView(inner)
         try:
             rules.check(req.exchange, True, inner.payloads)
@@ -163,7 +164,7 @@ class TaskManager:
         self._next_id += 1
         sa.exchange_completed(req.exchange)
 
-    def _unprotected_response(self, msg: MessageView, req: _Request) -> None:
+    def _unprotected_response(self, msg: Message, req: _Request) -> None:
         """RFC 7296 §2.21.4: an unprotected INVALID_IKE_SPI answering our request says the
         peer may have lost the SA (it restarted), or it is forged. It changes no state; as
         the hint the RFC asks us to act on, it only brings the next retransmission forward
@@ -233,7 +234,7 @@ class TaskManager:
 
     # --- the responder's side ---------------------------------------------------------------
 
-    def on_request(self, msg: MessageView, data: bytes, addr: Address,
+    def on_request(self, msg: Message, data: bytes, addr: Address,
                    local_port: int | None) -> None:
         sa = self.sa
         mid, exchange = msg.message_id, msg.exchange
@@ -270,9 +271,10 @@ class TaskManager:
             if not msg.payloads or not isinstance(msg.payloads[-1], (SK, SKF)):
                 sa.drop("unencrypted request")
                 return
-            inner = sa.open(msg, data)
-            if inner is None:
+            opened = sa.open(msg, data)
+            if opened is None:
                 return
+            inner = opened
             sa.track_address(addr, local_port)
         view = MessageView(inner)
         tasks = self._responder_tasks(exchange, view)

@@ -1,4 +1,4 @@
-//! PyO3 face of the crypto core: the prf/key-schedule functions, NAT-D and `SkCipher`.
+//! PyO3 face of the crypto core: the prf/key-schedule functions, NAT-D, MODP and `SkCipher`.
 //!
 //! Core errors become `ikecp.errors` exceptions here (classes imported once and cached).
 //! Byte arguments accept any buffer (`Buf`); integer arguments that do not fit are the
@@ -223,6 +223,32 @@ fn nat_detection_hash<'py>(
     Ok(PyBytes::new(py, &hash))
 }
 
+/// Our MODP public value g^x mod p, padded to the prime's length (RFC 7296 §3.4).
+#[pyfunction]
+fn modp_public<'py>(
+    py: Python<'py>,
+    group: &Bound<'py, PyAny>,
+    private: Buf,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let group = int_arg(py, group, Error::Crypto("unsupported MODP group"))?;
+    bytes_out(py, py.detach(|| crypto::modp_public(group, &private)))
+}
+
+/// The MODP shared secret y^x mod p after checking the peer's value (RFC 6989 §2.1).
+#[pyfunction]
+fn modp_shared<'py>(
+    py: Python<'py>,
+    group: &Bound<'py, PyAny>,
+    private: Buf,
+    peer_public: Buf,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let group = int_arg(py, group, Error::Crypto("unsupported MODP group"))?;
+    bytes_out(
+        py,
+        py.detach(|| crypto::modp_shared(group, &private, &peer_public)),
+    )
+}
+
 /// One direction's keyed SK payload protection (keys expanded once, wiped on drop).
 #[pyclass(frozen, name = "SkCipher", module = "ikecp._native")]
 pub(crate) struct SkCipher {
@@ -337,6 +363,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signed_octets, m)?)?;
     m.add_function(wrap_pyfunction!(psk_auth, m)?)?;
     m.add_function(wrap_pyfunction!(nat_detection_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(modp_public, m)?)?;
+    m.add_function(wrap_pyfunction!(modp_shared, m)?)?;
     m.add_class::<SkCipher>()?;
     Ok(())
 }

@@ -52,3 +52,48 @@ def test_open(benchmark, be, name):
     cipher = be.SkCipher(*TRANSFORMS[name])
     sealed = cipher.seal(HEADER, 35, BODY)
     assert benchmark(cipher.open, sealed) == (35, BODY)
+
+
+# MODP-2048: the backends' modp_public/modp_shared against what ikecp used before them,
+# cryptography's finite-field DH (deprecated in cryptography 50; measured while it exists).
+MODP_EXPONENT = bytes(range(1, 29))  # 224 bits, as ikecp.dh draws them
+
+
+def _ffdh_parameters():
+    import warnings
+
+    from ikecp._reference.modp import MODP_2048_P
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from cryptography.hazmat.primitives.asymmetric import dh
+
+        return dh.DHParameterNumbers(MODP_2048_P, 2).parameters()
+
+
+def test_modp_key_pair(benchmark, be):
+    benchmark.group = "MODP-2048 key pair (public value)"
+    assert len(benchmark(be.modp_public, 14, MODP_EXPONENT)) == 256
+
+
+def test_modp_shared(benchmark, be):
+    benchmark.group = "MODP-2048 shared secret (peer value checked)"
+    peer = be.modp_public(14, bytes(range(100, 128)))
+    assert len(benchmark(be.modp_shared, 14, MODP_EXPONENT, peer)) == 256
+
+
+@pytest.mark.parametrize("op", ["key pair", "shared"])
+def test_modp_cryptography_before(benchmark, op):
+    import warnings
+
+    params = _ffdh_parameters()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if op == "key pair":
+            benchmark.group = "MODP-2048 key pair (public value)"
+            benchmark(lambda: params.generate_private_key().public_key().public_numbers().y)
+        else:
+            benchmark.group = "MODP-2048 shared secret (peer value checked)"
+            key = params.generate_private_key()
+            peer = params.generate_private_key().public_key()
+            assert len(benchmark(key.exchange, peer)) >= 255

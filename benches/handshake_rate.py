@@ -236,15 +236,18 @@ def run_ikecp_segw(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, c
     conf = workdir / "segw.toml"
     conf.write_text("\n".join(lines) + "\n")
     (workdir / "bindings.sqlite").unlink(missing_ok=True)
-    proc = topo.popen("segw", [sys.executable, "-m", "ikecp.cli", "segw", "--config", str(conf)],
-                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # stdout carries only the ready line; logs and any warning go to a file, so neither can
+    # pass for the ready line nor fill a pipe nobody reads.
+    errors = workdir / "segw.stderr"
+    with open(errors, "w") as err:
+        proc = topo.popen("segw", [sys.executable, "-m", "ikecp.cli", "segw", "--config",
+                                   str(conf)], stdout=subprocess.PIPE, stderr=err, text=True)
     try:
-        line, deadline = "", time.monotonic() + 20
-        while "ports 500/4500" not in line:  # skip warnings (stderr is merged in)
-            ready, _, _ = select.select([proc.stdout], [], [], max(0, deadline - time.monotonic()))
-            line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
-            if not line:
-                raise RuntimeError("ikecp segw did not start")
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+        if not line.startswith("SeGW ") or "ports 500/4500" not in line:
+            raise RuntimeError(f"ikecp segw did not start: {line!r} "
+                               f"(stderr: {errors.read_text()[-2000:]!r})")
         cpu0 = _proc_cpu(proc.pid)
         summary = _load(suite, args, topo, ca, netns.SEGW_ADDR)
         _responder_cpu(summary, cpu0, _proc_cpu(proc.pid))

@@ -4,11 +4,12 @@
 #   open_message   whole-message open (SK verify/decrypt + header/clear/inner splicing) and
 #                  seal -> open round trips
 #   sk_open        SkCipher alone
+#   esp_open       the data plane's per-packet ESP open (seeds: fuzz/corpus/esp_open)
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and a C++ compiler.
 #
 #   scripts/fuzz.sh --ci [libFuzzer args]   bounded run for CI: parse_message 30 s, then
-#                                           open_message 20 s (after the build); new inputs go
-#                                           to a temp dir, not the tree
+#                                           open_message 20 s and esp_open 20 s (after the
+#                                           builds); new inputs go to a temp dir, not the tree
 #   scripts/fuzz.sh [TARGET] [libFuzzer args]   open-ended run of TARGET (default
 #                                           parse_message); parse_message grows its corpus
 #
@@ -23,9 +24,11 @@ if [[ "${1:-}" == "--ci" ]]; then
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     common=(-max_len=4096 -timeout=10 "$@")
-    mkdir -p "$work/parse" "$work/open"
+    mkdir -p "$work/parse" "$work/open" "$work/esp"
     (cd fuzz && cargo fuzz run parse_message "$work/parse" "../$seeds" -- -max_total_time=30 "${common[@]}")
     (cd fuzz && cargo fuzz run open_message "$work/open" -- -max_total_time=20 "${common[@]}")
+    (cd fuzz && cargo fuzz run esp_open "$work/esp" ../fuzz/corpus/esp_open \
+        -- -max_total_time=20 "${common[@]}")
 else
     target=parse_message
     if [[ $# -gt 0 && "$1" != -* ]]; then target="$1"; shift; fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ikecp import dh
+from ikecp._reference.modp import MODP_2048_P
 from ikecp.errors import CryptoError
 
 
@@ -37,7 +38,7 @@ def test_wrong_length_rejected(group):
 def test_modp_range_checks():
     # RFC 6989 §2.1 / RFC 7296 §5: 0, 1, p-1 and values >= p are not acceptable.
     key = dh.generate(14)
-    p = dh._MODP_2048_P
+    p = MODP_2048_P
     for y in (0, 1, p - 1, p, p + 1, (1 << 2048) - 1):
         with pytest.raises(CryptoError):
             key.exchange(y.to_bytes(256, "big"))

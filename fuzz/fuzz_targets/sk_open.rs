@@ -1,4 +1,5 @@
-//! SkCipher::open on arbitrary datagrams never panics, and seal -> open round-trips.
+//! SkCipher::open / open_fragment on arbitrary datagrams never panic, and seal -> open and
+//! seal_fragment -> open_fragment round-trip.
 #![no_main]
 
 use ikecp::crypto::SkCipher;
@@ -23,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
     };
     // Hostile input: any outcome but a panic is fine.
     let _ = cipher.open(rest);
+    let _ = cipher.open_fragment(rest);
     // The same bytes as a plaintext behind a fixed header must survive a round trip.
     let mut header = [0u8; 28];
     header[16] = 46;
@@ -31,6 +33,19 @@ fuzz_target!(|data: &[u8]| {
         Ok(sealed) => assert_eq!(
             cipher.open(&sealed).map(|(t, p)| (t, p.to_vec())),
             Ok((35, rest.to_vec()))
+        ),
+        Err(_) => assert!(rest.len() > 60_000),
+    }
+    header[16] = 53;
+    match cipher.seal_fragment(&header, 0, 2, 3, rest, None) {
+        Ok(sealed) => assert_eq!(
+            cipher.open_fragment(&sealed).map(|f| (
+                f.next_payload,
+                f.number,
+                f.total,
+                f.plaintext.to_vec()
+            )),
+            Ok((0, 2, 3, rest.to_vec()))
         ),
         Err(_) => assert!(rest.len() > 60_000),
     }

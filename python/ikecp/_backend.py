@@ -35,9 +35,16 @@ class SkCipherLike(Protocol):
     iv_size: int
     icv_size: int
 
+    def __init__(self, encr_id: int, encr_key: bytes, integ_id: int,
+                 integ_key: bytes) -> None: ...
     def seal(self, prefix: bytes, next_payload: int, plaintext: bytes,
              *, iv: bytes | None = None) -> bytes: ...
     def open(self, data: bytes) -> tuple[int, bytes]: ...
+    # one SKF fragment (RFC 7383 §2.5): Fragment Number and Total Fragments under the ICV
+    def seal_fragment(self, prefix: bytes, next_payload: int, fragment_number: int,
+                      total_fragments: int, plaintext: bytes, *,
+                      iv: bytes | None = None) -> bytes: ...
+    def open_fragment(self, data: bytes) -> tuple[int, int, int, bytes]: ...
 
 
 class BatchSocketLike(Protocol):
@@ -80,6 +87,9 @@ class Backend(Protocol):
                       id_type: int, id_data: bytes) -> bytes: ...
     def psk_auth(self, prf_id: int, psk: bytes, signed_octets: bytes) -> bytes: ...
     def nat_detection_hash(self, spi_i: bytes, spi_r: bytes, ip: bytes, port: int) -> bytes: ...
+    # MODP Diffie-Hellman (group 14): g^x, and y^x after checking the peer's value
+    def modp_public(self, group: int, private: bytes) -> bytes: ...
+    def modp_shared(self, group: int, private: bytes, peer_public: bytes) -> bytes: ...
     SkCipher: type[SkCipherLike]
     # batched UDP I/O: BatchSocket(host, port) binds a new socket (native: Linux only)
     BatchSocket: type[BatchSocketLike]
@@ -124,5 +134,6 @@ def load(name: str | None = None) -> ModuleType:
     raise ImportError(f"IKECP_BACKEND must be 'native' or 'python', not {name!r}")
 
 
-backend: Backend = load()  # type: ignore[assignment]
-NAME: str = "python" if backend.__name__.endswith("_reference") else "native"
+_module = load()
+backend: Backend = _module  # type: ignore[assignment]
+NAME: str = "python" if _module.__name__.endswith("_reference") else "native"

@@ -14,14 +14,17 @@ import contextlib
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import tempfile
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import BACKEND_NAME, __version__, backend, loadgen_cli
+from .config import ConfigError, int_arg, output_file_arg, seconds_arg
 from .errors import ParseError
 from .framing import Kind, classify
 
@@ -141,7 +144,10 @@ def _segw(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         counts = EventCounts()
-        gw = Gateway(cfg, on_event=counts.observe if cfg.metrics else None)
+        try:
+            gw = Gateway(cfg, on_event=counts.observe if cfg.metrics else None)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError("bindings", f"cannot use {cfg.bindings}: {exc}") from None
         await gw.start()
         where = ", ".join(cfg.listen)
         print(f"SeGW {cfg.identity} on {where} ports {gw.ports[0]}/{gw.ports[1]}, "
@@ -217,20 +223,32 @@ def _fap(args: argparse.Namespace) -> int:
 
 
 def _parse_public(text: str) -> tuple[str, int | None]:
+    """``ADDR[:PORT]`` (``[v6]:PORT`` for IPv6); ValueError when the port is not 0-65535."""
     host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, None
-    return host.strip("[]"), int(port)
+    if not sep or (host.count(":") and not host.endswith("]")):
+        return text.strip("[]"), None
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError(port)
+    return host.strip("[]"), number
 
 
 def _bindings(args: argparse.Namespace) -> int:
     from .bindings import open_store
 
+    if args.public:
+        try:
+            public = _parse_public(args.public)
+        except ValueError:
+            raise ConfigError("--public", f"wants ADDR[:PORT] with a port 0-65535, not "
+                              f"{args.public!r}") from None
+    db = Path(args.db)
+    if db.is_dir():
+        raise ConfigError("--db", f"is a directory: {args.db}")
     try:
         reg = open_store(args.db, reader=True)
-    except FileNotFoundError as exc:
-        print(f"ikecp bindings: {exc}", file=sys.stderr)
-        return 2
+    except FileNotFoundError:
+        raise ConfigError("--db", f"no binding database at {args.db}") from None
     if args.follow:
         return _follow(reg)
     try:
@@ -239,18 +257,15 @@ def _bindings(args: argparse.Namespace) -> int:
         elif args.identity:
             found = reg.by_identity(args.identity)
         elif args.public:
-            try:
-                found = reg.by_public(*_parse_public(args.public))
-            except ValueError:
-                print(f"ikecp bindings: --public wants ADDR:PORT, not {args.public!r}",
-                      file=sys.stderr)
-                return 2
+            found = reg.by_public(*public)
         else:
             found = reg.all()
         if args.instance:
             found = [b for b in found if b.instance == args.instance]
         rows = [(b, reg.counters(b.spi_r, b.instance)) for b in found]
         live = {name: reg.live(name) for name in {b.instance for b in found}}
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError("--db", f"not an ikecp binding database: {args.db} ({exc})") from None
     finally:
         reg.close()
     stale = sorted(name for name, up in live.items() if not up)
@@ -301,6 +316,14 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``ikecp demo: error: argument --faps: must be 1-250``
+    (the usage is one ``--help`` away), exit status 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 EPILOG = """examples:
   ikecp demo                          SeGW + NAPT + 4 FAPs on loopback, checked
   ikecp segw --config segw.toml       run a security gateway
@@ -320,8 +343,8 @@ def _role_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ikecp", description=__doc__, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="ikecp", description=__doc__, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ikecp {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log output on stderr (-v: info, -vv: debug)")
@@ -338,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "binding registry in SQLite. Ctrl-C / SIGTERM deletes every SA "
                           "and exits. See examples/segw.toml for every key.")
     segw.add_argument("--config", metavar="FILE", help="TOML config (see examples/segw.toml)")
-    segw.add_argument("--keylog", metavar="FILE",
+    segw.add_argument("--keylog", metavar="FILE", type=output_file_arg,
                       help="append IKE SA keys in Wireshark's ikev2_decryption_table format "
                       "(secrets: off by default)")
     segw.add_argument("--dataplane", choices=("tun", "none"),
@@ -353,14 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     fap.add_argument("--config", metavar="FILE", help="TOML config (see examples/fap.toml)")
     fap.add_argument("--json", action="store_true",
                      help="print each status change as one JSON object per line")
-    fap.add_argument("--keylog", metavar="FILE",
+    fap.add_argument("--keylog", metavar="FILE", type=output_file_arg,
                      help="append IKE SA keys in Wireshark's ikev2_decryption_table format")
     _role_options(fap)
     fap.add_argument("--once", action="store_true",
                      help="exit (status 0) once the SA is established, after a DELETE")
-    fap.add_argument("--timeout", type=float, default=30.0,
+    fap.add_argument("--timeout", type=seconds_arg(0.1, 86400), default=30.0,
                      help="with --once: give up after this many seconds (default 30)")
-    fap.add_argument("--stats", type=float, metavar="SECONDS",
+    fap.add_argument("--stats", type=seconds_arg(0.1, 86400), metavar="SECONDS",
                      help="print the status with the CHILD SA's ESP counters this often")
     fap.add_argument("--dataplane", choices=("tun", "none"),
                      help="tun: carry traffic through a TUN device with the inner IP "
@@ -389,10 +412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "loopback (unprivileged ports, no config), print the binding table "
                         "and each FAP's learned public address next to the NAPT's mapping. "
                         "Exit status 1 on any MISMATCH.")
-    dm.add_argument("--faps", type=int, default=4, help="number of FAPs (1-250, default 4)")
-    dm.add_argument("--timeout", type=float, default=15.0,
+    dm.add_argument("--faps", type=int_arg(1, 250), default=4,
+                    help="number of FAPs (1-250, default 4)")
+    dm.add_argument("--timeout", type=seconds_arg(0.1, 3600), default=15.0,
                     help="seconds to wait for every SA (default 15)")
-    dm.add_argument("--bindings", metavar="FILE",
+    dm.add_argument("--bindings", metavar="FILE", type=output_file_arg,
                     help="keep the binding database here (default: a temporary file)")
     sub.add_parser("locustfile", help="print the path of the Locust user (a FAP) for "
                    "'locust -f'", description="Print the path of ikecp's Locust file: "
@@ -411,14 +435,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "decode":
         return _decode(sys.stdin.read() if args.hex == "-" else args.hex)
     _setup_logging(args)
-    from .config import ConfigError
     from .dataplane import DataplaneUnavailableError
 
     try:
         handler = {"segw": _segw, "fap": _fap, "bindings": _bindings, "demo": _demo}
         return handler[args.command](args)
     except ConfigError as exc:
-        print(f"ikecp {args.command}: config error: {exc}", file=sys.stderr)
+        kind = "" if exc.key.startswith("-") else "config error: "
+        print(f"ikecp {args.command}: {kind}{exc}", file=sys.stderr)
         return 2
     except DataplaneUnavailableError as exc:
         print(f"ikecp {args.command}: {exc}", file=sys.stderr)

@@ -2,22 +2,33 @@
 
 ``load_segw(path)`` and ``load_fap(path)`` read a file with ``tomllib`` into frozen
 dataclasses; an unknown key, a value of the wrong type or a value out of range raises
-``ConfigError`` naming the key (``"fap.toml: keepalive: must be a number > 0"``). Every key
-has a default that works on loopback except the credentials, which must be given: a PSK or a
-certificate, key and CA. ``settings()`` turns a config into the engine's ``Settings``.
+``ConfigError`` naming the key (``"fap.toml: keepalive: must be a number > 0"``). The same
+checks run when a config is built in Python (``SegwConfig(...)``, ``dataclasses.replace``):
+types, ranges (durations must be finite and within ``DURATIONS``), identities, credentials
+(PEM files are loaded, the key must match the certificate) and the files the role will write.
+Every key has a default that works on loopback except the credentials, which must be given:
+a PSK or a certificate, key and CA. ``settings()`` turns a config into the engine's
+``Settings``.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import ipaddress
+import math
+import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser from PyPI
+    import tomli as tomllib
 
 from .const import ConfigAttr
 from .cp import (
@@ -43,6 +54,7 @@ from .engine import (
     Authenticator,
     ChildLifetime,
     ChildProposal,
+    FragmentPolicy,
     Identity,
     IkeLifetime,
     IkeProposal,
@@ -56,17 +68,76 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, problem: str, source: str = "") -> None:
         self.key = key
+        self.problem = problem
         prefix = f"{source}: " if source else ""
         super().__init__(f"{prefix}{key}: {problem}")
 
 
 def identity(text: str) -> Identity:
-    """``1.2.3.4`` is an IPv4 identity, ``a@b`` an RFC 822 one, anything else an FQDN."""
+    """``1.2.3.4`` is an IPv4 identity, ``a@b`` an RFC 822 one, anything else an FQDN.
+    Non-ASCII text raises ``ValueError`` (FQDN and RFC 822 identities are ASCII, §3.5)."""
     try:
         return Identity.ipv4(text)
     except ValueError:
         pass
+    if not text.isascii():
+        raise ValueError(f"not ASCII: {text!r} (write an internationalized name as its "
+                         "xn-- A-label)")
     return Identity.rfc822(text) if "@" in text else Identity.fqdn(text)
+
+
+#: Seconds: (smallest, largest, whether 0 turns the feature off). Sub-second minimums keep
+#: fast test setups possible without letting a timer spin (``binding_expiry`` sets the
+#: expiry sweep's period); the maximums catch unit mistakes (milliseconds for seconds).
+DURATIONS: dict[str, tuple[float, float, bool]] = {
+    "dpd": (0.01, 86400.0, True),
+    "binding_expiry": (0.1, 30 * 86400.0, False),
+    "keepalive": (0.01, 3600.0, True),
+    "reconnect": (0.01, 3600.0, False),
+    "retransmit_timeout": (0.01, 60.0, False),
+}
+
+
+def check_duration(key: str, value: float, source: str = "") -> None:
+    """``ConfigError`` unless ``value`` is finite and within ``DURATIONS[key]``."""
+    low, high, zero_off = DURATIONS[key]
+    if zero_off and value == 0:
+        return
+    if not math.isfinite(value) or not low <= value <= high:
+        off = " (or 0 to turn it off)" if zero_off else ""
+        raise ConfigError(key, f"must be {low:g}-{high:.0f} seconds{off}, not {value!r}",
+                          source)
+
+
+def _check_identity(key: str, text: str, source: str) -> None:
+    try:
+        identity(text)
+    except ValueError as exc:
+        raise ConfigError(key, f"bad identity: {exc}", source) from None
+
+
+def _check_output_file(key: str, path: str, source: str) -> None:
+    """A file the role creates or appends to: its directory exists, it is not a directory."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(key, f"is a directory: {path}", source)
+    if not p.parent.is_dir():
+        raise ConfigError(key, f"no such directory: {p.parent}", source)
+
+
+def _check_database(key: str, path: str, source: str) -> None:
+    """The binding store's SQLite file: creatable, or an existing SQLite database (a
+    PostgreSQL URL is checked when the store connects)."""
+    from .bindings import is_postgres
+
+    if path == ":memory:" or is_postgres(path):
+        return
+    _check_output_file(key, path, source)
+    p = Path(path)
+    if p.is_file() and p.stat().st_size:
+        with open(p, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise ConfigError(key, f"not an SQLite database: {path}", source)
 
 
 @dataclass(frozen=True)
@@ -107,6 +178,10 @@ class _Common:
     #: Code point of EXTERNAL_SOURCE_IP4_NAT_INFO: 23 (IANA), 16384-32767, or 16 with legacy.
     nat_info_type: int = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
     legacy_nat_info: bool = False
+    #: IKE fragmentation (RFC 7383), as strongSwan's: yes, accept, force or no.
+    fragmentation: str = "yes"
+    #: Largest IP datagram of a sent fragment, headers included; 0: 576 IPv4 / 1280 IPv6.
+    fragment_size: int = 1280
     #: Prometheus endpoint, "ADDRESS:PORT" or a port on 127.0.0.1 (unset: no endpoint).
     metrics: str | None = None
     #: "tun": carry traffic (userspace ESP in UDP on a TUN device; root and /dev/net/tun);
@@ -128,6 +203,28 @@ class _Common:
     def _has_psk(self) -> bool:
         return self.psk is not None
 
+    def _check_pki(self, source: str) -> None:
+        """Load the PEM files now, so a bad one is named before anything starts."""
+        from . import pki
+
+        assert self.cert is not None and self.key is not None
+        try:
+            certs = pki.load_certificates(Path(self.cert).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigError("cert", f"{self.cert}: {exc}", source) from None
+        if not certs:
+            raise ConfigError("cert", f"{self.cert}: no certificate in it", source)
+        try:
+            pki.Credential.from_files(self.key, self.cert)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError("key", f"{self.key}: {exc}", source) from None
+        for path in self.ca:
+            try:
+                if not pki.load_certificates(Path(path).read_bytes()):
+                    raise ValueError("no certificate in it")
+            except (OSError, ValueError) as exc:
+                raise ConfigError("ca", f"{path}: {exc}", source) from None
+
     def _base_settings(self) -> dict[str, Any]:
         return {
             "local_id": identity(self.identity), "auth": self.authenticator(),
@@ -138,11 +235,19 @@ class _Common:
                                         self.over_time, self.rand_time),
             "child_lifetime": ChildLifetime(self.child_rekey_time or None,
                                             self.child_life_time, self.child_rand_time),
+            "fragmentation": FragmentPolicy(self.fragmentation, self.fragment_size),
         }
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self, "")
+        self._check("")
 
     def _check(self, source: str) -> None:
         if not self.identity:
             raise ConfigError("identity", "must not be empty", source)
+        _check_identity("identity", self.identity, source)
+        if self.psk is not None and not self.psk:
+            raise ConfigError("psk", "must not be empty", source)
         has_cert = self.cert is not None or self.key is not None
         if not self._has_psk() and not has_cert:
             raise ConfigError("psk", "give a psk, or cert + key + ca", source)
@@ -159,6 +264,7 @@ class _Common:
                     raise ConfigError("cert" if path == self.cert else
                                       "key" if path == self.key else "ca",
                                       f"no such file: {path}", source)
+            self._check_pki(source)
         for name in ("port", "natt_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(name, "must be a UDP port (0-65535)", source)
@@ -169,7 +275,14 @@ class _Common:
                               source)
         if len(self.tun_name) > 15:
             raise ConfigError("tun_name", "must be at most 15 characters", source)
-        for name in ("dpd", "rekey_time", "reauth_time", "over_time", "rand_time",
+        check_duration("dpd", self.dpd, source)
+        if self.keylog is not None:
+            _check_output_file("keylog", self.keylog, source)
+        if self.fragmentation not in ("yes", "accept", "force", "no"):
+            raise ConfigError("fragmentation", "must be yes, accept, force or no", source)
+        if self.fragment_size != 0 and not 256 <= self.fragment_size <= 65535:
+            raise ConfigError("fragment_size", "must be 0 or within 256-65535", source)
+        for name in ("rekey_time", "reauth_time", "over_time", "rand_time",
                      "child_rekey_time", "child_life_time", "child_rand_time"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -261,8 +374,14 @@ class SegwConfig(_Common):
             raise ConfigError("nat_info_push", "must be requested, always or never", source)
         if self.instance is not None and not self.instance.strip():
             raise ConfigError("instance", "must not be empty", source)
-        if self.binding_expiry <= 0:
-            raise ConfigError("binding_expiry", "must be > 0", source)
+        check_duration("binding_expiry", self.binding_expiry, source)
+        _check_database("bindings", self.bindings, source)
+        if self.events is not None:
+            _check_output_file("events", self.events, source)
+        for peer, secret in self.peers.items():
+            _check_identity("peers", peer, source)
+            if not secret:
+                raise ConfigError("peers", f"the PSK of {peer} must not be empty", source)
         for name in ("max_half_open", "max_half_open_ip"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "must be >= 1", source)
@@ -340,9 +459,10 @@ class FapConfig(_Common):
                 raise ConfigError(name, f"not an IP address: {v!r}", source) from exc
         if self.nat_info_mode not in {m.value for m in Mode}:
             raise ConfigError("nat_info_mode", "must be auto, always or never", source)
-        for name in ("keepalive", "reconnect"):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, "must be >= 0", source)
+        for name in ("keepalive", "reconnect", "retransmit_timeout"):
+            check_duration(name, getattr(self, name), source)
+        if self.segw_id is not None:
+            _check_identity("segw_id", self.segw_id, source)
         for name, local in (("segw_port", self.port), ("segw_natt_port", self.natt_port)):
             value = getattr(self, name)
             if value is None and local == 0:
@@ -351,8 +471,6 @@ class FapConfig(_Common):
                 raise ConfigError(name, "must be a UDP port (1-65535)", source)
         if not 0 <= self.retries <= 20:
             raise ConfigError("retries", "must be within 0-20", source)
-        if self.retransmit_timeout <= 0:
-            raise ConfigError("retransmit_timeout", "must be > 0", source)
 
     @property
     def remote_ports(self) -> tuple[int, int]:
@@ -386,11 +504,12 @@ def _coerce(source: str, key: str, hint: Any, value: Any) -> Any:
     if origin is tuple:
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, "must be a string or a list of strings", source)
         return tuple(value)
     if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in value.items()):
             raise ConfigError(key, "must be a table of strings", source)
         return dict(value)
     if hint is bool:
@@ -412,6 +531,17 @@ def _coerce(source: str, key: str, hint: Any, value: Any) -> Any:
     raise ConfigError(key, f"unsupported type {hint}", source)
 
 
+def _coerce_fields(config: _Common, source: str) -> None:
+    """Type-check every field of a config built in Python as ``from_dict`` does for TOML
+    (lists become tuples)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        checked = _coerce(source, f.name, hints[f.name], value)
+        if checked is not value:
+            object.__setattr__(config, f.name, checked)
+
+
 _C = typing.TypeVar("_C", SegwConfig, FapConfig)
 
 
@@ -425,9 +555,10 @@ def from_dict(cls: type[_C], data: dict[str, Any], source: str = "") -> _C:
             known = ", ".join(sorted(names))
             raise ConfigError(key, f"unknown key (known keys: {known})", source)
         values[key] = _coerce(source, key, hints[key], value)
-    config = cls(**values)
-    config._check(source)
-    return config
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # checked in __post_init__; name the file too
+        raise ConfigError(exc.key, exc.problem, source) from None
 
 
 def _load(cls: type[_C], path: str | Path) -> _C:
@@ -447,3 +578,54 @@ def load_segw(path: str | Path) -> SegwConfig:
 
 def load_fap(path: str | Path) -> FapConfig:
     return _load(FapConfig, path)
+
+
+# --- command-line arguments: argparse ``type=`` checks with the same rules ------------------
+
+
+def port_arg(text: str) -> int:
+    """A UDP port number 0-65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a UDP port (0-65535), not {text}")
+    return value
+
+
+def int_arg(low: int, high: int) -> Callable[[str], int]:
+    """An integer within [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}-{high}, not {text}")
+        return value
+    return parse
+
+
+def seconds_arg(low: float, high: float, *, zero: bool = False) -> Callable[[str], float]:
+    """A finite number of seconds within [low, high] (or 0 when ``zero``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if zero and value == 0:
+            return value
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low:g}-{high:g} seconds, not {text}")
+        return value
+    return parse
+
+
+def output_file_arg(text: str) -> str:
+    """A file to create or append to: its directory exists and it is not a directory."""
+    try:
+        _check_output_file("file", text, "")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+    return text

@@ -1,18 +1,23 @@
 """Diffie-Hellman for the KE payload: MODP-2048 (14), P-256 (19), P-384 (20), Curve25519 (31).
 
-Both backends use this module; it wraps ``cryptography`` and does the peer-value checks that
-RFC 7296 §5, RFC 6989 and RFC 8031 §2.1 ask for, turning every failure into ``CryptoError``.
+Both backends use this module; it does the peer-value checks that RFC 7296 §5, RFC 6989 and
+RFC 8031 §2.1 ask for, turning every failure into ``CryptoError``. The elliptic curves come
+from ``cryptography``; MODP comes from the active backend (``modp_public`` /
+``modp_shared``: native constant-time Montgomery code, or Python's ``pow`` in the reference
+twin), as ``cryptography`` deprecates finite-field DH.
 Encodings: MODP public values and shared secrets are big-endian, padded to the prime length
 (RFC 7296 §3.4, §2.14); ECP public values are x | y and the shared secret is x (RFC 5903 §7).
 """
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric import dh as _dh
+import secrets
+
 from cryptography.hazmat.primitives.asymmetric import ec as _ec
 from cryptography.hazmat.primitives.asymmetric import x25519 as _x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from . import _backend
 from .errors import CryptoError
 
 MODP_2048 = 14
@@ -20,22 +25,21 @@ ECP_256 = 19
 ECP_384 = 20
 CURVE25519 = 31
 
-# RFC 3526 §3, 2048-bit MODP group: p = 2^2048 - 2^1984 - 1 + 2^64 * { [2^1918 pi] + 124476 },
-# generator 2. (Checked against OpenSSL's built-in "modp_2048" group and the formula.)
-_MODP_2048_P = int(
-    "FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1 29024E08 8A67CC74"
-    "020BBEA6 3B139B22 514A0879 8E3404DD EF9519B3 CD3A431B 302B0A6D F25F1437"
-    "4FE1356D 6D51C245 E485B576 625E7EC6 F44C42E9 A637ED6B 0BFF5CB6 F406B7ED"
-    "EE386BFB 5A899FA5 AE9F2411 7C4B1FE6 49286651 ECE45B3D C2007CB8 A163BF05"
-    "98DA4836 1C55D39A 69163FA8 FD24CF5F 83655D23 DCA3AD96 1C62F356 208552BB"
-    "9ED52907 7096966D 670C354E 4ABC9804 F1746C08 CA18217C 32905E46 2E36CE3B"
-    "E39E772C 180E8603 9B2783A2 EC07A28F B5C55DF0 6F4C52C9 DE2BCBF6 95581718"
-    "3995497C EA956AE5 15D22618 98FA0510 15728E5A 8AACAA68 FFFFFFFF FFFFFFFF".replace(" ", ""),
-    16,
-)
-_MODP_2048 = _dh.DHParameterNumbers(_MODP_2048_P, 2)
-_MODP_2048_PARAMS = _MODP_2048.parameters()
-_MODP_LEN = 256
+#: Octets of a MODP private exponent: 224 bits, twice the group's 112-bit security strength
+#: as NIST SP 800-56A Rev. 3 §5.6.1.1.4 asks for safe-prime groups (RFC 3526 §8 estimates
+#: 220-320 bits), and what OpenSSL picks for this group. The exponent's length, not its
+#: value, is all the native code's timing shows.
+MODP_EXPONENT_LEN = 28
+
+
+class _Modp:
+    """A MODP private exponent; the arithmetic is the backend's."""
+
+    __slots__ = ("private",)
+
+    def __init__(self, private: bytes) -> None:
+        self.private = private
+
 
 _CURVES: dict[int, tuple[type[_ec.EllipticCurve], int]] = {
     ECP_256: (_ec.SECP256R1, 32),
@@ -80,14 +84,9 @@ class DhPrivate:
             except ValueError:
                 raise CryptoError("ECP public value is not a point on the curve") from None
             return key.exchange(_ec.ECDH(), peer)
-        assert isinstance(key, _dh.DHPrivateKey)
-        if len(peer_public) != _MODP_LEN:
-            raise CryptoError("MODP public value has the wrong length")
-        y = int.from_bytes(peer_public, "big")
-        if not 1 < y < _MODP_2048_P - 1:  # RFC 6989 §2.1: reject 0, 1, p-1 and >= p
-            raise CryptoError("MODP public value out of range")
-        peer_dh = _dh.DHPublicNumbers(y, _MODP_2048).public_key()
-        return key.exchange(peer_dh).rjust(_MODP_LEN, b"\x00")
+        assert isinstance(key, _Modp)
+        # RFC 6989 §2.1: 0, 1, p-1, values >= p and values outside the subgroup are refused
+        return _backend.backend.modp_shared(self.group, key.private, peer_public)
 
 
 def _public_bytes(group: int, key: object) -> bytes:
@@ -96,8 +95,9 @@ def _public_bytes(group: int, key: object) -> bytes:
     if isinstance(key, _ec.EllipticCurvePrivateKey):
         point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
         return point[1:]
-    assert isinstance(key, _dh.DHPrivateKey)
-    return key.public_key().public_numbers().y.to_bytes(_MODP_LEN, "big")
+    assert isinstance(key, _Modp)
+    return _backend.backend.modp_public(group, key.private)
+
 
 
 def generate(group: int) -> DhPrivate:
@@ -107,7 +107,10 @@ def generate(group: int) -> DhPrivate:
     if group in _CURVES:
         return DhPrivate(group, _ec.generate_private_key(_CURVES[group][0]()))
     if group == MODP_2048:
-        return DhPrivate(group, _MODP_2048_PARAMS.generate_private_key())
+        private = secrets.token_bytes(MODP_EXPONENT_LEN)
+        while not any(private):  # x = 0 is no key (probability 2^-256)
+            private = secrets.token_bytes(MODP_EXPONENT_LEN)
+        return DhPrivate(group, _Modp(private))
     raise CryptoError(f"unsupported Diffie-Hellman group {group}")
 
 
@@ -122,10 +125,7 @@ def from_private_bytes(group: int, private: bytes) -> DhPrivate:
             scalar = int.from_bytes(private, "big")
             return DhPrivate(group, _ec.derive_private_key(scalar, _CURVES[group][0]()))
         if group == MODP_2048:
-            x = int.from_bytes(private, "big")
-            y = pow(2, x, _MODP_2048_P)
-            numbers = _dh.DHPrivateNumbers(x, _dh.DHPublicNumbers(y, _MODP_2048))
-            return DhPrivate(group, numbers.private_key())
+            return DhPrivate(group, _Modp(private))
     except ValueError as exc:
         raise CryptoError(f"invalid private value: {exc}") from None
     raise CryptoError(f"unsupported Diffie-Hellman group {group}")

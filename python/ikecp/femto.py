@@ -199,7 +199,10 @@ class Femto:
 
     async def wait_established(self, timeout: float) -> FapStatus:
         """Wait until an SA is up (raises ``TimeoutError``); returns the status then."""
-        await asyncio.wait_for(self._up.wait(), timeout)
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
+            raise TimeoutError(f"no SA within {timeout} s") from None
         return self.status
 
     def check_liveness(self) -> bool:

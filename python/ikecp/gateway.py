@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .authlog import AuthFailureLog
 from .bindings import BindingStore, open_store
 from .config import SegwConfig
 from .const import NotifyType
@@ -27,6 +28,7 @@ from .dataplane.children import ChildTracker
 from .dispatch import Dispatcher
 from .engine import IkeSa
 from .engine.events import (
+    AuthenticationFailed,
     ChildSaFailed,
     ConfigSetAnswered,
     Event,
@@ -82,6 +84,7 @@ class Gateway:
         self._counted: dict[bytes, dict[str, object]] = {}  # ESP counters last written
         self._cookie_rotated = 0.0
         self._stopping = False
+        self._auth_log = AuthFailureLog(log)
         self._lock: InstanceLock | None = None
         self._refused: dict[str, int] = {}
         self.dataplane: DataPlane = NoDataPlane()
@@ -260,6 +263,8 @@ class Gateway:
             self.registry.touch(sa.spi_r)  # the peer answered our liveness check
         elif isinstance(ev, NatDetected):
             log.debug("NAT detected: peer behind NAT %s", ev.remote_behind_nat)
+        elif isinstance(ev, AuthenticationFailed):
+            self._auth_log.failure(sa.remote, ev, self.clock())
         elif isinstance(ev, ChildSaFailed):
             log.warning("CHILD_SA for %s refused: %s", sa.peer_id, ev.reason)
         elif isinstance(ev, IkeSaRekeyed):
@@ -342,6 +347,7 @@ class Gateway:
         if d is None:
             return
         now = self.clock()
+        self._auth_log.flush(now)
         self.registry.heartbeat()
         self._report_refusals(d)
         if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:

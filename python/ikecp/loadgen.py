@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import ipaddress
+import math
 import multiprocessing
 import resource
 import selectors
@@ -143,27 +144,53 @@ class LoadConfig:
         default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        """Checks every field; a bad one raises ``ConfigError`` naming it (a ValueError)."""
+        from .config import ConfigError
+
+        def bad(name: str, problem: str) -> ConfigError:
+            return ConfigError(name, problem)
+
         check_target(self.target, i_own_this_target=self.i_own_this_target)
-        if self.count < 1 or self.duration <= 0 or self.timeout <= 0 or self.window < 1:
-            raise ValueError("count, duration, timeout and window must be positive")
-        if self.rate is not None and self.rate <= 0:
-            raise ValueError("rate must be positive")
+        for name in ("port", "natt_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                raise bad(name, "must be a UDP port (1-65535)")
+        for name, high in (("count", 10**8), ("window", 10**6), ("workers", 256),
+                           ("faps", 10**8)):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= high:
+                raise bad(name, f"must be 1-{high}")
+        for name, low, top in (("duration", 0.001, 7 * 86400.0), ("timeout", 0.01, 3600.0),
+                               ("rate", 0.001, 1e6), ("ramp", 0.0, 86400.0),
+                               ("hold", 0.0, 7 * 86400.0)):
+            number = getattr(self, name)
+            if number is not None and not (math.isfinite(number) and low <= number <= top):
+                raise bad(name, f"must be {low:g}-{top:g}, not {number!r}")
         for name in ("rekey_after", "reauth_after"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.workers < 1 or (self.faps is not None and self.faps < 1):
-            raise ValueError("workers and faps must be positive")
+            if value is not None and not (math.isfinite(value) and 0 <= value <= 86400.0):
+                raise bad(name, f"must be 0-86400, not {value!r}")
         if self.auth not in ("psk", "cert"):
-            raise ValueError("auth must be 'psk' or 'cert'")
+            raise bad("auth", "must be 'psk' or 'cert'")
+        if self.auth == "psk" and not self.psk:
+            raise bad("psk", "must not be empty")
         if self.nat and not ipaddress.ip_address(self.target).is_loopback:
-            raise ValueError("nat: the userspace NAPT runs on loopback, so the target must too")
+            raise bad("nat", "the userspace NAPT runs on loopback, so the target must too")
         if self.auth == "cert" and self.ca is None:
-            raise ValueError("cert auth needs a CertAuthority in LoadConfig.ca")
+            raise bad("ca", "cert auth needs a CertAuthority in LoadConfig.ca")
         for name in ("id_template", "remote_id"):
             value = getattr(self, name)
-            if value is not None and len(value) > 253:
-                raise ValueError(f"{name} too long")
+            if value is not None and (len(value) > 253 or not value.isascii()):
+                raise bad(name, "must be ASCII, at most 253 characters")
+        for name, parse in (("ike_proposal", IkeProposal.parse),
+                            ("esp_proposal", ChildProposal.parse)):
+            try:
+                parse(getattr(self, name))
+            except (ValueError, KeyError) as exc:
+                raise bad(name, f"bad proposal {getattr(self, name)!r}: {exc}") from None
+        try:
+            ipaddress.ip_network(self.source, strict=False)
+        except ValueError:
+            raise bad("source", f"not an IP address or network: {self.source!r}") from None
 
     @property
     def renewal_steps(self) -> tuple[tuple[str, float], ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .config import ConfigError, output_file_arg, seconds_arg
 from .engine import RetransmitPolicy
 from .loadgen import DEFAULT_PSK, LoadConfig, TargetRefusedError, run
 from .loadgen_report import format_text, live_progress, plot, summarize, write_json
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--cert", action="store_true",
                    help="per-FAP ECDSA certificates from a fresh CA (its root is written to "
                    "--ca-out for the responder)")
-    p.add_argument("--ca-out", default="loadgen-ca.pem")
+    p.add_argument("--ca-out", default="loadgen-ca.pem", type=output_file_arg)
     p.add_argument("--ike", default="aes256gcm16-prfsha256-x25519", help="IKE proposal")
     p.add_argument("--esp", default="aes256gcm16", help="ESP proposal of the first CHILD_SA")
     p.add_argument("--source", default="127.0.0.1",
@@ -49,13 +50,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--hold", type=float, default=0.0, help="seconds to keep each SA up")
     p.add_argument("--no-teardown", action="store_true", help="do not DELETE SAs at the end")
     p.add_argument("--timeout", type=float, default=10.0, help="per-handshake time limit")
-    p.add_argument("--retransmit", type=float, default=1.0, help="first retransmit after s")
+    p.add_argument("--retransmit", type=seconds_arg(0.05, 60), default=1.0,
+                   help="first retransmit after s")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
-    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="latency histogram + rate (matplotlib)")
+    p.add_argument("--json", metavar="FILE", type=output_file_arg,
+                   help="write the report as JSON")
+    p.add_argument("--plot", metavar="FILE.png", type=output_file_arg,
+                   help="latency histogram + rate (matplotlib)")
     p.add_argument("--plain", action="store_true", help="plain progress lines, no rich")
     p.add_argument("--i-own-this-target", action="store_true",
                    help="allow a target outside loopback and the namespace test networks")
+
+
+#: LoadConfig fields whose flag is not ``--`` + the field name with dashes.
+_FLAGS = {"target": "target", "ike_proposal": "--ike", "esp_proposal": "--esp",
+          "ca": "--cert"}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -79,6 +88,10 @@ def main(args: argparse.Namespace) -> int:
             workers=args.workers, i_own_this_target=args.i_own_this_target, ca=ca)
     except TargetRefusedError as exc:
         print(f"ikecp loadgen: refused: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"ikecp loadgen: {_FLAGS.get(exc.key, '--' + exc.key.replace('_', '-'))}: "
+              f"{exc.problem}", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"ikecp loadgen: {exc}", file=sys.stderr)

@@ -9,18 +9,28 @@ each slot's own descriptor skips that lookup and keeps the class as frozen as be
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
+import sys
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T", bound=type)
 
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # it only informs type checkers, which read the branch above
+    def dataclass_transform(**_: Any) -> Callable[[T], T]:
+        return lambda f: f
 
+
+@dataclass_transform(frozen_default=True)
 def record(cls: T) -> T:
     """``@dataclass(frozen=True, slots=True)`` with an ``__init__`` that sets slots directly.
 
     Fields may have plain defaults; a class needing ``default_factory`` or ``__post_init__``
     keeps the dataclass constructor.
     """
-    cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    cls = typing.cast(T, dataclasses.dataclass(frozen=True, slots=True)(cls))
     fields = dataclasses.fields(cls)
     if hasattr(cls, "__post_init__") or any(
             f.default_factory is not dataclasses.MISSING or not f.init for f in fields):

@@ -11,6 +11,8 @@ from ikecp import framing
 from ikecp.cp import CpRegistry, NatInfoHandler, NatInfoProvider
 from ikecp.engine import Datagram, Identity, IkeSa, PskAuthenticator, Settings
 from ikecp.engine.events import Event
+from ikecp.engine.fragments import FragmentDropped, FragmentPolicy, Reassembler
+from ikecp.message import SKF
 
 INITIATOR_ADDR = ("100.64.0.2", 500)
 RESPONDER_ADDR = ("198.51.100.10", 500)
@@ -207,6 +209,26 @@ class Pair:
 
     def _busy(self) -> bool:
         return any(sa._outbox or not sa.tasks.idle for sa in self.i_sas + self.r_sas)
+
+    def opened(self, to_responder: bool, exchange: int):
+        """The first SK message of ``exchange`` sent in one direction, decrypted with the
+        receiver's keys; SKF fragments (RFC 7383) are put back together first."""
+        receiver = self.r if to_responder else self.i
+        parts = Reassembler(FragmentPolicy())
+        for f in self.log:
+            msg = self.backend.decode_message(f.datagram.data)
+            if f.to_responder != to_responder or msg.exchange != exchange:
+                continue
+            if not isinstance(msg.payloads[-1], SKF):
+                return self.backend.open_message(receiver.cipher_in, f.datagram.data)
+            try:
+                whole = parts.add(self.backend, receiver.cipher_in, msg, msg.payloads[-1],
+                                  f.datagram.data, 0.0)
+            except FragmentDropped:  # a retransmitted copy
+                continue
+            if whole is not None:
+                return whole
+        raise AssertionError("message not sent")
 
     def events(self, side: str, cls: type) -> list:
         return [e for e in (self.i_events if side == "i" else self.r_events)

@@ -76,6 +76,27 @@ def test_responder_with_per_peer_psk_table(backend):
     assert Pair(backend, fap_settings(), r).run().r.established
 
 
+@pytest.mark.parametrize("kwargs", [{"psk": b""}, {"peers": {FAP_ID: b""}},
+                                    {"psk": PSK, "peers": {FAP_ID: b""}}])
+def test_empty_psk_is_refused(kwargs):
+    """An empty secret would let anyone who guesses "nothing" authenticate (issue 10 item 4:
+    a peer with an empty PSK used to authenticate against ``psk = ""``)."""
+    with pytest.raises(ValueError, match="empty"):
+        PskAuthenticator(**kwargs)
+
+
+def test_short_psk_is_accepted_with_a_warning(backend, caplog):
+    with caplog.at_level("WARNING", logger="ikecp.auth"):
+        short = PskAuthenticator(b"tooshort", peers={FAP_ID: b"also short"})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and all("at least 16 random octets" in w for w in warnings)
+    assert "tooshort" not in " ".join(warnings)  # never the secret itself
+    assert "fap-0001.example.net" in warnings[1]
+    pair = Pair(backend, fap_settings(auth=PskAuthenticator(b"also short")),
+                segw_settings(auth=short)).run()
+    assert pair.r.established
+
+
 def test_initiator_rejects_responder_with_wrong_psk(backend):
     """The responder accepts (same PSK for verification) but signs with another secret."""
     class Split(PskAuthenticator):

@@ -41,6 +41,18 @@ def test_demo_exits_zero_and_prints_ok() -> None:
     assert "MISMATCH" not in proc.stdout
 
 
+def test_no_warning_in_normal_use() -> None:
+    """cryptography 50 deprecated finite-field DH, which ikecp used for MODP-2048: every CLI
+    call printed a CryptographyDeprecationWarning (issue 10, item 11). Warnings are errors
+    here, so any warning from ikecp or its dependencies fails the run."""
+    env = {**ENV, "PYTHONWARNINGS": "error"}
+    for args in (["--help"], ["info"], ["demo", "--faps", "2"]):
+        proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_help_explains_each_command() -> None:
     for cmd in ("segw", "fap", "bindings", "demo"):
         proc = run(cmd, "--help")

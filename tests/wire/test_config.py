@@ -21,6 +21,10 @@ def test_examples_load_and_build_settings() -> None:
     f = fap.settings()
     assert 23 in f.cp.handlers and 1 in f.cp.handlers and f.retransmit.tries == 5
     assert f.keepalive_interval == 20.0 and fap.remote_ports == (500, 4500)
+    assert (f.fragmentation.mode, f.fragmentation.size) == ("yes", 1280)
+    forced = from_dict(FapConfig, {"psk": "x", "fragmentation": "force", "fragment_size": 0})
+    assert (forced.settings().fragmentation.mode, forced.settings().fragmentation.size) \
+        == ("force", 0)
 
 
 @pytest.mark.parametrize(("cls", "data", "key"), [
@@ -38,7 +42,14 @@ def test_examples_load_and_build_settings() -> None:
     (SegwConfig, {"psk": "x", "listen": []}, "listen"),
     (SegwConfig, {"psk": "x", "proposals": ["aes256-nosuchprf"]}, "proposals"),
     (SegwConfig, {"psk": "x", "cookie_threshold": -1}, "cookie_threshold"),
+    (SegwConfig, {"psk": "x", "fragmentation": "maybe"}, "fragmentation"),
+    (SegwConfig, {"psk": "x", "fragmentation": True}, "fragmentation"),
+    (FapConfig, {"psk": "x", "fragment_size": 100}, "fragment_size"),
     (SegwConfig, {}, "psk"),
+    (SegwConfig, {"psk": ""}, "psk"),
+    (SegwConfig, {"psk": "long enough secret", "peers": {"fap.example": ""}}, "peers"),
+    (SegwConfig, {"peers": {"fap.example": ""}}, "peers"),
+    (FapConfig, {"psk": ""}, "psk"),
     (SegwConfig, {"cert": "/nonexistent.pem", "key": "/nonexistent.key", "ca": ["/x"]},
      "cert"),
     (SegwConfig, {"psk": "x", "cert": "c.pem"}, "psk"),
@@ -81,3 +92,38 @@ def test_nat_info_push_reaches_the_provider() -> None:
         is PushMode.REQUESTED
     always = from_dict(SegwConfig, {"psk": "x", "nat_info_push": "always"})
     assert always.settings().cp.providers[23].push_mode is PushMode.ALWAYS
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "key"), [
+    (SegwConfig, {"psk": "x", "dpd": float("nan")}, "dpd"),
+    (SegwConfig, {"psk": "x", "dpd": float("inf")}, "dpd"),
+    (SegwConfig, {"psk": "x", "binding_expiry": 1e-9}, "binding_expiry"),
+    (SegwConfig, {"psk": "x", "dpd": "30"}, "dpd"),  # wrong type, not a TypeError later
+    (SegwConfig, {"psk": ""}, "psk"),
+    (SegwConfig, {"peers": {"f\u00e4p.example": "secret"}}, "peers"),
+    (SegwConfig, {"psk": "x", "identity": "s\u00e9gw.example"}, "identity"),
+    (SegwConfig, {"psk": "x", "bindings": "/nonexistent-dir/b.sqlite"}, "bindings"),
+    (SegwConfig, {"cert": __file__, "key": __file__, "ca": (__file__,)}, "cert"),  # not PEM
+    (FapConfig, {"psk": "x", "keepalive": float("nan")}, "keepalive"),
+    (FapConfig, {"psk": "x", "segw_id": "s\u00e9gw"}, "segw_id"),
+])
+def test_configs_built_in_python_are_checked_too(cls, kwargs, key) -> None:
+    """The same one-line errors for code that builds configs as for TOML files (no
+    AssertionError or TypeError from deep inside)."""
+    with pytest.raises(ConfigError) as info:
+        cls(**kwargs)
+    assert info.value.key == key
+
+
+def test_durations_accept_their_range_and_zero_where_it_means_off() -> None:
+    from ikecp.config import DURATIONS
+
+    for key, (low, high, zero_off) in DURATIONS.items():
+        cls = SegwConfig if key in ("dpd", "binding_expiry") else FapConfig
+        for good in (low, high):
+            assert getattr(from_dict(cls, {"psk": "x", key: good}), key) == good
+        for bad in (low / 2, high * 2, float("nan"), float("inf"), -1.0):
+            with pytest.raises(ConfigError, match=f"^{key}: "):
+                from_dict(cls, {"psk": "x", key: bad})
+        if zero_off:
+            assert getattr(from_dict(cls, {"psk": "x", key: 0}), key) == 0

@@ -31,6 +31,7 @@ from .lowlevel import (
     walk_message,
     walk_payloads,
 )
+from .modp import modp_public, modp_shared
 from .sk import open_message, seal_message
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "ike_keys",
     "integ_compute",
     "integ_verify",
+    "modp_public",
+    "modp_shared",
     "nat_detection_hash",
     "open_datagram",
     "open_message",

@@ -27,6 +27,7 @@ _HEADER_LEN = 28
 _GENERIC_LEN = 4
 _SK = 46
 _SKF = 53
+_SKF_HEADER_LEN = 8  # generic header, Fragment Number, Total Fragments (RFC 7383 §2.5)
 _SPI_LEN = 8
 
 # PRF transform id -> (hash, output length) (RFC 7296 §3.3.2, RFC 4868 for SHA-2).
@@ -231,6 +232,22 @@ class SkCipher:
              *, iv: bytes | None = None) -> bytes:
         """prefix (length field and the Next Payload naming SK rewritten) | SK header | IV |
         ciphertext | ICV. The prefix is the 28-octet header and any clear payloads."""
+        return self._seal(prefix, next_payload, _SK, b"", plaintext, iv)
+
+    def seal_fragment(self, prefix: bytes, next_payload: int, fragment_number: int,
+                      total_fragments: int, plaintext: bytes, *,
+                      iv: bytes | None = None) -> bytes:
+        """prefix (length and the Next Payload naming SKF rewritten) | SKF header | IV |
+        ciphertext | ICV (RFC 7383 §2.5): the fragment fields sit before the IV, so the ICV
+        covers them."""
+        if not (isinstance(fragment_number, int) and isinstance(total_fragments, int)
+                and 1 <= fragment_number <= total_fragments <= 0xFFFF):
+            raise CryptoError("fragment number must be 1..total, total at most 65535")
+        extra = struct.pack(">HH", fragment_number, total_fragments)
+        return self._seal(prefix, next_payload, _SKF, extra, plaintext, iv)
+
+    def _seal(self, prefix: bytes, next_payload: int, kind: int, extra: bytes,
+              plaintext: bytes, iv: bytes | None) -> bytes:
         prefix, plaintext = as_bytes(prefix), as_bytes(plaintext)
         if len(prefix) < _HEADER_LEN:
             raise CryptoError("prefix must start with the 28-octet IKE header")
@@ -245,16 +262,16 @@ class SkCipher:
             body_len = len(plaintext) + 1
         else:
             body_len = (len(plaintext) + 1 + 15) // 16 * 16
-        sk_len = _GENERIC_LEN + self.iv_size + body_len + self.icv_size
+        sk_len = _GENERIC_LEN + len(extra) + self.iv_size + body_len + self.icv_size
         if sk_len > 0xFFFF:
             raise CryptoError("SK payload too long")
         total = len(prefix) + sk_len
         if total > 0xFFFF_FFFF:
             raise CryptoError("message too long")
-        head = bytearray(prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
-                         + struct.pack(">BBH", next_payload, 0, sk_len))
-        head[_last_clear_payload(prefix)] = _SK
-        head = bytes(head)
+        building = bytearray(prefix[:24] + struct.pack(">I", total) + prefix[_HEADER_LEN:]
+                             + struct.pack(">BBH", next_payload, 0, sk_len) + extra)
+        building[_last_clear_payload(prefix)] = kind
+        head = bytes(building)
         if self._aead is not None:
             sealed = self._aead.encrypt(self._salt + iv, plaintext + b"\x00", head)
             return head + iv + sealed
@@ -268,17 +285,34 @@ class SkCipher:
         """Verify and decrypt the SK payload that ends ``data``; return (first inner type,
         plaintext). Structure errors raise ParseError, anything keyed IntegrityError."""
         data = as_bytes(data)
-        sk_off = _find_sk(data)
+        return self._open(data, _find_last(data, _SK), _GENERIC_LEN, _SK)
+
+    def open_fragment(self, data: bytes) -> tuple[int, int, int, bytes]:
+        """Verify and decrypt the SKF payload that ends ``data``: (Next Payload, Fragment
+        Number, Total Fragments, plaintext). A number of 0 or above the total is a
+        ParseError, found before any key is used."""
+        data = as_bytes(data)
+        off = _find_last(data, _SKF)
+        if off + _SKF_HEADER_LEN > len(data):
+            raise ParseError("bad SKF payload length", off, _SKF)
+        number, total = struct.unpack_from(">HH", data, off + _GENERIC_LEN)
+        if not 1 <= number <= total:
+            raise ParseError("bad fragment number", off, _SKF)
+        first, plaintext = self._open(data, off, _SKF_HEADER_LEN, _SKF)
+        return first, number, total, plaintext
+
+    def _open(self, data: bytes, sk_off: int, header_len: int, kind: int) -> tuple[int, bytes]:
         first_inner = data[sk_off]
-        body_off = sk_off + _GENERIC_LEN + self.iv_size
+        body_off = sk_off + header_len + self.iv_size
         body_len = len(data) - body_off - self.icv_size
         if body_len < 1 or (self._aead is None and body_len % 16):
-            raise ParseError("bad SK payload length", sk_off, _SK)
-        iv = data[sk_off + _GENERIC_LEN:body_off]
+            what = "bad SK payload length" if kind == _SK else "bad SKF payload length"
+            raise ParseError(what, sk_off, kind)
+        iv = data[sk_off + header_len:body_off]
         if self._aead is not None:
             try:
                 padded = self._aead.decrypt(self._salt + iv, data[body_off:],
-                                            data[:sk_off + _GENERIC_LEN])
+                                            data[:sk_off + header_len])
             except InvalidTag:
                 raise IntegrityError() from None
         else:
@@ -315,7 +349,13 @@ def _last_clear_payload(prefix: bytes) -> int:
 
 
 def _find_sk(data: bytes) -> int:
-    """Offset of the SK payload's generic header, checking it is last and ends the datagram.
+    """Offset of the SK payload's generic header, checking it is last and ends the datagram."""
+    return _find_last(data, _SK)
+
+
+def _find_last(data: bytes, kind: int) -> int:
+    """Offset of the generic header of the encrypted payload ``kind`` (SK or SKF), checking
+    it is last and ends the datagram.
 
     The ``what`` phrases are the codec's where the fault is the same one.
     """
@@ -327,7 +367,7 @@ def _find_sk(data: bytes) -> int:
     offset = _HEADER_LEN
     while True:
         if next_type == 0:
-            raise ParseError("no SK payload", offset, None)
+            raise ParseError("no SK payload" if kind == _SK else "no SKF payload", offset, None)
         if offset + _GENERIC_LEN > len(data):
             raise ParseError("truncated payload", offset, next_type)
         length = int.from_bytes(data[offset + 2:offset + 4], "big")
@@ -335,9 +375,9 @@ def _find_sk(data: bytes) -> int:
             raise ParseError("bad payload length", offset, next_type)
         if offset + length > len(data):
             raise ParseError("truncated payload", offset, next_type)
-        if next_type == _SK:
+        if next_type == kind:
             if offset + length != len(data):
-                raise ParseError("trailing data", offset + length, _SK)
+                raise ParseError("trailing data", offset + length, kind)
             return offset
         next_type = data[offset]
         offset += length

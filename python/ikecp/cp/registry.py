@@ -78,7 +78,8 @@ class Deferred:
 class AttributeHandler(Protocol):
     """Initiator side of one attribute type."""
 
-    attr_type: int
+    @property
+    def attr_type(self) -> int: ...
 
     def request(self, ctx: CpContext) -> bytes | None:
         """Value to put in CFG_REQUEST (usually empty), or None not to ask."""
@@ -95,7 +96,8 @@ class AttributeProvider(Protocol):
     """Responder side of one attribute type; called only when the type was requested and
     only after the initiator has authenticated."""
 
-    attr_type: int
+    @property
+    def attr_type(self) -> int: ...
 
     def provide(self, ctx: CpContext, requested: list[bytes]) -> list[bytes] | Deferred:
         """Values for CFG_REPLY (empty: answer nothing), a ``Deferred`` settled later, or

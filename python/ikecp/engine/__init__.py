@@ -23,11 +23,13 @@ exchange), ``sa_init.py``, ``nat_detection.py``,
 ``child_create.py``, ``child_rekey.py``, ``ike_rekey.py`` (CREATE_CHILD_SA), ``child_sa.py``
 (what an IKE SA keeps of each CHILD SA), ``delete.py``, ``liveness.py``,
 ``initial_contact.py`` (N(INITIAL_CONTACT) in IKE_AUTH), ``config_push.py`` (CFG_SET/CFG_ACK
-in INFORMATIONAL); ``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
+in INFORMATIONAL); ``fragments.py`` (RFC 7383: SKF split and bounded reassembly);
+``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
 """
 
 from .auth import Authenticator, PskAuthenticator
 from .events import Event
+from .fragments import FragmentPolicy
 from .sa import Datagram, IkeSa, Role, State, Stats
 from .settings import ChildLifetime, Identity, IkeLifetime, RetransmitPolicy, Settings, selector
 from .transforms import ChildProposal, IkeProposal
@@ -38,6 +40,7 @@ __all__ = [
     "ChildProposal",
     "Datagram",
     "Event",
+    "FragmentPolicy",
     "Identity",
     "IkeLifetime",
     "IkeProposal",

@@ -6,6 +6,7 @@ protocol (``ikecp.pki``), so adding them touches only this file.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -13,13 +14,26 @@ from .. import pki
 from ..const import AuthMethod, CertEncoding, NotifyType
 from ..errors import ParseError, RemoteProtocolError
 from ..message import Auth, Cert, CertReq, IDi, IDr, Notify, Payload
-from .events import IkeSaEstablished
+from .events import AuthenticationFailed, IkeSaEstablished
 from .task import DONE, Status, Task
 
 if TYPE_CHECKING:
     from .sa import IkeSa
     from .settings import Identity
     from .view import MessageView
+
+log = logging.getLogger("ikecp.auth")
+
+#: Failure classes of ``AuthenticationFailed``.
+UNKNOWN_IDENTITY = "unknown identity"  # no PSK for the identity the peer claimed
+BAD_AUTH = "bad AUTH"  # the AUTH payload does not verify (e.g. a wrong PSK)
+CERTIFICATE = "certificate"  # chain, validity or certificate/identity mismatch
+WRONG_IDENTITY = "wrong identity"  # not the identity we expect this peer to have
+WRONG_METHOD = "wrong auth method"
+
+#: Below this many octets a PSK is accepted with a warning (RFC 7296 §2.15 asks for keys as
+#: strong as the negotiated PRF's key; 16 octets of a random secret is the floor we warn at).
+PSK_WARN_LENGTH = 16
 
 #: Error notifies in an IKE_AUTH response that refuse only the CHILD_SA (RFC 7296 §1.2).
 CHILD_ERRORS = frozenset({
@@ -39,7 +53,8 @@ class Authenticator(Protocol):
     certificates.
     """
 
-    method: int
+    @property
+    def method(self) -> int: ...
 
     def sign(self, sa: IkeSa, octets: bytes) -> tuple[Payload, ...]:
         """AUTH (and any CERT payloads to send before it) over ``octets``."""
@@ -60,6 +75,19 @@ class PskAuthenticator:
             raise ValueError("a PSK or a per-peer PSK table is needed")
         self._psk = psk
         self._peers = dict(peers or {})
+        for owner, secret in [("the PSK", psk), *((f"the PSK of {peer}", secret)
+                                                   for peer, secret in self._peers.items())]:
+            if secret is None:
+                continue
+            if not secret:
+                raise ValueError(f"{owner} is empty")
+            if len(secret) < PSK_WARN_LENGTH:
+                log.warning("%s is only %d octets: use at least %d random octets", owner,
+                            len(secret), PSK_WARN_LENGTH)
+
+    def knows(self, peer_id: Identity) -> bool:
+        """Whether there is a secret for ``peer_id`` (a table entry or the default PSK)."""
+        return self._secret(peer_id) is not None
 
     def _secret(self, peer_id: Identity | None) -> bytes | None:
         if peer_id is not None and peer_id in self._peers:
@@ -171,19 +199,27 @@ class AuthTask(Task):
         from .settings import Identity
 
         peer = Identity(id_type, id_data)
+
+        def refuse(failure: str, reason: str) -> RemoteProtocolError:
+            sa.emit(AuthenticationFailed(peer, failure, reason))
+            return RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED, reason)
+
         expected = sa.settings.remote_id
         if expected is not None and peer != expected:
-            raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED,
-                                      f"peer identity {peer} is not {expected}")
+            raise refuse(WRONG_IDENTITY, f"peer identity {peer} is not {expected}")
         auth: Auth = msg.first(Auth)
         verifier = sa.settings.peer_auth or sa.settings.auth
         if auth.method not in (getattr(verifier, "accepted_methods", None) or (verifier.method,)):
-            raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED,
-                                      f"peer used auth method {auth.method}")
+            raise refuse(WRONG_METHOD, f"peer used auth method {auth.method}")
+        if isinstance(verifier, PskAuthenticator) and not verifier.knows(peer):
+            raise refuse(UNKNOWN_IDENTITY, "no PSK for this identity")
         octets = _octets(sa, initiator_side, id_type, id_data)
-        if not verifier.verify(sa, peer, auth, octets, msg.find(Cert)):
-            raise RemoteProtocolError(NotifyType.AUTHENTICATION_FAILED,
-                                      "AUTH payload does not verify")
+        try:
+            verified = verifier.verify(sa, peer, auth, octets, msg.find(Cert))
+        except RemoteProtocolError as exc:  # a certificate verifier says why
+            raise refuse(CERTIFICATE, exc.reason) from None
+        if not verified:
+            raise refuse(BAD_AUTH, "AUTH payload does not verify")
         return peer
 
 

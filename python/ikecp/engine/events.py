@@ -7,9 +7,7 @@ engine state. Addresses are ``(ip, port)`` tuples with the IP as text.
 from __future__ import annotations
 
 from ..message import ConfigAttribute, TrafficSelector
-from ..record import record
-
-_event = record
+from ..record import record as _event
 
 Address = tuple[str, int]
 
@@ -253,6 +251,18 @@ class ChildSaDeleted:
 
 
 @_event
+class AuthenticationFailed:
+    """The peer did not prove the identity it claimed (IKE_AUTH, either role). ``failure`` is
+    the class (``auth.UNKNOWN_IDENTITY``, ``BAD_AUTH``, ``CERTIFICATE``, ``WRONG_IDENTITY``,
+    ``WRONG_METHOD``); ``reason`` the detail, which never holds a secret. An ``SaFailed``
+    follows."""
+
+    identity: object
+    failure: str
+    reason: str
+
+
+@_event
 class SaFailed:
     """The SA is dead: authentication failure, no proposal, peer gone, and so on."""
 
@@ -266,5 +276,5 @@ Event = (
     | ConfigReceived | InitialContact | ConfigSetAnswered
     | PublicAddressLearned | NatInfoNotSupported | PeerBinding | RemoteAddressChanged
     | ProtocolErrorSent | ProtocolErrorReceived | DatagramDropped | LivenessConfirmed
-    | SaDeleted | ChildSaDeleted | SaFailed
+    | SaDeleted | ChildSaDeleted | AuthenticationFailed | SaFailed
 )

@@ -21,9 +21,9 @@ from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, Proto
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
-from ..message import Delete, Message
+from ..message import SKF, Delete, Message
 from ..record import record
-from . import config_push
+from . import config_push, fragments
 from .child_create import ChildCreateTask
 from .child_rekey import ChildRekeyTask
 from .child_sa import ChildSa, ChildState
@@ -106,6 +106,7 @@ class IkeSa:
         "_natt_local_port",
         "_now",
         "_outbox",
+        "_reassembly",
         "_reauth_at",
         "_rekey_at",
         "_replaces",
@@ -126,6 +127,7 @@ class IkeSa:
         "nonce_i",
         "nonce_r",
         "peer_cas",
+        "peer_fragmentation",
         "peer_hashes",
         "peer_id",
         "remote",
@@ -166,6 +168,9 @@ class IkeSa:
         self.peer_hashes: tuple[int, ...] | None = None
         self.peer_cas: tuple[bytes, ...] = ()
         self.natt_supported = False
+        #: The peer announced FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
+        self.peer_fragmentation = False
+        self._reassembly: fragments.Reassembler | None = None  # made on the first SKF
         self.local_behind_nat = self.remote_behind_nat = False
         # Messages to the NAT-T port carry the non-ESP marker from the very first one: an
         # initiator may start there (RFC 7296 §2.23), e.g. strongSwan reauthenticating.
@@ -268,7 +273,9 @@ class IkeSa:
             return None
         req = self.tasks.request
         soonest = req.deadline if req is not None else None
-        for t in (self._half_open_at, self._dpd_at, self._keepalive_at, self._life_at):
+        reassembly = self._reassembly.deadline if self._reassembly is not None else None
+        for t in (self._half_open_at, self._dpd_at, self._keepalive_at, self._life_at,
+                  reassembly):
             if t is not None and (soonest is None or t < soonest):
                 soonest = t
         return soonest
@@ -282,6 +289,11 @@ class IkeSa:
         if self._half_open_at is not None and now >= self._half_open_at:
             self.fail("IKE_AUTH did not arrive (half-open timeout)")
             return
+        if self._reassembly is not None:  # RFC 7383: partial messages have a time limit
+            for mid in self._reassembly.expire(now):
+                self.drop(f"fragments of message {mid} timed out")
+            if self._reassembly.deadline is None:
+                self._reassembly = None
         keepalive = self.settings.keepalive_interval
         if self._keepalive_at is not None and keepalive is not None and now >= self._keepalive_at:
             # One 0xFF octet, no non-ESP marker: not encapsulated in the Datagram's sense.
@@ -441,10 +453,24 @@ class IkeSa:
         self.stats.dropped += 1
         self._events.append(DatagramDropped(reason))
 
-    def open(self, data: bytes) -> Message | None:
-        """Verify, decrypt and decode an SK-protected message; drop it (None) if it fails."""
+    def open(self, msg: Message, data: bytes) -> Message | None:
+        """Verify, decrypt and decode an SK-protected message; drop it (None) if it fails.
+        An SKF fragment (RFC 7383) is kept once verified, and the whole message comes back
+        with its last fragment (None until then)."""
         try:
+            if msg.payloads and isinstance(msg.payloads[-1], SKF):
+                reassembly = self._reassembly
+                if reassembly is None:
+                    reassembly = self._reassembly = fragments.Reassembler(
+                        self.settings.fragmentation)
+                whole = reassembly.add(self.backend, self.cipher_in, msg, msg.payloads[-1],
+                                       data, self._now)
+                if reassembly.deadline is None:  # nothing partial left: free it (memory/SA)
+                    self._reassembly = None
+                return whole
             return self.backend.open_message(self.cipher_in, data)
+        except fragments.FragmentDropped as exc:
+            self.drop(f"fragment dropped: {exc}")
         except IntegrityError:
             self.drop("integrity check failed")
         except (ParseError, ValueError) as exc:
@@ -454,17 +480,27 @@ class IkeSa:
     def fail(self, reason: str, notify_type: int | None = None) -> None:
         self.close(SaFailed(reason, notify_type))
 
-    def send(self, data: bytes, remote: Address | None = None,
+    def send(self, data: bytes | tuple[bytes, ...], remote: Address | None = None,
              local_port: int | None = None) -> None:
+        """Queue one message: a datagram, or all the fragments of a fragmented one."""
         port = self.local[1] if local_port is None else local_port
         encapsulated = self.encapsulated if local_port is None else \
             local_port == self.settings.natt_port
-        self._outbox.append(Datagram(data, port, remote or self.remote, encapsulated))
+        for d in (data,) if isinstance(data, bytes) else data:
+            self._outbox.append(Datagram(d, port, remote or self.remote, encapsulated))
 
-    def encode(self, msg: Message) -> bytes:
+    def encode(self, msg: Message) -> bytes | tuple[bytes, ...]:
+        """The datagram of ``msg``, or its SKF fragments when it is too large for the
+        fragment size and the fragmentation mode allows (RFC 7383)."""
         if msg.exchange == X.IKE_SA_INIT:
             return self.backend.encode_message(msg)
-        return self.backend.seal_message(self.cipher_out, msg)
+        data = self.backend.seal_message(self.cipher_out, msg)
+        frag = self.settings.fragmentation
+        if frag.may_fragment(self.peer_fragmentation):
+            limit = frag.max_ike_message(self.remote[0], self.encapsulated)
+            if len(data) > limit:
+                return fragments.split(self.backend, self.cipher_out, msg, limit)
+        return data
 
     def accept_init(self, msg: Message, data: bytes, addr: Address,
                     local_port: int | None) -> bool:
@@ -499,11 +535,12 @@ class IkeSa:
             self._to(Trigger.INIT_DONE)
             self.tasks.queue(X.IKE_AUTH, auth_tasks(self))
 
-    def exchange_answered(self, exchange: int, reply: bytes,
+    def exchange_answered(self, exchange: int, reply: bytes | tuple[bytes, ...],
                           error: RemoteProtocolError | None) -> None:
         """Responder: our answer to the peer's ``exchange`` went out."""
         if exchange == X.IKE_SA_INIT:
-            self.init_response = reply
+            if isinstance(reply, bytes):  # always: IKE_SA_INIT is never fragmented
+                self.init_response = reply
             self._to(Trigger.INIT_ANSWERED)
         elif exchange == X.IKE_AUTH:
             if error is not None:

@@ -11,6 +11,7 @@ from .. import dh
 from ..const import NotifyType, ProtocolId
 from ..errors import CryptoError, RemoteProtocolError
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal
+from . import fragments
 from .auth import certreq_payloads, record_certreq, record_signature_hashes, signature_hash_notifies
 from .keys import derive_ike_keys
 from .task import DONE, NEED_MORE, Status, Task
@@ -73,6 +74,7 @@ class SaInitTask(Task):
         out.append(KE(group, self.dh.public_bytes))
         out.append(Nonce(sa.nonce_i))
         out.extend(signature_hash_notifies(sa))
+        fragments.announce(sa, out)
 
     def process_i(self, sa: IkeSa, msg: MessageView) -> Status:
         cookie = msg.notifies(NotifyType.COOKIE)
@@ -109,6 +111,7 @@ class SaInitTask(Task):
         sa.suite, sa.spi_r, sa.nonce_r = chosen[1], msg.spi_r, nonce_r
         record_signature_hashes(sa, msg)
         record_certreq(sa, msg)
+        fragments.note_peer(sa, msg)
         derive_ike_keys(sa, secret)
         self.dh = None
         return DONE
@@ -130,6 +133,7 @@ class SaInitTask(Task):
         proposal, suite, self.dh, secret = accept_ike_proposal(sa, sa_payload.proposals, ke)
         self.proposal_number = proposal.number
         record_signature_hashes(sa, msg)
+        fragments.note_peer(sa, msg)
         sa.suite, sa.nonce_i = suite, nonce_i
         sa.spi_r = os.urandom(8)
         sa.nonce_r = os.urandom(sa.settings.nonce_size)
@@ -145,4 +149,5 @@ class SaInitTask(Task):
         out.extend(certreq_payloads(sa))  # §1.2: the responder's CERTREQ goes here
         if sa.peer_hashes is not None:  # answer RFC 7427 peers only, as strongSwan does
             out.extend(signature_hash_notifies(sa))
+        fragments.announce(sa, out)
         self.dh = None

@@ -17,6 +17,7 @@ from ..const import IdType, TsType
 from ..cp.registry import CpRegistry
 from ..message import TrafficSelector
 from .auth import Authenticator
+from .fragments import FragmentPolicy
 from .transforms import ChildProposal, IkeProposal
 
 
@@ -159,6 +160,8 @@ class Settings:
     force_encap: bool = False
     natt_port: int = 4500
     retransmit: RetransmitPolicy = RetransmitPolicy()
+    #: IKE fragmentation (RFC 7383): when to fragment, fragment size, reassembly bounds.
+    fragmentation: FragmentPolicy = field(default_factory=FragmentPolicy)
     #: Responder: give up on an SA whose IKE_AUTH does not arrive in time.
     half_open_timeout: float = 30.0
     #: Send an empty INFORMATIONAL after this much time without one (None: never).

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 from ..const import ExchangeType as X
 from ..const import HeaderFlag, NotifyType, ProtocolId
 from ..errors import RemoteProtocolError
-from ..message import CP, SA, SK, Delete, Message, Notify, Payload
-from . import rules
+from ..message import CP, SA, SK, SKF, Delete, Message, Notify, Payload
+from . import fragments, rules
 from .auth import AuthTask
 from .auth_lifetime import AuthLifetimeTask
 from .child_create import ChildCreateTask
@@ -47,7 +47,8 @@ class _Request:
 
     __slots__ = ("data", "deadline", "exchange", "msg_id", "sent_at", "tasks", "tries")
 
-    def __init__(self, exchange: int, msg_id: int, data: bytes, tasks: list[Task]) -> None:
+    def __init__(self, exchange: int, msg_id: int, data: bytes | tuple[bytes, ...],
+                 tasks: list[Task]) -> None:
         self.exchange, self.msg_id, self.data, self.tasks = exchange, msg_id, data, tasks
         self.tries = 0
         self.deadline: float | None = None
@@ -76,7 +77,8 @@ class TaskManager:
         self.request: _Request | None = None
         #: Read by the SA on its hot path to skip calls with nothing to do.
         self.queued: list[tuple[int, list[Task]]] = []
-        self._cached: tuple[int, int, bytes] | None = None  # (msg id, hash(request), reply)
+        # (msg id, hash(request), reply: a datagram or a whole fragment set)
+        self._cached: tuple[int, int, bytes | tuple[bytes, ...]] | None = None
         self.parked: _Work | None = None  # an answer waiting for a Deferred CP value
         self.armed = False
 
@@ -130,7 +132,7 @@ class TaskManager:
         flags = _INITIATOR if sa.is_initiator else 0
         msg = Message(sa.spi_i, sa.spi_r, exchange, flags, self._next_id, tuple(payloads))
         data = sa.encode(msg)
-        if exchange == X.IKE_SA_INIT:
+        if exchange == X.IKE_SA_INIT and isinstance(data, bytes):  # never fragmented
             sa.init_request = data
         self.request = _Request(exchange, self._next_id, data, tasks)
         sa.send(data)
@@ -149,12 +151,13 @@ class TaskManager:
             if msg.spi_r != sa.spi_r:
                 sa.drop("response with wrong responder SPI")
                 return
-            if not msg.payloads or not isinstance(msg.payloads[-1], SK):
+            if not msg.payloads or not isinstance(msg.payloads[-1], (SK, SKF)):
                 self._unprotected_response(msg, req)
                 return
-            inner = sa.open(data)
-            if inner is None:
+            opened = sa.open(msg, data)
+            if opened is None:
                 return
+            inner = opened
         view = MessageView(inner)
         try:
             rules.check(req.exchange, True, inner.payloads)
@@ -266,7 +269,13 @@ class TaskManager:
         mid, exchange = msg.message_id, msg.exchange
         cached = self._cached
         if cached is not None and mid == cached[0]:
-            if hash(data) != cached[1]:
+            last = msg.payloads[-1] if msg.payloads else None
+            if isinstance(last, SKF):  # RFC 7383 §2.6.1: fragment 1 brings the answer back
+                refused = fragments.refuse_replayed(sa.cipher_in, last, data)
+                if refused is not None:
+                    sa.drop(refused)
+                    return
+            elif hash(data) != cached[1]:
                 sa.drop("different request with an answered message ID")
                 return
             # An exact replay proves nothing about its source, so the SA keeps its address;
@@ -289,12 +298,13 @@ class TaskManager:
             if sa.cipher_in is None or msg.spi_r != sa.spi_r:
                 sa.drop("request for an SA without keys")
                 return
-            if not msg.payloads or not isinstance(msg.payloads[-1], SK):
+            if not msg.payloads or not isinstance(msg.payloads[-1], (SK, SKF)):
                 sa.drop("unencrypted request")
                 return
-            inner = sa.open(data)
-            if inner is None:
+            opened = sa.open(msg, data)
+            if opened is None:
                 return
+            inner = opened
             if addr != sa.remote or (local_port is not None and local_port != sa.local[1]):
                 sa.track_address(addr, local_port)
         view = MessageView(inner)

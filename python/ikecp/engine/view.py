@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from ..message import Message, Notify, Payload
 
 
@@ -39,4 +41,5 @@ class MessageView:
         return self._by_class.get(cls) or []
 
     def notifies(self, notify_type: int) -> list[Notify]:
-        return [n for n in self._by_class.get(Notify, ()) if n.notify_type == notify_type]
+        found = cast("list[Notify]", self._by_class.get(Notify) or [])
+        return [n for n in found if n.notify_type == notify_type]

@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 
 from ..pki import Credential, PrivateKey
 
-KeyType = Literal["rsa2048", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521"]
+KeyType = Literal["rsa2048", "rsa4096", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521"]
 Identity = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
@@ -40,8 +40,8 @@ _CURVES: dict[str, type[ec.EllipticCurve]] = {
 
 def new_key(key_type: KeyType) -> PrivateKey:
     """A freshly generated private key of ``key_type``."""
-    if key_type == "rsa2048":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if key_type in ("rsa2048", "rsa4096"):  # 4096: big chains, for IKE fragmentation tests
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
     if key_type in _CURVES:
         return ec.generate_private_key(_CURVES[key_type]())
     raise ValueError(f"unknown key type {key_type!r}")

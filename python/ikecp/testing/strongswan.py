@@ -103,6 +103,9 @@ class CharonConfig:
     cert: Path | None = None
     key: Path | None = None
     cacert: Path | None = None
+    #: More CA certificates for x509ca/, e.g. an intermediate that strongSwan then sends
+    #: along with its own certificate.
+    extra_cacerts: tuple[Path, ...] = ()
     #: swanctl ``send_cert`` (``ifasked``/``always``/``never``); strongSwan's default sends
     #: its certificate only after a CERTREQ.
     send_cert: str | None = None
@@ -372,7 +375,8 @@ class Charon:
         (self.workdir / "strongswan.conf").write_text(strongswan_conf(self.config, self.workdir))
         (self.workdir / "swanctl.conf").write_text(swanctl_conf(self.config))
         for sub, src in (("x509", self.config.cert), ("x509ca", self.config.cacert),
-                         ("private", self.config.key)):
+                         ("private", self.config.key),
+                         *(("x509ca", extra) for extra in self.config.extra_cacerts)):
             if src is not None:
                 (self.workdir / sub).mkdir(mode=0o700, exist_ok=True)
                 shutil.copy(src, self.workdir / sub / Path(src).name)

@@ -3,6 +3,10 @@
 //! `seal` builds prefix | SK header | IV | ciphertext | ICV; `open` walks the clear payload
 //! chain to the SK payload, checks that it ends the datagram, verifies and decrypts. Every
 //! keyed failure, including a bad pad length, is the same detail-free [`Error::Integrity`].
+//!
+//! `seal_fragment` / `open_fragment` do the same for one SKF fragment (RFC 7383 §2.5): its
+//! header carries Fragment Number and Total Fragments between the generic header and the IV,
+//! and those octets are covered by the ICV (AEAD: part of the associated data).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,6 +26,8 @@ const HEADER_LEN: usize = 28;
 const GENERIC_LEN: usize = 4;
 const SK: u8 = 46;
 const SKF: u8 = 53;
+/// Generic header plus Fragment Number and Total Fragments.
+const SKF_HEADER_LEN: usize = 8;
 pub(crate) const SALT_LEN: usize = 4;
 pub(crate) const AEAD_IV: usize = 8;
 pub(crate) const AEAD_ICV: usize = 16;
@@ -101,6 +107,15 @@ pub struct Opened {
     pub plaintext: Zeroizing<Vec<u8>>,
 }
 
+/// One opened SKF fragment (RFC 7383 §2.5); `next_payload` is non-zero only in fragment 1.
+#[derive(Debug, PartialEq)]
+pub struct Fragment {
+    pub next_payload: u8,
+    pub number: u16,
+    pub total: u16,
+    pub plaintext: Zeroizing<Vec<u8>>,
+}
+
 /// One direction's keyed SK protection; keys are expanded once and wiped on drop.
 pub struct SkCipher {
     kind: Kind,
@@ -170,6 +185,43 @@ impl SkCipher {
         plaintext: &[u8],
         iv: Option<&[u8]>,
     ) -> Result<Vec<u8>, Error> {
+        self.seal_payload(prefix, next_payload, SK, &[], plaintext, iv)
+    }
+
+    /// prefix (length field and the Next Payload naming SKF rewritten) | SKF header | IV |
+    /// encrypted body | ICV: fragment `number` of `total` (RFC 7383 §2.5),
+    /// `1 <= number <= total <= 65535`.
+    pub fn seal_fragment(
+        &self,
+        prefix: &[u8],
+        next_payload: i64,
+        number: i64,
+        total: i64,
+        plaintext: &[u8],
+        iv: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
+        let bad = Error::Crypto("fragment number must be 1..total, total at most 65535");
+        let n = u16::try_from(number).map_err(|_| bad.clone())?;
+        let t = u16::try_from(total).map_err(|_| bad.clone())?;
+        if n == 0 || n > t {
+            return Err(bad);
+        }
+        let [n0, n1] = n.to_be_bytes();
+        let [t0, t1] = t.to_be_bytes();
+        self.seal_payload(prefix, next_payload, SKF, &[n0, n1, t0, t1], plaintext, iv)
+    }
+
+    /// `kind` is SK or SKF; `extra` is what follows its generic header before the IV (SKF:
+    /// number and total).
+    fn seal_payload(
+        &self,
+        prefix: &[u8],
+        next_payload: i64,
+        kind: u8,
+        extra: &[u8],
+        plaintext: &[u8],
+        iv: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
         if prefix.len() < HEADER_LEN {
             return Err(Error::Crypto(
                 "prefix must start with the 28-octet IKE header",
@@ -186,7 +238,7 @@ impl SkCipher {
             Kind::Aead { .. } => plaintext.len() + 1,
             Kind::Cbc { .. } => (plaintext.len() + 1).div_ceil(BLOCK) * BLOCK,
         };
-        let sk_len = GENERIC_LEN + self.iv_size + body_len + self.icv_size;
+        let sk_len = GENERIC_LEN + extra.len() + self.iv_size + body_len + self.icv_size;
         let sk_len16 = u16::try_from(sk_len).map_err(|_| Error::Crypto("SK payload too long"))?;
         let total = prefix.len() + sk_len;
         let total32 = u32::try_from(total).map_err(|_| Error::Crypto("message too long"))?;
@@ -198,10 +250,11 @@ impl SkCipher {
         out.extend_from_slice(&total32.to_be_bytes());
         out.extend_from_slice(&prefix[HEADER_LEN..]);
         if let Some(next) = out.get_mut(points_at_sk) {
-            *next = SK;
+            *next = kind;
         }
         out.extend_from_slice(&[next_payload, 0]);
         out.extend_from_slice(&sk_len16.to_be_bytes());
+        out.extend_from_slice(extra);
         let aad_end = out.len();
         out.extend_from_slice(&iv);
         let body_start = out.len();
@@ -237,14 +290,56 @@ impl SkCipher {
 
     /// `open`, also saying where the SK payload and its IV sit in `data`.
     pub fn open_sk(&self, data: &[u8]) -> Result<Opened, Error> {
-        let sk_off = find_sk(data)?;
+        self.open_at(data, find_sk(data)?, GENERIC_LEN, SK)
+    }
+
+    /// Verify and decrypt the SKF payload that ends `data` (RFC 7383 §2.5): (Next Payload,
+    /// Fragment Number, Total Fragments, plaintext). A number of 0 or above the total is a
+    /// parse error, found before any key is used.
+    pub fn open_fragment(&self, data: &[u8]) -> Result<Fragment, Error> {
+        let off = find_last(data, SKF)?;
+        let bad = |what| Error::Parse {
+            what,
+            offset: off,
+            payload: Some(SKF),
+        };
+        let (Some(number), Some(total)) = (be16(data, off + 4), be16(data, off + 6)) else {
+            return Err(bad("bad SKF payload length"));
+        };
+        let number = u16::try_from(number).map_err(|_| bad("bad fragment number"))?;
+        let total = u16::try_from(total).map_err(|_| bad("bad fragment number"))?;
+        if number == 0 || number > total {
+            return Err(bad("bad fragment number"));
+        }
+        let opened = self.open_at(data, off, SKF_HEADER_LEN, SKF)?;
+        Ok(Fragment {
+            next_payload: opened.first_inner,
+            number,
+            total,
+            plaintext: opened.plaintext,
+        })
+    }
+
+    /// Verify and decrypt the encrypted payload of type `kind` (SK or SKF) at `sk_off`, whose
+    /// IV starts `header_len` octets in.
+    fn open_at(
+        &self,
+        data: &[u8],
+        sk_off: usize,
+        header_len: usize,
+        kind: u8,
+    ) -> Result<Opened, Error> {
         let short = Error::Parse {
-            what: "bad SK payload length",
+            what: if kind == SK {
+                "bad SK payload length"
+            } else {
+                "bad SKF payload length"
+            },
             offset: sk_off,
-            payload: Some(SK),
+            payload: Some(kind),
         };
         let first_inner = *data.get(sk_off).ok_or(short.clone())?;
-        let iv_start = sk_off + GENERIC_LEN;
+        let iv_start = sk_off + header_len;
         let body_start = iv_start + self.iv_size;
         let icv_start = data
             .len()
@@ -451,8 +546,14 @@ fn last_clear_payload(prefix: &[u8]) -> Result<Option<usize>, Error> {
 }
 
 /// Offset of the SK generic header, after checking the chain and that SK ends the datagram.
-/// The `what` phrases are the codec's where the fault is the same one.
 pub fn find_sk(data: &[u8]) -> Result<usize, Error> {
+    find_last(data, SK)
+}
+
+/// Offset of the generic header of the encrypted payload `kind` (SK or SKF), after checking
+/// the chain and that it ends the datagram. The `what` phrases are the codec's where the
+/// fault is the same one.
+fn find_last(data: &[u8], kind: u8) -> Result<usize, Error> {
     let parse = |what, offset, payload| Error::Parse {
         what,
         offset,
@@ -469,7 +570,12 @@ pub fn find_sk(data: &[u8]) -> Result<usize, Error> {
     let mut offset = HEADER_LEN;
     loop {
         if next == 0 {
-            return Err(parse("no SK payload", offset, None));
+            let what = if kind == SK {
+                "no SK payload"
+            } else {
+                "no SKF payload"
+            };
+            return Err(parse(what, offset, None));
         }
         let (Some(&following), Some(length)) = (data.get(offset), be16(data, offset + 2)) else {
             return Err(parse("truncated payload", offset, Some(next)));
@@ -481,9 +587,9 @@ pub fn find_sk(data: &[u8]) -> Result<usize, Error> {
         if end > data.len() {
             return Err(parse("truncated payload", offset, Some(next)));
         }
-        if next == SK {
+        if next == kind {
             if end != data.len() {
-                return Err(parse("trailing data", end, Some(SK)));
+                return Err(parse("trailing data", end, Some(kind)));
             }
             return Ok(offset);
         }
@@ -577,6 +683,64 @@ mod tests {
                 assert!(c.open(&out[..n]).is_err());
             }
         }
+    }
+
+    #[test]
+    fn fragment_round_trip_covers_number_and_total() {
+        for (e, ek, i, ik) in [(20, 36, 0, 0), (12, 16, 12, 32)] {
+            let c = SkCipher::new(e, &vec![7u8; ek], i, &vec![9u8; ik])
+                .unwrap_or_else(|_| unreachable!());
+            let mut head = header();
+            head[16] = SKF;
+            let out = c
+                .seal_fragment(&head, 37, 2, 3, b"part two", None)
+                .unwrap_or_default();
+            assert_eq!(
+                out.get(HEADER_LEN + 4..HEADER_LEN + 8),
+                Some(&[0, 2, 0, 3][..])
+            );
+            assert_eq!(
+                c.open_fragment(&out).map(|f| (
+                    f.next_payload,
+                    f.number,
+                    f.total,
+                    f.plaintext.to_vec()
+                )),
+                Ok((37, 2, 3, b"part two".to_vec()))
+            );
+            // Every octet, the fragment fields included, is under the ICV.
+            for k in 0..out.len() {
+                let mut bad = out.clone();
+                bad[k] ^= 0x01;
+                assert!(c.open_fragment(&bad).is_err());
+            }
+            // An SKF message is not an SK message, and the reverse.
+            assert!(c.open(&out).is_err());
+            let sk = c.seal(&header(), 37, b"whole", None).unwrap_or_default();
+            assert!(c.open_fragment(&sk).is_err());
+        }
+    }
+
+    #[test]
+    fn fragment_numbers_are_checked() {
+        let c = SkCipher::new(20, &[7u8; 36], 0, &[]).unwrap_or_else(|_| unreachable!());
+        let mut head = header();
+        head[16] = SKF;
+        for (n, t) in [(0, 1), (3, 2), (1, 0), (1, 65536), (-1, 2)] {
+            assert!(c.seal_fragment(&head, 0, n, t, b"x", None).is_err());
+        }
+        let mut out = c
+            .seal_fragment(&head, 0, 1, 1, b"x", None)
+            .unwrap_or_default();
+        out[HEADER_LEN + 5] = 2; // number 2 of total 1: refused before the ICV is checked
+        assert_eq!(
+            c.open_fragment(&out).map(|_| ()),
+            Err(Error::Parse {
+                what: "bad fragment number",
+                offset: HEADER_LEN,
+                payload: Some(SKF)
+            })
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! PyO3 face of the crypto core: the prf/key-schedule functions, NAT-D and `SkCipher`.
+//! PyO3 face of the crypto core: the prf/key-schedule functions, NAT-D, MODP and `SkCipher`.
 //!
 //! Core errors become `ikecp.errors` exceptions here (classes imported once and cached).
 //! Byte arguments accept any buffer (`Buf`); integer arguments that do not fit are the
@@ -62,6 +62,10 @@ pub(crate) fn transform_ids(
 /// An integer argument as i64; one that does not fit gives `err` (the twin's error class).
 pub(crate) fn int_arg(py: Python<'_>, value: &Bound<'_, PyAny>, err: Error) -> PyResult<i64> {
     value.extract::<i64>().map_err(|_| to_py(py, err))
+}
+
+fn next_payload_arg(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    int_arg(py, value, Error::Crypto("next payload must fit one octet"))
 }
 
 fn prf_arg(py: Python<'_>, prf_id: &Bound<'_, PyAny>) -> PyResult<Prf> {
@@ -219,6 +223,32 @@ fn nat_detection_hash<'py>(
     Ok(PyBytes::new(py, &hash))
 }
 
+/// Our MODP public value g^x mod p, padded to the prime's length (RFC 7296 §3.4).
+#[pyfunction]
+fn modp_public<'py>(
+    py: Python<'py>,
+    group: &Bound<'py, PyAny>,
+    private: Buf,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let group = int_arg(py, group, Error::Crypto("unsupported MODP group"))?;
+    bytes_out(py, py.detach(|| crypto::modp_public(group, &private)))
+}
+
+/// The MODP shared secret y^x mod p after checking the peer's value (RFC 6989 §2.1).
+#[pyfunction]
+fn modp_shared<'py>(
+    py: Python<'py>,
+    group: &Bound<'py, PyAny>,
+    private: Buf,
+    peer_public: Buf,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let group = int_arg(py, group, Error::Crypto("unsupported MODP group"))?;
+    bytes_out(
+        py,
+        py.detach(|| crypto::modp_shared(group, &private, &peer_public)),
+    )
+}
+
 /// One direction's keyed SK payload protection (keys expanded once, wiped on drop).
 #[pyclass(frozen, name = "SkCipher", module = "ikecp._native")]
 pub(crate) struct SkCipher {
@@ -260,11 +290,7 @@ impl SkCipher {
         plaintext: Buf,
         iv: Option<Buf>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let np = int_arg(
-            py,
-            next_payload,
-            Error::Crypto("next payload must fit one octet"),
-        )?;
+        let np = next_payload_arg(py, next_payload)?;
         let iv = iv.as_deref();
         let run = || self.inner.seal(&prefix, np, &plaintext, iv);
         let out = if plaintext.len() >= DETACH_THRESHOLD {
@@ -273,6 +299,45 @@ impl SkCipher {
             run()
         };
         bytes_out(py, out)
+    }
+
+    /// prefix (length rewritten) | SKF header | IV | ciphertext | ICV (RFC 7383 §2.5).
+    #[pyo3(signature = (prefix, next_payload, fragment_number, total_fragments, plaintext, *, iv = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn seal_fragment<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: Buf,
+        next_payload: &Bound<'py, PyAny>,
+        fragment_number: &Bound<'py, PyAny>,
+        total_fragments: &Bound<'py, PyAny>,
+        plaintext: Buf,
+        iv: Option<Buf>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let np = next_payload_arg(py, next_payload)?;
+        let bad = Error::Crypto("fragment number must be 1..total, total at most 65535");
+        let number = int_arg(py, fragment_number, bad.clone())?;
+        let total = int_arg(py, total_fragments, bad)?;
+        let out = self
+            .inner
+            .seal_fragment(&prefix, np, number, total, &plaintext, iv.as_deref());
+        bytes_out(py, out)
+    }
+
+    /// (Next Payload, Fragment Number, Total Fragments, plaintext) of the SKF payload that
+    /// ends `data`; IntegrityError or ParseError on failure.
+    fn open_fragment<'py>(
+        &self,
+        py: Python<'py>,
+        data: Buf,
+    ) -> PyResult<(u8, u16, u16, Bound<'py, PyBytes>)> {
+        let f = self.inner.open_fragment(&data).map_err(|e| to_py(py, e))?;
+        Ok((
+            f.next_payload,
+            f.number,
+            f.total,
+            PyBytes::new(py, &f.plaintext),
+        ))
     }
 
     /// (first inner payload type, plaintext); IntegrityError or ParseError on failure.
@@ -298,6 +363,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signed_octets, m)?)?;
     m.add_function(wrap_pyfunction!(psk_auth, m)?)?;
     m.add_function(wrap_pyfunction!(nat_detection_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(modp_public, m)?)?;
+    m.add_function(wrap_pyfunction!(modp_shared, m)?)?;
     m.add_class::<SkCipher>()?;
     Ok(())
 }

@@ -528,3 +528,15 @@ def test_rekey_keeps_narrow_selectors_whoever_starts_it(backend, side):
     ((child_i,), (child_r,)) = pair.i.children, pair.r.children
     assert (child_i.ts_local, child_i.ts_remote) == ((fap_host,), (core,))
     assert (child_r.ts_local, child_r.ts_remote) == ((core,), (fap_host,))
+
+
+@pytest.mark.parametrize("side", ["i", "r"])
+def test_ike_rekey_keeps_fragmenting(backend, side):
+    """Both sides announced RFC 7383 support in IKE_SA_INIT; the rekeyed IKE SA has no
+    IKE_SA_INIT of its own, so it must keep what the peer said (else large messages on it
+    go out whole and a fragment-dropping NAPT loses them)."""
+    pair = _up(backend)
+    assert pair.i.peer_fragmentation and pair.r.peer_fragmentation
+    getattr(pair, side).rekey()
+    pair.run()
+    assert pair.i.peer_fragmentation and pair.r.peer_fragmentation

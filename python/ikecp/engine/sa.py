@@ -744,6 +744,7 @@ class IkeSa:
         new.peer_id, new.natt_supported = self.peer_id, self.natt_supported
         new.local_behind_nat, new.remote_behind_nat = self.local_behind_nat, self.remote_behind_nat
         new.encapsulated, new._natt_local_port = self.encapsulated, self._natt_local_port
+        new.peer_fragmentation = self.peer_fragmentation  # said once, in IKE_SA_INIT
         new._reauth_at = self._reauth_at  # reauthentication is due whatever the keys
         return new
 

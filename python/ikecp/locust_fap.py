@@ -8,10 +8,11 @@ asyncio, just gevent-patched sockets, so thousands of users share one Locust pro
 
 Every exchange the FAP completes or gives up on is one Locust request event (request type
 ``IKEv2``): ``handshake`` is IKE_SA_INIT + IKE_AUTH with CP and the first CHILD_SA, timed
-from the first datagram to the CHILD_SA; ``delete`` is the INFORMATIONAL DELETE at the end of
-a hold. A failure carries its cause (``auth failure``, ``notify NO_PROPOSAL_CHOSEN``,
-``timeout (no answer)`` ...), as in ``ikecp loadgen``'s report. The engine does not initiate
-rekeys yet, so there is no ``rekey`` request.
+from the first datagram to the CHILD_SA; with ``--ikecp-rekey``, ``child rekey`` and ``ike
+rekey`` are the CREATE_CHILD_SA exchanges that replace the CHILD SA and then the IKE SA;
+``delete`` is the INFORMATIONAL DELETE at the end of a hold. A failure carries its cause
+(``auth failure``, ``notify NO_PROPOSAL_CHOSEN``, ``timeout (no answer)`` ...), as in
+``ikecp loadgen``'s report.
 
 Locust is an optional dependency (``pip install 'ikecp[locust]'``): importing this module
 imports Locust, which monkey-patches the standard library for gevent. Nothing else in ikecp
@@ -25,6 +26,7 @@ import itertools
 import select
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent  # type: ignore[import-untyped]
@@ -34,7 +36,14 @@ from locust.runners import STATE_RUNNING, LocalRunner
 
 from ikecp import framing
 from ikecp.engine import IkeSa
-from ikecp.engine.events import ChildSaEstablished, ChildSaFailed, SaDeleted, SaFailed
+from ikecp.engine.events import (
+    ChildSaEstablished,
+    ChildSaFailed,
+    ChildSaRekeyed,
+    IkeSaRekeyed,
+    SaDeleted,
+    SaFailed,
+)
 from ikecp.loadgen import (
     DEFAULT_PSK,
     LoadConfig,
@@ -69,6 +78,9 @@ def _options(parser: Any) -> None:
                    "quits when every user is done (0: until the run ends)")
     g.add_argument("--ikecp-hold", type=float, default=0.0, include_in_web_ui=True,
                    help="seconds to keep each SA before deleting it")
+    g.add_argument("--ikecp-rekey", action="store_true", default=False,
+                   include_in_web_ui=True,
+                   help="after each handshake, rekey the CHILD SA, then the IKE SA")
     g.add_argument("--ikecp-timeout", type=float, default=10.0,
                    help="give up on an exchange after this many seconds")
     g.add_argument("--ikecp-i-own-this-target", action="store_true", default=False,
@@ -97,6 +109,7 @@ class FapUser(User):
                                             local_id=identity(self.name))
         self.quota = opts.ikecp_handshakes
         self.hold = opts.ikecp_hold
+        self.rekey = opts.ikecp_rekey
         self.done = 0
         self.socks: dict[int, socket.socket] = {}
         self._port_of: dict[socket.socket, int] = {}
@@ -113,14 +126,20 @@ class FapUser(User):
             self._finish()
         self.done += 1
         cfg = self.cfg
-        sa = IkeSa.initiator(self.settings, (cfg.source, cfg.port), (cfg.target, cfg.port))
-        if not self._exchange("handshake", sa, ChildSaEstablished):
+        self.sa = IkeSa.initiator(self.settings, (cfg.source, cfg.port),
+                                  (cfg.target, cfg.port))
+        self.others: list[IkeSa] = []
+        if not self._exchange("handshake", ChildSaEstablished, lambda sa: None):
+            return
+        if self.rekey and not (self._exchange("child rekey", ChildSaRekeyed,
+                                              lambda sa: sa.rekey_child())
+                               and self._exchange("ike rekey", IkeSaRekeyed,
+                                                  lambda sa: sa.rekey())):
             return
         if self.hold:
-            self._idle(sa, time.monotonic() + self.hold)
-        if sa.established:
-            sa.delete()
-            self._exchange("delete", sa, SaDeleted)
+            self._idle(time.monotonic() + self.hold)
+        if self.sa.established:
+            self._exchange("delete", SaDeleted, lambda sa: sa.delete())
 
     def _finish(self) -> None:
         """Quota done: stop this user; the last user of a single-process run also quits
@@ -133,25 +152,33 @@ class FapUser(User):
             gevent.spawn_later(stats.CSV_STATS_INTERVAL_SEC + 0.5, runner.quit)
         raise StopUser
 
-    # --- driving one SA over the user's sockets ----------------------------------------------
+    # --- driving the FAP's SAs over its sockets ----------------------------------------------
+    # ``self.sa`` is the current IKE SA; ``self.others`` the ones an IKE rekey replaced,
+    # driven until their DELETE is done.
 
-    def _exchange(self, name: str, sa: IkeSa, goal: type) -> bool:
-        """Run ``sa`` until it emits ``goal``; report the exchange as one Locust request."""
-        start = time.perf_counter()
-        cause, received = self._run(sa, goal, time.monotonic() + self.cfg.timeout)
+    def _exchange(self, name: str, goal: type, start: Callable[[IkeSa], None]) -> bool:
+        """``start`` an exchange on the current SA and run until it emits ``goal``; report
+        it as one Locust request."""
+        t0 = time.perf_counter()
+        start(self.sa)
+        cause, received = self._run(goal, time.monotonic() + self.cfg.timeout)
         events.request.fire(request_type=REQUEST_TYPE, name=name,
-                            response_time=(time.perf_counter() - start) * 1000.0,
+                            response_time=(time.perf_counter() - t0) * 1000.0,
                             response_length=received,
                             exception=IkeExchangeError(cause) if cause else None, context={})
         return cause is None
 
-    def _run(self, sa: IkeSa, goal: type, deadline: float) -> tuple[str | None, int]:
+    def _run(self, goal: type, deadline: float) -> tuple[str | None, int]:
         received = 0
         while True:
             now = time.monotonic()
-            self._send(sa, now)
+            self._send(now)
+            sa = self.sa
             while (ev := sa.next_event()) is not None:
                 if isinstance(ev, goal):
+                    if isinstance(ev, IkeSaRekeyed) and isinstance(ev.sa, IkeSa):
+                        self.others.append(sa)  # the old SA sends its DELETE
+                        self.sa = ev.sa
                     return None, received
                 if isinstance(ev, (SaFailed, ChildSaFailed)):
                     return failure_cause(ev), received
@@ -159,25 +186,31 @@ class FapUser(User):
                     return "deleted by the SeGW", received
             if now >= deadline:
                 return "timeout (handshake time limit)", received
-            received += self._wait(sa, deadline)
+            received += self._wait(deadline)
 
-    def _idle(self, sa: IkeSa, until: float) -> None:
+    def _idle(self, until: float) -> None:
         """Hold the SA: answer the SeGW (liveness checks, DELETE) until ``until``."""
-        while sa.established and time.monotonic() < until:
-            self._send(sa, time.monotonic())
-            while sa.next_event() is not None:
+        while self.sa.established and time.monotonic() < until:
+            self._send(time.monotonic())
+            while self.sa.next_event() is not None:
                 pass
-            self._wait(sa, until)
+            self._wait(until)
 
-    def _send(self, sa: IkeSa, now: float) -> None:
-        for d in sa.datagrams_to_send(now):
-            self._sock(d.local_port).sendto(d.wire(), d.remote)
+    def _send(self, now: float) -> None:
+        for sa in (self.sa, *self.others):
+            for d in sa.datagrams_to_send(now):
+                self._sock(d.local_port).sendto(d.wire(), d.remote)
+            if sa is not self.sa:
+                while sa.next_event() is not None:
+                    pass
+        self.others = [sa for sa in self.others if not sa.closed]
 
-    def _wait(self, sa: IkeSa, deadline: float) -> int:
-        """Read what arrives before the SA's next timer (or ``deadline``), then run timers.
+    def _wait(self, deadline: float) -> int:
+        """Read what arrives before the next SA timer (or ``deadline``), then run timers.
         Returns the octets received."""
-        t = sa.next_timer()
-        until = deadline if t is None else min(t, deadline)
+        sas = (self.sa, *self.others)
+        timers = [t for sa in sas if (t := sa.next_timer()) is not None]
+        until = min((deadline, *timers))
         ready, _, _ = select.select(list(self.socks.values()), [], [],
                                     max(0.0, until - time.monotonic()))
         got = 0
@@ -193,10 +226,13 @@ class FapUser(User):
                 if kind is not framing.Kind.IKE:
                     continue
             got += len(wire)
-            sa.receive_datagram(wire, (addr[0], addr[1]), now, port)
-        t = sa.next_timer()
-        if t is not None and now >= t:
-            sa.handle_timer(now)
+            # Our SPI is SPIi in every SA this FAP started (IKE rekeys included).
+            target = next((sa for sa in sas if sa.spi_i == wire[:8]), self.sa)
+            target.receive_datagram(wire, (addr[0], addr[1]), now, port)
+        for sa in sas:
+            t = sa.next_timer()
+            if t is not None and now >= t:
+                sa.handle_timer(now)
         return got
 
     def _sock(self, logical_port: int) -> socket.socket:

@@ -171,3 +171,21 @@ def test_headless_run_writes_csv_and_failures_by_cause(tmp_path) -> None:
         assert "delete" not in bad["stats"]
         (error,) = bad["failures"]
         assert "auth failure" in error and int(bad["failures"][error]["Occurrences"]) == 6
+
+
+def test_headless_run_with_rekeys(tmp_path) -> None:
+    """--ikecp-rekey: every handshake is followed by a CHILD SA rekey and an IKE SA rekey,
+    each a request of its own; the SeGW counts the same rekeys."""
+    from test_metrics import scrape
+
+    with segw_process(tmp_path, segw_toml(str(tmp_path / "b.sqlite")),
+                      "--metrics", "0") as segw:
+        run = headless(segw, tmp_path, "rekey", "--ikecp-rekey")
+        assert run["proc"]["returncode"] == 0, run["proc"]["stderr"][-2000:]
+        for name in ("handshake", "child rekey", "ike rekey", "delete"):
+            assert int(run["stats"][name]["Request Count"]) == 6, name
+            assert int(run["stats"][name]["Failure Count"]) == 0, name
+        got = scrape(segw.metrics_url)
+        assert got[("ikecp_rekeys_total", (("sa", "child"),))] == 6
+        assert got[("ikecp_rekeys_total", (("sa", "ike"),))] == 6
+        assert got[("ikecp_handshakes_total", ())] == 6

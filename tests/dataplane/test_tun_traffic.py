@@ -138,3 +138,30 @@ def test_traffic_follows_a_kernel_nat_rebinding(topo, tmp_path) -> None:
     assert (row["public_ip"], row["public_port"]) == moved
     assert row["inner_ip"] == status["inner_ip"]
     assert ping(topo, 3) == 3
+
+
+def test_traffic_across_child_rekeys(topo, tmp_path) -> None:
+    """The FAP rekeys its CHILD SA every 1.5 s (CREATE_CHILD_SA with REKEY_SA) while a ping
+    runs: each rekey installs the new SA pair in both data planes before the old one goes
+    (make-before-break), so loss across several rekeys is measured and must stay small."""
+    fap, status = start_pair(topo, tmp_path, fap_extra="child_rekey_time = 1.5\n"
+                             "child_rand_time = 0\nchild_life_time = 30\n")
+    first = tuple(status["child_spis"])
+    count = 60
+    pinger = topo.popen("fap", ["ping", "-c", str(count), "-i", "0.1", "-W", "2", BEHIND],
+                        stdout=subprocess.PIPE, text=True)
+    out, _ = pinger.communicate(timeout=60)
+    received = int(re.search(r"(\d+) received", out).group(1))  # type: ignore[union-attr]
+    # The status lines (--stats 1) show the CHILD SPIs the FAP holds now: several rekeys.
+    spis = {first}
+    deadline = time.monotonic() + 10
+    while len(spis) < 4 and time.monotonic() < deadline:
+        line = fap.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            break
+        spis.add(tuple(json.loads(line).get("child_spis") or ()))
+    lost = count - received
+    print(f"CHILD rekeys: {len(spis) - 1} seen, {lost} of {count} pings lost")
+    assert len(spis) >= 4, spis  # at least three rekeys happened under the ping
+    assert lost <= 3, out
+    assert ping(topo, 3) == 3  # and the latest CHILD SA carries traffic

@@ -19,7 +19,7 @@ def codec(request: pytest.FixtureRequest) -> ModuleType:
 
 @pytest.fixture
 def topo():
-    """fap / rtr / segw namespaces with kernel NAPT (LAB.md); removed after the test.
+    """fap / rtr / segw namespaces with kernel NAPT (docs/net-testing.md); removed after the test.
     Fails rather than skips when CI=true and the machine cannot make them."""
     require(netns.probe())
     with netns.nat_topology() as t:

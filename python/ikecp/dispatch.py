@@ -115,7 +115,8 @@ class DispatchStats:
     datagrams: int = 0          # everything passed to ``receive``
     ike: int = 0                # IKE messages handed to an SA
     keepalives: int = 0         # NAT keepalives (0xFF) on the NAT-T port
-    esp: int = 0                # UDP-encapsulated ESP (no data plane here: counted only)
+    esp: int = 0                # UDP-encapsulated ESP reaching the dispatcher (the TUN data plane
+                                #   keeps its own; without it ESP is counted only)
     invalid: int = 0            # too short for an IKE header, or neither IKE nor ESP
     unknown_spi: int = 0        # no SA with that SPI
     no_responder: int = 0       # IKE_SA_INIT request while we accept none

@@ -65,7 +65,7 @@ from .engine.events import (
 Address = tuple[str, int]
 
 #: Where a load tool may be aimed without ``i_own_this_target``: loopback, and the ranges the
-#: lab's tests give to hosts in their own network namespaces (see LAB.md).
+#: project's tests give to hosts in their own network namespaces (docs/net-testing.md).
 TEST_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
     "127.0.0.0/8", "::1/128", "100.64.0.0/10", "198.51.100.0/24"))
 
@@ -119,7 +119,7 @@ class LoadConfig:
     #: Send a fake NAT-D so both sides float to the NAT-T port and encapsulate.
     force_encap: bool = False
     #: Put the non-ESP marker on every IKE message, IKE_SA_INIT included: what strongSwan
-    #: expects when neither of its ports is 500 (LAB.md).
+    #: expects when neither of its ports is 500 (docs/interop.md).
     always_marker: bool = False
     request_inner_ip: bool = True
     #: Seconds after establishment to rekey the CHILD SA, and as long again to rekey the IKE

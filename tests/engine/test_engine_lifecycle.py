@@ -540,3 +540,28 @@ def test_ike_rekey_keeps_fragmenting(backend, side):
     getattr(pair, side).rekey()
     pair.run()
     assert pair.i.peer_fragmentation and pair.r.peer_fragmentation
+
+
+@pytest.mark.parametrize("rekeying", ["queued", "outstanding"])
+def test_child_rekey_interrupted_by_an_ike_rekey_is_rescheduled(backend, rekeying):
+    """A CHILD rekey that was queued or in flight when the IKE SA was rekeyed is dropped with
+    the old IKE SA; the CHILD SA must still be rekeyed later on the new one (seen in CI with a
+    strongSwan SeGW under load: CHILD SPIs stopped changing after such an IKE rekey)."""
+    # Only the FAP rekeys its CHILD SA (as with a strongSwan SeGW left at its 1 h default).
+    pair = _up(backend, _fap(child_lifetime=ChildLifetime(rekey_time=100.0, life_time=130.0)),
+               _segw(child_lifetime=ChildLifetime(rekey_time=None, life_time=None)))
+    (child,) = pair.i.children
+    pair.i.rekey()                      # the IKE rekey goes out first ...
+    pair.i.rekey_child(child)           # ... the CHILD rekey waits behind it
+    if rekeying == "outstanding":
+        # The CHILD rekey is in flight when the peer's IKE rekey completes the hand-over.
+        pair.i.tasks.drop_queued(ExchangeType.CREATE_CHILD_SA)
+        pair.run()
+        pair.i.rekey_child()
+        pair.r.rekey()
+    pair.run()
+    assert len(pair.events("i", IkeSaRekeyed)) >= 1
+    before = set(_matched(pair))
+    pair.advance(pair.i._now + 200.0)
+    after = set(_matched(pair))
+    assert pair.i.established and after and after.isdisjoint(before), (before, after)

@@ -751,8 +751,9 @@ class IkeSa:
     def hand_over(self, new: IkeSa, *, delete_old: bool) -> None:
         """Rekeyed: ``new`` takes the CHILD SAs and CP state; this one only waits for its
         DELETE (sent now when ``delete_old``, by the peer otherwise)."""
-        # CHILD rekeys in flight or queued here die with this SA: the new one retries them
-        # (their rekey_at was cleared when they were started, so nothing else would).
+        # CHILD rekeys in flight or queued here die with this SA: the new one starts them again
+        # at once, they were due (their rekey_at was cleared when they were started, so
+        # nothing else would).
         interrupted = [c for c in self.children if c.state is ChildState.REKEYING]
         interrupted += [t.old for x, ts in self.tasks.queued if x == X.CREATE_CHILD_SA
                         for t in ts if isinstance(t, ChildRekeyTask) and t.old is not None]
@@ -762,7 +763,8 @@ class IkeSa:
         new.children, self.children = self.children, []
         for child in interrupted:
             if child in new.children and child.state is ChildState.INSTALLED:
-                new.retry_child_rekey(child)
+                child.rekey_at = new._now
+        new._reschedule()
         new._cp_ctx, self._cp_ctx = self._cp_ctx, None
         if new._cp_ctx is not None:
             new._cp_ctx.spi_i, new._cp_ctx.spi_r = new.spi_i, new.spi_r

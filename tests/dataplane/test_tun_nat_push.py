@@ -21,7 +21,7 @@ def test_esp_traffic_brings_the_pushed_nat_info_before_any_liveness_check(topo, 
     assert (status["public_ip"], status["public_port"]) == first
     pinger = topo.popen("fap", ["ping", "-c", "30", "-i", "0.2", "-W", "2", BEHIND])
     time.sleep(1.0)
-    topo.run_cmd("rtr", ["conntrack", "-F"])
+    topo.rebind()
     t0 = time.monotonic()
     assert fap.stdout is not None
     seen: dict = status

@@ -123,7 +123,7 @@ def test_traffic_follows_a_kernel_nat_rebinding(topo, tmp_path) -> None:
     pinger = topo.popen("fap", ["ping", "-c", str(count), "-i", "0.1", "-W", "2", BEHIND],
                         stdout=subprocess.PIPE, text=True)
     time.sleep(1.5)
-    topo.run_cmd("rtr", ["conntrack", "-F"])
+    topo.rebind()
     out, _ = pinger.communicate(timeout=30)
     received = int(re.search(r"(\d+) received", out).group(1))  # type: ignore[union-attr]
     lost = count - received

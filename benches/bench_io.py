@@ -212,7 +212,7 @@ def _settings():
 
 
 def full_in_memory(n: int) -> float:
-    from ikecp.dispatch import Dispatcher
+    from ikecp.roles.dispatch import Dispatcher
 
     fset, sset = _settings()
     segw, fap = Dispatcher(sset, "127.0.0.1"), Dispatcher(None, "127.0.4.1")
@@ -234,7 +234,7 @@ def full_in_memory(n: int) -> float:
 
 
 def full_on_sockets(n: int, cls: type[UdpEndpoint] = UdpEndpoint) -> float:
-    from ikecp.dispatch import Dispatcher
+    from ikecp.roles.dispatch import Dispatcher
 
     fset, sset = _settings()
     segw_ep = cls("127.0.0.1", (0, 0))

@@ -3,7 +3,7 @@
 The same ``ikecp loadgen`` run (closed loop, every handshake followed by its DELETE, so each
 handshake is one ``up`` and one ``down`` in the store) against two SeGW processes that differ
 only in ``bindings``: an SQLite file, and a database of a throwaway PostgreSQL cluster on a
-Unix socket (``ikecp.testing.postgres``). Rounds alternate between the two. Reported per
+Unix socket (``ikecp.lab.postgres``). Rounds alternate between the two. Reported per
 store: handshakes/s and the SeGW process's CPU per handshake (``/proc/<pid>/stat``).
 
 Run: ``python benches/binding_store.py`` (``--quick``: one round of 1000).
@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ikecp import loadgen
-from ikecp.testing import postgres
+from ikecp.lab import postgres
+from ikecp.loadgen import generator as loadgen
 
 CLI = [sys.executable, "-m", "ikecp.cli"]
 

@@ -5,7 +5,7 @@ Run as root with iperf3 and strongSwan installed (``.ci/install-peers.sh``), rel
 the extension: ``python benches/esp_throughput.py`` (``--seconds 3`` for a quicker run,
 ``--json`` for machine-readable output).
 
-Topology (``ikecp.testing.netns``): the FAP in the fap namespace behind the kernel NAPT, the
+Topology (``ikecp.lab.netns``): the FAP in the fap namespace behind the kernel NAPT, the
 SeGW in the segw namespace, a host address behind the SeGW (198.51.100.200 on segw's
 loopback). iperf3 runs from the FAP's inner address to that host: TCP (one flow), UDP with
 1372-octet payloads (1400-octet inner packets: the TUN MTU of both stacks, so nothing is
@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from ikecp.testing import netns, strongswan
-from ikecp.testing.strongswan import TEST_PSK, Child
+from ikecp.lab import netns, strongswan
+from ikecp.lab.strongswan import TEST_PSK, Child
 
 BEHIND = "198.51.100.200"
 POOL = "100.100.0.0/24"

@@ -5,13 +5,13 @@ Run (as root, release build of the extension): ``python benches/handshake_rate.p
 ``python benches/handshake_rate.py --quick`` (about a minute). Without root or strongSwan it
 measures what it can (ikecp on loopback) and says what it skipped.
 
-Topology (``ikecp.testing.netns``): the load generator in the fap namespace behind the kernel
+Topology (``ikecp.lab.netns``): the load generator in the fap namespace behind the kernel
 NAPT, the responder in the segw namespace on 198.51.100.10:500/4500, so NAT-T is real and
 every responder sees the same traffic. Responders: ``ikecp segw`` (the real SeGW process:
 asyncio driver, binding registry in SQLite) with ``dataplane = "none"`` and again with
 ``dataplane = "tun"`` (every CHILD SA installed into the ESP data plane, like for like with
 strongSwan, which installs every CHILD SA), the bare ``Dispatcher`` on a selector loop
-(``ikecp.testing.responder``: what the SeGW costs without its registry and asyncio), and
+(``ikecp.lab.responder``: what the SeGW costs without its registry and asyncio), and
 strongSwan's charon twice: as Debian ships it, with kernel-libipsec (every CHILD SA installed
 into userspace ESP), and built with the load-tester plugin's fake kernel (CHILD SAs installed
 nowhere; ``benches/strongswan_loadtester.sh`` builds it once from Debian's source package into a
@@ -51,12 +51,12 @@ from ikecp import BACKEND_NAME, _backend, dh
 from ikecp.const import AuthMethod, EncrId
 from ikecp.cp import AddressPool, CpRegistry, NatInfoHandler, NatInfoProvider, PoolProvider
 from ikecp.engine import IkeProposal, IkeSa, PskAuthenticator, Settings
-from ikecp.engine.events import ChildSaEstablished
-from ikecp.loadgen import DEFAULT_PSK, LoadConfig, Worker, identity, run
-from ikecp.loadgen_report import summarize
+from ikecp.events import ChildSaEstablished
+from ikecp.lab import netns, strongswan
+from ikecp.lab.responder import serve_in_process
+from ikecp.loadgen.generator import DEFAULT_PSK, LoadConfig, Worker, identity, run
+from ikecp.loadgen.report import summarize
 from ikecp.message import Message, Nonce
-from ikecp.testing import netns, strongswan
-from ikecp.testing.responder import serve_in_process
 
 SEGW_ID = "segw.lab.example"
 
@@ -537,7 +537,7 @@ def main() -> int:
           f"load {os.getloadavg()[0]:.1f}; backend {BACKEND_NAME}; {args.count} handshakes "
           f"per run, window {args.window}", flush=True)
     results: dict[str, Any] = {"notes": notes, "suites": {}}
-    from ikecp.testing.ca import CertAuthority
+    from ikecp.lab.ca import CertAuthority
     ca = CertAuthority("ikecp bench CA")
     creds = ca.issue([SEGW_ID])
     with tempfile.TemporaryDirectory(prefix="ikecp-bench-") as tmp:

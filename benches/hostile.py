@@ -64,8 +64,8 @@ def _segw_settings() -> Any:
 def _established_pair() -> tuple[Any, Any, Any]:
     """A responder dispatcher with one established SA and the FAP-side SA."""
     from ikecp.cp import CpRegistry
-    from ikecp.dispatch import Dispatcher
     from ikecp.engine import Identity, PskAuthenticator, Settings
+    from ikecp.roles.dispatch import Dispatcher
 
     segw = Dispatcher(_segw_settings(), "127.0.0.1", cookie_threshold=None)
     fap = Dispatcher(None, "127.0.0.2")
@@ -103,7 +103,7 @@ def _cpu_per_datagram(make: Any, n: int, dispatcher: Any, port: int = 500) -> fl
 
 def measure_cpu(quick: bool) -> dict[str, float]:
     from ikecp import backend
-    from ikecp.dispatch import Dispatcher
+    from ikecp.roles.dispatch import Dispatcher
 
     h = _helper()
     k = 0.25 if quick else 1.0
@@ -154,7 +154,7 @@ def measure_cpu(quick: bool) -> dict[str, float]:
 
 def measure_memory() -> dict[str, float]:
     from ikecp import backend
-    from ikecp.dispatch import Dispatcher
+    from ikecp.roles.dispatch import Dispatcher
 
     h = _helper()
     out: dict[str, float] = {}

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ikecp.loadgen import DEFAULT_PSK
+from ikecp.loadgen.generator import DEFAULT_PSK
 
 CLI = [sys.executable, "-m", "ikecp.cli"]
 

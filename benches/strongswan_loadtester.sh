@@ -12,7 +12,7 @@
 set -euo pipefail
 
 PREFIX=${1:-${IKECP_BENCH_CACHE:-/var/cache/ikecp-bench}/strongswan-loadtester}
-# The plugins handshake_rate.py loads (ikecp.testing.strongswan.PLUGINS plus the kernel
+# The plugins handshake_rate.py loads (ikecp.lab.strongswan.PLUGINS plus the kernel
 # interfaces), pki, and load-tester; nothing else, so the daemon is what the bench measures.
 PLUGINS="charon systemd ikev2 swanctl vici pki load-tester kernel-netlink socket-default
   random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints curve25519 gmp hmac kdf

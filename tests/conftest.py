@@ -6,7 +6,7 @@ from types import ModuleType
 
 import pytest
 from ikecp._backend import load
-from ikecp.testing import netns
+from ikecp.lab import netns
 from ikecp.testing.facility import require
 
 BACKENDS = ("python", "native")

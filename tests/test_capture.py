@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from ikecp.testing import capture, netns, strongswan
+from ikecp.lab import capture, netns, strongswan
 from ikecp.testing.facility import require
 
 FIELDS = ["ip.src", "udp.srcport", "ip.dst", "udp.dstport", "isakmp.exchangetype",

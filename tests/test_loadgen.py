@@ -11,8 +11,9 @@ import pytest
 from ikecp import cli
 from ikecp.cp import AddressPool, CpRegistry, NatInfoProvider, PoolProvider
 from ikecp.engine import IkeProposal, PskAuthenticator, Settings
-from ikecp.engine.events import ChildSaFailed, SaFailed
-from ikecp.loadgen import (
+from ikecp.events import ChildSaFailed, SaFailed
+from ikecp.lab.responder import serve_in_thread
+from ikecp.loadgen.generator import (
     DEFAULT_PSK,
     LoadConfig,
     TargetRefusedError,
@@ -22,8 +23,7 @@ from ikecp.loadgen import (
     identity,
     run,
 )
-from ikecp.loadgen_report import middle_rate, percentile, summarize
-from ikecp.testing.responder import serve_in_thread
+from ikecp.loadgen.report import middle_rate, percentile, summarize
 
 PROPOSAL = "aes256gcm16-prfsha256-x25519"
 
@@ -73,7 +73,7 @@ def test_rekeys_and_reauthentication_at_rate_through_the_nat(segw, capsys):
         assert 0 < r["p50"] <= r["p90"] <= r["max"] < 8000
     # The reauthenticated SA asked for NAT info again: 40 answers, all matching the NAPT.
     assert s["nat_info"]["returned"] == 40 and s["nat_info"]["matched"] == 40
-    from ikecp.loadgen_report import format_text
+    from ikecp.loadgen.report import format_text
     assert "ike rekey: 20 done" in format_text(s)
 
 
@@ -201,7 +201,7 @@ def test_source_addresses_from_a_loopback_range(segw):
 
 
 def test_plot_writes_a_png(segw, tmp_path):
-    from ikecp.loadgen_report import plot
+    from ikecp.loadgen.report import plot
     cfg = LoadConfig(port=segw.port, natt_port=segw.natt_port, count=20, window=5,
                      duration=10, timeout=8)
     res = run(cfg)

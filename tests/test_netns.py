@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ikecp.testing import netns
+from ikecp.lab import netns
 from ikecp.testing.facility import require
 
 pytestmark = pytest.mark.netns

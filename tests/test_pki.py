@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from ikecp import pki
 from ikecp.const import AuthMethod, IdType
 from ikecp.errors import AuthenticationError, ParseError
+from ikecp.lab.ca import CertAuthority, new_key, shared_key
 from ikecp.pki import HashAlg
-from ikecp.testing.ca import CertAuthority, new_key, shared_key
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 DER = serialization.Encoding.DER

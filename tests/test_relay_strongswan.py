@@ -8,8 +8,8 @@ in the relay is a NAT rebinding for a real peer.
 from __future__ import annotations
 
 import pytest
+from ikecp.lab import netns, strongswan
 from ikecp.net.relay import relay_in_thread
-from ikecp.testing import netns, strongswan
 from ikecp.testing.facility import require
 
 pytestmark = [pytest.mark.peer, pytest.mark.netns]

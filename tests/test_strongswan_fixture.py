@@ -9,10 +9,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from ikecp.testing import netns, strongswan
-from ikecp.testing.ca import write_pki
+from ikecp.lab import netns, strongswan
+from ikecp.lab.ca import write_pki
+from ikecp.lab.strongswan import Charon, CharonConfig, Child, parse_raw
 from ikecp.testing.facility import require
-from ikecp.testing.strongswan import Charon, CharonConfig, Child, parse_raw
 
 PSK = strongswan.TEST_PSK
 POOL = strongswan.TEST_POOL

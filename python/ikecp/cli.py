@@ -23,10 +23,11 @@ from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import BACKEND_NAME, __version__, backend, loadgen_cli
+from . import BACKEND_NAME, __version__, backend
 from .config import ConfigError, int_arg, output_file_arg, seconds_arg
 from .errors import ParseError
 from .framing import Kind, classify
+from .loadgen import cli as loadgen_cli
 
 if TYPE_CHECKING:
     from .config import FapConfig, SegwConfig
@@ -89,7 +90,7 @@ def _start_metrics(address: str | None, role: str, snapshot: Callable[[], Any], 
     when stdout carries JSON lines)."""
     if not address:
         return None
-    from .metrics import MetricsServer
+    from .roles.metrics import MetricsServer
 
     server = MetricsServer(address, role, snapshot, asyncio.get_running_loop()).start()
     print(f"metrics on {server.url}", flush=True, file=sys.stderr if quiet_stdout else None)
@@ -126,8 +127,8 @@ def _with_dataplane(cfg: _Cfg, args: argparse.Namespace) -> _Cfg:
 
 def _segw(args: argparse.Namespace) -> int:
     from .config import load_segw
-    from .gateway import Gateway
-    from .metrics import EventCounts, gateway_snapshot
+    from .roles.gateway import Gateway
+    from .roles.metrics import EventCounts, gateway_snapshot
 
     cfg = load_segw(args.config) if args.config else None
     if cfg is None:
@@ -166,8 +167,8 @@ def _segw(args: argparse.Namespace) -> int:
 
 def _fap(args: argparse.Namespace) -> int:
     from .config import load_fap
-    from .femto import FapStatus, Femto
-    from .metrics import EventCounts, femto_snapshot
+    from .roles.femto import FapStatus, Femto
+    from .roles.metrics import EventCounts, femto_snapshot
 
     if not args.config:
         print("ikecp fap: --config is required", file=sys.stderr)
@@ -234,7 +235,7 @@ def _parse_public(text: str) -> tuple[str, int | None]:
 
 
 def _bindings(args: argparse.Namespace) -> int:
-    from .bindings import open_store
+    from .roles.bindings import open_store
 
     if args.public:
         try:
@@ -301,8 +302,8 @@ def _follow(reg: Any) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import demo
-    from .femto import FapStatus
+    from .lab import demo
+    from .roles.femto import FapStatus
 
     def show(status: FapStatus) -> None:
         if args.verbose:
@@ -427,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "loadgen":
         return loadgen_cli.main(args)
     if args.command == "locustfile":
-        print(Path(__file__).with_name("locust_fap.py"))
+        print(Path(__file__).parent / "loadgen" / "locust_fap.py")
         return 0
     if args.command == "info":
         print(f"ikecp {__version__}, backend: {BACKEND_NAME}")

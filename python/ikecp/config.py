@@ -41,15 +41,6 @@ from .cp import (
     PushMode,
 )
 from .cp.standard import RequestHandler, StaticProvider
-from .dispatch import (
-    COOKIE_THRESHOLD,
-    COOKIE_THRESHOLD_IP,
-    INVALID_SPI_RATE,
-    MAX_HALF_OPEN,
-    MAX_HALF_OPEN_IP,
-    MAX_INIT_SIZE,
-    MAX_PAYLOADS,
-)
 from .engine import (
     Authenticator,
     ChildLifetime,
@@ -60,6 +51,15 @@ from .engine import (
     IkeProposal,
     PskAuthenticator,
     Settings,
+)
+from .roles.dispatch import (
+    COOKIE_THRESHOLD,
+    COOKIE_THRESHOLD_IP,
+    INVALID_SPI_RATE,
+    MAX_HALF_OPEN,
+    MAX_HALF_OPEN_IP,
+    MAX_INIT_SIZE,
+    MAX_PAYLOADS,
 )
 
 
@@ -128,7 +128,7 @@ def _check_output_file(key: str, path: str, source: str) -> None:
 def _check_database(key: str, path: str, source: str) -> None:
     """The binding store's SQLite file: creatable, or an existing SQLite database (a
     PostgreSQL URL is checked when the store connects)."""
-    from .bindings import is_postgres
+    from .roles.bindings import is_postgres
 
     if path == ":memory:" or is_postgres(path):
         return
@@ -288,7 +288,7 @@ class _Common:
             if value is not None and value < 0:
                 raise ConfigError(name, "must be >= 0", source)
         if self.metrics is not None:
-            from .metrics import parse_address
+            from .roles.metrics import parse_address
 
             try:
                 parse_address(self.metrics)

@@ -14,7 +14,7 @@ import time
 import pytest
 from ikecp import _reference
 from ikecp._backend import load
-from ikecp.testing import netns
+from ikecp.lab import netns
 from ikecp.testing.facility import require
 
 pytestmark = pytest.mark.netns

@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from ikecp.testing import netns
+from ikecp.lab import netns
 from test_tun_traffic import BEHIND, start_pair
 
 pytestmark = pytest.mark.netns

@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from ikecp.testing import netns
+from ikecp.lab import netns
 from ikecp.testing.facility import require
 
 pytestmark = pytest.mark.netns

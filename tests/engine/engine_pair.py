@@ -10,8 +10,8 @@ from types import ModuleType
 from ikecp import framing
 from ikecp.cp import CpRegistry, NatInfoHandler, NatInfoProvider
 from ikecp.engine import Datagram, Identity, IkeSa, PskAuthenticator, Settings
-from ikecp.engine.events import Event
 from ikecp.engine.fragments import FragmentDropped, FragmentPolicy, Reassembler
+from ikecp.events import Event
 from ikecp.message import SKF
 
 INITIATOR_ADDR = ("100.64.0.2", 500)

@@ -8,7 +8,7 @@ import pytest
 from engine_pair import Pair, fap_settings, segw_settings
 from ikecp.dataplane import ChildSpec, NoDataPlane
 from ikecp.engine import ChildProposal
-from ikecp.engine.events import ChildSaEstablished
+from ikecp.events import ChildSaEstablished
 
 
 @pytest.mark.parametrize("esp", ["aes256gcm16", "aes128gcm16", "chacha20poly1305",

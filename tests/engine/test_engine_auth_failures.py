@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from engine_pair import FAP_ID, PSK, Pair, fap_settings, segw_settings
 from ikecp.engine import Identity, PskAuthenticator, auth
-from ikecp.engine.events import AuthenticationFailed, SaFailed
+from ikecp.events import AuthenticationFailed, SaFailed
 from test_engine_cert_auth import cert_settings
 
 OTHER = Identity.fqdn("fap-9999.example.net")

@@ -16,17 +16,17 @@ from ikecp.const import AuthMethod, CertEncoding, ExchangeType, NotifyType
 from ikecp.engine import Identity, rules
 from ikecp.engine.auth import record_certreq, record_signature_hashes
 from ikecp.engine.cert_auth import CertAuthenticator
-from ikecp.engine.events import (
+from ikecp.engine.view import MessageView
+from ikecp.errors import RemoteProtocolError
+from ikecp.events import (
     IkeSaEstablished,
     PeerBinding,
     ProtocolErrorSent,
     PublicAddressLearned,
     SaFailed,
 )
-from ikecp.engine.view import MessageView
-from ikecp.errors import RemoteProtocolError
+from ikecp.lab.ca import CertAuthority
 from ikecp.message import KE, SA, Auth, CertReq, IDi, IDr, Message, Nonce, Notify
-from ikecp.testing.ca import CertAuthority
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 FAP_NAME = "fap-0001.example.net"

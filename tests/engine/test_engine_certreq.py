@@ -11,7 +11,7 @@ from engine_pair import Pair
 from ikecp import pki
 from ikecp.const import CertEncoding
 from ikecp.const import ExchangeType as X
-from ikecp.engine.events import IkeSaEstablished
+from ikecp.events import IkeSaEstablished
 from ikecp.message import CertReq
 from test_engine_cert_auth import cert_settings
 

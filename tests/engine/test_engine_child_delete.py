@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from engine_pair import Pair, fap_settings, segw_settings
 from ikecp.const import ExchangeType, ProtocolId
-from ikecp.engine.events import ChildSaDeleted
+from ikecp.events import ChildSaDeleted
 from ikecp.message import Delete, Message
 
 

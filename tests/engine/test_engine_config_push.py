@@ -9,13 +9,13 @@ from engine_pair import NAT_PUBLIC_IP, Pair, fap_settings, segw_settings
 from ikecp.const import CfgType, ConfigAttr, ExchangeType, HeaderFlag, NotifyType
 from ikecp.cp import CpRegistry, Mode, NatInfoHandler, NatInfoProvider, PushMode, RequestHandler
 from ikecp.cp.nat_info import encode
-from ikecp.engine.events import (
+from ikecp.errors import RemoteProtocolError
+from ikecp.events import (
     ConfigSetAnswered,
     IkeSaEstablished,
     PublicAddressLearned,
     RemoteAddressChanged,
 )
-from ikecp.errors import RemoteProtocolError
 from ikecp.message import CP, ConfigAttribute, Message, Notify
 
 NAT_INFO = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO

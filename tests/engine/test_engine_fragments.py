@@ -17,11 +17,11 @@ from ikecp import pki
 from ikecp.const import ExchangeType, NotifyType, PayloadType
 from ikecp.engine import FragmentPolicy, Identity, IkeProposal
 from ikecp.engine.cert_auth import CertAuthenticator
-from ikecp.engine.events import DatagramDropped, IkeSaEstablished
 from ikecp.engine.fragments import FragmentDropped, Reassembler, split
 from ikecp.errors import IntegrityError
+from ikecp.events import DatagramDropped, IkeSaEstablished
+from ikecp.lab.ca import CertAuthority
 from ikecp.message import SKF, Cert, IDi, Message, Notify
-from ikecp.testing.ca import CertAuthority
 from test_engine_cert_auth import NOW, pinned
 
 FAP_NAME = "fap-0001.example.net"
@@ -420,7 +420,7 @@ def test_established_sas_shrug_off_mangled_fragments(backend) -> None:
     check."""
     import random
 
-    from ikecp.engine.events import LivenessConfirmed
+    from ikecp.events import LivenessConfirmed
 
     pair = Pair(backend, *settings(), nat=True).run()
     sas = (pair.i, pair.r)

@@ -9,7 +9,7 @@ import pytest
 from engine_pair import FAP_ID, PSK, SEGW_ID, Pair, fap_settings, segw_settings
 from ikecp.const import DhGroup, EncrId, ExchangeType, HeaderFlag, NotifyType
 from ikecp.engine import ChildProposal, Identity, IkeProposal, PskAuthenticator
-from ikecp.engine.events import (
+from ikecp.events import (
     ChildSaEstablished,
     IkeSaEstablished,
     PeerBinding,

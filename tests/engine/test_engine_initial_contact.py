@@ -14,7 +14,7 @@ from ikecp.cp import (
     RequestHandler,
 )
 from ikecp.engine import PskAuthenticator
-from ikecp.engine.events import InitialContact, SaDeleted, SaFailed
+from ikecp.events import InitialContact, SaDeleted, SaFailed
 from ikecp.message import Delete, Notify
 
 

@@ -20,7 +20,8 @@ from ikecp.cp import (
 )
 from ikecp.engine import ChildLifetime, ChildProposal, IkeLifetime, RetransmitPolicy, selector
 from ikecp.engine.child_sa import ChildState
-from ikecp.engine.events import (
+from ikecp.errors import LocalProtocolError
+from ikecp.events import (
     AuthLifetimeReceived,
     ChildSaClosed,
     ChildSaEstablished,
@@ -37,7 +38,6 @@ from ikecp.engine.events import (
     SaDeleted,
     SaFailed,
 )
-from ikecp.errors import LocalProtocolError
 
 QUIET = {"ike_lifetime": IkeLifetime(rekey_time=None),
          "child_lifetime": ChildLifetime(rekey_time=None)}

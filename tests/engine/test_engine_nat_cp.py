@@ -20,7 +20,8 @@ from ikecp.cp import (
     StaticProvider,
     nat_info,
 )
-from ikecp.engine.events import (
+from ikecp.errors import LocalProtocolError
+from ikecp.events import (
     ChildSaEstablished,
     ChildSaFailed,
     ConfigReceived,
@@ -30,7 +31,6 @@ from ikecp.engine.events import (
     PeerBinding,
     PublicAddressLearned,
 )
-from ikecp.errors import LocalProtocolError
 
 NAT_INFO = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO
 

@@ -20,7 +20,9 @@ from ikecp.cp import (
     RequestHandler,
 )
 from ikecp.engine import RetransmitPolicy
-from ikecp.engine.events import (
+from ikecp.engine.settings import ChildLifetime, IkeLifetime
+from ikecp.errors import LocalProtocolError
+from ikecp.events import (
     ChildSaEstablished,
     DatagramDropped,
     IkeSaEstablished,
@@ -31,8 +33,6 @@ from ikecp.engine.events import (
     SaDeleted,
     SaFailed,
 )
-from ikecp.engine.settings import ChildLifetime, IkeLifetime
-from ikecp.errors import LocalProtocolError
 
 
 def _segw_with_pool() -> tuple:

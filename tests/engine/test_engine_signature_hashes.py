@@ -13,7 +13,7 @@ from engine_pair import Pair, fap_settings, segw_settings
 from ikecp import pki
 from ikecp.const import ExchangeType as X
 from ikecp.const import NotifyType
-from ikecp.engine.events import IkeSaEstablished
+from ikecp.events import IkeSaEstablished
 from test_engine_cert_auth import cert_settings
 
 SHA = NotifyType.SIGNATURE_HASH_ALGORITHMS

@@ -6,8 +6,8 @@ import dataclasses
 import pickle
 
 import pytest
-from ikecp.engine.events import SaFailed
 from ikecp.engine.sa import Datagram
+from ikecp.events import SaFailed
 from ikecp.record import record
 
 

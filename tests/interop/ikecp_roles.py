@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ikecp.testing import netns
+from ikecp.lab import netns
 
 CLI = [sys.executable, "-m", "ikecp.cli"]
 

@@ -9,9 +9,9 @@ from ikecp.const import ConfigAttr
 from ikecp.cp import CpRegistry, NatInfoHandler, RequestHandler
 from ikecp.engine import ChildProposal, Identity, IkeProposal, PskAuthenticator, Settings
 from ikecp.engine.settings import RetransmitPolicy
-from ikecp.testing import netns, strongswan
+from ikecp.lab import netns, strongswan
+from ikecp.lab.udp_loop import UdpIkeLoop, bind_sockets
 from ikecp.testing.facility import require
-from ikecp.testing.udp_loop import UdpIkeLoop, bind_sockets
 
 PSK = "ikecp-interop-psk-0123456789abcdef"
 FAP_ID = "fap.interop.test"

@@ -12,9 +12,9 @@ import subprocess
 import time
 
 import pytest
-from ikecp.testing import netns, strongswan
+from ikecp.lab import netns, strongswan
+from ikecp.lab.strongswan import TEST_PSK, Child
 from ikecp.testing.facility import require
-from ikecp.testing.strongswan import TEST_PSK, Child
 from ikecp_roles import role
 from interop_peers import require_peers
 

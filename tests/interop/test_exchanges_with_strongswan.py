@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 from ikecp.const import DhGroup, NotifyType
 from ikecp.engine import IkeProposal
-from ikecp.engine.events import (
+from ikecp.events import (
     ChildSaEstablished,
     IkeSaEstablished,
     LivenessConfirmed,
@@ -18,7 +18,7 @@ from ikecp.engine.events import (
     SaDeleted,
     SaFailed,
 )
-from ikecp.testing import netns, strongswan
+from ikecp.lab import netns, strongswan
 from ikecp_roles import role, wait_bindings
 from interop_peers import fap_settings, ikecp_loop, require_peers
 from test_fap_to_strongswan import SEGW, segw_config

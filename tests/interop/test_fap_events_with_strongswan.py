@@ -15,7 +15,7 @@ import sqlite3
 import time
 
 import pytest
-from ikecp.testing import netns, strongswan
+from ikecp.lab import netns, strongswan
 from ikecp.testing.facility import require
 from ikecp_roles import role, wait_bindings
 from interop_peers import FAP_ID, require_peers

@@ -16,7 +16,7 @@ from ikecp import pki
 from ikecp._backend import backend
 from ikecp.const import AuthMethod, ConfigAttr, NotifyType
 from ikecp.engine.cert_auth import CertAuthenticator
-from ikecp.engine.events import (
+from ikecp.events import (
     ChildSaEstablished,
     ConfigReceived,
     IkeSaEstablished,
@@ -26,9 +26,9 @@ from ikecp.engine.events import (
     SaDeleted,
     SaFailed,
 )
-from ikecp.testing import netns, strongswan
-from ikecp.testing.ca import CertAuthority
-from ikecp.testing.strongswan import CharonConfig, Child
+from ikecp.lab import netns, strongswan
+from ikecp.lab.ca import CertAuthority
+from ikecp.lab.strongswan import CharonConfig, Child
 from interop_peers import (
     FAP_ID,
     PSK,

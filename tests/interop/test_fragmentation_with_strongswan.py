@@ -23,10 +23,10 @@ from ikecp import pki
 from ikecp._backend import backend
 from ikecp.engine import FragmentPolicy, RetransmitPolicy
 from ikecp.engine.cert_auth import CertAuthenticator
-from ikecp.engine.events import ChildSaEstablished, IkeSaEstablished, SaFailed
+from ikecp.events import ChildSaEstablished, IkeSaEstablished, SaFailed
+from ikecp.lab import netns, strongswan
+from ikecp.lab.ca import CertAuthority
 from ikecp.message import SKF
-from ikecp.testing import netns, strongswan
-from ikecp.testing.ca import CertAuthority
 from ikecp_roles import role, wait_bindings
 from interop_peers import FAP_ID, IKECP_POOL, SEGW_ID, fap_settings, ikecp_loop, require_peers
 from test_fap_to_strongswan import SEGW, segw_config

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ikecp.bindings import BindingRegistry
-from ikecp.testing import netns, strongswan
-from ikecp.testing.strongswan import Child
+from ikecp.lab import netns, strongswan
+from ikecp.lab.strongswan import Child
+from ikecp.roles.bindings import BindingRegistry
 from ikecp_roles import Role, role
 from interop_peers import FAP_ID, require_peers
 from test_fap_to_strongswan import segw_config

@@ -9,8 +9,8 @@ import re
 import time
 
 import pytest
-from ikecp.testing import netns, strongswan
-from ikecp.testing.ca import CertAuthority
+from ikecp.lab import netns, strongswan
+from ikecp.lab.ca import CertAuthority
 from ikecp_roles import bindings, role, wait_bindings
 from interop_peers import FAP_ID, IKECP_POOL, PSK, SEGW_ID, SS_POOL, require_peers
 from test_fap_to_strongswan import segw_config

@@ -17,7 +17,7 @@ from ikecp.const import AuthMethod
 from ikecp.cp import AddressPool, CpRegistry, NatInfoProvider, PoolProvider
 from ikecp.engine import Identity, PskAuthenticator, Settings, selector
 from ikecp.engine.cert_auth import CertAuthenticator
-from ikecp.engine.events import (
+from ikecp.events import (
     ChildSaEstablished,
     IkeSaEstablished,
     NatDetected,
@@ -25,9 +25,9 @@ from ikecp.engine.events import (
     SaDeleted,
     SaFailed,
 )
-from ikecp.testing import netns, strongswan
-from ikecp.testing.ca import CertAuthority
-from ikecp.testing.strongswan import CharonConfig, Child
+from ikecp.lab import netns, strongswan
+from ikecp.lab.ca import CertAuthority
+from ikecp.lab.strongswan import CharonConfig, Child
 from interop_peers import FAP_ID, IKECP_POOL, PSK, SEGW_ID, ikecp_loop, require_peers
 
 pytestmark = [pytest.mark.peer, pytest.mark.netns]

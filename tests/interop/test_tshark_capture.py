@@ -17,8 +17,8 @@ import pytest
 from ikecp import keylog
 from ikecp.const import ConfigAttr
 from ikecp.cp import nat_info
-from ikecp.engine.events import ChildSaEstablished, PeerBinding, PublicAddressLearned, SaDeleted
-from ikecp.testing import capture, netns
+from ikecp.events import ChildSaEstablished, PeerBinding, PublicAddressLearned, SaDeleted
+from ikecp.lab import capture, netns
 from ikecp.testing.facility import require
 from ikecp_roles import role, wait_bindings
 from interop_peers import fap_settings, ikecp_loop

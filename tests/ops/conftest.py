@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from ikecp.testing import postgres
+from ikecp.lab import postgres
 from ikecp.testing.facility import require
 
 _names = itertools.count()

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ikecp.loadgen import DEFAULT_PSK
+from ikecp.loadgen.generator import DEFAULT_PSK
 
 CLI = [sys.executable, "-m", "ikecp.cli"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

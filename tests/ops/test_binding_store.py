@@ -8,10 +8,10 @@ import queue
 import threading
 
 import pytest
-from ikecp.bindings import BindingRegistry, open_store
 from ikecp.config import SegwConfig
-from ikecp.engine.events import PeerBinding
-from ikecp.gateway import Gateway
+from ikecp.events import PeerBinding
+from ikecp.roles.bindings import BindingRegistry, open_store
+from ikecp.roles.gateway import Gateway
 
 
 def binding(n: int, port: int = 4500, ip: str = "100.64.0.1") -> PeerBinding:
@@ -56,7 +56,7 @@ def test_changes_lookups_and_history(store_location) -> None:
 def test_expiry_and_touch(store_location) -> None:
     clock = Clock()
     if store_location.startswith("postgresql"):
-        from ikecp.bindings_pg import PgBindingStore
+        from ikecp.roles.bindings_pg import PgBindingStore
         store = PgBindingStore(store_location, instance="segw-a", clock=clock)
     else:
         store = BindingRegistry(store_location, instance="segw-a", clock=clock)
@@ -188,7 +188,7 @@ def test_sqlite_database_of_the_previous_schema_is_migrated(tmp_path) -> None:
 
 
 def test_postgres_refuses_a_second_writer_of_one_instance(pg_url) -> None:
-    from ikecp.bindings_pg import InstanceInUseError
+    from ikecp.roles.bindings_pg import InstanceInUseError
 
     first = open_store(pg_url, instance="segw-a")
     try:
@@ -218,7 +218,7 @@ def test_ike_rekey_keeps_the_row_with_new_spis(store_location) -> None:
 
 
 def test_ownership_is_per_instance(store_location) -> None:
-    from ikecp.instance_lock import InstanceLock
+    from ikecp.roles.instance_lock import InstanceLock
 
     a = open_store(store_location, instance="segw-a")
     reader = open_store(store_location, reader=True)

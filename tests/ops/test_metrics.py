@@ -10,10 +10,10 @@ import threading
 import urllib.request
 
 import pytest
-from ikecp import loadgen
 from ikecp.config import ConfigError, FapConfig, SegwConfig, from_dict
-from ikecp.gateway import Gateway
-from ikecp.metrics import EventCounts, MetricsServer, gateway_snapshot, parse_address
+from ikecp.loadgen import generator as loadgen
+from ikecp.roles.gateway import Gateway
+from ikecp.roles.metrics import EventCounts, MetricsServer, gateway_snapshot, parse_address
 from ops_helpers import CLI, ENV, segw_process, segw_toml, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 

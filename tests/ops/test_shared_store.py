@@ -11,8 +11,8 @@ import threading
 from collections import Counter
 from contextlib import ExitStack
 
-from ikecp import loadgen
-from ikecp.bindings import open_store
+from ikecp.loadgen import generator as loadgen
+from ikecp.roles.bindings import open_store
 from ops_helpers import CLI, ENV, segw_process, segw_toml, wait_for
 
 N = 60  # handshakes per SeGW

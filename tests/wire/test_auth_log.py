@@ -8,11 +8,11 @@ import contextlib
 import logging
 import re
 
-from ikecp.authlog import AuthFailureLog, printable
-from ikecp.demo import Topology
 from ikecp.engine import Identity
 from ikecp.engine.auth import BAD_AUTH, UNKNOWN_IDENTITY
-from ikecp.engine.events import AuthenticationFailed
+from ikecp.events import AuthenticationFailed
+from ikecp.lab.demo import Topology
+from ikecp.roles.authlog import AuthFailureLog, printable
 
 GOOD = "the right secret of fap 1, 32 oct"
 WRONG = "a wrong secret that every FAP has"

@@ -9,9 +9,9 @@ import io
 import json
 import sqlite3
 
-from ikecp.bindings import BindingRegistry
-from ikecp.engine.events import PeerBinding
 from ikecp.engine.settings import Identity
+from ikecp.events import PeerBinding
+from ikecp.roles.bindings import BindingRegistry
 
 
 class Witness(io.StringIO):

@@ -148,8 +148,8 @@ def test_fap_once_against_a_segw_on_other_ports(tmp_path) -> None:
 
 
 def test_demo_reports_a_mismatch() -> None:
-    from ikecp.demo import DemoResult, FapResult, format_result
-    from ikecp.femto import FapStatus
+    from ikecp.lab.demo import DemoResult, FapResult, format_result
+    from ikecp.roles.femto import FapStatus
 
     good = FapStatus(state="established", nat_detected=True, inner_ip="10.99.0.1",
                      public_ip="127.0.0.1", public_port=40000)

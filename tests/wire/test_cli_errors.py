@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ikecp.testing.ca import write_pki
+from ikecp.lab.ca import write_pki
 
 CLI = [sys.executable, "-m", "ikecp.cli"]
 
@@ -124,7 +124,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "garbage").write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n" * 40)
     (d / "empty").write_bytes(b"")
     (d / "dir").mkdir()
-    from ikecp.bindings import BindingRegistry
+    from ikecp.roles.bindings import BindingRegistry
 
     BindingRegistry(d / "ok.sqlite").close()
     return d

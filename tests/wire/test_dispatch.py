@@ -11,9 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ikecp.const import NotifyType
 from ikecp.cp import AddressPool, CpRegistry, NatInfoHandler, NatInfoProvider, PoolProvider
-from ikecp.dispatch import Dispatcher
 from ikecp.engine import Identity, PskAuthenticator, RetransmitPolicy, Settings
-from ikecp.engine.events import (
+from ikecp.events import (
     IkeSaEstablished,
     LivenessConfirmed,
     PublicAddressLearned,
@@ -21,6 +20,7 @@ from ikecp.engine.events import (
     SaFailed,
 )
 from ikecp.message import Notify
+from ikecp.roles.dispatch import Dispatcher
 
 PSK = b"dispatch test psk"
 FAP_IP, SEGW_IP = "127.0.0.2", "127.0.0.1"

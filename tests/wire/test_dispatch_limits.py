@@ -12,10 +12,10 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ikecp.const import ExchangeType, HeaderFlag, NotifyType
-from ikecp.dispatch import Dispatcher, scan_init
 from ikecp.engine import rules
 from ikecp.errors import ParseError
 from ikecp.message import Nonce, Notify, VendorId
+from ikecp.roles.dispatch import Dispatcher, scan_init
 from test_dispatch import FAP_IP, SEGW_IP, fap_settings, pair, segw_settings
 
 

@@ -11,10 +11,10 @@ from dataclasses import replace
 
 from ikecp.config import FapConfig
 from ikecp.const import ConfigAttr
-from ikecp.demo import Topology, fap_ip
-from ikecp.engine.events import ChildSaDeleted, ConfigSetAnswered, InitialContact
-from ikecp.femto import FapStatus, Femto
-from ikecp.gateway import Gateway
+from ikecp.events import ChildSaDeleted, ConfigSetAnswered, InitialContact
+from ikecp.lab.demo import Topology, fap_ip
+from ikecp.roles.femto import FapStatus, Femto
+from ikecp.roles.gateway import Gateway
 from test_roles import wait_until
 
 NAT_INFO = ConfigAttr.EXTERNAL_SOURCE_IP4_NAT_INFO

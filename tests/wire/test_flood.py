@@ -9,7 +9,7 @@ import json
 import subprocess
 import threading
 
-from ikecp.testing.hostile import CookieReplayFlood
+from ikecp.lab.hostile import CookieReplayFlood
 from test_cli import CLI, ENV, free_ports
 from test_segw_crash import start_segw
 

@@ -6,10 +6,10 @@ forged hint cannot hurt a live SA."""
 
 from __future__ import annotations
 
-from ikecp.dispatch import Dispatcher
 from ikecp.engine import RetransmitPolicy
-from ikecp.engine.events import SaFailed
+from ikecp.events import SaFailed
 from ikecp.message import Message, Notify
+from ikecp.roles.dispatch import Dispatcher
 from test_dispatch import FAP_IP, SEGW_IP, Wire, pair, segw_settings
 
 POLICY = RetransmitPolicy(timeout=1.0, backoff=2.0, tries=5)  # 63 s of backoff in all

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from ikecp.testing import netns
+from ikecp.lab import netns
 
 pytestmark = pytest.mark.netns
 

@@ -6,7 +6,7 @@ import asyncio
 
 from ikecp import keylog
 from ikecp.const import EncrId, IntegId
-from ikecp.demo import Topology
+from ikecp.lab.demo import Topology
 
 
 def test_algorithm_names() -> None:

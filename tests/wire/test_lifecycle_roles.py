@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ikecp.demo import Topology
-from ikecp.engine.events import IkeSaRekeyed, ReauthStarted, SaDeleted, SaFailed
+from ikecp.events import IkeSaRekeyed, ReauthStarted, SaDeleted, SaFailed
+from ikecp.lab.demo import Topology
 from test_roles import wait_until
 
 FAST = {"rekey_time": 1.2, "over_time": 2.0, "rand_time": 0.3,

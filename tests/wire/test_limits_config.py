@@ -28,8 +28,8 @@ def test_refused_requests_are_reported_once_per_sweep(caplog, tmp_path) -> None:
     import asyncio
     import logging
 
-    from ikecp.gateway import Gateway
-    from ikecp.testing.hostile import fresh_init
+    from ikecp.lab.hostile import fresh_init
+    from ikecp.roles.gateway import Gateway
 
     async def main() -> None:
         cfg = SegwConfig(psk="a long enough secret", port=0, natt_port=0, max_init_size=1024,

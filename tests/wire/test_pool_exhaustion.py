@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ikecp.demo import Topology
+from ikecp.lab.demo import Topology
 from test_roles import wait_until
 
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from ikecp.bindings import BindingRegistry
-from ikecp.demo import Topology
-from ikecp.engine.events import LivenessConfirmed, SaDeleted
-from ikecp.gateway import Gateway
+from ikecp.events import LivenessConfirmed, SaDeleted
+from ikecp.lab.demo import Topology
+from ikecp.roles.bindings import BindingRegistry
+from ikecp.roles.gateway import Gateway
 from ikecp.testing.facility import require
 from test_udp import has_ipv6
 
@@ -198,7 +198,7 @@ def test_hostile_datagrams_on_real_sockets() -> None:
 
 
 def test_certificate_auth_through_config_files(tmp_path) -> None:
-    from ikecp.testing.ca import CertAuthority
+    from ikecp.lab.ca import CertAuthority
 
     root = CertAuthority("wire test root")
     files = {}
@@ -225,7 +225,7 @@ def test_certificate_auth_through_config_files(tmp_path) -> None:
 
 
 def test_wrong_ca_is_refused(tmp_path) -> None:
-    from ikecp.testing.ca import CertAuthority
+    from ikecp.lab.ca import CertAuthority
 
     good, rogue = CertAuthority("good root"), CertAuthority("rogue root")
     for name, ca, ident in (("segw", good, "segw.demo.ikecp"),
@@ -307,7 +307,7 @@ def test_answered_liveness_checks_keep_the_binding() -> None:
 
 def test_dual_stack_segw_serves_ipv4_and_ipv6_faps() -> None:
     from ikecp.config import FapConfig, SegwConfig
-    from ikecp.femto import Femto
+    from ikecp.roles.femto import Femto
 
     require(None if has_ipv6() else "no IPv6 loopback on this machine")
 

@@ -15,9 +15,9 @@ import signal
 import subprocess
 import time
 
-from ikecp.bindings import BindingRegistry
 from ikecp.config import FapConfig
-from ikecp.femto import Femto
+from ikecp.roles.bindings import BindingRegistry
+from ikecp.roles.femto import Femto
 from test_cli import CLI, ENV, free_ports, run
 from test_roles import wait_until
 

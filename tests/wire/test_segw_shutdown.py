@@ -11,9 +11,9 @@ import subprocess
 import time
 from collections import Counter
 
-from ikecp.bindings import BindingRegistry
 from ikecp.config import SegwConfig
-from ikecp.gateway import Gateway
+from ikecp.roles.bindings import BindingRegistry
+from ikecp.roles.gateway import Gateway
 from test_cli import CLI, ENV
 
 SAS = 5000
@@ -54,7 +54,7 @@ def test_shutdown_with_5000_sas_counts_every_answer(tmp_path) -> None:
 
 
 def test_shutdown_gives_up_on_silent_peers_after_the_timeout() -> None:
-    from ikecp.demo import Topology
+    from ikecp.lab.demo import Topology
 
     async def main() -> float:
         topo = Topology(3)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ikecp.bindings import BindingRegistry
-from ikecp.demo import Topology
+from ikecp.lab.demo import Topology
+from ikecp.roles.bindings import BindingRegistry
 from test_cli import run
 
 

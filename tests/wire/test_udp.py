@@ -6,9 +6,9 @@ import asyncio
 import socket
 
 import pytest
-from ikecp.dispatch import Dispatcher
-from ikecp.engine.events import IkeSaEstablished
+from ikecp.events import IkeSaEstablished
 from ikecp.net.udp import AsyncioDriver, SelectorDriver, UdpEndpoint
+from ikecp.roles.dispatch import Dispatcher
 from ikecp.testing.facility import require
 from test_dispatch import fap_settings, segw_settings
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ikecp.dispatch import Dispatcher
 from ikecp.engine import Datagram
-from ikecp.engine.events import IkeSaEstablished
+from ikecp.events import IkeSaEstablished
 from ikecp.net.udp import AsyncioDriver, BatchUdpEndpoint, SelectorDriver, UdpEndpoint
+from ikecp.roles.dispatch import Dispatcher
 from test_dispatch import fap_settings, segw_settings
 
 N = 20

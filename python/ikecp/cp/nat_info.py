@@ -18,7 +18,7 @@ import logging
 
 from .. import addr
 from ..const import ConfigAttr
-from ..engine.events import NatInfoNotSupported, PublicAddressLearned
+from ..events import NatInfoNotSupported, PublicAddressLearned
 from .registry import CpContext
 
 log = logging.getLogger("ikecp.cp.nat_info")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..addr import unpack
-from ..engine.events import ChildSaEstablished
+from ..events import ChildSaEstablished
 from ..message import TrafficSelector
 
 Address = tuple[str, int]

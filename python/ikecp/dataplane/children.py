@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..const import ConfigAttr
-from ..engine.events import (
+from ..events import (
     ChildSaClosed,
     ChildSaDeleted,
     ChildSaEstablished,

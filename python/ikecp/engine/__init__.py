@@ -27,8 +27,8 @@ in INFORMATIONAL); ``fragments.py`` (RFC 7383: SKF split and bounded reassembly)
 ``cert_auth.py`` plugs ``ikecp.pki`` into the ``Authenticator`` seam.
 """
 
+from ..events import Event
 from .auth import Authenticator, PskAuthenticator
-from .events import Event
 from .fragments import FragmentPolicy
 from .sa import Datagram, IkeSa, Role, State, Stats
 from .settings import ChildLifetime, Identity, IkeLifetime, RetransmitPolicy, Settings, selector

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 from .. import pki
 from ..const import AuthMethod, CertEncoding, NotifyType
 from ..errors import ParseError, RemoteProtocolError
+from ..events import AuthenticationFailed, IkeSaEstablished
 from ..message import Auth, Cert, CertReq, IDi, IDr, Notify, Payload
-from .events import AuthenticationFailed, IkeSaEstablished
 from .task import DONE, Status, Task
 
 if TYPE_CHECKING:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from .. import dh
 from ..const import ConfigAttr, NotifyType, ProtocolId, TsType
 from ..errors import CryptoError, RemoteProtocolError
+from ..events import ChildSaEstablished, ChildSaFailed
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal, TrafficSelector, TSi, TSr
 from .auth import CHILD_ERRORS
 from .child_sa import ChildSa
-from .events import ChildSaEstablished, ChildSaFailed
 from .task import DONE, NEED_MORE, Status, Task
 from .transforms import Suite, child_offer, sa_proposals, select
 

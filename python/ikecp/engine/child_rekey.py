@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from ..const import NotifyType, ProtocolId
 from ..errors import RemoteProtocolError
+from ..events import ChildSaRekeyed
 from ..message import Notify, Payload
 from .child_create import ChildCreateTask
 from .child_sa import ChildSa, ChildState
-from .events import ChildSaRekeyed
 from .task import DONE, NEED_MORE, Status, Task
 
 if TYPE_CHECKING:

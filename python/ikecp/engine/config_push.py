@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from ..const import CfgType
 from ..const import ExchangeType as X
+from ..events import ConfigSetAnswered
 from ..message import CP, ConfigAttribute, Notify, Payload
-from .events import ConfigSetAnswered
 from .task import DONE, Status, Task
 
 if TYPE_CHECKING:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..const import ProtocolId
+from ..events import ChildSaDeleted, SaDeleted
 from ..message import Delete, Payload
 from .child_sa import ChildSa, ChildState
-from .events import ChildSaDeleted, SaDeleted
 from .state import State
 from .task import DONE, Status, Task
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from .. import dh
 from ..const import NotifyType, ProtocolId
 from ..errors import CryptoError, RemoteProtocolError
+from ..events import ProtocolErrorReceived
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal
-from .events import ProtocolErrorReceived
 from .sa_init import accept_ike_proposal, check_nonce
 from .task import DONE, NEED_MORE, Status, Task
 from .transforms import Suite, ike_offer, select

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..const import NotifyType
+from ..events import InitialContact
 from ..message import Notify, Payload
-from .events import InitialContact
 from .task import DONE, Status, Task
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..const import ExchangeType, NotifyType
+from ..events import LivenessConfirmed, ProtocolErrorReceived, SaFailed
 from ..message import Notify
-from .events import LivenessConfirmed, ProtocolErrorReceived, SaFailed
 from .task import DONE, Status, Task
 
 if TYPE_CHECKING:

@@ -21,14 +21,7 @@ from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, Proto
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
 from ..errors import IntegrityError, LocalProtocolError, ParseError, RemoteProtocolError
-from ..message import SKF, Delete, Message
-from ..record import record
-from . import config_push, fragments
-from .child_create import ChildCreateTask
-from .child_rekey import ChildRekeyTask
-from .child_sa import ChildSa, ChildState
-from .delete import DeleteTask
-from .events import (
+from ..events import (
     AuthLifetimeReceived,
     ChildSaClosed,
     DatagramDropped,
@@ -43,6 +36,13 @@ from .events import (
     SaDeleted,
     SaFailed,
 )
+from ..message import SKF, Delete, Message
+from ..record import record
+from . import config_push, fragments
+from .child_create import ChildCreateTask
+from .child_rekey import ChildRekeyTask
+from .child_sa import ChildSa, ChildState
+from .delete import DeleteTask
 from .ike_rekey import IkeRekeyTask
 from .keys import derive_ike_keys
 from .liveness import LivenessTask

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, TypeVar
 from ..const import ExchangeType as X
 from ..const import HeaderFlag, NotifyType, ProtocolId
 from ..errors import RemoteProtocolError
+from ..events import ProtocolErrorReceived, ProtocolErrorSent
 from ..message import CP, SA, SK, SKF, Delete, Message, Notify, Payload
 from . import fragments, rules
 from .auth import AuthTask
 from .auth_lifetime import AuthLifetimeTask
 from .child_create import ChildCreateTask
 from .child_rekey import ChildRekeyTask
-from .config import ConfigTask
 from .config_push import ConfigSetTask
 from .delete import DeleteTask
-from .events import ProtocolErrorReceived, ProtocolErrorSent
+from .ike_config import ConfigTask
 from .ike_rekey import IkeRekeyTask
 from .initial_contact import InitialContactTask
 from .liveness import LivenessTask

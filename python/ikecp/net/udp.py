@@ -31,9 +31,9 @@ from typing import cast
 
 from .. import _backend, _reference
 from .._backend import BatchSocketLike
-from ..dispatch import Dispatcher
 from ..engine import Datagram, IkeSa
-from ..engine.events import Event
+from ..events import Event
+from ..roles.dispatch import Dispatcher
 
 log = logging.getLogger("ikecp.net.udp")
 

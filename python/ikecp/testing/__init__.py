@@ -1,4 +1,2 @@
-"""Test support: a throwaway CA, network namespaces with kernel NAPT, and strongSwan as a peer.
-
-Used by the tests, the demo and the load generator; never needed by the SeGW or FAP at run time.
-"""
+"""Pytest-only helpers (the skip-or-fail policy for tests that need root, namespaces or a peer).
+Lab tooling that runs without pytest is in ``ikecp.lab``."""

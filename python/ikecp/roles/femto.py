@@ -22,13 +22,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from .config import FapConfig
-from .const import ConfigAttr, notify_name
-from .dataplane import DataPlane, DataPlaneEvent, NoDataPlane
-from .dataplane.children import ChildTracker
-from .dispatch import Dispatcher
-from .engine import IkeSa
-from .engine.events import (
+from ..config import FapConfig
+from ..const import ConfigAttr, notify_name
+from ..dataplane import DataPlane, DataPlaneEvent, NoDataPlane
+from ..dataplane.children import ChildTracker
+from ..engine import IkeSa
+from ..events import (
     ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
@@ -43,8 +42,9 @@ from .engine.events import (
     SaDeleted,
     SaFailed,
 )
-from .keylog import KeyLog
-from .net.udp import AsyncioDriver, UdpEndpoint, family_of
+from ..keylog import KeyLog
+from ..net.udp import AsyncioDriver, UdpEndpoint, family_of
+from .dispatch import Dispatcher
 
 log = logging.getLogger("ikecp.fap")
 
@@ -153,7 +153,7 @@ class Femto:
         if cfg.dataplane != "tun":
             log.info('dataplane "none": the CHILD SA is negotiated but carries no traffic')
             return UdpEndpoint(local, (cfg.port, cfg.natt_port))
-        from .dataplane.tun import PlaneEndpoint, TunDataPlane
+        from ..dataplane.tun import PlaneEndpoint, TunDataPlane
 
         plane = TunDataPlane(local, cfg.natt_port, cfg.tun_name, on_event=self._on_dataplane)
         self.dataplane = self.children.plane = plane

@@ -19,15 +19,12 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .authlog import AuthFailureLog
-from .bindings import BindingStore, open_store
-from .config import SegwConfig
-from .const import NotifyType
-from .dataplane import DataPlane, DataPlaneEvent, NoDataPlane
-from .dataplane.children import ChildTracker
-from .dispatch import Dispatcher
-from .engine import IkeSa
-from .engine.events import (
+from ..config import SegwConfig
+from ..const import NotifyType
+from ..dataplane import DataPlane, DataPlaneEvent, NoDataPlane
+from ..dataplane.children import ChildTracker
+from ..engine import IkeSa
+from ..events import (
     AuthenticationFailed,
     ChildSaFailed,
     ConfigSetAnswered,
@@ -41,9 +38,12 @@ from .engine.events import (
     SaDeleted,
     SaFailed,
 )
+from ..keylog import KeyLog
+from ..net.udp import AsyncioDriver, UdpEndpoint
+from .authlog import AuthFailureLog
+from .bindings import BindingStore, open_store
+from .dispatch import Dispatcher
 from .instance_lock import InstanceLock
-from .keylog import KeyLog
-from .net.udp import AsyncioDriver, UdpEndpoint
 
 log = logging.getLogger("ikecp.segw")
 
@@ -131,7 +131,7 @@ class Gateway:
         if cfg.dataplane != "tun":
             log.info('dataplane "none": CHILD SAs are negotiated but carry no traffic')
             return UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))
-        from .dataplane.tun import PlaneEndpoint, TunDataPlane
+        from ..dataplane.tun import PlaneEndpoint, TunDataPlane
 
         plane = TunDataPlane(cfg.listen[0], cfg.natt_port, cfg.tun_name,
                              on_event=self._on_dataplane, routes=(cfg.pool,))

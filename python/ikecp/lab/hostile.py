@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, replace
 
 from ikecp.cp import CpRegistry
-from ikecp.dispatch import Dispatcher
 from ikecp.engine import Identity, PskAuthenticator, Settings
 from ikecp.message import Notify, VendorId
+from ikecp.roles.dispatch import Dispatcher
 
 #: The IKE header of an INFORMATIONAL request from the initiator, message ID 7: what an old
 #: FAP sends to a restarted SeGW (its SPIs are unknown there).

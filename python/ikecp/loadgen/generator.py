@@ -33,10 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import framing
-from .const import NAT_KEEPALIVE, AuthMethod, ConfigAttr, NotifyType, notify_name
-from .cp import CpRegistry, NatInfoHandler, RequestHandler
-from .engine import (
+from .. import framing
+from ..const import NAT_KEEPALIVE, AuthMethod, ConfigAttr, NotifyType, notify_name
+from ..cp import CpRegistry, NatInfoHandler, RequestHandler
+from ..engine import (
     ChildLifetime,
     ChildProposal,
     Identity,
@@ -47,7 +47,7 @@ from .engine import (
     RetransmitPolicy,
     Settings,
 )
-from .engine.events import (
+from ..events import (
     ChildSaEstablished,
     ChildSaFailed,
     ChildSaRekeyed,
@@ -132,7 +132,7 @@ class LoadConfig:
     retransmit: RetransmitPolicy = DEFAULT_RETRANSMIT
     workers: int = 1
     i_own_this_target: bool = False
-    #: cert mode: a ``ikecp.testing.ca.CertAuthority`` issuing the FAP certificates and the
+    #: cert mode: a ``ikecp.lab.ca.CertAuthority`` issuing the FAP certificates and the
     #: trust anchor for the responder's certificate. Inherited by forked workers.
     ca: Any = field(default=None, compare=False, repr=False)
     #: cert mode: the AUTH method the responder signs with (14, RFC 7427, by default; a
@@ -145,7 +145,7 @@ class LoadConfig:
 
     def __post_init__(self) -> None:
         """Checks every field; a bad one raises ``ConfigError`` naming it (a ValueError)."""
-        from .config import ConfigError
+        from ..config import ConfigError
 
         def bad(name: str, problem: str) -> ConfigError:
             return ConfigError(name, problem)
@@ -389,8 +389,8 @@ class Worker:
         return s
 
     def _cert_auth(self, name: str) -> dict[str, Any]:
-        from . import pki
-        from .engine.cert_auth import CertAuthenticator
+        from .. import pki
+        from ..engine.cert_auth import CertAuthenticator
         issued = self.cfg.ca.issue([name])
         if self._trust is None:
             self._trust = pki.TrustStore([issued.root])
@@ -411,7 +411,7 @@ class Worker:
     def run(self) -> WorkerResult:
         cfg = self.cfg
         if cfg.nat:
-            from .net.relay import NatRelay, ThreadedRelay
+            from ..net.relay import NatRelay, ThreadedRelay
             routes = [(("127.0.0.1", 0), (cfg.target, cfg.port)),
                       (("127.0.0.1", 0), (cfg.target, cfg.natt_port))]
             self._relay = ThreadedRelay(NatRelay(

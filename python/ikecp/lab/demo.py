@@ -19,13 +19,13 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .bindings import Binding, BindingRegistry
-from .config import FapConfig, SegwConfig
-from .femto import FapStatus, Femto
-from .gateway import Gateway
-from .net.relay import NatRelay, Route
+from ..config import FapConfig, SegwConfig
+from ..net.relay import NatRelay, Route
+from ..roles.bindings import Binding, BindingRegistry
+from ..roles.femto import FapStatus, Femto
+from ..roles.gateway import Gateway
 
-log = logging.getLogger("ikecp.demo")
+log = logging.getLogger("ikecp.lab.demo")
 
 SEGW_IP = "127.0.0.1"
 RELAY_IP = "127.0.0.3"

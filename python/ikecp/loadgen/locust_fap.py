@@ -36,7 +36,7 @@ from locust.runners import STATE_RUNNING, LocalRunner
 
 from ikecp import framing
 from ikecp.engine import IkeSa
-from ikecp.engine.events import (
+from ikecp.events import (
     ChildSaEstablished,
     ChildSaFailed,
     ChildSaRekeyed,
@@ -44,7 +44,7 @@ from ikecp.engine.events import (
     SaDeleted,
     SaFailed,
 )
-from ikecp.loadgen import (
+from ikecp.loadgen.generator import (
     DEFAULT_PSK,
     LoadConfig,
     base_settings,

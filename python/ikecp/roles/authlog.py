@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .engine.events import AuthenticationFailed
+from ..events import AuthenticationFailed
 
 Address = tuple[str, int]
 

@@ -88,7 +88,7 @@ class CharonConfig:
     """What a test says about a strongSwan peer; ``Charon`` turns it into config files.
 
     PSK (``psk``) or certificates (``cert``/``key``/``cacert``: PEM files, copied into the
-    charon's directory; ``ikecp.testing.ca.write_pki`` makes a throwaway set).
+    charon's directory; ``ikecp.lab.ca.write_pki`` makes a throwaway set).
     ``pools`` (responder) maps pool name to addresses; ``vips`` (initiator) asks for
     virtual IPs, e.g. ``("0.0.0.0",)``. ``pool_attrs`` adds raw attributes to a pool:
     ``{"pool4": {"23": "0xc6336401115c"}}`` (VICI takes numbered attribute types).

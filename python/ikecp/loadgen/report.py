@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .loadgen import LoadConfig, Progress, WorkerResult
+from .generator import LoadConfig, Progress, WorkerResult
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:

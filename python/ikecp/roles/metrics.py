@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import IkeSa, State
-from .engine import events as ev
-from .loadgen import failure_cause
+from .. import events as ev
+from ..engine import IkeSa, State
+from ..loadgen.generator import failure_cause
 
 #: The default endpoint when only a port is given: loopback, never all interfaces.
 DEFAULT_HOST = "127.0.0.1"
@@ -362,7 +362,7 @@ def gateway_snapshot(gw: Any, counts: EventCounts) -> Snapshot:
     """The ``Snapshot`` of a running ``Gateway`` (on its loop)."""
     snap = _data_plane(gw, events_snapshot(counts, Snapshot(workers=_worker(gw))))
     snap.bindings = len(gw.registry)
-    from .cp import NatInfoProvider
+    from ..cp import NatInfoProvider
 
     if gw.dispatcher is not None and gw.dispatcher.responder is not None:
         snap.nat_info_answered = 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ConfigError, output_file_arg, seconds_arg
-from .engine import RetransmitPolicy
-from .loadgen import DEFAULT_PSK, LoadConfig, TargetRefusedError, run
-from .loadgen_report import format_text, live_progress, plot, summarize, write_json
+from ..config import ConfigError, output_file_arg, seconds_arg
+from ..engine import RetransmitPolicy
+from .generator import DEFAULT_PSK, LoadConfig, TargetRefusedError, run
+from .report import format_text, live_progress, plot, summarize, write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -70,7 +70,7 @@ _FLAGS = {"target": "target", "ike_proposal": "--ike", "esp_proposal": "--esp",
 def main(args: argparse.Namespace) -> int:
     ca = None
     if args.cert:
-        from .testing.ca import CertAuthority
+        from ..lab.ca import CertAuthority
         ca = CertAuthority("ikecp loadgen CA")
         with open(args.ca_out, "wb") as fh:
             fh.write(ca.cert_pem)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from ..const import CfgType
 from ..cp.registry import AttributeHandler, CpFailure, Deferred
+from ..events import ConfigReceived
 from ..message import CP, ConfigAttribute, Payload
-from .events import ConfigReceived
 from .task import DONE, NEED_MORE, Status, Task
 
 if TYPE_CHECKING:

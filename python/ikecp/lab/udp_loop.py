@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from .. import framing
 from ..engine import IkeSa, Settings
-from ..engine.events import Event
+from ..events import Event
 
 _T = TypeVar("_T")
 #: IKE header: SPIi(8) SPIr(8) next(1) version(1) exchange(1) flags(1) msg id(4) length(4).

@@ -6,8 +6,8 @@ engine state. Addresses are ``(ip, port)`` tuples with the IP as text.
 
 from __future__ import annotations
 
-from ..message import ConfigAttribute, TrafficSelector
-from ..record import record as _event
+from .message import ConfigAttribute, TrafficSelector
+from .record import record as _event
 
 Address = tuple[str, int]
 

@@ -1,6 +1,6 @@
 """The binding store on PostgreSQL, shared by several SeGW instances (psycopg 3).
 
-Same schema, history and change events as the SQLite store (``ikecp.bindings``): each row
+Same schema, history and change events as the SQLite store (``ikecp.roles.bindings``): each row
 names the instance that holds its SA, a SeGW reads and writes only its own rows (so at
 startup it closes only its own leftovers), and ``ikecp bindings`` reads them all. Every
 history row is also sent with ``NOTIFY ikecp_bindings`` by a trigger, inside the change's
@@ -26,7 +26,7 @@ from .bindings import SCHEMA, BindingStore
 CHANNEL = "ikecp_bindings"
 
 #: Every history row is published by the server itself, in the inserting transaction, with
-#: the field names of ``ikecp.bindings.change_json``: no extra round trip per change, and no
+#: the field names of ``ikecp.roles.bindings.change_json``: no extra round trip per change, and no
 #: writer can add history without the feed seeing it.
 _FEED = f"""
 CREATE OR REPLACE FUNCTION ikecp_history_notify() RETURNS trigger AS $$

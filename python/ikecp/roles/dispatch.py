@@ -46,11 +46,11 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import _backend, framing
-from .const import ExchangeType, HeaderFlag, NotifyType
-from .engine import Datagram, IkeSa, Settings, State
-from .engine.events import Event, IkeSaRekeyed, ReauthStarted, RedundantIkeSa
-from .message import Message, Notify
+from .. import _backend, framing
+from ..const import ExchangeType, HeaderFlag, NotifyType
+from ..engine import Datagram, IkeSa, Settings, State
+from ..events import Event, IkeSaRekeyed, ReauthStarted, RedundantIkeSa
+from ..message import Message, Notify
 
 Address = tuple[str, int]
 _NEW_SA = frozenset({IkeSaRekeyed, RedundantIkeSa, ReauthStarted})

@@ -1,7 +1,7 @@
-"""An ikecp responder on real UDP sockets for tests and benchmarks: ``ikecp.dispatch``'s
+"""An ikecp responder on real UDP sockets for tests and benchmarks: ``ikecp.roles.dispatch``'s
 ``Dispatcher`` of responder SAs behind an IKE and a NAT-T socket, in one blocking loop.
 
-Not the SeGW (that is ``ikecp.gateway``): no bindings registry, no configuration file, just
+Not the SeGW (that is ``ikecp.roles.gateway``): no bindings registry, no configuration file, just
 enough to answer a load generator. Runs in a thread (``serve_in_thread``) or in a forked
 process (``serve_in_process``) whose CPU time the benchmark reads from /proc/<pid>/stat.
 Always bounded by ``lifetime`` seconds.
@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..dispatch import Dispatcher
 from ..engine import Settings
-from ..engine.events import ChildSaEstablished, IkeSaEstablished, PeerBinding, SaFailed
+from ..events import ChildSaEstablished, IkeSaEstablished, PeerBinding, SaFailed
+from ..roles.dispatch import Dispatcher
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ DELETE, failure or expiry.
 ``BindingStore`` is the one interface, with two implementations on the same schema:
 ``BindingRegistry`` on SQLite (a file in WAL mode, the embedded default: another process —
 ``ikecp bindings``, an operator's policy function — reads it while the gateway runs) and
-``ikecp.bindings_pg.PgBindingStore`` on PostgreSQL, shared by several SeGW instances at once.
+``ikecp.roles.bindings_pg.PgBindingStore`` on PostgreSQL, shared by several SeGW instances at once.
 Every change is also appended to the ``history`` table, published on the change feed
 (``follow``), and optionally written as one JSON object per line to an event stream, so a
 binding that goes away is never lost without a trace. ``open_store`` picks the
@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .engine.events import PeerBinding
+from ..events import PeerBinding
 
 #: The schema of both implementations; ``{real}`` and ``{serial}`` are the dialect's types.
 SCHEMA = """

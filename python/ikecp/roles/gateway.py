@@ -41,9 +41,10 @@ from ..events import (
 from ..keylog import KeyLog
 from ..net.udp import AsyncioDriver, UdpEndpoint
 from .authlog import AuthFailureLog
-from .bindings import BindingStore, open_store
+from .bindings import open_store
 from .dispatch import Dispatcher
 from .instance_lock import InstanceLock
+from .store import BindingStore
 
 log = logging.getLogger("ikecp.segw")
 

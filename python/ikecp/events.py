@@ -6,10 +6,9 @@ engine state. Addresses are ``(ip, port)`` tuples with the IP as text.
 
 from __future__ import annotations
 
+from .addr import Address
 from .message import ConfigAttribute, TrafficSelector
 from .record import record as _event
-
-Address = tuple[str, int]
 
 
 @_event

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import framing
+from ..addr import Address
 from ..const import NAT_KEEPALIVE, AuthMethod, ConfigAttr, NotifyType, notify_name
 from ..cp import CpRegistry, NatInfoHandler, RequestHandler
 from ..engine import (
@@ -61,8 +62,6 @@ from ..events import (
     SaDeleted,
     SaFailed,
 )
-
-Address = tuple[str, int]
 
 #: Where a load tool may be aimed without ``i_own_this_target``: loopback, and the ranges the
 #: project's tests give to hosts in their own network namespaces (docs/net-testing.md).

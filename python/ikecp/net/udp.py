@@ -31,13 +31,13 @@ from typing import cast
 
 from .. import _backend, _reference
 from .._backend import BatchSocketLike
+from ..addr import Address
 from ..engine import Datagram, IkeSa
 from ..events import Event
 from ..roles.dispatch import Dispatcher
 
 log = logging.getLogger("ikecp.net.udp")
 
-Address = tuple[str, int]
 EventSink = Callable[[list[tuple[IkeSa, Event]]], None]
 
 #: Datagrams read from one socket per wakeup before the others get their turn.

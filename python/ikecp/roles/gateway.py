@@ -48,7 +48,6 @@ from .store import BindingStore
 
 log = logging.getLogger("ikecp.segw")
 
-Address = tuple[str, int]
 
 #: Seconds between COOKIE secret changes (a cookie stays valid for one more period).
 COOKIE_SECRET_LIFETIME = 300.0

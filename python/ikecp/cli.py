@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import BACKEND_NAME, __version__, backend
-from .config import ConfigError, int_arg, output_file_arg, seconds_arg
+from .config import DEFAULT_BINDINGS, ConfigError, int_arg, output_file_arg, seconds_arg
 from .errors import ParseError
 from .framing import Kind, classify
 from .loadgen import cli as loadgen_cli
@@ -134,6 +134,8 @@ def _segw(args: argparse.Namespace) -> int:
     if cfg is None:
         print("ikecp segw: --config is required", file=sys.stderr)
         return 2
+    if cfg.bindings is None:  # the daemon keeps its bindings in a file unless told where
+        cfg = replace(cfg, bindings=DEFAULT_BINDINGS)
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
     cfg = _with_dataplane(cfg, args)
@@ -394,9 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          description="Read the binding store (safe while SeGWs run), every "
                          "instance's rows. With no filter, list every binding. Exit status 1 "
                          "if a lookup finds nothing.")
-    bnd.add_argument("--db", default="ikecp-bindings.sqlite",
+    bnd.add_argument("--db", default=DEFAULT_BINDINGS,
                      help="the SeGW's 'bindings': an SQLite file or a postgresql:// URL "
-                     "(default: ikecp-bindings.sqlite)")
+                     "(default: %(default)s)")
     who = bnd.add_mutually_exclusive_group()
     who.add_argument("--inner-ip", metavar="X", help="the binding holding this inner IP")
     who.add_argument("--identity", metavar="X", help="bindings of this peer identity")

@@ -157,6 +157,17 @@ class PublicAddressLearned:
 
 
 @_event
+class CpValueDeferred:
+    """Responder side: a CP provider returned ``deferred`` (an ``ikecp.cp.Deferred``) for
+    ``attr_type``; the IKE_AUTH response waits until it is settled. A ``Gateway`` sends the
+    response as soon as it is; a program driving the SA itself calls ``datagrams_to_send``
+    on the SA once it is (``Deferred.add_done_callback`` says when)."""
+
+    attr_type: int
+    deferred: object
+
+
+@_event
 class NatInfoNotSupported:
     """We asked for the NAT-info attribute and got no usable answer; the SA stays up."""
 
@@ -273,7 +284,52 @@ Event = (
     NatDetected | IkeSaEstablished | ChildSaEstablished | ChildSaFailed | ChildSaRekeyed
     | ChildSaClosed | IkeSaRekeyed | RedundantIkeSa | ReauthStarted | AuthLifetimeReceived
     | ConfigReceived | InitialContact | ConfigSetAnswered
-    | PublicAddressLearned | NatInfoNotSupported | PeerBinding | RemoteAddressChanged
+    | PublicAddressLearned | CpValueDeferred | NatInfoNotSupported | PeerBinding
+    | RemoteAddressChanged
     | ProtocolErrorSent | ProtocolErrorReceived | DatagramDropped | LivenessConfirmed
     | SaDeleted | ChildSaDeleted | AuthenticationFailed | SaFailed
 )
+
+
+# --- what the roles (``ikecp.Gateway``, ``ikecp.Femto``) tell their callbacks ----------------
+
+
+@_event
+class BindingChanged:
+    """SeGW (``on_binding``): a row of the binding table changed. ``kind`` is "up" (a new
+    SA authenticated), "rebind" (its public address moved: ``reason`` is the previous one),
+    "update" (same address, e.g. new CHILD SPIs), "rekey" (new IKE SPIs: ``reason`` is the
+    old SPIr) or "down" (``reason`` says why: deleted by peer, expired, failed: ...).
+    ``spi_r`` is our SPI as hex text."""
+
+    kind: str
+    identity: str
+    inner_ip: str | None
+    public_ip: str
+    public_port: int
+    spi_r: str
+    reason: str | None = None
+
+
+@_event
+class SaFailure:
+    """Either role (``on_sa_failed``): ``kind`` "auth" (the peer did not authenticate),
+    "child" (a CHILD SA was refused; the IKE SA stays) or "sa" (the IKE SA is dead).
+    ``peer`` is the peer's identity when it is known."""
+
+    kind: str
+    peer: str | None
+    remote: Address
+    reason: str
+
+
+@_event
+class PublicAddressUpdate:
+    """FAP (``on_public_address``): the public address:port the SeGW saw us at
+    (EXTERNAL_SOURCE_IP4_NAT_INFO), first learned (``previous`` None) or changed.
+    ``pushed``: the SeGW pushed it after a NAT rebinding (CFG_SET)."""
+
+    address: str
+    port: int | None
+    previous: tuple[str, int | None] | None
+    pushed: bool

@@ -119,7 +119,7 @@ def test_clean_shutdown_deletes_every_sa_and_loses_no_binding(tmp_path) -> None:
             for f in topo.faps:
                 f.on_event = lambda sa, ev: deleted.append(ev) if isinstance(ev, SaDeleted) \
                     else None
-            assert len(gw.registry) == 3
+            assert len(gw.store) == 3
             await gw.stop()
             topo.gateway = None
             assert all(e.by_peer for e in deleted) and len(deleted) == 3
@@ -314,7 +314,7 @@ def test_dual_stack_segw_serves_ipv4_and_ipv6_faps() -> None:
     async def main() -> None:
         reg = BindingRegistry()
         gw = Gateway(SegwConfig(psk="dual", listen=("127.0.0.1", "::1"), port=0, natt_port=0,
-                                nat_info=True), registry=reg)
+                                nat_info=True), store=reg)
         await gw.start()
         port, natt = gw.ports
         faps = [Femto(FapConfig(psk="dual", identity=f"fap-v{v}.example", segw=host,

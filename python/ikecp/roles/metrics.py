@@ -361,7 +361,7 @@ def _data_plane(role: Any, snap: Snapshot) -> Snapshot:
 def gateway_snapshot(gw: Any, counts: EventCounts) -> Snapshot:
     """The ``Snapshot`` of a running ``Gateway`` (on its loop)."""
     snap = _data_plane(gw, events_snapshot(counts, Snapshot(workers=_worker(gw))))
-    snap.bindings = len(gw.registry)
+    snap.bindings = len(gw.store)
     from ..cp import NatInfoProvider
 
     if gw.dispatcher is not None and gw.dispatcher.responder is not None:

@@ -7,6 +7,7 @@ engine state. Addresses are ``(ip, port)`` tuples with the IP as text.
 from __future__ import annotations
 
 from .addr import Address
+from .const import NotifyType, notify_name
 from .message import ConfigAttribute, TrafficSelector
 from .record import record as _event
 
@@ -333,3 +334,22 @@ class PublicAddressUpdate:
     port: int | None
     previous: tuple[str, int | None] | None
     pushed: bool
+
+
+def failure_cause_of(notify: int) -> str:
+    """``notify NAME`` for a notify type (its number when unknown)."""
+    return f"notify {notify_name(notify)}"
+
+
+def failure_cause(event: SaFailed | ChildSaFailed) -> str:
+    """A short cause for reports and metrics: auth failure, a notify name, timeout, or the
+    reason."""
+    notify = event.notify_type
+    if notify == NotifyType.AUTHENTICATION_FAILED:
+        return "auth failure"
+    if notify is not None:
+        kind = "child " if isinstance(event, ChildSaFailed) else ""
+        return f"{kind}notify {notify_name(notify)}"
+    if "retransmission limit" in event.reason:
+        return "timeout (no answer)"
+    return event.reason

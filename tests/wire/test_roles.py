@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -15,16 +14,8 @@ from ikecp.lab.demo import Topology
 from ikecp.roles.bindings import BindingRegistry
 from ikecp.roles.gateway import Gateway
 from ikecp.testing.facility import require
+from ikecp.testing.wait import wait_until
 from test_udp import has_ipv6
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def test_demo_learned_address_equals_napt_mapping(tmp_path) -> None:

@@ -75,13 +75,14 @@ def _setup_logging(args: argparse.Namespace) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-async def _until_signal() -> None:
-    """Wait for SIGINT or SIGTERM."""
+def _stop_on_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM; installed before a role says it is up, so a
+    signal right after that line still shuts down cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 def _start_metrics(address: str | None, role: str, snapshot: Callable[[], Any], *,
@@ -151,13 +152,14 @@ def _segw(args: argparse.Namespace) -> int:
             gw = Gateway(cfg, on_event=counts.observe if cfg.metrics else None)
         except sqlite3.DatabaseError as exc:
             raise ConfigError("bindings", f"cannot use {cfg.bindings}: {exc}") from None
+        stop = _stop_on_signal()
         await gw.start()
         where = ", ".join(cfg.listen)
         print(f"SeGW {cfg.identity} on {where} ports {gw.ports[0]}/{gw.ports[1]}, "
               f"bindings in {cfg.bindings}", flush=True)
         metrics = _start_metrics(cfg.metrics, "segw", lambda: gateway_snapshot(gw, counts))
         try:
-            await _until_signal()
+            await stop.wait()
         finally:
             await gw.stop()
             if metrics is not None:
@@ -199,6 +201,7 @@ def _fap(args: argparse.Namespace) -> int:
     async def run() -> int:
         counts = EventCounts()
         fap = Femto(cfg, on_status=show, on_event=counts.observe if cfg.metrics else None)
+        stop = _stop_on_signal()
         await fap.start()
         metrics = _start_metrics(cfg.metrics, "fap", lambda: femto_snapshot(fap, counts),
                                  quiet_stdout=args.json)
@@ -213,7 +216,7 @@ def _fap(args: argparse.Namespace) -> int:
                     print(f"ikecp fap: no SA within {args.timeout} s", file=sys.stderr)
                     return 1
                 return 0
-            await _until_signal()
+            await stop.wait()
             return 0
         finally:
             if ticker is not None:

@@ -316,12 +316,14 @@ class BindingChanged:
 class SaFailure:
     """Either role (``on_sa_failed``): ``kind`` "auth" (the peer did not authenticate),
     "child" (a CHILD SA was refused; the IKE SA stays) or "sa" (the IKE SA is dead).
-    ``peer`` is the peer's identity when it is known."""
+    ``peer`` is the peer's identity when it is known; ``notify_type`` the error notify
+    sent or received, if there was one (e.g. AUTHENTICATION_FAILED)."""
 
     kind: str
     peer: str | None
     remote: Address
     reason: str
+    notify_type: int | None = None
 
 
 @_event

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 
 from ..config import ConfigError, FapConfig
-from ..const import ConfigAttr, notify_name
+from ..const import ConfigAttr, NotifyType, notify_name
 from ..cp import AttributeHandler
 from ..dataplane import DataPlane, DataPlaneEvent, NoDataPlane
 from ..dataplane.children import ChildTracker
@@ -338,7 +338,7 @@ class Femto:
                       child_spis=(ev.spi_in.hex(), ev.spi_out.hex()))
         elif isinstance(ev, ChildSaFailed):
             why = f"{notify_name(ev.notify_type)}: {ev.reason}"
-            self._failure("child", sa, why)
+            self._failure("child", sa, why, ev.notify_type)
             if sa.children:  # a refused rekey or extra CHILD SA: the installed one carries on
                 log.warning("CHILD SA request refused (%s); the installed one stays", why)
             else:
@@ -365,11 +365,12 @@ class Femto:
             if not ev.replaced:
                 self._lost(sa, "deleted by the SeGW" if ev.by_peer else "deleted")
         elif isinstance(ev, AuthenticationFailed):
-            self._failure("auth", sa, f"{ev.failure}: {ev.reason}")
+            self._failure("auth", sa, f"{ev.failure}: {ev.reason}",
+                          NotifyType.AUTHENTICATION_FAILED)
         elif isinstance(ev, SaFailed):
             if self.keylog is not None and sa.key_material:
                 self.keylog.write(sa)
-            self._failure("sa", sa, ev.reason)
+            self._failure("sa", sa, ev.reason, ev.notify_type)
             self._lost(sa, ev.reason)
 
     def _public_learned(self, ev: PublicAddressLearned) -> None:
@@ -383,11 +384,11 @@ class Femto:
             self.on_public_address(PublicAddressUpdate(ev.address, ev.port, previous,
                                                        ev.pushed))
 
-    def _failure(self, kind: str, sa: IkeSa, reason: str) -> None:
+    def _failure(self, kind: str, sa: IkeSa, reason: str, notify_type: int | None) -> None:
         if self.on_sa_failed is not None:
             peer = sa.peer_id
             self.on_sa_failed(SaFailure(kind, str(peer) if peer is not None else None,
-                                        sa.remote, reason))
+                                        sa.remote, reason, notify_type))
 
     def _child_lost(self, sa: IkeSa, state: str, reason: str) -> None:
         if sa is not self.sa:

@@ -307,10 +307,11 @@ class Gateway:
             ev.deferred.add_done_callback(settled)  # type: ignore[attr-defined]
         elif isinstance(ev, AuthenticationFailed):
             self._auth_log.failure(sa.remote, ev, self.clock())
-            self._failure("auth", ev.identity, sa, f"{ev.failure}: {ev.reason}")
+            self._failure("auth", ev.identity, sa, f"{ev.failure}: {ev.reason}",
+                          NotifyType.AUTHENTICATION_FAILED)
         elif isinstance(ev, ChildSaFailed):
             log.warning("CHILD_SA for %s refused: %s", sa.peer_id, ev.reason)
-            self._failure("child", sa.peer_id, sa, ev.reason)
+            self._failure("child", sa.peer_id, sa, ev.reason, ev.notify_type)
         elif isinstance(ev, IkeSaRekeyed):
             self._rekeyed(sa, ev)
         elif isinstance(ev, InitialContact):
@@ -330,7 +331,7 @@ class Gateway:
             if self.keylog is not None and sa.key_material:
                 self.keylog.write(sa)
             log.info("SA with %s failed: %s", sa.peer_id or sa.remote, ev.reason)
-            self._failure("sa", sa.peer_id, sa, ev.reason)
+            self._failure("sa", sa.peer_id, sa, ev.reason, ev.notify_type)
             self._gone(sa, f"failed: {ev.reason}")
 
     def _rekeyed(self, old: IkeSa, ev: IkeSaRekeyed) -> None:
@@ -397,10 +398,11 @@ class Gateway:
         if self.on_binding is not None:
             self.on_binding(change)
 
-    def _failure(self, kind: str, peer: object, sa: IkeSa, reason: str) -> None:
+    def _failure(self, kind: str, peer: object, sa: IkeSa, reason: str,
+                 notify_type: int | None) -> None:
         if self.on_sa_failed is not None:
             self.on_sa_failed(SaFailure(kind, str(peer) if peer is not None else None,
-                                        sa.remote, reason))
+                                        sa.remote, reason, notify_type))
 
     def _resume(self, sa: IkeSa) -> None:
         """A deferred CP value of ``sa`` was settled: send its IKE_AUTH response now."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,21 @@ def test_the_example_runs_as_a_program(tmp_path) -> None:
     assert "FAP got the site name: 'building 4, floor 2'" in out
     assert "binding up: fap-1.example" in out and "(deleted by peer)" in out
     assert os.listdir(tmp_path) == []
+
+
+def test_the_readme_embedding_program_prints_what_the_readme_shows(tmp_path) -> None:
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Embedding"):]
+    program = re.search(r"```python\n(.*?)```", section, re.S)
+    shown = re.search(r"\(`tests/api/test_embed.py` runs it\)\n\n```\n(.*?)```", section, re.S)
+    assert program is not None and shown is not None
+    (tmp_path / "embed.py").write_text(program.group(1))
+    out = subprocess.run([sys.executable, "embed.py"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+
+    def shape(text: str) -> list[str]:  # ports and SPIs differ from run to run
+        text = re.sub(r"(port=|127\.0\.0\.1:)\d+", r"\1P", text)
+        return re.sub(r"spi_r='[0-9a-f]{16}'", "spi_r=S", text).splitlines()
+
+    assert shape(out) == shape(shown.group(1))
+    assert os.listdir(tmp_path) == ["embed.py"]

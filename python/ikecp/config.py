@@ -524,11 +524,8 @@ class FapConfig(_Common):
         return Settings(**kw)
 
 
-_P = typing.TypeVar("_P", AttributeHandler, AttributeProvider)
-
-
-def _registry(key: str, standard: list[_P], own: list[_P],
-              add: Callable[[CpRegistry, _P], CpRegistry]) -> CpRegistry:
+def _registry(key: str, standard: list[Any], own: list[Any],
+              add: Callable[[CpRegistry, Any], CpRegistry]) -> CpRegistry:
     """The configured handlers or providers, then the application's (``key``): one of
     those for a configured type takes its place; two for one type are a ``ConfigError``."""
     cp = CpRegistry()
@@ -539,8 +536,8 @@ def _registry(key: str, standard: list[_P], own: list[_P],
         if item.attr_type in types:
             raise ConfigError(key, f"two for attribute type {item.attr_type}")
         types.add(item.attr_type)
-    for item in [*(s for s in standard if s.attr_type not in types), *own]:
-        add(cp, item)
+    for kept in [*(s for s in standard if s.attr_type not in types), *own]:
+        add(cp, kept)
     return cp
 
 

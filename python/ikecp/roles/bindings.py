@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..events import PeerBinding
-from .store import Binding, change_line
+from .store import Binding, change_line, updated_row
 
 #: The schema of both implementations; ``{real}`` and ``{serial}`` are the dialect's types.
 SCHEMA = """
@@ -161,20 +161,9 @@ class SqlBindingStore:
         changed) or "update" (same address, e.g. CHILD SPIs)."""
         instance = self._own()
         now = self._clock()
-        spi_r = b.spi_r.hex()
-        children = ",".join(s.hex() for s in b.child_spis)
         with self._transaction():
-            old = self.get(spi_r)
-            if old is None:
-                kind = "up"
-            elif (old.public_ip, old.public_port) != (b.public_address, b.public_port):
-                kind = "rebind"
-            else:
-                kind = "update"
-            first = now if old is None else old.first_seen
-            new = Binding(spi_r, b.spi_i.hex(), str(b.peer_id), b.inner_address,
-                          b.public_address, b.public_port, tuple(children.split(","))
-                          if children else (), first, now, instance)
+            old = self.get(b.spi_r.hex())
+            kind, new = updated_row(old, b, now, instance)
             self._run(
                 f"INSERT INTO bindings ({','.join(_COLUMNS)}) VALUES "
                 f"({','.join('?' * len(_COLUMNS))}) ON CONFLICT (instance, spi_r) DO UPDATE "
@@ -182,8 +171,8 @@ class SqlBindingStore:
                 "inner_ip = excluded.inner_ip, public_ip = excluded.public_ip, "
                 "public_port = excluded.public_port, child_spis = excluded.child_spis, "
                 "last_seen = excluded.last_seen",
-                (spi_r, new.spi_i, new.identity, new.inner_ip, new.public_ip,
-                 new.public_port, children, first, now, instance))
+                (new.spi_r, new.spi_i, new.identity, new.inner_ip, new.public_ip,
+                 new.public_port, ",".join(new.child_spis), new.first_seen, now, instance))
             self._record(kind, new, now, None if old is None else old.public)
         return kind
 

@@ -59,6 +59,21 @@ def change_line(event: str, b: Binding, now: float, reason: str | None) -> str:
     return json.dumps(line) + "\n"
 
 
+def updated_row(old: Binding | None, b: PeerBinding, now: float, instance: str
+                ) -> tuple[str, Binding]:
+    """What ``b`` makes of the row ``old`` (None: there is none): "up", "rebind" (the
+    public address moved) or "update", and the new row."""
+    if old is None:
+        kind = "up"
+    elif (old.public_ip, old.public_port) != (b.public_address, b.public_port):
+        kind = "rebind"
+    else:
+        kind = "update"
+    return kind, Binding(b.spi_r.hex(), b.spi_i.hex(), str(b.peer_id), b.inner_address,
+                         b.public_address, b.public_port, tuple(s.hex() for s in b.child_spis),
+                         now if old is None else old.first_seen, now, instance)
+
+
 @runtime_checkable
 class BindingStore(Protocol):
     """The binding table as a SeGW writes it. Changes name the row by our SPIr."""
@@ -127,18 +142,9 @@ class MemoryBindingStore:
             self._stream.flush()
 
     def update(self, b: PeerBinding) -> str:
-        now, key = self._clock(), b.spi_r.hex()
-        old = self._rows.get(key)
-        new = Binding(key, b.spi_i.hex(), str(b.peer_id), b.inner_address, b.public_address,
-                      b.public_port, tuple(s.hex() for s in b.child_spis),
-                      now if old is None else old.first_seen, now, self.instance)
-        self._rows[key] = new
-        if old is None:
-            kind = "up"
-        elif (old.public_ip, old.public_port) != (new.public_ip, new.public_port):
-            kind = "rebind"
-        else:
-            kind = "update"
+        old = self._rows.get(b.spi_r.hex())
+        kind, new = updated_row(old, b, self._clock(), self.instance)
+        self._rows[new.spi_r] = new
         self._record(kind, new, None if old is None else old.public)
         return kind
 

@@ -80,3 +80,32 @@ def test_a_nat_rebinding_reaches_both_callbacks() -> None:
         assert [c.kind for c in changes][-1] == "down"
 
     asyncio.run(main())
+
+
+def test_a_callback_that_raises_is_logged_and_the_role_carries_on(caplog) -> None:
+    def broken(change: BindingChanged) -> None:
+        raise RuntimeError("bug in the application")
+
+    async def main() -> None:
+        gw = Gateway(SegwConfig(psk="a long enough psk", port=0, natt_port=0),
+                     on_binding=broken)
+        await gw.start()
+        port, natt = gw.ports
+        fap = Femto(FapConfig(psk="a long enough psk", segw="127.0.0.1", port=0, natt_port=0,
+                              segw_port=port, segw_natt_port=natt),
+                    on_status=lambda status: 1 / 0)
+        try:
+            await fap.start()
+            status = await fap.wait_established(10)
+            assert status.inner_ip is not None
+            await wait_until(lambda: len(gw.store) == 1)  # the row was written all the same
+        finally:
+            await fap.stop()
+            await gw.stop()
+        assert len(gw.store) == 0
+
+    asyncio.run(main())
+    raised = [r for r in caplog.records if "callback" in r.getMessage()]
+    assert {r.name for r in raised} == {"ikecp.segw", "ikecp.fap"}
+    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in raised)
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in raised)

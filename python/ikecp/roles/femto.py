@@ -48,6 +48,7 @@ from ..events import (
 )
 from ..keylog import KeyLog
 from ..net.udp import AsyncioDriver, UdpEndpoint, family_of
+from .callback import call
 from .dispatch import Dispatcher
 
 log = logging.getLogger("ikecp.fap")
@@ -279,8 +280,7 @@ class Femto:
         before = self.status
         for sa, ev in events:
             self._handle(sa, ev)
-            if self.on_event is not None:
-                self.on_event(sa, ev)
+            call(log, self.on_event, sa, ev)
         self._report(before)
 
     def _report(self, before: FapStatus) -> None:
@@ -293,8 +293,7 @@ class Femto:
             return
         if now.state == "established":
             log.info("%s", now.describe())
-        if self.on_status is not None:
-            self.on_status(now)
+        call(log, self.on_status, now)
 
     def _handle(self, sa: IkeSa, ev: Event) -> None:
         self.children.on_event(sa, ev)
@@ -381,14 +380,14 @@ class Femto:
             return
         previous, self._public = self._public, new
         if self.on_public_address is not None:
-            self.on_public_address(PublicAddressUpdate(ev.address, ev.port, previous,
-                                                       ev.pushed))
+            call(log, self.on_public_address,
+                 PublicAddressUpdate(ev.address, ev.port, previous, ev.pushed))
 
     def _failure(self, kind: str, sa: IkeSa, reason: str, notify_type: int | None) -> None:
         if self.on_sa_failed is not None:
             peer = sa.peer_id
-            self.on_sa_failed(SaFailure(kind, str(peer) if peer is not None else None,
-                                        sa.remote, reason, notify_type))
+            call(log, self.on_sa_failed, SaFailure(kind, str(peer) if peer is not None
+                                                   else None, sa.remote, reason, notify_type))
 
     def _child_lost(self, sa: IkeSa, state: str, reason: str) -> None:
         if sa is not self.sa:

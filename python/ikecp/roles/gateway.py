@@ -49,6 +49,7 @@ from ..keylog import KeyLog
 from ..net.udp import AsyncioDriver, UdpEndpoint
 from .authlog import AuthFailureLog
 from .bindings import default_instance, open_store
+from .callback import call
 from .dispatch import Dispatcher
 from .instance_lock import InstanceLock
 from .store import Binding, BindingStore, MemoryBindingStore
@@ -268,8 +269,7 @@ class Gateway:
     def _on_events(self, events: list[tuple[IkeSa, Event]]) -> None:
         for sa, ev in events:
             self._handle(sa, ev)
-            if self.on_event is not None:
-                self.on_event(sa, ev)
+            call(log, self.on_event, sa, ev)
 
     def _handle(self, sa: IkeSa, ev: Event) -> None:
         self.children.on_event(sa, ev)
@@ -395,14 +395,13 @@ class Gateway:
                                   b.spi_r, reason))
 
     def _tell(self, change: BindingChanged) -> None:
-        if self.on_binding is not None:
-            self.on_binding(change)
+        call(log, self.on_binding, change)
 
     def _failure(self, kind: str, peer: object, sa: IkeSa, reason: str,
                  notify_type: int | None) -> None:
         if self.on_sa_failed is not None:
-            self.on_sa_failed(SaFailure(kind, str(peer) if peer is not None else None,
-                                        sa.remote, reason, notify_type))
+            call(log, self.on_sa_failed, SaFailure(kind, str(peer) if peer is not None
+                                                   else None, sa.remote, reason, notify_type))
 
     def _resume(self, sa: IkeSa) -> None:
         """A deferred CP value of ``sa`` was settled: send its IKE_AUTH response now."""

@@ -524,6 +524,14 @@ class FapConfig(_Common):
         return Settings(**kw)
 
 
+def plugins(key: str, given: Iterable[Any]) -> tuple[Any, ...]:
+    """The application's handlers or providers (``key``) as a tuple; ``ConfigError`` for
+    one object where a list of them belongs."""
+    if hasattr(given, "attr_type") or not isinstance(given, Iterable):
+        raise ConfigError(key, f"must be a list of {key}, not {type(given).__name__}")
+    return tuple(given)
+
+
 def _registry(key: str, standard: list[Any], own: list[Any],
               add: Callable[[CpRegistry, Any], CpRegistry]) -> CpRegistry:
     """The configured handlers or providers, then the application's (``key``): one of

@@ -74,6 +74,10 @@ def test_construction_errors_name_the_key() -> None:
          "providers: two for attribute type 20000"),
         (lambda: Gateway(SegwConfig(psk="x"), providers=[object()]),
          "providers: <object object at"),
+        (lambda: Gateway(SegwConfig(psk="x"), providers=StaticProvider(20000, [b"a"])),
+         "providers: must be a list of providers, not StaticProvider"),
+        (lambda: Femto(FapConfig(psk="x"), handlers=5),  # type: ignore[arg-type]
+         "handlers: must be a list of handlers, not int"),
     ]
     for build, expected in cases:
         with pytest.raises(ConfigError) as caught:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 
-from ..config import ConfigError, FapConfig
+from ..config import ConfigError, FapConfig, plugins
 from ..const import ConfigAttr, NotifyType, notify_name
 from ..cp import AttributeHandler
 from ..dataplane import DataPlane, DataPlaneEvent, NoDataPlane
@@ -131,7 +131,7 @@ class Femto:
         if not isinstance(config, FapConfig):
             raise ConfigError("config", f"must be a FapConfig, not {type(config).__name__}")
         self.config = config
-        self.handlers = tuple(handlers)
+        self.handlers = plugins("handlers", handlers)
         self._settings = config.settings(self.handlers)
         self.on_status = on_status
         self.on_public_address = on_public_address

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TextIO
 
-from ..config import ConfigError, SegwConfig
+from ..config import ConfigError, SegwConfig, plugins
 from ..const import NotifyType
 from ..cp import AttributeProvider
 from ..dataplane import DataPlane, DataPlaneEvent, NoDataPlane
@@ -90,7 +90,7 @@ class Gateway:
         if not isinstance(config, SegwConfig):
             raise ConfigError("config", f"must be a SegwConfig, not {type(config).__name__}")
         self.config = config
-        self.providers = tuple(providers)
+        self.providers = plugins("providers", providers)
         # Built now so that bad input is a ConfigError here; a restart builds afresh.
         self._settings: Settings | None = config.settings(providers=self.providers)
         if store is not None and not isinstance(store, BindingStore):

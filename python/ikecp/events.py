@@ -1,7 +1,10 @@
-"""What the engine tells the application, read one at a time through ``IkeSa.next_event()``.
+"""What ikecp tells the application: the engine's events, read one at a time through
+``IkeSa.next_event()`` (a role hands each to its ``on_event``), then the ones the roles give
+their callbacks (``BindingChanged``, ``SaFailure``, ``PublicAddressUpdate``).
 
 Every event is a frozen dataclass so it can be logged, compared and kept without aliasing
-engine state. Addresses are ``(ip, port)`` tuples with the IP as text.
+engine state. Addresses are ``(ip, port)`` tuples with the IP as text. This module imports
+nothing of the engine or the CP extensions: both import it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The security gateway (SeGW): many FAPs at once on real sockets.
 
-Glue between a ``Dispatcher`` on an ``AsyncioDriver`` and the binding registry: PSK or
+Glue between a ``Dispatcher`` on a ``DispatchDriver`` and the binding registry: PSK or
 certificate authentication, inner IPv4 addresses from a pool, EXTERNAL_SOURCE_IP4_NAT_INFO
 answers (both come from the CP providers in ``SegwConfig.settings``; after a NAT rebinding
 the new public address is pushed to the FAP in CFG_SET), a binding per established SA kept
@@ -39,7 +39,7 @@ from ..events import (
     SaFailed,
 )
 from ..keylog import KeyLog
-from ..net.udp import AsyncioDriver, UdpEndpoint
+from ..net.udp import DispatchDriver, UdpEndpoint
 from .authlog import AuthFailureLog
 from .bindings import BindingStore, open_store
 from .dispatch import Dispatcher
@@ -78,7 +78,7 @@ class Gateway:
         self.on_event = on_event
         self.clock = clock
         self.dispatcher: Dispatcher | None = None
-        self._driver: AsyncioDriver | None = None
+        self._driver: DispatchDriver | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._seen: dict[bytes, int] = {}
         self._counted: dict[bytes, dict[str, object]] = {}  # ESP counters last written
@@ -118,7 +118,7 @@ class Gateway:
         self.registry.claim(os.getpid())
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
                                      **cfg.limits())
-        self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
+        self._driver = DispatchDriver(self.dispatcher, endpoint, self._on_events, clock=self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         log.info("SeGW %s listening on %s ports %d/%d, pool %s", cfg.identity,
@@ -130,7 +130,8 @@ class Gateway:
         cfg = self.config
         if cfg.dataplane != "tun":
             log.info('dataplane "none": CHILD SAs are negotiated but carry no traffic')
-            return UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))
+            # Batched: one recvmmsg/sendmmsg per wakeup for all the FAPs' datagrams.
+            return UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port), batch=True)
         from ..dataplane.tun import PlaneEndpoint, TunDataPlane
 
         plane = TunDataPlane(cfg.listen[0], cfg.natt_port, cfg.tun_name,

@@ -138,6 +138,7 @@ class IoCore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_timer: asyncio.TimerHandle | None = None
         self._loop_timer_at: float | None = None
+        self._in_turn = False  # inside _guarded_turn: it re-arms the loop timer at the end
 
     # --- sockets ----------------------------------------------------------------------------
 
@@ -182,6 +183,9 @@ class IoCore:
         """Call ``fn(arg, now)`` in the first turn at or after ``when`` (on ``clock``)."""
         timer = Timer(when, fn, arg)
         heapq.heappush(self._heap, (when, next(self._seq), timer))
+        if self._loop is not None and not self._in_turn \
+                and (self._loop_timer_at is None or when < self._loop_timer_at):
+            self._rearm()  # armed outside a turn: the loop timer must come earlier
         return timer
 
     def cancel(self, timer: Timer | None) -> None:
@@ -333,10 +337,13 @@ class IoCore:
         self._guarded_turn()
 
     def _guarded_turn(self) -> None:
+        self._in_turn = True
         try:
             self.poll(0)
         except Exception:  # one bad datagram or callback must not stop the embedder's loop
             log.exception("error in an I/O turn")
+        finally:
+            self._in_turn = False
         if self._loop is not None:
             self._rearm()
 

@@ -5,6 +5,7 @@ asyncio, mixed with plain sockets, and refused datagrams counted without losing 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from ikecp.engine import Datagram
@@ -94,23 +95,6 @@ def test_asyncio_driver_handshakes(backend):
     asyncio.run(main())
 
 
-class Outbox:
-    """A dispatcher with a fixed list of datagrams to send and nothing else to do."""
-
-    def __init__(self, out: list[Datagram]) -> None:
-        self.out = out
-
-    def datagrams_to_send(self) -> list[Datagram]:
-        out, self.out = self.out, []
-        return out
-
-    def events(self) -> list:
-        return []
-
-    def next_timer(self) -> None:
-        return None
-
-
 def test_refused_datagrams_are_counted_and_the_rest_goes(backend):
     rx = UdpEndpoint("127.0.0.1", (0,), batch=True)
     tx = UdpEndpoint("127.0.0.1", (0,), batch=True)
@@ -124,7 +108,11 @@ def test_refused_datagrams_are_counted_and_the_rest_goes(backend):
     receiver = IoCore()
     for _, sock, _ in rx.sockets():
         receiver.add(sock, lambda _token, batch, _now: got.extend(batch))
-    sender = DispatchDriver(Outbox(out), tx)  # type: ignore[arg-type]
+    # A dispatcher whose only work is this one outbox.
+    batches = iter([out])
+    outbox = SimpleNamespace(datagrams_to_send=lambda: next(batches, []), events=list,
+                             next_timer=lambda: None)
+    sender = DispatchDriver(outbox, tx)  # type: ignore[arg-type]
     try:
         sender.flush()
         assert sender.stats.sent == 3 and sender.stats.send_errors == 4
@@ -139,8 +127,6 @@ def test_refused_datagrams_are_counted_and_the_rest_goes(backend):
 
 def test_falls_back_to_the_twin_without_a_native_batch_socket(monkeypatch):
     """Where the extension has no BatchSocket (not Linux) the endpoint uses the twin."""
-    from types import SimpleNamespace
-
     from ikecp import _backend, _reference
 
     monkeypatch.setattr(_backend, "backend", SimpleNamespace())

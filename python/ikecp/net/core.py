@@ -25,6 +25,14 @@ A turn (``poll``) is the same code however the core is driven:
   embedder's asyncio loop with ``loop.add_reader`` and keeps one ``loop.call_later`` handle at
   the heap's earliest deadline. One asyncio callback per wakeup runs one turn over every
   ready socket, however many the core holds; ``detach``/``close`` remove both.
+
+Why this shape and not another: asyncio's own datagram endpoints call back once per
+datagram and arm a timer per ``call_later``, which at thousands of SAs costs more than the
+engine work it carries; a selector loop of its own per tool (as the load generator and the
+lab responders each had) cannot live inside an application's event loop. One turn function
+with two ways to wait gives the embedder its loop and the load generator its blocking speed,
+and every fix or speed-up lands once. Nothing here knows IKE: ``ikecp.net.udp`` puts a
+``Dispatcher`` on a core, the load generator its FAPs.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``IoCore`` itself over real loopback UDP: one batch per socket per turn, timers from the
-one heap (blocking and inside asyncio), sends leaving in batches at the end of the turn,
+one heap (blocking and inside asyncio), a handler's answers leaving in one batch,
 refused datagrams reported without losing the rest, and nothing left on the asyncio loop
 after ``close``."""
 
@@ -102,7 +102,7 @@ def test_many_cancelled_timers_are_compacted_away() -> None:
 
 
 @pytest.mark.parametrize("batch", [True, False], ids=["batch-socket", "plain-socket"])
-def test_answers_queued_in_a_turn_leave_together_at_its_end(backend, batch: bool) -> None:
+def test_a_handlers_answers_leave_together_when_it_returns(backend, batch: bool) -> None:
     core = IoCore()
     sock = open_socket(HOST, 0, batch=batch)
 
@@ -119,7 +119,7 @@ def test_answers_queued_in_a_turn_leave_together_at_its_end(backend, batch: bool
         core.poll(1.0)
         assert sorted(drain(tx, 12)) == sorted(b"M%d" % i for i in range(12))
         assert core.stats.sent == 12
-        # A batch socket sends the whole turn's answers in one sendmmsg.
+        # A batch socket sends the whole batch's answers in one sendmmsg.
         assert core.stats.send_calls == (1 if batch else 12)
     finally:
         core.close()

@@ -11,8 +11,9 @@ core does the rest, once, for all of them:
   they keep plain sockets;
 - each readable socket's datagrams go to its handler as one batch, with one ``now`` per
   turn;
-- sends are queued with ``send`` and leave at the end of the turn, one ``send_batch`` per
-  batch socket;
+- sends are queued with ``send`` and leave when the handler or timer that queued them
+  returns: one ``send_batch`` per batch socket for a whole batch of answers, and no answer
+  waits while the core works through other sockets (the peer would sit idle meanwhile);
 - one timer heap (``call_at``, lazily cancelled) for every timer of every endpoint: a SeGW
   puts one entry there for its dispatcher's earliest deadline, the load generator one per
   FAP; never an event-loop timer per SA.
@@ -178,8 +179,9 @@ class IoCore:
         return list(self._regs)
 
     def send(self, sock: Sock, data: bytes, addr: Address) -> None:
-        """Queue ``data`` to ``addr`` from ``sock`` (registered); it leaves at the end of
-        this turn, or at ``flush`` when called outside one."""
+        """Queue ``data`` to ``addr`` from ``sock`` (registered); it leaves when the running
+        handler or timer returns, or at ``flush`` (or the next turn) when queued outside
+        one."""
         reg = self._regs[sock]
         if not reg.out:
             self._pending.append(reg)
@@ -223,12 +225,14 @@ class IoCore:
                 continue
             timer.cancelled = True  # fired: a later cancel() is a no-op
             timer.fn(timer.arg, now)
+            if self._pending:
+                self._send()
 
     # --- the turn ---------------------------------------------------------------------------
 
     def poll(self, timeout: float) -> None:
         """Wait at most ``timeout`` s for datagrams, hand each ready socket's batch to its
-        handler, fire the due timers, send everything queued."""
+        handler, fire the due timers; what each of them queued is sent when it returns."""
         if self._pending:
             self._send()
         ready = self._sel.select(timeout)
@@ -243,11 +247,11 @@ class IoCore:
                 if batch:
                     stats.received += len(batch)
                     reg.handler(reg.token, batch, now)
+                    if self._pending:
+                        self._send()
         heap = self._heap
         if heap and heap[0][0] <= now:
             self._fire(now)
-        if self._pending:
-            self._send()
 
     def flush(self) -> None:
         """Send what is queued now, and re-arm the loop timer: for work done outside a turn

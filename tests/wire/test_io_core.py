@@ -196,7 +196,7 @@ def test_attached_core_serves_inside_asyncio_and_close_leaves_nothing_on_the_loo
                 await asyncio.sleep(0.01)
             assert fired == ["t1"]
             core.call_at(core.clock() + 0.03, lambda name, _n: fired.append(name), "late")
-            fd = core.fileno()
+            fd = sock.fileno()
             core.close()
             assert not loop.remove_reader(fd)  # no reader left behind
             await asyncio.sleep(0.1)

@@ -81,15 +81,13 @@ class IoStats:
 
 
 class Timer:
-    """A ``call_at`` entry; ``cancel()`` makes it never fire."""
+    """A ``call_at`` entry; ``IoCore.cancel`` makes it never fire (``cancelled`` is also set
+    once it fired)."""
 
     __slots__ = ("arg", "cancelled", "fn", "when")
 
     def __init__(self, when: float, fn: Callable[[Any, float], None], arg: Any) -> None:
         self.when, self.fn, self.arg, self.cancelled = when, fn, arg, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class _Reg:
@@ -206,14 +204,16 @@ class IoCore:
         return timer
 
     def cancel(self, timer: Timer | None) -> None:
-        """``timer.cancel()``, and the heap is compacted once most of it is cancelled."""
+        """``timer`` (None, or one that fired: nothing) never fires; the heap is compacted in
+        place once most of it is cancelled."""
         if timer is None or timer.cancelled:
             return
         timer.cancelled = True
         self._cancelled += 1
-        if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
-            self._heap = [e for e in self._heap if not e[2].cancelled]
-            heapq.heapify(self._heap)
+        heap = self._heap
+        if self._cancelled > 64 and self._cancelled * 2 > len(heap):
+            heap[:] = [e for e in heap if not e[2].cancelled]
+            heapq.heapify(heap)
             self._cancelled = 0
 
     def next_deadline(self) -> float | None:

@@ -253,3 +253,27 @@ def test_blocking_wait_is_bounded_by_the_next_timer() -> None:
     assert core.run_until(lambda: bool(fired), t0 + 5, max_wait=10.0)
     assert time.monotonic() - start < 2.0  # not max_wait
     core.close()
+
+
+def test_a_wakeup_that_reads_nothing_still_reaches_the_handler() -> None:
+    """The TUN data plane's NAT-T socket keeps the ESP it reads and raises events instead; the
+    handler must run so the role drains them (a NAT rebinding seen only in ESP was lost)."""
+    from ikecp import _reference
+
+    class KeepsEverything(_reference.BatchSocket):
+        def recv_batch(self, max_datagrams: int, timeout: float | None = None) -> list:
+            super().recv_batch(max_datagrams, timeout)
+            return []
+
+    core = IoCore()
+    sock = KeepsEverything(HOST, 0)
+    calls: list[list] = []
+    core.add(sock, lambda _t, batch, _n: calls.append(batch))
+    tx = sender()
+    try:
+        tx.sendto(b"esp", sock.getsockname())
+        core.poll(1.0)
+        assert calls == [[]]
+    finally:
+        core.close()
+        tx.close()

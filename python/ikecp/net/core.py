@@ -58,7 +58,8 @@ log = logging.getLogger("ikecp.net.core")
 
 Address = tuple[str, int]
 Batch = list[tuple[bytes, Address]]
-#: ``handler(token, batch, now)``: the datagrams one socket had ready in this turn.
+#: ``handler(token, batch, now)``: the datagrams one socket had ready in this turn (maybe
+#: none: see ``IoCore._serve``).
 Handler = Callable[[Any, Batch, float], None]
 #: ``on_error(token, exc)``: a datagram queued on this socket was refused by the kernel.
 ErrorHandler = Callable[[Any, OSError], None]
@@ -253,14 +254,15 @@ class IoCore:
             self._fire(now)
 
     def _serve(self, reg: _Reg, now: float) -> None:
-        """One readable socket: its batch to its handler, then what the handler queued."""
+        """One readable socket: its batch to its handler, then what the handler queued. An
+        empty batch is handed over too: a socket-like that keeps some of what it reads (the
+        TUN data plane's NAT-T socket keeps ESP) may have raised events meanwhile."""
         sock: Any = reg.sock
         batch = _read_batch(sock, self.batch) if reg.batch else _read_plain(sock, self.batch)
-        if batch:
-            self.stats.received += len(batch)
-            reg.handler(reg.token, batch, now)
-            if self._pending:
-                self._send()
+        self.stats.received += len(batch)
+        reg.handler(reg.token, batch, now)
+        if self._pending:
+            self._send()
 
     def flush(self) -> None:
         """Send what is queued now, and re-arm the loop timer: for work done outside a turn

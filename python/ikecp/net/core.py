@@ -94,13 +94,15 @@ class Timer:
 class _Reg:
     """One registered socket: how to read it, whom to hand the datagrams, what waits to go."""
 
-    __slots__ = ("batch", "fd", "handler", "on_error", "out", "sock", "token")
+    __slots__ = ("batch", "fd", "handler", "on_error", "out", "read", "sock", "token")
 
     def __init__(self, sock: Sock, handler: Handler, token: Any,
                  on_error: ErrorHandler | None) -> None:
         self.sock, self.handler, self.token, self.on_error = sock, handler, token, on_error
         self.fd = sock.fileno()
         self.batch = not isinstance(sock, socket.socket)
+        self.read: Callable[[Any, int], Batch] = _read_batch if self.batch else \
+            _read_plain6 if sock.family == socket.AF_INET6 else _read_plain  # type: ignore[union-attr]
         self.out: list[tuple[bytes, Address]] = []
 
 
@@ -109,15 +111,19 @@ def _read_plain(sock: socket.socket, limit: int) -> Batch:
     recv = sock.recvfrom
     for _ in range(limit):
         try:
-            data, addr = recv(_RECV_SIZE)
+            out.append(recv(_RECV_SIZE))  # IPv4: (data, (host, port)) already
         except (BlockingIOError, InterruptedError):
             break
         except OSError as exc:
             if exc.errno in _ICMP:
                 continue
             raise
-        out.append((data, addr if len(addr) == 2 else (addr[0], addr[1])))
     return out
+
+
+def _read_plain6(sock: socket.socket, limit: int) -> Batch:
+    """``_read_plain`` with IPv6's (host, port, flowinfo, scope) cut to (host, port)."""
+    return [(data, (addr[0], addr[1])) for data, addr in _read_plain(sock, limit)]
 
 
 def _read_batch(sock: BatchSocketLike, limit: int) -> Batch:
@@ -257,8 +263,7 @@ class IoCore:
         """One readable socket: its batch to its handler, then what the handler queued. An
         empty batch is handed over too: a socket-like that keeps some of what it reads (the
         TUN data plane's NAT-T socket keeps ESP) may have raised events meanwhile."""
-        sock: Any = reg.sock
-        batch = _read_batch(sock, self.batch) if reg.batch else _read_plain(sock, self.batch)
+        batch = reg.read(reg.sock, self.batch)
         self.stats.received += len(batch)
         reg.handler(reg.token, batch, now)
         if self._pending:
@@ -300,16 +305,16 @@ class IoCore:
                     self._refused(reg, queue[i][1], exc)
                     i += 1
             return
-        sendto = reg.sock.sendto  # type: ignore[union-attr]
+        sendto, errors = reg.sock.sendto, 0  # type: ignore[union-attr]
         for data, addr in queue:
-            stats.send_calls += 1
             try:
                 sendto(data, addr)
             except OSError as exc:
-                stats.send_errors += 1
+                errors += 1
                 self._refused(reg, addr, exc)
-            else:
-                stats.sent += 1
+        stats.send_calls += len(queue)
+        stats.sent += len(queue) - errors
+        stats.send_errors += errors
 
     def _refused(self, reg: _Reg, addr: Address, exc: BaseException | None) -> None:
         log.debug("send to %s failed: %s", addr, exc)

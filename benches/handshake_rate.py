@@ -10,7 +10,7 @@ NAPT, the responder in the segw namespace on 198.51.100.10:500/4500, so NAT-T is
 every responder sees the same traffic. Responders: ``ikecp segw`` (the real SeGW process:
 asyncio driver, binding registry in SQLite) with ``dataplane = "none"`` and again with
 ``dataplane = "tun"`` (every CHILD SA installed into the ESP data plane, like for like with
-strongSwan, which installs every CHILD SA), the bare ``Dispatcher`` on a selector loop
+strongSwan, which installs every CHILD SA), the bare ``Dispatcher`` on the blocking I/O core
 (``ikecp.lab.responder``: what the SeGW costs without its registry and asyncio), and
 strongSwan's charon twice: as Debian ships it, with kernel-libipsec (every CHILD SA installed
 into userspace ESP), and built with the load-tester plugin's fake kernel (CHILD SAs installed

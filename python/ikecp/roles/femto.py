@@ -47,7 +47,7 @@ from ..events import (
     SaFailure,
 )
 from ..keylog import KeyLog
-from ..net.udp import AsyncioDriver, UdpEndpoint, family_of
+from ..net.udp import DispatchDriver, UdpEndpoint, family_of
 from .callback import call
 from .dispatch import Dispatcher
 
@@ -142,7 +142,7 @@ class Femto:
         self.status = FapStatus(segw=config.segw)
         self.sa: IkeSa | None = None
         self.dispatcher: Dispatcher | None = None
-        self._driver: AsyncioDriver | None = None
+        self._driver: DispatchDriver | None = None
         self._reconnect: asyncio.TimerHandle | None = None
         self._failures = 0
         self._stopping = False
@@ -164,7 +164,7 @@ class Femto:
         port, natt = endpoint.ports
         self._natt = natt
         self.dispatcher = Dispatcher(None, local, port=port, natt_ports={natt})
-        self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
+        self._driver = DispatchDriver(self.dispatcher, endpoint, self._on_events, clock=self.clock)
         self._driver.start()
         self._set(local=f"{local}:{port}")
         self._connect()

@@ -1,6 +1,6 @@
 """The security gateway (SeGW): many FAPs at once on real sockets.
 
-Glue between a ``Dispatcher`` on an ``AsyncioDriver`` and a binding store: PSK,
+Glue between a ``Dispatcher`` on a ``DispatchDriver`` and a binding store: PSK,
 certificate or application-supplied authentication, inner IPv4 addresses from a pool,
 EXTERNAL_SOURCE_IP4_NAT_INFO answers (both come from the CP providers that
 ``SegwConfig.settings`` registers, next to the application's own; after a NAT rebinding the
@@ -46,7 +46,7 @@ from ..events import (
     SaFailure,
 )
 from ..keylog import KeyLog
-from ..net.udp import AsyncioDriver, UdpEndpoint
+from ..net.udp import DispatchDriver, UdpEndpoint
 from .authlog import AuthFailureLog
 from .bindings import default_instance, open_store
 from .callback import call
@@ -111,7 +111,7 @@ class Gateway:
         self.on_event = on_event
         self.clock = clock
         self.dispatcher: Dispatcher | None = None
-        self._driver: AsyncioDriver | None = None
+        self._driver: DispatchDriver | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._seen: dict[bytes, int] = {}
         self._counted: dict[bytes, dict[str, object]] = {}  # ESP counters last written
@@ -153,7 +153,7 @@ class Gateway:
         self.store.claim(os.getpid())
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
                                      **cfg.limits())
-        self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
+        self._driver = DispatchDriver(self.dispatcher, endpoint, self._on_events, clock=self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         log.info("SeGW %s listening on %s ports %d/%d, pool %s", cfg.identity,
@@ -165,7 +165,8 @@ class Gateway:
         cfg = self.config
         if cfg.dataplane != "tun":
             log.info('dataplane "none": CHILD SAs are negotiated but carry no traffic')
-            return UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))
+            # Batched: one recvmmsg/sendmmsg per wakeup for all the FAPs' datagrams.
+            return UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port), batch=True)
         from ..dataplane.tun import PlaneEndpoint, TunDataPlane
 
         plane = TunDataPlane(cfg.listen[0], cfg.natt_port, cfg.tun_name,

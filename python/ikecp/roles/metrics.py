@@ -337,8 +337,8 @@ def _worker(role: Any) -> dict[str, WorkerSnapshot]:
     d = role.dispatcher
     if d is None:
         return {}
-    driver = getattr(role, "_driver", None)  # the role's AsyncioDriver, while it runs
-    return {"0": worker_snapshot(d, driver.endpoint.stats if driver is not None else None)}
+    driver = getattr(role, "_driver", None)  # the role's DispatchDriver, while it runs
+    return {"0": worker_snapshot(d, driver.stats if driver is not None else None)}
 
 
 def _data_plane(role: Any, snap: Snapshot) -> Snapshot:

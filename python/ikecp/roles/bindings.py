@@ -169,6 +169,10 @@ class BindingStore:
         """Every change from now on, as ``change_json`` objects, until the caller stops."""
         raise NotImplementedError
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """``with store.batch():`` groups the changes made inside into one transaction."""
+        return self._transaction()
+
     def close(self) -> None:
         raise NotImplementedError
 

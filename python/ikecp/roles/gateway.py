@@ -17,13 +17,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..config import SegwConfig
 from ..const import NotifyType
 from ..dataplane import DataPlane, DataPlaneEvent, NoDataPlane
 from ..dataplane.children import ChildTracker
-from ..engine import IkeSa
+from ..engine import IkeSa, Settings
 from ..events import (
     AuthenticationFailed,
     ChildSaFailed,
@@ -41,6 +41,7 @@ from ..events import (
 from ..keylog import KeyLog
 from ..net.udp import AsyncioDriver, UdpEndpoint
 from .authlog import AuthFailureLog
+from .binding_writer import BindingFront
 from .bindings import BindingStore, open_store
 from .dispatch import Dispatcher
 from .instance_lock import InstanceLock
@@ -62,7 +63,8 @@ _REFUSALS = {"half_open_refused": "IKE_SA_INIT over a half-open cap",
 class Gateway:
     """Run with ``await gw.start()`` ... ``await gw.stop()`` (or ``async with``)."""
 
-    def __init__(self, config: SegwConfig, *, registry: BindingStore | None = None,
+    def __init__(self, config: SegwConfig, *,
+                 registry: BindingStore | BindingFront | None = None,
                  on_event: Callable[[IkeSa, Event], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
@@ -73,7 +75,9 @@ class Gateway:
                 self._stream = open(config.events, "a", encoding="utf-8")  # noqa: SIM115
             registry = open_store(config.bindings, instance=config.instance,
                                   stream=self._stream)
-        self.registry = registry
+        # Changes reach the store grouped, one transaction per loop turn (binding_writer).
+        self.registry = registry if isinstance(registry, BindingFront) \
+            else BindingFront(registry)
         self.keylog = KeyLog(config.keylog) if config.keylog else None
         self.on_event = on_event
         self.clock = clock
@@ -106,7 +110,7 @@ class Gateway:
             if lock is not None:
                 lock.acquire()
             port, natt = endpoint.ports
-            settings = cfg.settings(natt)
+            settings = self._settings(natt)
         except BaseException:
             endpoint.close()
             if lock is not None:
@@ -117,7 +121,7 @@ class Gateway:
             self.registry.remove(b.spi_r, "stale at startup")
         self.registry.claim(os.getpid())
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
-                                     **cfg.limits())
+                                     **self._dispatcher_options())
         self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -137,6 +141,18 @@ class Gateway:
                              on_event=self._on_dataplane, routes=(cfg.pool,))
         self.dataplane = self.children.plane = plane
         return PlaneEndpoint(cfg.listen[0], (cfg.port, cfg.natt_port), plane)
+
+    def _settings(self, natt: int) -> Settings:
+        return self.config.settings(natt)
+
+    def _dispatcher_options(self) -> dict[str, Any]:
+        """The Dispatcher's keyword arguments besides the ports (a worker adds its own)."""
+        return self.config.limits()
+
+    def _rotate_cookie(self, d: Dispatcher, now: float) -> None:
+        if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
+            d.rotate_cookie_secret()
+            self._cookie_rotated = now
 
     def _on_dataplane(self, ev: DataPlaneEvent) -> None:
         sa = self.children.owner(ev.spi_in)
@@ -350,9 +366,7 @@ class Gateway:
         self._auth_log.flush(now)
         self.registry.heartbeat()
         self._report_refusals(d)
-        if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
-            d.rotate_cookie_secret()
-            self._cookie_rotated = now
+        self._rotate_cookie(d, now)
         for sa in d.sas():
             if not sa.established:
                 continue

@@ -1,4 +1,4 @@
-"""Two SeGW workers behind the kernel's NAPT, under a load generator run of 3,000 FAPs:
+"""Two SeGW workers behind the kernel's NAPT, under a load generator run of 2,000 FAPs:
 
 - every handshake lands on one worker and stays there (misrouted counter 0 on both), while
   a lossy moment (an nftables rule dropping one datagram in five) forces retransmissions of
@@ -7,7 +7,7 @@
   that FAP's NAT-T flow, before and after a NAT rebinding (``conntrack -F``) that moves
   every FAP to a new public port; after it, each FAP's CHILD rekey and IKE rekey (the new
   IKE SA gets new SPIs from the same worker) still reach their worker;
-- all 3,000 established, rekeyed twice and deleted without a failure; the registry ends
+- all 2,000 established, rekeyed twice and deleted without a failure; the registry ends
   empty, and SIGTERM ends the SeGW with status 0.
 """
 
@@ -28,7 +28,7 @@ from test_cli import CLI, ENV
 
 pytestmark = pytest.mark.netns
 
-FAPS = 3000
+FAPS = 2000
 REKEY_AFTER = 15.0
 #: Long enough that no FAP deletes its SA before the last one has rekeyed.
 HOLD = 20.0

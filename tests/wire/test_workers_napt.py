@@ -25,6 +25,7 @@ from ikecp.lab import netns
 from ikecp.roles.bindings import BindingRegistry
 from ikecp.testing.facility import require
 from test_cli import CLI, ENV
+from test_workers import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -47,14 +48,6 @@ def natt_flows(topo) -> set[tuple[str, int]]:
         if " udp " in line and len(get["dport"]) >= 2 and get["dport"][0] == "4500":
             out.add((get["dst"][1], int(get["dport"][1])))
     return out
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_two_workers_behind_kernel_napt_with_loss_and_rebinding(topo, tmp_path) -> None:

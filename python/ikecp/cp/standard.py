@@ -7,7 +7,7 @@ octet; NETMASK and DNS attributes are plain packed addresses.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from ..const import ConfigAttr, NotifyType
 from .registry import CpContext, CpFailure
@@ -33,13 +33,14 @@ class AddressPool:
         index, count = share
         if not 0 <= index < count:
             raise ValueError(f"share {index} of {count}")
+        self._hosts: Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address]
         if count == 1:
             self._hosts = self.network.hosts()
         else:
             first = next(self.network.hosts())
             size = _host_count(self.network)
             lo, hi = index * size // count, (index + 1) * size // count
-            self._hosts = (first + i for i in range(lo, hi))
+            self._hosts = (ipaddress.ip_address(int(first) + i) for i in range(lo, hi))
         self._free: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
         self.in_use: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..events import PeerBinding
-from .bindings import Binding, BindingStore
+from .bindings import Binding, BindingStore, change_kind
 
 log = logging.getLogger("ikecp.bindings")
 
@@ -123,12 +123,7 @@ class BindingFront:
         now = self._clock()
         key = b.spi_r.hex()
         old = self._rows.get(key)
-        if old is None:
-            kind = "up"
-        elif (old.public_ip, old.public_port) != (b.public_address, b.public_port):
-            kind = "rebind"
-        else:
-            kind = "update"
+        kind = change_kind(old, b)
         self._rows[key] = _row(b, now if old is None else old.first_seen, now, self.instance)
         self._queue(("update", b))
         return kind

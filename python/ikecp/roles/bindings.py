@@ -133,6 +133,16 @@ def _row(r: sqlite3.Row | tuple) -> Binding:
     return Binding(**values)  # type: ignore[arg-type]
 
 
+def change_kind(old: Binding | None, b: PeerBinding) -> str:
+    """What a ``PeerBinding`` does to the row ``old``: "up" (new), "rebind" (public address
+    changed) or "update" (same address, e.g. CHILD SPIs)."""
+    if old is None:
+        return "up"
+    if (old.public_ip, old.public_port) != (b.public_address, b.public_port):
+        return "rebind"
+    return "update"
+
+
 def change_json(row: tuple) -> dict[str, Any]:
     """A ``history`` row (``_HISTORY`` order) as the change feed's JSON object."""
     return dict(zip(_HISTORY, row, strict=True))
@@ -192,12 +202,7 @@ class BindingStore:
         children = ",".join(s.hex() for s in b.child_spis)
         with self._transaction():
             old = self.get(spi_r)
-            if old is None:
-                kind = "up"
-            elif (old.public_ip, old.public_port) != (b.public_address, b.public_port):
-                kind = "rebind"
-            else:
-                kind = "update"
+            kind = change_kind(old, b)
             first = now if old is None else old.first_seen
             new = Binding(spi_r, b.spi_i.hex(), str(b.peer_id), b.inner_address,
                           b.public_address, b.public_port, tuple(children.split(","))

@@ -131,6 +131,57 @@ def test_two_workers_share_the_load_survive_a_crash_and_stop_cleanly(tmp_path) -
                 proc.wait(10)
 
 
+def test_a_rebooted_fap_leaves_one_binding_whichever_worker_it_lands_on(tmp_path) -> None:
+    """INITIAL_CONTACT (RFC 7296 §2.4) on one worker deletes the peer's older SA on the
+    other: a FAP that reboots until its new SA lands on the other worker than its old one
+    (the initiator SPI picks the worker) still leaves exactly one binding."""
+    import asyncio
+
+    from ikecp.config import FapConfig
+    from ikecp.roles.femto import Femto
+
+    port, natt = free_ports("127.0.0.1", 2)
+    db = tmp_path / "b.sqlite"
+    config = tmp_path / "segw.toml"
+    config.write_text(f'psk = "{PSK}"\nport = {port}\nnatt_port = {natt}\nbindings = "{db}"\n'
+                      "workers = 2\ndpd = 0\n")
+    segw = subprocess.Popen([*CLI, "segw", "--config", str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+    async def reboots() -> set[int]:
+        reader = BindingRegistry.reader(db)
+        tags: set[int] = set()
+        for n in range(24):
+            fap = Femto(FapConfig(identity="fap.reboot.test", psk=PSK, segw="127.0.0.1",
+                                  local="127.8.1.1", port=0, natt_port=0, segw_port=port,
+                                  segw_natt_port=natt, dpd=0))
+            await fap.start()
+            status = await fap.wait_established(30)
+            await fap.stop(delete=False)  # a reboot: no DELETE
+            spi = status.spi_r
+            end = time.monotonic() + 20
+            while True:
+                rows = reader.by_identity("fap.reboot.test")
+                if len(rows) == 1 and rows[0].spi_r == spi:
+                    break
+                assert time.monotonic() < end, f"reboot {n}: {rows}"
+                await asyncio.sleep(0.05)
+            tags.add(int(rows[0].spi_r[:2], 16))
+            if len(tags) == 2 and n >= 3:
+                break
+        return tags
+
+    try:
+        assert segw.stdout is not None and segw.stdout.readline().startswith("SeGW ")
+        assert asyncio.run(reboots()) == {0, 1}
+        segw.send_signal(signal.SIGTERM)
+        assert segw.wait(30) == 0
+    finally:
+        if segw.poll() is None:
+            segw.kill()
+            segw.wait(10)
+
+
 def test_workers_setting() -> None:
     assert SegwConfig(psk="x" * 16).worker_count() == len(os.sched_getaffinity(0))
     assert SegwConfig(psk="x" * 16, dataplane="tun", natt_port=4500).worker_count() == 1

@@ -320,18 +320,30 @@ class Gateway:
         """The authenticated peer of ``new`` says it holds no other IKE SA with us (it
         rebooted): delete the older ones of the same identity now, with their bindings and
         inner IPs, instead of holding them until liveness checks or expiry find them dead."""
+        reason = f"replaced: INITIAL_CONTACT from {new.peer_id} on SA {new.spi_r.hex()}"
+        self.drop_identity(new.peer_id, reason, keep=new)
+        self._initial_contact_elsewhere(new.peer_id, reason)
+
+    def drop_identity(self, peer_id: object, reason: str, *, keep: IkeSa | None = None) -> int:
+        """Delete every established SA of ``peer_id`` except ``keep``, with its binding;
+        returns how many."""
         d = self.dispatcher
         if d is None:
-            return
-        for old in [sa for sa in d.sas() if sa is not new and sa.established
-                    and sa.peer_id == new.peer_id]:
-            reason = f"replaced: INITIAL_CONTACT from {new.peer_id} on SA {new.spi_r.hex()}"
+            return 0
+        old_sas = [sa for sa in d.sas() if sa is not keep and sa.established
+                   and sa.peer_id == peer_id]
+        for old in old_sas:
             self._seen.pop(old.spi_r, None)
             b = self.registry.remove(old.spi_r, reason)
             log.info("deleting SA %s of %s (inner %s): %s", old.spi_r.hex(), old.peer_id,
                      b.inner_ip if b is not None else None, reason)
             old.delete(wait=False)  # frees its inner IP now
             d.update(old, self.clock())
+        return len(old_sas)
+
+    def _initial_contact_elsewhere(self, peer_id: object, reason: str) -> None:
+        """Other processes of this SeGW may hold SAs of ``peer_id`` too: a worker tells
+        them (``roles.workers``); a single process has none."""
 
     def _gone(self, sa: IkeSa, reason: str) -> None:
         self._seen.pop(sa.spi_r, None)

@@ -38,6 +38,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,6 +208,12 @@ class Supervisor:
                     if not self._write_soon:
                         self._write_soon = True
                         asyncio.get_running_loop().call_soon(self._write)
+                elif msg[0] == "initial_contact":  # the peer's SAs on other workers go too
+                    self._write()
+                    for other in self.workers:
+                        if other is not w and other.writer is not None \
+                                and not other.writer.is_closing():
+                            other.writer.write(_frame(msg))
                 elif msg[0] == "snapshot":
                     future = w.waiting.pop(msg[1], None)
                     if future is not None and not future.done():
@@ -391,8 +398,10 @@ class WorkerGateway(Gateway):
     pool and of the DoS limits, COOKIE secrets from the shared key (the version follows the
     monotonic clock, which every process of the host shares)."""
 
-    def __init__(self, spec: WorkerSpec, registry: BindingFront, **kwargs: Any) -> None:
+    def __init__(self, spec: WorkerSpec, registry: BindingFront,
+                 tell: Callable[[tuple[Any, ...]], None], **kwargs: Any) -> None:
         self.spec = spec
+        self.tell = tell
         self._cookie_version = -1
         super().__init__(spec.config, registry=registry, **kwargs)
 
@@ -421,6 +430,14 @@ class WorkerGateway(Gateway):
             limits[name] = -(-limits[name] // count)
         return {**limits, "worker": (self.spec.index, count),
                 "cookie_key": self.spec.cookie_key}
+
+    def _initial_contact_elsewhere(self, peer_id: object, reason: str) -> None:
+        self.tell(("initial_contact", peer_id, reason))
+
+    def peer_restarted(self, peer_id: object, reason: str) -> None:
+        """Another worker got INITIAL_CONTACT from ``peer_id``: drop its SAs here too."""
+        if self.drop_identity(peer_id, reason) and self._driver is not None:
+            self._driver.flush()
 
     def _rotate_cookie(self, d: Dispatcher, now: float) -> None:
         version = int(now // COOKIE_SECRET_LIFETIME) & 0xFFFF
@@ -464,8 +481,12 @@ async def _serve_worker(ctrl: socket.socket) -> int:
             writer.write(_frame(("ops", ops)))
 
     counts = EventCounts() if spec.config.metrics else None
+    def tell(msg: tuple[Any, ...]) -> None:
+        if not gone:
+            writer.write(_frame(msg))
+
     gw = WorkerGateway(spec, BindingFront(sink=send, instance=spec.config.instance or ""),
-                       on_event=counts.observe if counts is not None else None)
+                       tell, on_event=counts.observe if counts is not None else None)
     try:
         await gw.start()
     except Exception as exc:
@@ -486,6 +507,8 @@ async def _serve_worker(ctrl: socket.socket) -> int:
             if msg[0] == "stop":
                 timeout = msg[1]
                 stop.set()
+            elif msg[0] == "initial_contact":
+                gw.peer_restarted(msg[1], msg[2])
             elif msg[0] == "snapshot":
                 writer.write(_frame(("snapshot", msg[1], *_snapshot(gw, counts))))
 

@@ -18,9 +18,9 @@ implementation from the location (``postgresql://...`` or a file path).
 
 A store opened for an instance (the gateway's) reads and writes that instance's rows only,
 so a SeGW closes only its own rows at startup; a store opened without one (``reader``) sees
-every instance. Each change commits in one transaction (the row and its history row), and
-its event line is flushed just before that commit: the stream never misses a committed
-change.
+every instance. Each change commits in one transaction with its history row (``batch``
+groups many changes into one: the gateway writes one per loop turn), and its event line is
+flushed before that commit: the stream never misses a committed change.
 
 A SeGW owns its instance's rows while it runs: ``claim`` at start, ``heartbeat`` every few
 seconds, ``release`` on a clean shutdown (the ``owner`` table, one row per instance), so a

@@ -20,9 +20,9 @@ path).
 
 A store opened for an instance (the gateway's) reads and writes that instance's rows only,
 so a SeGW closes only its own rows at startup; a store opened without one (``reader``) sees
-every instance. Each change commits in one transaction (the row and its history row), and
-its event line is flushed just before that commit: the stream never misses a committed
-change.
+every instance. Each change commits in one transaction with its history row (``batch``
+groups many changes into one: the gateway writes one per loop turn), and its event line is
+flushed before that commit: the stream never misses a committed change.
 
 A SeGW owns its instance's rows while it runs: ``claim`` at start, ``heartbeat`` every few
 seconds, ``release`` on a clean shutdown (the ``owner`` table, one row per instance), so a
@@ -145,6 +145,10 @@ class SqlBindingStore:
     def follow(self, poll: float = 0.5) -> Iterator[dict[str, Any]]:
         """Every change from now on, as ``change_json`` objects, until the caller stops."""
         raise NotImplementedError
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """``with store.batch():`` groups the changes made inside into one transaction."""
+        return self._transaction()
 
     def close(self) -> None:
         raise NotImplementedError

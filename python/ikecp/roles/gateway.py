@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..config import ConfigError, SegwConfig, plugins
 from ..const import NotifyType
@@ -48,6 +48,7 @@ from ..events import (
 from ..keylog import KeyLog
 from ..net.udp import DispatchDriver, UdpEndpoint
 from .authlog import AuthFailureLog
+from .binding_writer import BindingFront
 from .bindings import default_instance, open_store
 from .callback import call
 from .dispatch import Dispatcher
@@ -75,14 +76,15 @@ class Gateway:
     application's own. ``providers``: the application's CP providers (``ikecp.cp``), asked
     after the configured ones (one for a configured type replaces it). ``store``: where the
     bindings go (default: what ``config.bindings`` names, else ``MemoryBindingStore``: no
-    file). Callbacks run on the event loop: ``on_binding(BindingChanged)`` for every change
+    file); changes reach it grouped, one transaction per loop turn (``BindingFront``).
+    Callbacks run on the event loop: ``on_binding(BindingChanged)`` for every change
     of the binding table, ``on_sa_failed(SaFailure)`` for failed authentications, refused
     CHILD SAs and dead IKE SAs, ``on_event(sa, event)`` for every engine event. Bad input
     raises ``ConfigError`` here, not at ``start``.
     """
 
     def __init__(self, config: SegwConfig, *, providers: Iterable[AttributeProvider] = (),
-                 store: BindingStore | None = None,
+                 store: BindingStore | BindingFront | None = None,
                  on_binding: Callable[[BindingChanged], None] | None = None,
                  on_sa_failed: Callable[[SaFailure], None] | None = None,
                  on_event: Callable[[IkeSa, Event], None] | None = None,
@@ -92,7 +94,7 @@ class Gateway:
         self.config = config
         self.providers = plugins("providers", providers)
         # Built now so that bad input is a ConfigError here; a restart builds afresh.
-        self._settings: Settings | None = config.settings(providers=self.providers)
+        self._prebuilt: Settings | None = config.settings(providers=self.providers)
         if store is not None and not isinstance(store, BindingStore):
             raise ConfigError("store", f"{type(store).__name__} is not a BindingStore")
         self._own_store = store is None
@@ -104,7 +106,8 @@ class Gateway:
             store = MemoryBindingStore(instance=instance, stream=self._stream) \
                 if config.bindings is None else \
                 open_store(config.bindings, instance=instance, stream=self._stream)
-        self.store: BindingStore = store
+        # Changes reach the store grouped, one transaction per loop turn (binding_writer).
+        self.store = store if isinstance(store, BindingFront) else BindingFront(store)
         self.keylog = KeyLog(config.keylog) if config.keylog else None
         self.on_binding = on_binding
         self.on_sa_failed = on_sa_failed
@@ -139,9 +142,7 @@ class Gateway:
             if lock is not None:
                 lock.acquire()
             port, natt = endpoint.ports
-            settings = replace(self._settings or cfg.settings(providers=self.providers),
-                               natt_port=natt)
-            self._settings = None
+            settings = self._settings(natt)
         except BaseException:
             endpoint.close()
             if lock is not None:
@@ -152,7 +153,7 @@ class Gateway:
             self._remove(b.spi_r, "stale at startup")
         self.store.claim(os.getpid())
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
-                                     **cfg.limits())
+                                     **self._dispatcher_options())
         self._driver = DispatchDriver(self.dispatcher, endpoint, self._on_events, clock=self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -173,6 +174,21 @@ class Gateway:
                              on_event=self._on_dataplane, routes=(cfg.pool,))
         self.dataplane = self.children.plane = plane
         return PlaneEndpoint(cfg.listen[0], (cfg.port, cfg.natt_port), plane)
+
+    def _settings(self, natt: int) -> Settings:
+        """The engine settings of this run (a worker process gives its own)."""
+        prebuilt, self._prebuilt = self._prebuilt, None
+        return replace(prebuilt or self.config.settings(providers=self.providers),
+                       natt_port=natt)
+
+    def _dispatcher_options(self) -> dict[str, Any]:
+        """The Dispatcher's keyword arguments besides the ports (a worker adds its own)."""
+        return self.config.limits()
+
+    def _rotate_cookie(self, d: Dispatcher, now: float) -> None:
+        if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
+            d.rotate_cookie_secret()
+            self._cookie_rotated = now
 
     def _on_dataplane(self, ev: DataPlaneEvent) -> None:
         sa = self.children.owner(ev.spi_in)
@@ -354,18 +370,30 @@ class Gateway:
         """The authenticated peer of ``new`` says it holds no other IKE SA with us (it
         rebooted): delete the older ones of the same identity now, with their bindings and
         inner IPs, instead of holding them until liveness checks or expiry find them dead."""
+        reason = f"replaced: INITIAL_CONTACT from {new.peer_id} on SA {new.spi_r.hex()}"
+        self.drop_identity(new.peer_id, reason, keep=new)
+        self._initial_contact_elsewhere(new.peer_id, reason)
+
+    def drop_identity(self, peer_id: object, reason: str, *, keep: IkeSa | None = None) -> int:
+        """Delete every established SA of ``peer_id`` except ``keep``, with its binding;
+        returns how many."""
         d = self.dispatcher
         if d is None:
-            return
-        for old in [sa for sa in d.sas() if sa is not new and sa.established
-                    and sa.peer_id == new.peer_id]:
-            reason = f"replaced: INITIAL_CONTACT from {new.peer_id} on SA {new.spi_r.hex()}"
+            return 0
+        old_sas = [sa for sa in d.sas() if sa is not keep and sa.established
+                   and sa.peer_id == peer_id]
+        for old in old_sas:
             self._seen.pop(old.spi_r, None)
             b = self._remove(old.spi_r, reason)
             log.info("deleting SA %s of %s (inner %s): %s", old.spi_r.hex(), old.peer_id,
                      b.inner_ip if b is not None else None, reason)
             old.delete(wait=False)  # frees its inner IP now
             d.update(old, self.clock())
+        return len(old_sas)
+
+    def _initial_contact_elsewhere(self, peer_id: object, reason: str) -> None:
+        """Other processes of this SeGW may hold SAs of ``peer_id`` too: a worker tells
+        them (``roles.workers``); a single process has none."""
 
     def _gone(self, sa: IkeSa, reason: str) -> None:
         self._seen.pop(sa.spi_r, None)
@@ -438,9 +466,7 @@ class Gateway:
         self._auth_log.flush(now)
         self.store.heartbeat()
         self._report_refusals(d)
-        if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
-            d.rotate_cookie_secret()
-            self._cookie_rotated = now
+        self._rotate_cookie(d, now)
         for sa in d.sas():
             if not sa.established:
                 continue

@@ -162,6 +162,7 @@ _DISPATCH_HELP = {
     "half_open_refused": "IKE_SA_INIT requests dropped at max_half_open",
     "cookies_sent": "COOKIE challenges sent (RFC 7296 2.6)",
     "bad_cookies": "IKE_SA_INIT requests with a missing or wrong COOKIE while challenging",
+    "misrouted": "IKE messages whose SPI names another worker (steering failed; stays 0)",
     "sas_created": "IKE SAs created",
     "sas_removed": "IKE SAs removed from the table",
 }

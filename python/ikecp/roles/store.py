@@ -15,6 +15,7 @@ event stream as one JSON object per line (``change_line``), the same lines for e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -59,24 +60,32 @@ def change_line(event: str, b: Binding, now: float, reason: str | None) -> str:
     return json.dumps(line) + "\n"
 
 
+def change_kind(old: Binding | None, b: PeerBinding) -> str:
+    """What a ``PeerBinding`` does to the row ``old``: "up" (new), "rebind" (public address
+    changed) or "update" (same address, e.g. CHILD SPIs)."""
+    if old is None:
+        return "up"
+    if (old.public_ip, old.public_port) != (b.public_address, b.public_port):
+        return "rebind"
+    return "update"
+
+
 def updated_row(old: Binding | None, b: PeerBinding, now: float, instance: str
                 ) -> tuple[str, Binding]:
-    """What ``b`` makes of the row ``old`` (None: there is none): "up", "rebind" (the
-    public address moved) or "update", and the new row."""
-    if old is None:
-        kind = "up"
-    elif (old.public_ip, old.public_port) != (b.public_address, b.public_port):
-        kind = "rebind"
-    else:
-        kind = "update"
-    return kind, Binding(b.spi_r.hex(), b.spi_i.hex(), str(b.peer_id), b.inner_address,
-                         b.public_address, b.public_port, tuple(s.hex() for s in b.child_spis),
-                         now if old is None else old.first_seen, now, instance)
+    """``change_kind`` and the row ``b`` makes of ``old`` (None: there is none)."""
+    row = Binding(b.spi_r.hex(), b.spi_i.hex(), str(b.peer_id), b.inner_address,
+                  b.public_address, b.public_port, tuple(s.hex() for s in b.child_spis),
+                  now if old is None else old.first_seen, now, instance)
+    return change_kind(old, b), row
 
 
 @runtime_checkable
 class BindingStore(Protocol):
     """The binding table as a SeGW writes it. Changes name the row by our SPIr."""
+
+    @property
+    def instance(self) -> str | None:
+        """The SeGW instance whose rows these are (None: a reader of every instance)."""
 
     def update(self, b: PeerBinding) -> str:
         """Record a ``PeerBinding`` event: "up", "rebind" or "update"."""
@@ -100,6 +109,9 @@ class BindingStore(Protocol):
 
     def set_counters(self, spi_r: bytes, counters: dict[str, object]) -> None:
         """The data plane's counters of the row's CHILD SAs."""
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """``with store.batch():`` makes the changes inside one transaction."""
 
     def lock_file(self) -> str | None:
         """A file the SeGW locks to be the only writer of its rows (None: no file)."""
@@ -199,6 +211,9 @@ class MemoryBindingStore:
 
     def set_counters(self, spi_r: bytes, counters: dict[str, object]) -> None:
         self._counters[spi_r.hex()] = dict(counters)
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # a dict has no transactions
 
     def counters(self, spi_r: str) -> dict[str, object] | None:
         return self._counters.get(spi_r)

@@ -115,7 +115,7 @@ def test_a_segw_in_code_writes_no_file(tmp_path, monkeypatch) -> None:
 
     async def main() -> None:
         gw = Gateway(SegwConfig(psk="x" * 16, port=0, natt_port=0))
-        assert isinstance(gw.store, MemoryBindingStore)
+        assert isinstance(gw.store.store, MemoryBindingStore)  # behind the one writer
         await gw.start()
         port, natt = gw.ports
         fap = Femto(FapConfig(psk="x" * 16, segw="127.0.0.1", port=0, natt_port=0,
@@ -132,5 +132,5 @@ def test_a_segw_in_code_writes_no_file(tmp_path, monkeypatch) -> None:
 
 def test_the_config_names_a_file_store_when_asked(tmp_path) -> None:
     gw = Gateway(SegwConfig(psk="x", bindings=str(tmp_path / "b.sqlite")))
-    assert isinstance(gw.store, BindingRegistry) and (tmp_path / "b.sqlite").exists()
+    assert isinstance(gw.store.store, BindingRegistry) and (tmp_path / "b.sqlite").exists()
     gw.store.close()

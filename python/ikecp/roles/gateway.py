@@ -95,7 +95,7 @@ class Gateway:
         self.providers = plugins("providers", providers)
         # Built now so that bad input is a ConfigError here; a restart builds afresh.
         self._prebuilt: Settings | None = config.settings(providers=self.providers)
-        if store is not None and not isinstance(store, BindingStore):
+        if store is not None and not isinstance(store, (BindingFront, BindingStore)):
             raise ConfigError("store", f"{type(store).__name__} is not a BindingStore")
         self._own_store = store is None
         self._stream: TextIO | None = None

@@ -3,6 +3,7 @@ and through the userspace NAPT; target refusal; bounded stop."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import time
@@ -10,7 +11,7 @@ import time
 import pytest
 from ikecp import cli
 from ikecp.cp import AddressPool, CpRegistry, NatInfoProvider, PoolProvider
-from ikecp.engine import IkeProposal, PskAuthenticator, Settings
+from ikecp.engine import IkeLifetime, IkeProposal, PskAuthenticator, Settings
 from ikecp.events import ChildSaFailed, SaFailed, failure_cause
 from ikecp.lab.responder import serve_in_thread
 from ikecp.loadgen.generator import (
@@ -74,6 +75,24 @@ def test_rekeys_and_reauthentication_at_rate_through_the_nat(segw, capsys):
     assert s["nat_info"]["returned"] == 40 and s["nat_info"]["matched"] == 40
     from ikecp.loadgen.report import format_text
     assert "ike rekey: 20 done" in format_text(s)
+
+
+def test_a_responder_rekeying_the_ike_sa_leaves_no_fap_behind():
+    """The responder rekeys each IKE SA itself while the FAP waits for its own renewal: the
+    FAP stayed on the replaced SA, and that SA's DELETE closed it silently (never rekeyed,
+    never deleted, no failure). Now it follows the new SA through its renewals and DELETE,
+    and every FAP ends deleted or counted as failed."""
+    settings = dataclasses.replace(segw_settings(), ike_lifetime=IkeLifetime(
+        rekey_time=0.3, over_time=60, rand_time=0))
+    with serve_in_thread(settings, lifetime=60) as r:
+        cfg = LoadConfig(port=r.port, natt_port=r.natt_port, count=6, window=6, duration=10,
+                         timeout=5, ike_proposal=PROPOSAL, rekey_after=1.5, hold=0.5)
+        t0 = time.monotonic()
+        s = summarize(cfg, run(cfg))
+    assert time.monotonic() - t0 < cfg.hard_stop
+    assert s["failures"] == {} and s["stopped_by"] == "count"
+    assert s["established"] == 6 and s["deleted"] == 6
+    assert {k: r["done"] for k, r in s["renewals"].items()} == {"child rekey": 6, "ike rekey": 6}
 
 
 def test_renewal_failures_are_counted_by_cause(segw):

@@ -91,6 +91,27 @@ def test_timers_fire_in_order_once_and_cancelled_ones_never() -> None:
     core.close()
 
 
+def test_a_timer_rearming_itself_in_the_past_cannot_hold_the_turn() -> None:
+    """A callback that keeps arming itself for a time already past (the load generator's
+    FAP that could not move on) fired again within the same turn, forever: ``run_until``
+    never reached its deadline check and the run spun without end. Each such re-arm now
+    waits for the next turn, so ``until`` and the deadline are checked between them."""
+    core = IoCore()
+    calls = []
+
+    def again(_: object, now: float) -> None:
+        calls.append(now)
+        if len(calls) < 100_000:  # bounds the test when the defect is there
+            core.call_at(now - 1.0, again)
+
+    t0 = core.clock()
+    core.call_at(t0, again)
+    assert core.run_until(lambda: len(calls) >= 3, t0 + 5)
+    assert len(calls) == 3  # one firing per turn, each followed by the check
+    assert not core.run_until(lambda: False, core.clock() + 0.05)  # the deadline still ends it
+    core.close()
+
+
 def test_many_cancelled_timers_are_compacted_away() -> None:
     core = IoCore()
     timers = [core.call_at(1e9 + i, lambda *_: None) for i in range(1000)]

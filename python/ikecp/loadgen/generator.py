@@ -304,6 +304,11 @@ _WATCHED = frozenset((IkeSaEstablished, ChildSaEstablished, ChildSaFailed, Publi
                       IkeSaRekeyed, ReauthStarted, ProtocolErrorReceived))
 
 
+#: How a FAP's state reads in the hard stop's failure cause.
+_STUCK = {"handshake": "handshake", "waiting": "waiting for {}", "renewing": "{}",
+          "held": "held", "deleting": "DELETE"}
+
+
 class _Fap:
     """One handshake in progress (or held): the SA, its sockets and where it stands.
     ``others`` are the SAs a renewal left beside ``sa`` (replaced ones until deleted, a
@@ -470,8 +475,7 @@ class Worker:
         res.cpu_seconds = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         res.t_end = time.monotonic()
         for fap in list(self._active.values()):
-            if fap.state == "handshake":
-                res.failures["unfinished at hard stop"] += 1
+            res.failures[f"unfinished at hard stop ({_STUCK[fap.state].format(fap.step)})"] += 1
             self._close(fap)
         if self.progress is not None:
             self.progress(self._snapshot())
@@ -606,6 +610,12 @@ class Worker:
         elif isinstance(ev, ConfigReceived):
             if any(a.type == ConfigAttr.INTERNAL_IP4_ADDRESS and a.value for a in ev.attributes):
                 res.inner_ip_assigned += 1
+        elif isinstance(ev, IkeSaRekeyed) and isinstance(ev.sa, IkeSa):
+            # The responder rekeyed the IKE SA: the FAP goes on with the new one (the old
+            # one only waits for its DELETE); left on the old one it could never renew or
+            # delete again.
+            fap.others.append(sa)
+            fap.sa = ev.sa
         elif isinstance(ev, SaDeleted):
             if fap.state == "deleting":
                 res.deleted += 1
@@ -685,7 +695,7 @@ class Worker:
 
     def _renewed(self, fap: _Fap, now: float, failure: str | None = None) -> None:
         """A renewal step ended: note its latency or its failure, go on with the next."""
-        if fap.state != "renewing":
+        if fap.state not in ("renewing", "waiting"):  # waiting: the step could not start
             return
         if failure is None:
             self.result.renewals.setdefault(fap.step, []).append(now - fap.step_started)
@@ -730,6 +740,8 @@ class Worker:
             fap.sa.delete()
             self._flush(fap, now)
         else:
+            if self.cfg.teardown:
+                self.result.failures["delete: SA no longer established"] += 1
             self._close(fap)
 
     def _finish(self, fap: _Fap, now: float, cause: str) -> None:

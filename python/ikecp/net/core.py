@@ -231,8 +231,12 @@ class IoCore:
         return heap[0][0] if heap else None
 
     def _fire(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
+        """Fire the timers due at ``now`` that were armed before this call. One a callback
+        arms for ``now`` or earlier waits for the next turn: a callback that keeps re-arming
+        itself in the past must not hold the turn forever (``run_until`` would never see its
+        deadline)."""
+        heap, seq = self._heap, next(self._seq)
+        while heap and heap[0][0] <= now and heap[0][1] < seq:
             timer = heapq.heappop(heap)[2]
             if timer.cancelled:
                 self._cancelled = max(0, self._cancelled - 1)

@@ -216,13 +216,25 @@ def test_identity_types(backend, identity):
 
 
 def test_key_log_matches_on_both_sides(backend):
-    pair = Pair(backend, fap_settings(), segw_settings())
+    pair = Pair(backend, fap_settings(keep_keys=True), segw_settings(keep_keys=True))
     assert pair.i.key_log() is None
     pair.run()
     log_i, log_r = pair.i.key_log(), pair.r.key_log()
     assert log_i == log_r and log_i is not None
     assert log_i["spi_i"] == pair.i.spi_i and len(log_i["sk_ei"]) == 36  # AES-256 + salt
     assert log_i["sk_ai"] == b"" and log_i["sk_ei"] != log_i["sk_er"]
+
+
+def test_sa_keeps_no_key_copies_or_auth_inputs_unless_asked(backend):
+    """Memory per SA: without ``keep_keys`` the SK keys live only in the ciphers, and the
+    nonces and IKE_SA_INIT messages IKE_AUTH signed over are freed once it is done."""
+    pair = Pair(backend, fap_settings(), segw_settings()).run()
+    for sa in (pair.i, pair.r):
+        assert sa.established and sa.key_log() is None and sa.key_material == ()
+        assert sa.nonce_i == sa.nonce_r == sa.init_request == sa.init_response == b""
+    pair.i.rekey_child()
+    pair.run()
+    assert len(pair.i.children) == len(pair.r.children) == 1  # CHILD keymat without them
 
 
 def test_verifier_may_accept_several_methods(backend):

@@ -23,7 +23,7 @@ from ..events import (
     SaDeleted,
     SaFailed,
 )
-from . import ChildSpec, DataPlane
+from . import ChildSpec, DataPlane, NoDataPlane
 
 if TYPE_CHECKING:
     from ..engine import IkeSa
@@ -56,6 +56,8 @@ class ChildTracker:
         return total
 
     def on_event(self, sa: IkeSa, ev: Event) -> None:
+        if type(self.plane) is NoDataPlane:
+            return  # nothing carries CHILD SAs: keeping their specs would only cost memory
         if isinstance(ev, ChildSaEstablished):
             spec = ChildSpec.from_event(ev, peer=sa.remote)
             self.plane.install(spec)

@@ -183,3 +183,6 @@ class Settings:
     #: Seconds since the epoch, for certificate validity: the engine's only wall-clock read
     #: (``now`` passed to an SA is monotonic and says nothing about dates). Tests pin it.
     wall_clock: Callable[[], float] = time.time
+    #: Keep each IKE SA's SK_e/SK_a keys in ``IkeSa.key_material`` for a key log
+    #: (``ikecp.keylog``); off, they live only inside the SA's two SK ciphers.
+    keep_keys: bool = False

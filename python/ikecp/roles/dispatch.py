@@ -433,14 +433,16 @@ class Dispatcher:
     def _after(self, sa: IkeSa) -> None:
         """Drain ``sa`` and bring the tables and the timer heap up to date."""
         self._outbox.extend(sa.datagrams_to_send(self._now))
-        events = self._events
-        born: list[Any] = []
-        while (ev := sa.next_event()) is not None:
-            events.append((sa, ev))
-            if type(ev) in _NEW_SA:
-                born.append(ev)
-        for ev in born:
-            self._adopt(ev.sa, sa if type(ev) is ReauthStarted else None)
+        fresh = sa.take_events()
+        if fresh:
+            events = self._events
+            born: list[Any] = []
+            for ev in fresh:
+                events.append((sa, ev))
+                if type(ev) in _NEW_SA:
+                    born.append(ev)
+            for ev in born:
+                self._adopt(ev.sa, sa if type(ev) is ReauthStarted else None)
         key = id(sa)
         if self._predecessor and (sa.established or sa.closed):
             old = self._predecessor.pop(key, None)

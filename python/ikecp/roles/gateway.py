@@ -252,6 +252,8 @@ class Gateway:
                     self.dispatcher.update(sa, self.clock())
                 return
             kind = self.registry.update(ev)
+            # The row's last_seen is now: the next sweep need not touch it again.
+            self._seen[sa.spi_r] = sa.stats.requests_processed
             log.info("binding %s: %s inner %s public %s:%d", kind, ev.peer_id,
                      ev.inner_address, ev.public_address, ev.public_port)
         elif isinstance(ev, IkeSaEstablished):

@@ -12,9 +12,11 @@ from ikecp.engine import ChildProposal, Identity, IkeProposal, PskAuthenticator
 from ikecp.events import (
     ChildSaEstablished,
     IkeSaEstablished,
+    NatDetected,
     PeerBinding,
     ProtocolErrorReceived,
     ProtocolErrorSent,
+    SaDeleted,
     SaFailed,
 )
 from ikecp.message import KE, Message, Notify, UnknownPayload
@@ -249,3 +251,19 @@ def test_verifier_may_accept_several_methods(backend):
     refused = Pair(backend, fap_settings(), segw_settings(peer_auth=Strict(PSK))).run()
     assert refused.r.closed
     assert "auth method 2" in refused.events("r", ProtocolErrorSent)[0].reason
+
+
+def test_only_the_event_types_read_are_built(backend):
+    """``Settings.events``: the engine builds only the events the application reads (and
+    those a driver needs to follow SAs); the exchanges are the same."""
+    reads = frozenset({PeerBinding})
+    pair = Pair(backend, fap_settings(), segw_settings(events=reads)).run()
+    assert pair.r.established and pair.i.established
+    assert {type(e) for e in pair.r_events} == {PeerBinding}
+    full = Pair(backend, fap_settings(), segw_settings()).run()
+    assert {IkeSaEstablished, ChildSaEstablished, NatDetected} <= {type(e) for e in full.r_events}
+    assert pair.events("r", PeerBinding)[0].public_address == \
+        full.events("r", PeerBinding)[0].public_address
+    pair.i.delete()
+    pair.run()
+    assert pair.events("r", SaDeleted)  # the end of an SA is always built

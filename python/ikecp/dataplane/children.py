@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from ..engine import IkeSa
 
 log = logging.getLogger("ikecp.dataplane")
+#: The event types ``on_event`` acts on.
+_TRACKED: frozenset[type] = frozenset({
+    ChildSaEstablished, ConfigReceived, RemoteAddressChanged, ChildSaClosed, IkeSaRekeyed,
+    ChildSaDeleted, SaDeleted, SaFailed})
 
 
 class ChildTracker:
@@ -36,6 +40,12 @@ class ChildTracker:
         self.plane = plane
         self._owner: dict[int, IkeSa] = {}            # spi_in -> IKE SA
         self._by_sa: dict[int, list[ChildSpec]] = {}  # id(IKE SA) -> its CHILD SAs
+
+    @property
+    def interest(self) -> frozenset[type]:
+        """The event types it needs to see (``Settings.events``): none without a data
+        plane."""
+        return frozenset() if type(self.plane) is NoDataPlane else _TRACKED
 
     def owner(self, spi_in: int) -> IkeSa | None:
         return self._owner.get(spi_in)

@@ -226,8 +226,9 @@ class AuthTask(Task):
 def _established(sa: IkeSa) -> None:
     s = sa.suite
     sa.mark_established()
-    sa.emit(IkeSaEstablished(
-        spi_i=sa.spi_i, spi_r=sa.spi_r, local_id=sa.settings.local_id, remote_id=sa.peer_id,
-        local_addr=sa.local, remote_addr=sa.remote, encr=s.encr,
-        encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf, dh=s.dh,
-    ))
+    if sa.wants(IkeSaEstablished):
+        sa.emit(IkeSaEstablished(
+            spi_i=sa.spi_i, spi_r=sa.spi_r, local_id=sa.settings.local_id,
+            remote_id=sa.peer_id, local_addr=sa.local, remote_addr=sa.remote, encr=s.encr,
+            encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf, dh=s.dh,
+        ))

@@ -424,6 +424,12 @@ class IkeSa:
 
     # --- for tasks and the task manager -----------------------------------------------------
 
+    def wants(self, kind: type) -> bool:
+        """Whether anyone reads events of type ``kind`` (``Settings.events``): build one only
+        then."""
+        events = self.settings.events
+        return events is None or kind in events
+
     def emit(self, event: Event) -> None:
         events = self._events
         if events:
@@ -434,7 +440,7 @@ class IkeSa:
     def set_nat(self, local_behind: bool, remote_behind: bool, *, supported: bool) -> None:
         self.natt_supported = supported or self.settings.force_encap
         self.local_behind_nat, self.remote_behind_nat = local_behind, remote_behind
-        if self.natt_supported:
+        if self.natt_supported and self.wants(NatDetected):
             self.emit(NatDetected(local_behind, remote_behind))
 
     def mark_established(self) -> None:
@@ -469,8 +475,9 @@ class IkeSa:
         self.tasks.clear()
         self._half_open_at = self._dpd_at = self._keepalive_at = self._life_at = None
         self.release_cp()
-        for child in self.children:
-            self.emit(ChildSaClosed(child.spi_in, child.spi_out, "IKE SA closed"))
+        if self.wants(ChildSaClosed):
+            for child in self.children:
+                self.emit(ChildSaClosed(child.spi_in, child.spi_out, "IKE SA closed"))
         self.children = []
         self.emit(event)
         old, self._replaces = self._replaces, None
@@ -484,7 +491,8 @@ class IkeSa:
 
     def drop(self, reason: str) -> None:
         self.stats.dropped += 1
-        self.emit(DatagramDropped(reason))
+        if self.wants(DatagramDropped):
+            self.emit(DatagramDropped(reason))
 
     def open(self, msg: Message, data: bytes) -> Message | None:
         """Verify, decrypt and decode an SK-protected message; drop it (None) if it fails.
@@ -562,7 +570,8 @@ class IkeSa:
         if addr != self.remote:
             old, self.remote = self.remote, addr
             if self.state is State.ESTABLISHED:
-                self.emit(RemoteAddressChanged(old, addr))
+                if self.wants(RemoteAddressChanged):
+                    self.emit(RemoteAddressChanged(old, addr))
                 if self.role is Role.RESPONDER:
                     self._emit_binding()
                     config_push.after_address_change(self)
@@ -638,7 +647,8 @@ class IkeSa:
         self.nonce_i = self.nonce_r = b""
 
     def _emit_binding(self) -> None:
-        self.emit(self.binding())
+        if self.wants(PeerBinding):
+            self.emit(self.binding())
 
     def binding(self) -> PeerBinding:
         """What the mobile network needs to reach the peer of this (responder-role) SA."""
@@ -671,7 +681,8 @@ class IkeSa:
     def remove_child(self, child: ChildSa, reason: str) -> None:
         if child in self.children:
             self.children.remove(child)
-            self.emit(ChildSaClosed(child.spi_in, child.spi_out, reason))
+            if self.wants(ChildSaClosed):
+                self.emit(ChildSaClosed(child.spi_in, child.spi_out, reason))
             self._reschedule()
             if self.role is Role.RESPONDER and self.state is State.ESTABLISHED:
                 self._emit_binding()  # the binding's CHILD SPIs follow rekeys
@@ -812,10 +823,12 @@ class IkeSa:
             new._cp_ctx.spi_i, new._cp_ctx.spi_r = new.spi_i, new.spi_r
         new._to(Trigger.REKEYED_IN)
         s = new.suite
-        new.emit(IkeSaEstablished(
-            spi_i=new.spi_i, spi_r=new.spi_r, local_id=self.settings.local_id,
-            remote_id=new.peer_id, local_addr=new.local, remote_addr=new.remote,
-            encr=s.encr, encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf, dh=s.dh))
+        if new.wants(IkeSaEstablished):
+            new.emit(IkeSaEstablished(
+                spi_i=new.spi_i, spi_r=new.spi_r, local_id=self.settings.local_id,
+                remote_id=new.peer_id, local_addr=new.local, remote_addr=new.remote,
+                encr=s.encr, encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf,
+                dh=s.dh))
         self.tasks.drop_queued(X.CREATE_CHILD_SA)
         self._to(Trigger.REPLACED)
         self.emit(IkeSaRekeyed(new, new.spi_i, new.spi_r))

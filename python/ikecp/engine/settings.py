@@ -186,3 +186,8 @@ class Settings:
     #: Keep each IKE SA's SK_e/SK_a keys in ``IkeSa.key_material`` for a key log
     #: (``ikecp.keylog``); off, they live only inside the SA's two SK ciphers.
     keep_keys: bool = False
+    #: The event types the application reads (None: all). The engine builds no other, except
+    #: those a driver needs to follow SAs: the new SA of an IKE rekey, a collision or a
+    #: reauthentication (``IkeSaRekeyed``, ``RedundantIkeSa``, ``ReauthStarted``) and the end
+    #: of one (``SaDeleted``, ``SaFailed``), always built.
+    events: frozenset[type] | None = None

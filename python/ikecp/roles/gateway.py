@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TextIO
 
 from ..config import SegwConfig
@@ -106,7 +107,7 @@ class Gateway:
             if lock is not None:
                 lock.acquire()
             port, natt = endpoint.ports
-            settings = cfg.settings(natt)
+            settings = replace(cfg.settings(natt), events=self._interest())
         except BaseException:
             endpoint.close()
             if lock is not None:
@@ -230,6 +231,19 @@ class Gateway:
         await self.stop()
 
     # --- events -----------------------------------------------------------------------------
+
+    def _interest(self) -> frozenset[type] | None:
+        """The event types this SeGW reads, so the engine builds no others (None: all, for
+        an ``on_event`` callback)."""
+        if self.on_event is not None:
+            return None
+        kinds = {PeerBinding, LivenessConfirmed, AuthenticationFailed, ChildSaFailed,
+                 IkeSaRekeyed, InitialContact, ConfigSetAnswered, SaDeleted, SaFailed}
+        if self.keylog is not None or log.isEnabledFor(logging.INFO):
+            kinds.add(IkeSaEstablished)
+        if log.isEnabledFor(logging.DEBUG):
+            kinds.add(NatDetected)
+        return frozenset(kinds) | self.children.interest
 
     def _on_events(self, events: list[tuple[IkeSa, Event]]) -> None:
         for sa, ev in events:

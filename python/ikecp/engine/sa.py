@@ -155,6 +155,7 @@ class IkeSa:
         "stats",
         "suite",
         "tasks",
+        "timer_queued",
     )
 
     def __init__(self, settings: Settings, role: Role, local: Address,
@@ -211,6 +212,9 @@ class IkeSa:
         self._replaces: IkeSa | None = None    # reauthentication: the SA this one replaces
         self._successor: IkeSa | None = None   # reauthentication under way
         self._natt_local_port = settings.natt_port
+        #: The deadline a driver's timer heap holds for this SA (the driver's bookkeeping:
+        #: an attribute here costs less memory per SA than a table entry there).
+        self.timer_queued: float | None = None
 
     @classmethod
     def initiator(cls, settings: Settings, local: Address, remote: Address, *,

@@ -177,7 +177,6 @@ class Dispatcher:
         self._spi_tokens = invalid_spi_rate
         self._spi_tokens_at = 0.0
         self._timers: list[tuple[float, int, IkeSa]] = []
-        self._scheduled: dict[int, float] = {}
         self._seq = itertools.count()
         self._outbox: list[Datagram] = []
         self._events: list[tuple[IkeSa, Event]] = []
@@ -247,7 +246,7 @@ class Dispatcher:
         heap = self._timers
         while heap:
             when, _, sa = heap[0]
-            if self._scheduled.get(id(sa)) == when:
+            if sa.timer_queued == when:
                 return when
             heapq.heappop(heap)  # superseded entry
         return None
@@ -258,9 +257,9 @@ class Dispatcher:
         heap = self._timers
         while heap and heap[0][0] <= now:
             when, _, sa = heapq.heappop(heap)
-            if self._scheduled.get(id(sa)) != when:
+            if sa.timer_queued != when:
                 continue
-            del self._scheduled[id(sa)]
+            sa.timer_queued = None
             sa.handle_timer(now)
             self._after(sa)
 
@@ -459,9 +458,9 @@ class Dispatcher:
                 self._settle(sa)
         when = sa.next_timer()
         if when is None:
-            self._scheduled.pop(key, None)
-        elif self._scheduled.get(key) != when:
-            self._scheduled[key] = when
+            sa.timer_queued = None
+        elif sa.timer_queued != when:
+            sa.timer_queued = when
             heapq.heappush(self._timers, (when, next(self._seq), sa))
 
     def _adopt(self, new: IkeSa, predecessor: IkeSa | None) -> None:
@@ -485,7 +484,7 @@ class Dispatcher:
             if self._by_init.get(init) is sa:
                 del self._by_init[init]
             removed = True
-        self._scheduled.pop(key, None)
+        sa.timer_queued = None
         self._predecessor.pop(key, None)
         if removed:
             self.stats.sas_removed += 1

@@ -129,6 +129,7 @@ class IkeSa:
         "cipher_in",
         "cipher_out",
         "encapsulated",
+        "init_key",
         "init_request",
         "init_response",
         "is_initiator",
@@ -215,6 +216,8 @@ class IkeSa:
         #: The deadline a driver's timer heap holds for this SA (the driver's bookkeeping:
         #: an attribute here costs less memory per SA than a table entry there).
         self.timer_queued: float | None = None
+        #: Where a driver filed this responder SA by (initiator IP, SPIi), if it did.
+        self.init_key: tuple[str, bytes] | None = None
 
     @classmethod
     def initiator(cls, settings: Settings, local: Address, remote: Address, *,

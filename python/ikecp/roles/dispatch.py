@@ -171,7 +171,6 @@ class Dispatcher:
         # Responder SAs by (initiator IP, SPIi) for their whole life; which are half-open,
         # and how many of those each IP holds.
         self._by_init: dict[tuple[str, bytes], IkeSa] = {}
-        self._init_key: dict[int, tuple[str, bytes]] = {}
         self._half: set[int] = set()
         self._half_per_ip: dict[str | bytes, int] = {}
         self._spi_tokens = invalid_spi_rate
@@ -355,7 +354,7 @@ class Dispatcher:
                              backend=self.backend)
         key = (ip, data[:8])
         self._by_init[key] = sa
-        self._init_key[id(sa)] = key
+        sa.init_key = key
         self._half.add(id(sa))
         self._half_per_ip[source] = mine + 1
         st.sas_created += 1
@@ -366,7 +365,8 @@ class Dispatcher:
         key = id(sa)
         if key in self._half:
             self._half.remove(key)
-            source = source_of(self._init_key[key][0])
+            assert sa.init_key is not None  # only responder SAs are half-open
+            source = source_of(sa.init_key[0])
             left = self._half_per_ip[source] - 1
             if left:
                 self._half_per_ip[source] = left
@@ -479,7 +479,7 @@ class Dispatcher:
             del self._by_spi[own]
             removed = True
         self._settle(sa)
-        init = self._init_key.pop(key, None)
+        init, sa.init_key = sa.init_key, None
         if init is not None:
             if self._by_init.get(init) is sa:
                 del self._by_init[init]

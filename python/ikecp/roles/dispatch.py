@@ -183,6 +183,9 @@ class Dispatcher:
         self._cookie_secrets = {0: os.urandom(32)}  # version -> secret (current + previous)
         self._cookie_version = 0
         self._predecessor: dict[int, IkeSa] = {}  # id(reauthenticating SA) -> the old one
+        # SAs that got IKE messages since take_active(); None until its first call (a load
+        # generator never asks: nothing piles up).
+        self._active: set[IkeSa] | None = None
 
     # --- the sans-IO surface ----------------------------------------------------------------
 
@@ -226,6 +229,8 @@ class Dispatcher:
                 self._invalid_spi(data, local_port, remote)
             return
         st.ike += 1
+        if self._active is not None:
+            self._active.add(sa)
         sa.receive_datagram(data, remote, now, local_port)
         self._after(sa)
 
@@ -300,6 +305,13 @@ class Dispatcher:
         for sa in self._by_init.values():
             if sa.spi_r == _ZERO_SPI or self._by_spi.get(sa.spi_r) is not sa:
                 yield sa
+
+    def take_active(self) -> set[IkeSa]:
+        """The SAs that were handed IKE messages since the last call (still in the table or
+        not): what a periodic pass over peers that spoke needs, without visiting every SA.
+        Tracking starts with the first call."""
+        out, self._active = self._active, set()
+        return out if out is not None else set()
 
     def find(self, spi: bytes) -> IkeSa | None:
         """The SA whose own SPI (SPIr for responder SAs, SPIi for initiator SAs) is ``spi``."""

@@ -119,6 +119,7 @@ class Gateway:
         self.registry.claim(os.getpid())
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
                                      **cfg.limits())
+        self.dispatcher.take_active()  # the sweep visits only SAs that spoke: track them
         self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -369,14 +370,17 @@ class Gateway:
         if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
             d.rotate_cookie_secret()
             self._cookie_rotated = now
-        for sa in d.sas():
+        # Only SAs that received IKE messages since the last sweep can have new requests: an
+        # idle SA costs the sweep nothing, however many are held.
+        for sa in d.take_active():
             if not sa.established:
                 continue
             count = sa.stats.requests_processed
             if self._seen.get(sa.spi_r) != count:
                 self._seen[sa.spi_r] = count
                 self.registry.touch(sa.spi_r)
-            if self.dataplane.name == "tun" and self.children.children(sa):
+        for sa in d.sas() if self.dataplane.name == "tun" else ():
+            if sa.established and self.children.children(sa):
                 # Written only when traffic moved them: idle SAs cost no SQLite write.
                 counters = self.children.counters(sa)
                 if counters != self._counted.get(sa.spi_r, dict.fromkeys(counters, 0)):

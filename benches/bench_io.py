@@ -1,4 +1,6 @@
-"""I/O cost per handshake side of the two UDP drivers, measured side by side in one run.
+"""I/O cost per handshake side of the dispatcher driver on the I/O core, blocking
+(``IoCore.run_until``) and inside asyncio (``IoCore.attach``), measured side by side in one
+run.
 
 A handshake side receives two datagrams and sends two (IKE_SA_INIT and IKE_AUTH). Here an
 echo "dispatcher" stands in for the engine, so only the driver and the socket calls are
@@ -6,11 +8,11 @@ timed: a client endpoint sends windows of 2-datagram "handshakes" (~300 octets e
 server endpoint that echoes them, both in this process on loopback. CPU time divided by
 (handshakes x 2 sides) is the I/O cost per handshake side; DESIGN.md's budget is 20 us.
 ``asyncio-endpoints`` is the baseline the drivers replace: plain asyncio datagram endpoints.
-The ``-batch`` variants run the same drivers on ``BatchUdpEndpoint`` (the backend's
+The ``-batch`` variants run the same driver on batched endpoints (the backend's
 ``BatchSocket``: recvmmsg/sendmmsg natively).
 
 ``test_full_handshake_io_share`` runs real handshakes (engine + crypto + NAT-T + CP) once in
-memory and once over the selector driver; the difference per side is what I/O adds.
+memory and once over the blocking driver; the difference per side is what I/O adds.
 
 Run: ``pytest benches/bench_io.py -s --benchmark-group-by=group``.
 """
@@ -23,7 +25,9 @@ from dataclasses import replace
 
 import pytest
 from ikecp.engine import Datagram
-from ikecp.net.udp import AsyncioDriver, BatchUdpEndpoint, SelectorDriver, UdpEndpoint
+from ikecp.events import IkeSaEstablished
+from ikecp.net.core import IoCore
+from ikecp.net.udp import DispatchDriver, UdpEndpoint
 
 HANDSHAKES = 2000
 WINDOW = 32  # handshakes in flight (2 datagrams each), well below socket buffer sizes
@@ -82,34 +86,36 @@ class Client(Echo):
             self._window()
 
 
-def _pair(cls: type[UdpEndpoint] = UdpEndpoint) -> tuple[UdpEndpoint, UdpEndpoint]:
-    return cls("127.0.0.1", (0,)), cls("127.0.0.1", (0,))
+def _pair(batch: bool = False) -> tuple[UdpEndpoint, UdpEndpoint]:
+    return (UdpEndpoint("127.0.0.1", (0,), batch=batch),
+            UdpEndpoint("127.0.0.1", (0,), batch=batch))
 
 
-def run_selector(n: int, cls: type[UdpEndpoint] = UdpEndpoint) -> float:
-    srv_ep, cli_ep = _pair(cls)
+def run_selector(n: int, batch: bool = False) -> float:
+    srv_ep, cli_ep = _pair(batch)
     client = Client(cli_ep.ports[0], ("127.0.0.1", srv_ep.ports[0]), n)
-    srv = SelectorDriver(Echo(), srv_ep)  # type: ignore[arg-type]
-    cli = SelectorDriver(client, cli_ep)  # type: ignore[arg-type]
+    core = IoCore()
+    srv = DispatchDriver(Echo(), srv_ep, core=core)  # type: ignore[arg-type]
+    cli = DispatchDriver(client, cli_ep, core=core)  # type: ignore[arg-type]
     start = time.process_time()
-    deadline = time.monotonic() + 30
-    while not client.finished and time.monotonic() < deadline:
-        cli.run_once(0.01)
-        srv.run_once(0.01)
+    cli.flush()
+    core.run_until(lambda: client.finished, core.clock() + 30)
     spent = time.process_time() - start
     srv.close()
     cli.close()
+    core.close()
     assert client.finished
     return spent
 
 
-def run_asyncio(n: int, cls: type[UdpEndpoint] = UdpEndpoint) -> float:
+def run_asyncio(n: int, batch: bool = False) -> float:
     async def main() -> float:
-        srv_ep, cli_ep = _pair(cls)
+        srv_ep, cli_ep = _pair(batch)
         client = Client(cli_ep.ports[0], ("127.0.0.1", srv_ep.ports[0]), n)
         client.on_finish = asyncio.Event()
-        srv = AsyncioDriver(Echo(), srv_ep)  # type: ignore[arg-type]
-        cli = AsyncioDriver(client, cli_ep)  # type: ignore[arg-type]
+        core = IoCore()
+        srv = DispatchDriver(Echo(), srv_ep, core=core)  # type: ignore[arg-type]
+        cli = DispatchDriver(client, cli_ep, core=core)  # type: ignore[arg-type]
         start = time.process_time()
         srv.start()
         cli.start()
@@ -117,6 +123,7 @@ def run_asyncio(n: int, cls: type[UdpEndpoint] = UdpEndpoint) -> float:
         spent = time.process_time() - start
         srv.close()
         cli.close()
+        core.close()
         assert client.finished
         return spent
 
@@ -174,8 +181,8 @@ def run_asyncio_endpoints(n: int) -> float:
 
 DRIVERS = {"selector": run_selector, "asyncio": run_asyncio,
            "asyncio-endpoints": run_asyncio_endpoints,
-           "selector-batch": lambda n: run_selector(n, BatchUdpEndpoint),
-           "asyncio-batch": lambda n: run_asyncio(n, BatchUdpEndpoint)}
+           "selector-batch": lambda n: run_selector(n, True),
+           "asyncio-batch": lambda n: run_asyncio(n, True)}
 
 
 @pytest.mark.parametrize("driver", list(DRIVERS))
@@ -233,42 +240,47 @@ def full_in_memory(n: int) -> float:
     return spent
 
 
-def full_on_sockets(n: int, cls: type[UdpEndpoint] = UdpEndpoint) -> float:
+def full_on_sockets(n: int, batch: bool = False) -> float:
     from ikecp.roles.dispatch import Dispatcher
 
     fset, sset = _settings()
-    segw_ep = cls("127.0.0.1", (0, 0))
-    fap_ep = cls("127.0.4.1", segw_ep.ports)
+    segw_ep = UdpEndpoint("127.0.0.1", (0, 0), batch=batch)
+    fap_ep = UdpEndpoint("127.0.4.1", segw_ep.ports, batch=batch)
     port, natt = segw_ep.ports
     fset, sset = replace(fset, natt_port=natt), replace(sset, natt_port=natt)
     segw = Dispatcher(sset, "127.0.0.1", port=port)
     fap = Dispatcher(None, "127.0.4.1", port=port, natt_ports={natt})
-    sd, fd = SelectorDriver(segw, segw_ep), SelectorDriver(fap, fap_ep)
+    core = IoCore()
+    sd, fd = DispatchDriver(segw, segw_ep, core=core), DispatchDriver(fap, fap_ep, core=core)
+    up = [0]
+
+    def count(events: list) -> None:
+        up[0] += sum(isinstance(ev, IkeSaEstablished) for _, ev in events)
+
+    fd.on_events = count
     start = time.process_time()
-    done = 0
     for i in range(0, n, WINDOW):  # windows keep the socket buffers from overflowing
         for _ in range(min(WINDOW, n - i)):
-            fap.connect(fset, ("127.0.0.1", port), fd.clock())
+            fap.connect(fset, ("127.0.0.1", port), core.clock())
+        fd.flush()
         target = min(n, i + WINDOW)
-        deadline = time.monotonic() + 30
-        while done < target and time.monotonic() < deadline:
-            fd.run_once(0.01)
-            sd.run_once(0.01)
-            done = sum(sa.established for sa in fap.sas())
+        core.run_until(lambda: up[0] >= target, core.clock() + 30)  # noqa: B023
     spent = time.process_time() - start
+    done = sum(sa.established for sa in fap.sas())
     sd.close()
     fd.close()
+    core.close()
     assert done == n
     return spent
 
 
 FULL_RUNS = {"memory": full_in_memory, "sockets": full_on_sockets,
-             "sockets-batch": lambda n: full_on_sockets(n, BatchUdpEndpoint)}
+             "sockets-batch": lambda n: full_on_sockets(n, True)}
 
 
 @pytest.mark.parametrize("where", list(FULL_RUNS))
 def test_full_handshake_io_share(benchmark, where: str) -> None:
-    """Engine + crypto + NAT-T + CP handshakes, in memory vs over the selector driver:
+    """Engine + crypto + NAT-T + CP handshakes, in memory vs over the blocking driver:
     the difference per handshake side is what the sockets and the driver add."""
     benchmark.group = "full handshakes (X25519 + PSK + AES-GCM + NAT-T + CP)"
     fn = FULL_RUNS[where]

@@ -10,7 +10,7 @@ NAPT, the responder in the segw namespace on 198.51.100.10:500/4500, so NAT-T is
 every responder sees the same traffic. Responders: ``ikecp segw`` (the real SeGW process:
 asyncio driver, binding registry in SQLite) with ``dataplane = "none"`` and again with
 ``dataplane = "tun"`` (every CHILD SA installed into the ESP data plane, like for like with
-strongSwan, which installs every CHILD SA), the bare ``Dispatcher`` on a selector loop
+strongSwan, which installs every CHILD SA), the bare ``Dispatcher`` on the blocking I/O core
 (``ikecp.lab.responder``: what the SeGW costs without its registry and asyncio), and
 strongSwan's charon twice: as Debian ships it, with kernel-libipsec (every CHILD SA installed
 into userspace ESP), and built with the load-tester plugin's fake kernel (CHILD SAs installed
@@ -22,6 +22,10 @@ handshakes/s end to end (IKE_SA_INIT + IKE_AUTH with CP and the first CHILD_SA),
 µs per handshake (/proc/<pid>/stat of the responder process), initiator CPU µs per handshake
 (getrusage of the load generator's thread), the crypto floor measured in the same run (the DH,
 prf+, AEAD and hash calls one side cannot avoid) and efficiency = floor / responder CPU.
+``ikecp segw`` runs with one worker process, and again with two (a supervisor and two
+workers sharing the ports, ``workers = 2``): the load generator needs a core of this
+2-core machine too, so the rate cannot double; the 1-vs-2 row compares responder CPU per
+handshake summed over all SeGW processes, which stays flat when the work spreads.
 Then the rekey row (X25519 + PSK): the same FAPs, each rekeying its CHILD SA and then its
 IKE SA right after the handshake (``LoadConfig.rekey_after = 0``), against ikecp segw and
 strongSwan; rekeys/s and responder CPU per rekey come from the difference to a run of the same
@@ -212,12 +216,13 @@ def _load(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, target: st
 
 
 def run_ikecp_segw(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, creds: Any,
-                   workdir: Path, *, dataplane: str = "none",
+                   workdir: Path, *, dataplane: str = "none", workers: int = 1,
                    measure: Any = None) -> dict[str, Any]:
     """The real SeGW: ``ikecp segw --config`` (asyncio driver, binding registry in SQLite)
     as its own process in the segw namespace. ``dataplane = "tun"`` installs every CHILD SA
-    into the ESP data plane, as strongSwan with kernel-libipsec does."""
-    lines = [f'dataplane = "{dataplane}"',
+    into the ESP data plane, as strongSwan with kernel-libipsec does. ``workers`` > 1: a
+    supervisor and that many worker processes; their CPU is summed."""
+    lines = [f'dataplane = "{dataplane}"', f"workers = {workers}",
              f'identity = "{SEGW_ID}"', f'listen = ["{netns.SEGW_ADDR}"]', "port = 500",
              "natt_port = 4500", 'pool = "10.0.0.0/8"', f'proposals = ["{suite.ike}"]',
              'esp_proposals = ["aes256gcm16"]', "dpd = 0",
@@ -251,9 +256,10 @@ def run_ikecp_segw(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, c
                                f"(stderr: {errors.read_text()[-2000:]!r})")
         if measure is not None:  # another row's own runs against this SeGW (held SAs)
             return measure(proc)  # type: ignore[no-any-return]
-        cpu0 = _proc_cpu(proc.pid)
+        cpu0 = _tree_cpu(proc.pid)
         summary = _load(suite, args, topo, ca, netns.SEGW_ADDR)
-        _responder_cpu(summary, cpu0, _proc_cpu(proc.pid))
+        _responder_cpu(summary, cpu0, _tree_cpu(proc.pid))
+        summary["responder_processes"] = 1 + len(_children(proc.pid))
     finally:
         proc.terminate()
         try:
@@ -446,6 +452,21 @@ def _proc_cpu(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+        return [int(c) for c in fh.read().split()]
+
+
+def _tree_cpu(pid: int) -> tuple[float, float]:
+    """``_proc_cpu`` summed over a process and its children (a SeGW's workers)."""
+    total = [0.0, 0.0]
+    for p in (pid, *_children(pid)):
+        user, system = _proc_cpu(p)
+        total[0] += user
+        total[1] += system
+    return total[0], total[1]
+
+
 def _responder_cpu(summary: dict[str, Any], before: tuple[float, float],
                    after: tuple[float, float]) -> None:
     """System time matters here: the kernel's UDP, veth and NAPT work for the replies runs
@@ -525,9 +546,9 @@ def held_rows(args: argparse.Namespace, topo: Any, ca: Any, creds: Any,
                 held += done
             if time.monotonic() - fill_started > 0.1:
                 time.sleep(SETTLE)
-            cpu0 = _proc_cpu(proc.pid)
+            cpu0 = _tree_cpu(proc.pid)
             batch = load(args.held_batch, f"batch{level}", args.window)
-            _responder_cpu(batch, cpu0, _proc_cpu(proc.pid))
+            _responder_cpu(batch, cpu0, _tree_cpu(proc.pid))
             row = {"held": held, "established": batch["established"],
                    "failures": batch["failures"], "rate_middle_80": batch["rate_middle_80"],
                    "responder_cpu_us_per_handshake": _per_hs(batch, "responder_cpu_seconds"),
@@ -660,6 +681,10 @@ def main() -> int:
                 if topo is not None:
                     row["ikecp-segw"] = run_ikecp_segw(suite, args, topo, ca, creds, Path(tmp))
                     _print_target("ikecp segw", row["ikecp-segw"], row["floor_us"]["total"])
+                    row["ikecp-segw-2w"] = run_ikecp_segw(suite, args, topo, ca, creds,
+                                                          Path(tmp), workers=2)
+                    _print_target("ikecp segw, 2 workers (CPU of all processes)",
+                                  row["ikecp-segw-2w"], row["floor_us"]["total"])
                     row["ikecp-segw-tun"] = run_ikecp_segw(suite, args, topo, ca, creds,
                                                            Path(tmp), dataplane="tun")
                     _print_target("ikecp segw, dataplane tun", row["ikecp-segw-tun"],
@@ -733,7 +758,7 @@ def _print_table(results: dict[str, Any]) -> None:
     print("\n| suite | target | hs/s | responder µs CPU/hs | initiator µs CPU/hs | floor µs |"
           " efficiency | engine alone µs (resp/init) |\n|---|---|---|---|---|---|---|---|")
     for key, row in results["suites"].items():
-        for target in ("ikecp-segw", "ikecp-segw-tun", "ikecp", "strongswan",
+        for target in ("ikecp-segw", "ikecp-segw-2w", "ikecp-segw-tun", "ikecp", "strongswan",
                        "strongswan-fake"):
             s = row.get(target)
             if not s or "error" in s:
@@ -744,7 +769,9 @@ def _print_table(results: dict[str, Any]) -> None:
             print(f"| {key} | {target} | {s['rate_middle_80']} | "
                   f"{s['responder_cpu_us_per_handshake']} | {s['cpu_us_per_handshake']} | "
                   f"{row['floor_us']['total']} | {s['efficiency']} | {engine} |")
-        pairs = (("ikecp segw/strongSwan fake kernel (like for like: control plane only)",
+        pairs = (("ikecp segw 2 workers/1 worker (CPU summed over all processes)",
+                  row.get("ikecp-segw-2w"), row.get("ikecp-segw")),
+                 ("ikecp segw/strongSwan fake kernel (like for like: control plane only)",
                   row.get("ikecp-segw") or row.get("ikecp"), row.get("strongswan-fake")),
                  ("ikecp segw tun/strongSwan libipsec (like for like: CHILD SAs installed)",
                   row.get("ikecp-segw-tun"), row.get("strongswan")),

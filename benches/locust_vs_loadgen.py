@@ -1,6 +1,6 @@
 """Handshakes per second per core of the two load tools against the same ``ikecp segw``.
 
-``ikecp loadgen`` (one worker: a selectors loop driving many initiator SAs) and the Locust
+``ikecp loadgen`` (one worker: one blocking I/O core driving many initiator SAs) and the Locust
 user (``ikecp locustfile``: one Locust process, each user a FAP on gevent sockets), run one
 after the other against one SeGW process on loopback, interleaved ``--rounds`` times. Each
 tool's CPU time is its own process's (``os.wait4`` rusage, user + system), so the figure is

@@ -140,8 +140,13 @@ def _segw(args: argparse.Namespace) -> int:
     if args.metrics:
         cfg = replace(cfg, metrics=args.metrics)
         cfg._check(args.config)
+    if args.workers is not None:
+        cfg = replace(cfg, workers=args.workers)
+        cfg._check("--workers")
     if args.check_config:
         return _check_config("segw", cfg)
+    if cfg.worker_count() > 1:
+        return _segw_workers(cfg)
 
     async def run() -> None:
         counts = EventCounts()
@@ -158,6 +163,34 @@ def _segw(args: argparse.Namespace) -> int:
             await _until_signal()
         finally:
             await gw.stop()
+            if metrics is not None:
+                metrics.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _segw_workers(cfg: SegwConfig) -> int:
+    """``ikecp segw`` with several worker processes (``ikecp.roles.workers``)."""
+    from .roles.workers import Supervisor, SupervisorMetrics
+
+    async def run() -> None:
+        try:
+            sup = Supervisor(cfg, cfg.worker_count(), log_level=logging.getLogger().level)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError("bindings", f"cannot use {cfg.bindings}: {exc}") from None
+        await sup.start()
+        where = ", ".join(cfg.listen)
+        print(f"SeGW {cfg.identity} on {where} ports {sup.ports[0]}/{sup.ports[1]}, "
+              f"bindings in {cfg.bindings}, {sup.count} workers", flush=True)
+        metrics = None
+        if cfg.metrics:
+            metrics = SupervisorMetrics(cfg.metrics, sup, asyncio.get_running_loop()).start()
+            print(f"metrics on {metrics.url}", flush=True)
+        try:
+            await _until_signal()
+        finally:
+            await sup.stop()
             if metrics is not None:
                 metrics.close()
 
@@ -365,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     segw.add_argument("--keylog", metavar="FILE", type=output_file_arg,
                       help="append IKE SA keys in Wireshark's ikev2_decryption_table format "
                       "(secrets: off by default)")
+    segw.add_argument("--workers", type=int_arg(1, 256), metavar="N",
+                      help="worker processes sharing the ports (default: the config's "
+                      "workers, else one per core)")
     segw.add_argument("--dataplane", choices=("tun", "none"),
                       help="tun: carry the FAPs' traffic (ESP in UDP, TUN device; root); "
                       "none: negotiate CHILD SAs only (default: the config's)")

@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import ipaddress
 import math
+import os
 import sys
 import types
 import typing
@@ -52,6 +53,7 @@ from .engine import (
     PskAuthenticator,
     Settings,
 )
+from .net.reuseport import MAX_WORKERS
 from .roles.dispatch import (
     COOKIE_THRESHOLD,
     COOKIE_THRESHOLD_IP,
@@ -354,6 +356,10 @@ class SegwConfig(_Common):
     max_payloads: int = MAX_PAYLOADS
     #: Unprotected INVALID_IKE_SPI answers per second to requests for unknown SPIs (0: none).
     invalid_spi_rate: float = INVALID_SPI_RATE
+    #: Worker processes sharing the ports (unset: one per core this process may use; 1: one
+    #: process, as with ``dataplane = "tun"``, which always runs in one). With several, the
+    #: caps and thresholds above and the pool are split evenly between the workers.
+    workers: int | None = None
 
     def _check(self, source: str) -> None:
         super()._check(source)
@@ -395,6 +401,24 @@ class SegwConfig(_Common):
             raise ConfigError("max_payloads", "must be within 4-1024", source)
         if not 0 <= self.invalid_spi_rate <= 1e6:
             raise ConfigError("invalid_spi_rate", "must be within 0-1000000", source)
+        if self.workers is not None:
+            if not 1 <= self.workers <= MAX_WORKERS:
+                raise ConfigError("workers", f"must be within 1-{MAX_WORKERS}", source)
+            if self.workers > 1 and self.dataplane == "tun":
+                raise ConfigError("workers", 'the "tun" data plane runs in one process: '
+                                  "set workers = 1", source)
+
+    def worker_count(self) -> int:
+        """How many worker processes serve: ``workers``, else one per usable core (one with
+        the TUN data plane)."""
+        if self.workers is not None:
+            return self.workers
+        if self.dataplane == "tun":
+            return 1
+        try:
+            return min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return min(MAX_WORKERS, os.cpu_count() or 1)
 
     def limits(self) -> dict[str, Any]:
         """The Dispatcher's keyword arguments for the DoS limits."""
@@ -413,17 +437,22 @@ class SegwConfig(_Common):
                                     {identity(k): v.encode() for k, v in self.peers.items()})
         return super().authenticator()
 
-    def settings(self, natt_port: int | None = None) -> Settings:
+    def settings(self, natt_port: int | None = None, *,
+                 worker: tuple[int, int] | None = None) -> Settings:
         """Engine settings (a new address pool each call); ``natt_port`` overrides the
-        configured one when the socket was bound to port 0."""
-        cp = CpRegistry().add_provider(PoolProvider(AddressPool(self.pool)))
+        configured one when the socket was bound to port 0. ``worker`` (index, count): the
+        settings of one worker process, with its slice of the pool and its index in every
+        SPI it allocates."""
+        share = worker or (0, 1)
+        cp = CpRegistry().add_provider(PoolProvider(AddressPool(self.pool, share=share)))
         if self.nat_info:
             cp.add_provider(NatInfoProvider(self.nat_info_type, legacy=self.legacy_nat_info,
                                             push=PushMode(self.nat_info_push)))
         if self.dns:
             cp.add_provider(StaticProvider.addresses(ConfigAttr.INTERNAL_IP4_DNS, self.dns))
         kw = self._base_settings()
-        kw.update(cp=cp, natt_port=natt_port or self.natt_port)
+        kw.update(cp=cp, natt_port=natt_port or self.natt_port,
+                  spi_tag=None if worker is None else worker[0])
         return Settings(**kw)
 
 

@@ -565,3 +565,23 @@ def test_child_rekey_interrupted_by_an_ike_rekey_is_rescheduled(backend, rekeyin
     pair.advance(pair.i._now + 200.0)
     after = set(_matched(pair))
     assert pair.i.established and after and after.isdisjoint(before), (before, after)
+
+
+@pytest.mark.parametrize("side", ["i", "r"])
+def test_spi_tag_marks_every_spi_the_responder_allocates(backend, side):
+    """A multi-process SeGW's worker index rides in the first octet of each SPI it draws:
+    the first responder SPI, its own SPI in IKE rekeys either side starts (SPIi when it
+    starts one), and the inbound ESP SPIs of CHILD SAs and their rekeys."""
+    pair = _up(backend, r=_segw(spi_tag=0xA7))
+    r = pair.r
+    assert r.spi_r[0] == 0xA7
+    assert all(c.spi_in[0] == 0xA7 for c in r.children)
+    getattr(pair, side).rekey_child()
+    pair.run()
+    getattr(pair, side).rekey()
+    pair.run()
+    new = pair.r
+    assert new is not r and new.established
+    own = new.spi_i if new.is_initiator else new.spi_r
+    assert own[0] == 0xA7 and new.is_initiator == (side == "r")
+    assert new.children and all(c.spi_in[0] == 0xA7 for c in new.children)

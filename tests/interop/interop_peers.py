@@ -10,7 +10,7 @@ from ikecp.cp import CpRegistry, NatInfoHandler, RequestHandler
 from ikecp.engine import ChildProposal, Identity, IkeProposal, PskAuthenticator, Settings
 from ikecp.engine.settings import RetransmitPolicy
 from ikecp.lab import netns, strongswan
-from ikecp.lab.udp_loop import UdpIkeLoop, bind_sockets
+from ikecp.lab.responder import UdpIkeLoop, bind_sockets
 from ikecp.testing.facility import require
 
 PSK = "ikecp-interop-psk-0123456789abcdef"

@@ -49,7 +49,8 @@ def test_segw_counters_match_a_loadgen_run(tmp_path) -> None:
     """COOKIE on every IKE_SA_INIT, every FAP behind the userspace NAPT: the scrape after
     the run agrees with what the load generator counted; scrapes during it succeed."""
     n = 120
-    cfg = segw_toml(str(tmp_path / "b.sqlite"), "cookie_threshold = 0")
+    # one process: the worker="0" series are the totals
+    cfg = segw_toml(str(tmp_path / "b.sqlite"), "cookie_threshold = 0", "workers = 1")
     with segw_process(tmp_path, cfg, "--metrics", "127.0.0.1:0") as segw:
         assert segw.metrics_url is not None
         assert segw.metrics_url.startswith("http://127.0.0.1:")

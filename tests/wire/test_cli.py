@@ -131,7 +131,8 @@ def test_fap_once_against_a_segw_on_other_ports(tmp_path) -> None:
     """``ikecp fap --once``: exit 0 once up; the FAP's own ports differ from the SeGW's."""
     port, natt = free_ports("127.0.0.1", 2)
     (tmp_path / "segw.toml").write_text(
-        f'psk = "once"\nport = {port}\nnatt_port = {natt}\nbindings = "{tmp_path / "b.db"}"\n')
+        f'psk = "once"\nport = {port}\nnatt_port = {natt}\nbindings = "{tmp_path / "b.db"}"\n'
+        "workers = 1\n")  # one process: the pool's first address goes to the first FAP
     (tmp_path / "fap.toml").write_text(
         f'psk = "once"\nport = 0\nnatt_port = 0\nsegw_port = {port}\n'
         f'segw_natt_port = {natt}\nlocal = "127.0.2.2"\n')

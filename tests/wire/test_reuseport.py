@@ -15,14 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ikecp.net.reuseport import attach as attach_program
-from ikecp.net.reuseport import steering_program, tag_spi, worker_for
+from ikecp.net.reuseport import open_groups, steering_program, tag_spi, worker_for
 
 WORKERS = 4
 
 
-def ike(spi_i: bytes, spi_r: bytes, body: bytes = b"\0" * 8) -> bytes:
-    """An IKE header (exchange and lengths do not matter to the program) plus a body."""
-    return spi_i + spi_r + struct.pack("!BBBBII", 33, 0x20, 34, 0x08, 0, 28 + len(body)) + body
+def ike(spi_i: bytes, spi_r: bytes, body: bytes = b"\0" * 8, flags: int = 0x08) -> bytes:
+    """An IKE header (exchange and lengths do not matter to the program) plus a body;
+    ``flags`` 0x08: sent by the SA's original initiator."""
+    return spi_i + spi_r + struct.pack("!BBBBII", 33, 0x20, 34, flags, 0, 28 + len(body)) + body
 
 
 @contextlib.contextmanager
@@ -119,3 +120,40 @@ def test_bad_worker_counts_are_refused() -> None:
             steering_program(n, natt=False)
     with pytest.raises(ValueError):
         tag_spi(bytes(8), 256)
+
+
+@pytest.mark.parametrize("natt", [False, True])
+def test_from_the_original_responder_goes_by_initiator_spi(natt: bool,
+                                                           sender: socket.socket) -> None:
+    """An IKE SA the SeGW started by rekeying carries the SeGW's SPI as SPIi: the peer's
+    requests and responses (I flag clear) must go by it, whatever the peer's SPIr says."""
+    marker = b"\0\0\0\0" if natt else b""
+    with group(WORKERS, natt=natt) as socks:
+        for owner in range(WORKERS):
+            ours = tag_spi(os.urandom(8), owner)
+            theirs = tag_spi(os.urandom(8), (owner + 1) % WORKERS)
+            for flags in (0x00, 0x20):  # request, response
+                data = marker + ike(ours, theirs, flags=flags)
+                assert worker_for(data, WORKERS, natt=natt) == owner
+                assert deliver(socks, sender, data) == owner
+
+
+def test_open_groups_steers_and_refuses_a_port_in_use(sender: socket.socket) -> None:
+    groups, ports = open_groups(["127.0.0.1"], (0, 0), 3)
+    try:
+        assert len(ports) == 2 and ports[0] != ports[1]
+        for natt, port in ((False, ports[0]), (True, ports[1])):
+            socks = groups[("127.0.0.1", port)]
+            assert len(socks) == 3
+            for s in socks:
+                s.setblocking(False)
+            marker = b"\0\0\0\0" if natt else b""
+            for owner in range(3):
+                data = marker + ike(os.urandom(8), tag_spi(os.urandom(8), owner))
+                assert deliver(socks, sender, data) == owner
+        with pytest.raises(OSError, match=f"cannot bind 127.0.0.1:{ports[0]}"):
+            open_groups(["127.0.0.1"], (ports[0], 0), 2)
+    finally:
+        for socks in groups.values():
+            for s in socks:
+                s.close()

@@ -1,4 +1,5 @@
-"""The UDP drivers with the real engine: IPv4 and IPv6 loopback, both drivers, many SAs."""
+"""The dispatcher driver with the real engine: IPv4 and IPv6 loopback, blocking and asyncio,
+many SAs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import socket
 
 import pytest
 from ikecp.events import IkeSaEstablished
-from ikecp.net.udp import AsyncioDriver, SelectorDriver, UdpEndpoint
+from ikecp.net.udp import DispatchDriver, UdpEndpoint
 from ikecp.roles.dispatch import Dispatcher
 from ikecp.testing.facility import require
 from test_dispatch import fap_settings, segw_settings
@@ -31,7 +32,7 @@ def endpoints(segw_host: str, fap_host: str):
 
 @pytest.mark.parametrize(("segw_host", "fap_host"), [("127.0.0.1", "127.0.3.1"),
                                                       ("::1", "::1")])
-def test_selector_driver_many_handshakes(segw_host: str, fap_host: str) -> None:
+def test_blocking_driver_many_handshakes(segw_host: str, fap_host: str) -> None:
     if ":" in segw_host:
         require(None if has_ipv6() else "no IPv6 loopback on this machine")
     if segw_host == fap_host:  # IPv6 has one loopback address: distinct ports, no NAT
@@ -44,21 +45,22 @@ def test_selector_driver_many_handshakes(segw_host: str, fap_host: str) -> None:
                       cookie_threshold_ip=None)  # exact datagram counts: no COOKIE round
     fap = Dispatcher(None, fap_host, port=fap_ep.ports[0], natt_ports={fap_ep.ports[1]})
     up: list[object] = []
-    sd = SelectorDriver(segw, segw_ep)
-    fd = SelectorDriver(fap, fap_ep, on_events=lambda evs: up.extend(
+    sd = DispatchDriver(segw, segw_ep)
+    fd = DispatchDriver(fap, fap_ep, on_events=lambda evs: up.extend(
         e for _, e in evs if isinstance(e, IkeSaEstablished)))
     try:
         fset = fap_settings(natt_port=natt)
         sas = [fap.connect(fset, (segw_host, port), fd.clock(), natt_local_port=fap_ep.ports[1])
                for _ in range(20)]
         deadline = fd.clock() + 20
+        fd.flush()
         while len(up) < 20 and fd.clock() < deadline:
-            fd.run_once(0.01)
-            sd.run_once(0.01)
+            fd.core.poll(0.01)
+            sd.core.poll(0.01)
         assert len(up) == 20 and all(sa.established for sa in sas)
         assert len(segw) == 20
-        assert segw_ep.stats.received == 40 and segw_ep.stats.sent == 40
-        assert segw_ep.stats.send_errors == 0
+        assert sd.stats.received == 40 and sd.stats.sent == 40
+        assert sd.stats.send_errors == 0
         assert segw.events() == []  # a driver without a sink still drains events
     finally:
         sd.close()
@@ -73,7 +75,7 @@ def test_asyncio_driver_retransmits_on_its_timer() -> None:
         sink = UdpEndpoint("127.0.0.1", (0,))  # bound, never read: a silent peer
         fap_ep = UdpEndpoint("127.0.3.2", (0, 0))
         fap = Dispatcher(None, "127.0.3.2", port=fap_ep.ports[0], natt_ports={fap_ep.ports[1]})
-        drv = AsyncioDriver(fap, fap_ep)
+        drv = DispatchDriver(fap, fap_ep)
         drv.start()
         try:
             fset = fap_settings(retransmit=RetransmitPolicy(0.05, 1.0, 2))
@@ -85,7 +87,7 @@ def test_asyncio_driver_retransmits_on_its_timer() -> None:
                     break
                 await asyncio.sleep(0.02)
             assert len(fap) == 0 and fap.stats.sas_removed == 3
-            assert fap_ep.stats.sent == 9  # 3 SAs x (first try + 2 retransmissions)
+            assert drv.stats.sent == 9  # 3 SAs x (first try + 2 retransmissions)
         finally:
             drv.close()
             sink.close()

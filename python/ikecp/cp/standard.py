@@ -7,18 +7,40 @@ octet; NETMASK and DNS attributes are plain packed addresses.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from ..const import ConfigAttr, NotifyType
 from .registry import CpContext, CpFailure
 
 
-class AddressPool:
-    """Hands out host addresses of one network, lowest first, and takes them back."""
+def _host_count(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:
+    """How many addresses ``net.hosts()`` yields, without walking them."""
+    n = net.num_addresses
+    if n <= 2:
+        return n
+    return n - 2 if net.version == 4 else n - 1
 
-    def __init__(self, cidr: str) -> None:
+
+class AddressPool:
+    """Hands out host addresses of one network, lowest first, and takes them back.
+
+    ``share`` (index, count): only the index-th of ``count`` consecutive, equal slices of the
+    host addresses, so that each worker process of a SeGW hands out its own addresses.
+    """
+
+    def __init__(self, cidr: str, *, share: tuple[int, int] = (0, 1)) -> None:
         self.network = ipaddress.ip_network(cidr, strict=False)
-        self._hosts = self.network.hosts()
+        index, count = share
+        if not 0 <= index < count:
+            raise ValueError(f"share {index} of {count}")
+        self._hosts: Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address]
+        if count == 1:
+            self._hosts = self.network.hosts()
+        else:
+            first = next(self.network.hosts())
+            size = _host_count(self.network)
+            lo, hi = index * size // count, (index + 1) * size // count
+            self._hosts = (ipaddress.ip_address(int(first) + i) for i in range(lo, hi))
         self._free: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
         self.in_use: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import _backend, _reference
-from ..net.udp import BatchUdpEndpoint
+from ..net.udp import UdpEndpoint
 from . import (
     Address,
     ChildSpec,
@@ -86,7 +86,7 @@ def networks(sel: Selector) -> list[str]:
 
 
 class _ControlSocket:
-    """The NAT-T socket as a ``BatchSocketLike`` for ``BatchUdpEndpoint``."""
+    """The NAT-T socket as a ``BatchSocketLike`` for the role's ``UdpEndpoint``."""
 
     def __init__(self, plane: TunDataPlane) -> None:
         self._plane = plane
@@ -256,13 +256,13 @@ def _ranges(sels: tuple[Selector, ...]) -> str:
 
 
 
-class PlaneEndpoint(BatchUdpEndpoint):
-    """A ``BatchUdpEndpoint`` whose NAT-T "socket" is the data plane's (one socket owner);
-    the IKE port keeps an ordinary batched socket."""
+class PlaneEndpoint(UdpEndpoint):
+    """A batched ``UdpEndpoint`` whose NAT-T "socket" is the data plane's (one socket
+    owner); the IKE port keeps an ordinary batched socket."""
 
     def __init__(self, host: str, ports: tuple[int, int], plane: TunDataPlane) -> None:
         self._plane = plane
-        super().__init__(host, ports)
+        super().__init__(host, ports, batch=True)
 
     def _open(self, host: str, port: int) -> Any:
         if port == self._plane.socket.getsockname()[1]:

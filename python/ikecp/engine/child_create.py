@@ -16,6 +16,7 @@ from ..events import ChildSaEstablished, ChildSaFailed
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal, TrafficSelector, TSi, TSr
 from .auth import CHILD_ERRORS
 from .child_sa import ChildSa
+from .settings import new_spi
 from .task import DONE, NEED_MORE, Status, Task
 from .transforms import Suite, child_offer, sa_proposals, select
 
@@ -122,7 +123,7 @@ class ChildCreateTask(Task):
     # --- initiator --------------------------------------------------------------------------
 
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
-        self.spi_in = os.urandom(4)
+        self.spi_in = new_spi(sa.settings, 4)
         proposals = tuple(sa.settings.child_proposals)
         pfs = not self.in_auth and any(p.dh for p in proposals)
         out.append(SA(sa_proposals(ProtocolId.ESP, child_offer(proposals, pfs), self.spi_in)))
@@ -237,7 +238,7 @@ class ChildCreateTask(Task):
                     raise RemoteProtocolError(NotifyType.INVALID_SYNTAX,
                                               "invalid KE value") from exc
             self.nonce_r = os.urandom(sa.settings.nonce_size)
-        self.spi_in = os.urandom(4)
+        self.spi_in = new_spi(sa.settings, 4)
         self.proposal_number = chosen[0].number
         self.suite, self.ts = suite, (ts_i, ts_r)
         self.spi_out = chosen[0].spi

@@ -15,6 +15,7 @@ from ..errors import CryptoError, RemoteProtocolError
 from ..events import ProtocolErrorReceived
 from ..message import KE, SA, Nonce, Notify, Payload, Proposal
 from .sa_init import accept_ike_proposal, check_nonce
+from .settings import new_spi
 from .task import DONE, NEED_MORE, Status, Task
 from .transforms import Suite, ike_offer, select
 
@@ -29,7 +30,7 @@ class IkeRekeyTask(Task):
 
     def __init__(self) -> None:
         self.dh: dh.DhPrivate | None = None
-        self.spi = os.urandom(8)  # our SPI in the new IKE SA
+        self.spi = b""  # our SPI in the new IKE SA, drawn when the exchange starts
         self.nonce_i = self.nonce_r = b""
         self.suite: Suite | None = None
         self.proposal_number = 1
@@ -46,6 +47,7 @@ class IkeRekeyTask(Task):
     def build_i(self, sa: IkeSa, out: list[Payload]) -> None:
         if self.dh is None:
             self.dh = dh.generate(sa.suite.dh)
+        self.spi = self.spi or new_spi(sa.settings, 8)
         self.nonce_i = os.urandom(sa.settings.nonce_size)
         offer = ike_offer(tuple(sa.settings.ike_proposals), self.dh.group)
         out.append(SA(tuple(Proposal(p.number, p.protocol_id, self.spi, p.transforms)
@@ -115,6 +117,7 @@ class IkeRekeyTask(Task):
             raise RemoteProtocolError(NotifyType.INVALID_SYNTAX, "IKE SPI must be 8 octets")
         self.nonce_i = check_nonce(msg.first(Nonce))
         self.nonce_r = os.urandom(sa.settings.nonce_size)
+        self.spi = new_spi(sa.settings, 8)
         self.suite, self.proposal_number = suite, proposal.number
         self.new = sa.successor(False, proposal.spi, self.spi, suite, self.nonce_i,
                                 self.nonce_r, secret)

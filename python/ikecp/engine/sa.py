@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +47,7 @@ from .keys import derive_ike_keys
 from .liveness import LivenessTask
 from .nat_detection import NatDetectionTask
 from .sa_init import SaInitTask
+from .settings import new_spi
 from .state import TRANSITIONS, Role, State, Trigger, next_state
 from .task_manager import TaskManager, auth_tasks
 
@@ -168,7 +168,7 @@ class IkeSa:
         self.local: Address = local
         self.remote: Address = remote or ("0.0.0.0", 0)
         self.state = State.IDLE
-        self.spi_i = os.urandom(8) if self.is_initiator else bytes(8)
+        self.spi_i = new_spi(settings, 8) if self.is_initiator else bytes(8)
         self.spi_r = bytes(8)
         self.suite: Suite = None  # type: ignore[assignment]  # set by IKE_SA_INIT
         self.nonce_i = self.nonce_r = b""

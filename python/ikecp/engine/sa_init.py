@@ -14,6 +14,7 @@ from ..message import KE, SA, Nonce, Notify, Payload, Proposal
 from . import fragments
 from .auth import certreq_payloads, record_certreq, record_signature_hashes, signature_hash_notifies
 from .keys import derive_ike_keys
+from .settings import new_spi
 from .task import DONE, NEED_MORE, Status, Task
 from .transforms import Suite, ike_offer, select
 
@@ -135,7 +136,7 @@ class SaInitTask(Task):
         record_signature_hashes(sa, msg)
         fragments.note_peer(sa, msg)
         sa.suite, sa.nonce_i = suite, nonce_i
-        sa.spi_r = os.urandom(8)
+        sa.spi_r = new_spi(sa.settings, 8)
         sa.nonce_r = os.urandom(sa.settings.nonce_size)
         derive_ike_keys(sa, secret)
         return DONE

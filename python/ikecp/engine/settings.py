@@ -8,6 +8,7 @@ address pool live in the CP registry it points to.
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import time
 from collections.abc import Callable
@@ -54,6 +55,16 @@ class Identity:
         if self.id_type == IdType.IPV4_ADDR and len(self.data) == 4:
             return str(ipaddress.IPv4Address(self.data))
         return f"{self.id_type}:{self.data.hex()}"
+
+
+def new_spi(settings: Settings, size: int) -> bytes:
+    """A random nonzero SPI of ``size`` octets whose first octet is ``settings.spi_tag``."""
+    while True:
+        spi = os.urandom(size)
+        if settings.spi_tag is not None:
+            spi = bytes((settings.spi_tag,)) + spi[1:]
+        if any(spi):  # zero is no SPI (RFC 7296 §3.1, RFC 4303 §2.1)
+            return spi
 
 
 def selector(cidr: str, protocol: int = 0, ports: tuple[int, int] = (0, 65535)
@@ -191,3 +202,7 @@ class Settings:
     #: reauthentication (``IkeSaRekeyed``, ``RedundantIkeSa``, ``ReauthStarted``) and the end
     #: of one (``SaDeleted``, ``SaFailed``), always built.
     events: frozenset[type] | None = None
+    #: The first octet of every SPI this side allocates (IKE SPIs, inbound ESP SPIs), None:
+    #: all random. A multi-process SeGW puts its worker index there, and the kernel steers
+    #: each datagram to the worker that owns the SA by it (``ikecp.net.reuseport``).
+    spi_tag: int | None = None

@@ -1,10 +1,12 @@
-"""An ikecp responder on real UDP sockets for tests and benchmarks: ``ikecp.roles.dispatch``'s
-``Dispatcher`` of responder SAs behind an IKE and a NAT-T socket, in one blocking loop.
+"""ikecp on real UDP sockets for tests, interop runs and benchmarks: a ``Dispatcher`` on a
+``DispatchDriver``, run blocking on its ``IoCore`` in a thread or a forked process.
 
-Not the SeGW (that is ``ikecp.roles.gateway``): no bindings registry, no configuration file, just
-enough to answer a load generator. Runs in a thread (``serve_in_thread``) or in a forked
-process (``serve_in_process``) whose CPU time the benchmark reads from /proc/<pid>/stat.
-Always bounded by ``lifetime`` seconds.
+Not the SeGW (that is ``ikecp.roles.gateway``): no bindings registry, no configuration file.
+``SocketResponder`` answers a load generator and only counts what happened (cheap enough to
+measure the bare dispatcher's CPU: ``serve_in_process``, whose CPU time a benchmark reads
+from /proc/<pid>/stat). ``UdpIkeLoop`` puts ikecp on sockets someone else bound (inside a
+network namespace) as initiator and/or responder, records every event and datagram, and lets
+a test act on its SAs from another thread (``call``). Always bounded by ``lifetime`` seconds.
 """
 
 from __future__ import annotations
@@ -12,16 +14,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing
-import selectors
+import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from ..engine import Settings
-from ..events import ChildSaEstablished, IkeSaEstablished, PeerBinding, SaFailed
+from ..engine import IkeSa, Settings
+from ..events import ChildSaEstablished, Event, IkeSaEstablished, PeerBinding, SaFailed
+from ..net.udp import DispatchDriver, Sock, UdpEndpoint
 from ..roles.dispatch import Dispatcher
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -36,26 +43,19 @@ class ResponderCounters:
 _COUNTED = (IkeSaEstablished, ChildSaEstablished, PeerBinding, SaFailed)
 
 
-class SocketResponder:
-    """Binds ``host`` on ``port`` and ``natt_port`` (0: any free port; the SA settings are
-    rewritten to the bound ports, which the engine floats to)."""
+class LabEndpoint:
+    """A ``Dispatcher`` (``responder`` settings: it accepts IKE_SA_INIT; None: it does not)
+    on ``endpoint``'s sockets, the first of which is its IKE port. A measuring harness: the
+    DoS limits are lifted (load comes from one address)."""
 
-    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0,
-                 natt_port: int = 0, *, lifetime: float = 300.0) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socks: dict[int, socket.socket] = {}
-        for want in (port, natt_port):
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            sock.bind((host, want))
-            sock.setblocking(False)
-            self.socks[sock.getsockname()[1]] = sock
-        self.port, self.natt_port = list(self.socks)
-        self.settings = dataclasses.replace(settings, natt_port=self.natt_port)
-        # A measuring harness: the DoS limits are lifted (load comes from one address).
-        self.dispatcher = Dispatcher(self.settings, host, port=self.port,
-                                     natt_ports={self.natt_port}, max_half_open_ip=10_000,
+    def __init__(self, responder: Settings | None, endpoint: UdpEndpoint, *,
+                 natt_port: int, lifetime: float) -> None:
+        local_ip = endpoint.hosts[0]
+        self.dispatcher = Dispatcher(responder, local_ip, port=endpoint.ports[0],
+                                     natt_ports={natt_port}, max_half_open_ip=10_000,
                                      cookie_threshold=None, cookie_threshold_ip=None)
+        self.driver = DispatchDriver(self.dispatcher, endpoint, self._on_events)
+        self.local_ip = local_ip
         self.lifetime = lifetime
         self._counts: dict[type, int] = dict.fromkeys(_COUNTED, 0)
         self._stop = threading.Event()
@@ -64,54 +64,169 @@ class SocketResponder:
     def counters(self) -> ResponderCounters:
         return ResponderCounters(*(self._counts[kind] for kind in _COUNTED))
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def serve(self) -> None:
-        """Answer until ``stop()`` or the lifetime runs out."""
-        d = self.dispatcher
-        sel = selectors.DefaultSelector()
-        for port, sock in self.socks.items():
-            sel.register(sock, selectors.EVENT_READ, port)
-        end = time.monotonic() + self.lifetime
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if now >= end:
-                    break
-                timer = d.next_timer()
-                wait = 0.05 if timer is None else min(0.05, max(0.0, timer - now))
-                for key, _ in sel.select(wait):
-                    port = key.data
-                    sock = self.socks[port]
-                    for _ in range(64):
-                        try:
-                            data, addr = sock.recvfrom(65535)
-                        except (BlockingIOError, InterruptedError):
-                            break
-                        except OSError:
-                            continue
-                        d.receive(data, port, (addr[0], addr[1]), now)
-                        self._flush()
-                now = time.monotonic()
-                timer = d.next_timer()
-                if timer is not None and timer <= now:
-                    d.handle_timer(now)
-                    self._flush()
-        finally:
-            sel.close()
-            for sock in self.socks.values():
-                sock.close()
-
-    def _flush(self) -> None:
-        d, counts = self.dispatcher, self._counts
-        for dg in d.datagrams_to_send():
-            with contextlib.suppress(OSError):
-                self.socks[dg.local_port].sendto(dg.wire(), dg.remote)
-        for _, ev in d.events():
+    def _on_events(self, events: list[tuple[IkeSa, Event]]) -> None:
+        counts = self._counts
+        for _, ev in events:
             kind = type(ev)
             if kind in counts:
                 counts[kind] += 1
+
+    def _until(self) -> bool:
+        return self._stop.is_set()
+
+    def serve(self) -> None:
+        """Serve until ``stop()`` or the lifetime runs out; then close the sockets."""
+        core = self.driver.core
+        try:
+            core.run_until(self._until, core.clock() + self.lifetime)
+        finally:
+            self.driver.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class SocketResponder(LabEndpoint):
+    """Binds ``host`` on ``port`` and ``natt_port`` (0: any free port; the SA settings are
+    rewritten to the bound ports, which the engine floats to), batched like the SeGW."""
+
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0,
+                 natt_port: int = 0, *, lifetime: float = 300.0) -> None:
+        endpoint = UdpEndpoint(host, (port, natt_port), batch=True)
+        self.port, self.natt_port = endpoint.ports
+        self.settings = dataclasses.replace(settings, natt_port=self.natt_port)
+        super().__init__(self.settings, endpoint, natt_port=self.natt_port, lifetime=lifetime)
+
+
+class UdpIkeLoop(LabEndpoint):
+    """ikecp on ``sockets`` (local port -> socket bound to ``local_ip``), in a thread of its
+    own: ``start``/``stop`` or ``with``. With ``responder`` settings it accepts IKE_SA_INIT
+    requests; ``initiate`` starts initiator SAs. ``events`` holds every (SA, event),
+    ``trace`` every datagram (direction, local port, peer, bytes as on the wire)."""
+
+    def __init__(self, sockets: dict[int, socket.socket], local_ip: str, *,
+                 natt_port: int = 4500, responder: Settings | None = None,
+                 lifetime: float = 600.0) -> None:
+        ike = [s for port, s in sockets.items() if port != natt_port]
+        natt = [s for port, s in sockets.items() if port == natt_port]
+        socks: Sequence[Sock] = ike + natt  # the IKE port first
+        super().__init__(responder, UdpEndpoint.adopt(local_ip, socks), natt_port=natt_port,
+                         lifetime=lifetime)
+        self.sockets = sockets
+        self.events: list[tuple[IkeSa, Event]] = []
+        self.trace: list[tuple[str, int, tuple[str, int], bytes]] = []
+        self.driver.tap = self._tap
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = \
+            queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    # -- control from the test thread ------------------------------------------------------
+
+    def start(self) -> UdpIkeLoop:
+        self._thread = threading.Thread(target=self._run, name="udp-ike-loop", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        super().stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            self.driver.close()  # never started: close the sockets all the same
+        if self._error is not None:
+            raise RuntimeError("UDP IKE loop failed") from self._error
+
+    def __enter__(self) -> UdpIkeLoop:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, fn: Callable[[], _T], timeout: float = 5.0) -> _T:
+        """Run ``fn`` on the loop thread (the only thread that may touch an SA); what it did
+        to the SAs is sent right after."""
+        fut: Future[_T] = Future()
+        self._calls.put((fn, fut))
+        return fut.result(timeout)
+
+    def initiate(self, settings: Settings, remote: tuple[str, int],
+                 local_port: int = 500) -> IkeSa:
+        """Start an initiator SA from our ``local_port`` towards ``remote``."""
+        d = self.dispatcher
+        return self.call(lambda: d.connect(settings, remote, self.driver.clock(),
+                                           local=(self.local_ip, local_port)))
+
+    def snapshot(self) -> list[tuple[IkeSa, Event]]:
+        with self._lock:
+            return list(self.events)
+
+    def wait_for(self, predicate: Callable[[list[tuple[IkeSa, Event]]], _T | None],
+                 timeout: float = 10.0) -> _T:
+        """Poll ``predicate(events)`` until it returns something other than None/False."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._error is not None:
+                raise RuntimeError("UDP IKE loop failed") from self._error
+            got = predicate(self.snapshot())
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met in {timeout} s; events: "
+                                   f"{[type(e).__name__ for _, e in self.snapshot()]}")
+            time.sleep(0.02)
+
+    def events_of(self, cls: type[_T]) -> list[_T]:
+        return [e for _, e in self.snapshot() if isinstance(e, cls)]
+
+    # -- on the loop thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self.serve()
+        except BaseException as exc:  # surfaced by stop()/wait_for in the test thread
+            self._error = exc
+
+    def _until(self) -> bool:
+        """Before each turn: run the test thread's calls, then send what they made."""
+        ran = False
+        while True:
+            try:
+                fn, fut = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            ran = True
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+        if ran:
+            now = self.driver.clock()
+            for sa in list(self.dispatcher.sas()):
+                self.dispatcher.update(sa, now)
+            self.driver.flush()
+        return super()._until()
+
+    def _on_events(self, events: list[tuple[IkeSa, Event]]) -> None:
+        super()._on_events(events)
+        with self._lock:
+            self.events.extend(events)
+
+    def _tap(self, direction: str, port: int, peer: tuple[str, int], wire: bytes) -> None:
+        self.trace.append((direction, port, peer, wire))
+
+
+def bind_sockets(ip: str, ports: tuple[int, ...] = (500, 4500),
+                 factory: Callable[[], socket.socket] | None = None) -> dict[int, socket.socket]:
+    """UDP sockets bound to ``ip`` on each port; ``factory`` makes them (e.g. in a netns)."""
+    out = {}
+    for port in ports:
+        s = factory() if factory is not None else socket.socket(socket.AF_INET,
+                                                               socket.SOCK_DGRAM)
+        s.bind((ip, port))
+        out[port] = s
+    return out
 
 
 @contextlib.contextmanager

@@ -3,9 +3,9 @@
 Each simulated FAP is an initiator ``IkeSa`` with its own identity (``fap-{n}@lab.example``)
 and its own UDP sockets (one for the IKE port, one opened when the SA floats to the NAT-T
 port), so the responder sees every FAP as a distinct peer, and a NAPT in between gives each
-its own mapping. The engine is sans-IO, so one worker process drives thousands of SAs from a
-single ``selectors`` loop with one timer heap; ``run`` forks worker processes, each owning
-every W-th FAP, and merges what they measured.
+its own mapping. The engine is sans-IO, so one worker process drives thousands of SAs on one
+``IoCore`` (``ikecp.net.core``: one selector and one timer heap, run blocking); ``run`` forks
+worker processes, each owning every W-th FAP, and merges what they measured.
 
 With ``rekey_after`` each FAP, once established, rekeys its CHILD SA and then its IKE SA
 (CREATE_CHILD_SA, RFC 7296 §1.3), each that many seconds after the previous step; with
@@ -20,12 +20,10 @@ networks are refused unless the caller says it owns them.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import ipaddress
 import math
 import multiprocessing
 import resource
-import selectors
 import socket
 import time
 from collections import Counter
@@ -61,6 +59,7 @@ from ..events import (
     SaDeleted,
     SaFailed,
 )
+from ..net.core import Batch, IoCore, Timer
 
 Address = tuple[str, int]
 
@@ -330,7 +329,7 @@ class _Fap:
     reauthentication's new one until it is up)."""
 
     __slots__ = ("deadline", "hold_until", "n", "others", "sa", "socks", "started", "state",
-                 "step", "step_started", "steps", "timer_at")
+                 "step", "step_started", "steps", "timer")
 
     def __init__(self, n: int, sa: IkeSa, started: float) -> None:
         self.n, self.sa, self.started = n, sa, started
@@ -338,7 +337,7 @@ class _Fap:
         self.state = "handshake"  # -> ("waiting" -> "renewing")* -> "held" -> "deleting"
         self.deadline = started
         self.hold_until = 0.0
-        self.timer_at: float | None = None  # the live entry in the timer heap
+        self.timer: Timer | None = None  # its entry in the core's timer heap
         self.others: list[IkeSa] = []
         self.steps: list[tuple[str, float]] = []
         self.step = ""
@@ -355,9 +354,7 @@ class Worker:
         self.cfg, self.index, self.of = cfg, index, of
         self.progress, self.progress_interval = progress, progress_interval
         self.result = WorkerResult()
-        self._sel = selectors.DefaultSelector()
-        self._timers: list[tuple[float, int, _Fap]] = []
-        self._seq = 0
+        self.core = IoCore()
         self._active: dict[int, _Fap] = {}
         self._handshaking = 0
         self._base = base_settings(cfg)
@@ -426,10 +423,8 @@ class Worker:
         finally:
             for fap in list(self._active.values()):
                 self._close(fap)
-            for free in self._pool.values():
-                for sock in free:
-                    sock.close()
-            self._sel.close()
+            self._pool.clear()
+            self.core.close()  # closes every socket, the pooled ones too
             if self._relay is not None:
                 self._relay.stop()
 
@@ -460,15 +455,16 @@ class Worker:
         next_progress = t0 + self.progress_interval
         k = self.index  # global handshake number
         started = 0
-        while True:
+
+        def tick() -> bool:
+            """Before each turn of the core: start what is due, report progress; True once
+            nothing is left to start or to wait for."""
+            nonlocal k, started, next_progress
             now = time.monotonic()
-            if now >= hard:
-                res.stopped_by = "hard stop"
-                break
             may_start = started < share and now < stop_new
             if not may_start and not self._active:
                 res.stopped_by = "count" if started >= share else "duration"
-                break
+                return True
             if may_start:
                 if cfg.rate:
                     want = self._due(now - t0)
@@ -479,18 +475,15 @@ class Worker:
                     self._start(k, now)
                     k += self.of
                     started += 1
-            wait = 0.05
-            if self._timers:
-                wait = min(wait, max(0.0, self._timers[0][0] - now))
-            if cfg.rate and started < share:
-                wait = min(wait, 1.0 / (cfg.rate / self.of))
-            for key, _ in self._sel.select(wait):
-                self._readable(key.fileobj, key.data)  # type: ignore[arg-type]
-            now = time.monotonic()
-            self._fire_timers(now)
             if self.progress is not None and now >= next_progress:
                 next_progress = now + self.progress_interval
                 self.progress(self._snapshot())
+            return False
+
+        # Open loop: wake at least once per start interval.
+        max_wait = min(0.05, self.of / cfg.rate) if cfg.rate else 0.05
+        if not self.core.run_until(tick, hard, max_wait):
+            res.stopped_by = "hard stop"
         res.started = started
         ru1 = resource.getrusage(resource.RUSAGE_THREAD)
         res.cpu_seconds = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -533,29 +526,26 @@ class Worker:
             free = self._pool.get(host)
             if free:
                 sock = free.pop()
-                self._sel.get_key(sock).data[:] = (fap, logical_port)
+                self.core.retarget(sock, (fap, logical_port))
             else:
                 sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                                      socket.SOCK_DGRAM)
                 sock.setblocking(False)
                 sock.bind((host, 0))
-                self._sel.register(sock, selectors.EVENT_READ, [fap, logical_port])
+                self.core.add(sock, self._received, (fap, logical_port),
+                              on_error=self._send_failed)
             fap.socks[logical_port] = sock
         return sock
 
     def _flush(self, fap: _Fap, now: float) -> None:
         """Send what the SAs queued, drain their events, and re-arm the FAP's timer."""
+        send, dest = self.core.send, self._dest
         for sa in (fap.sa, *fap.others) if fap.others else (fap.sa,):
             for d in sa.datagrams_to_send(now):
                 wire = d.wire()
                 if self.cfg.always_marker and not d.encapsulated and d.data != NAT_KEEPALIVE:
                     wire = framing.add_marker(wire)
-                try:
-                    self._sock(fap, d.local_port).sendto(wire,
-                                                         self._dest.get(d.remote[1], d.remote))
-                except OSError as exc:
-                    self._finish(fap, now, f"socket error: {exc.strerror or exc}")
-                    return
+                send(self._sock(fap, d.local_port), wire, dest.get(d.remote[1], d.remote))
             while (ev := sa.next_event()) is not None:
                 self._on_event(fap, sa, ev, now)
             if id(fap) not in self._active:
@@ -567,23 +557,21 @@ class Worker:
             t = sa.next_timer()
             if t is not None:
                 when = min(when, t)
-        if when != fap.timer_at:
-            fap.timer_at = when
-            self._seq += 1
-            heapq.heappush(self._timers, (when, self._seq, fap))
+        timer = fap.timer
+        if timer is None or timer.when != when:
+            self.core.cancel(timer)
+            fap.timer = self.core.call_at(when, self._on_timer, fap)
 
-    def _readable(self, sock: socket.socket, owner: list[Any]) -> None:
+    def _send_failed(self, owner: tuple[_Fap | None, int], exc: OSError) -> None:
+        fap = owner[0]
+        if fap is not None and id(fap) in self._active:
+            self._finish(fap, time.monotonic(), f"socket error: {exc.strerror or exc}")
+
+    def _received(self, owner: tuple[_Fap | None, int], batch: Batch, now: float) -> None:
         fap, logical_port = owner
-        now = time.monotonic()
-        while True:
-            try:
-                wire, addr = sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                continue  # ICMP port unreachable reported on the socket: the timer decides
+        for wire, addr in batch:
             if fap is None or id(fap) not in self._active:
-                continue  # late datagram for a FAP that has finished: drained and dropped
+                return  # late datagrams for a FAP that has finished: dropped
             if logical_port == self.cfg.natt_port or self.cfg.always_marker:
                 kind, wire = framing.classify(wire)
                 if kind is not framing.Kind.IKE:
@@ -591,33 +579,28 @@ class Worker:
             sa = fap.sa
             if fap.others and sa.spi_i != wire[:8]:  # a renewal's other SA
                 sa = next((o for o in fap.others if o.spi_i == wire[:8]), sa)
-            sa.receive_datagram(wire, (addr[0], addr[1]), now, logical_port)
+            sa.receive_datagram(wire, addr, now, logical_port)
             self._flush(fap, now)
 
-    def _fire_timers(self, now: float) -> None:
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            when, _, fap = heapq.heappop(timers)
-            if id(fap) not in self._active or when != fap.timer_at:
-                continue  # stale entry: the SA was closed or re-armed since
-            fap.timer_at = None
-            for sa in (fap.sa, *fap.others):
-                t = sa.next_timer()
-                if t is not None and t <= now:
-                    sa.handle_timer(now)
-            if fap.state == "handshake" and now >= fap.deadline:
-                self._finish(fap, now, "timeout (handshake time limit)")
-            elif fap.state == "waiting" and now >= fap.hold_until:
-                self._renew(fap, now)
-            elif fap.state == "renewing" and now >= fap.deadline:
-                self._renewed(fap, now, f"timeout ({fap.step})")
-            elif fap.state == "held" and now >= fap.hold_until:
-                self._release(fap, now)
-            elif fap.state == "deleting" and now >= fap.deadline:
-                self.result.failures["timeout (DELETE unanswered)"] += 1
-                self._close(fap)
-            else:
-                self._flush(fap, now)
+    def _on_timer(self, fap: _Fap, now: float) -> None:
+        fap.timer = None
+        for sa in (fap.sa, *fap.others):
+            t = sa.next_timer()
+            if t is not None and t <= now:
+                sa.handle_timer(now)
+        if fap.state == "handshake" and now >= fap.deadline:
+            self._finish(fap, now, "timeout (handshake time limit)")
+        elif fap.state == "waiting" and now >= fap.hold_until:
+            self._renew(fap, now)
+        elif fap.state == "renewing" and now >= fap.deadline:
+            self._renewed(fap, now, f"timeout ({fap.step})")
+        elif fap.state == "held" and now >= fap.hold_until:
+            self._release(fap, now)
+        elif fap.state == "deleting" and now >= fap.deadline:
+            self.result.failures["timeout (DELETE unanswered)"] += 1
+            self._close(fap)
+        else:
+            self._flush(fap, now)
 
     def _on_event(self, fap: _Fap, sa: IkeSa, ev: object, now: float) -> None:
         if type(ev) not in _WATCHED:
@@ -779,14 +762,16 @@ class Worker:
     def _close(self, fap: _Fap) -> None:
         if self._active.pop(id(fap), None) is None:
             return
+        self.core.cancel(fap.timer)
+        fap.timer = None
         host = fap.sa.local[0]  # the address every socket of this FAP is bound to
         for sock in fap.socks.values():
             free = self._pool.setdefault(host, [])
             if len(free) < _POOL_MAX:
-                self._sel.get_key(sock).data[:] = (None, 0)
+                self.core.retarget(sock, (None, 0))
                 free.append(sock)
             else:
-                self._sel.unregister(sock)
+                self.core.remove(sock)
                 sock.close()
         fap.socks.clear()
 

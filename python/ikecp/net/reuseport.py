@@ -8,10 +8,13 @@ lands on a worker that does not hold it. A classic-BPF program attached with
 
 - Each worker allocates its SPIs (IKE responder SPIs and inbound ESP SPIs) with its index in
   the first (most significant) byte: ``tag_spi``.
-- IKE message: the responder SPI's first byte, modulo the worker count. An IKE_SA_INIT
-  request has a zero responder SPI; it goes by the initiator's SPI, so its retransmissions and
-  COOKIE retry reach the same worker, which then hands out a responder SPI carrying its own
-  index, and every later message follows it.
+- IKE message: the first byte of the SPI the SeGW allocated, modulo the worker count. That
+  is the responder SPI when the sender is the SA's original initiator (the I flag, RFC 7296
+  §3.1) and the initiator SPI otherwise: an IKE SA that the SeGW itself started by rekeying
+  (§2.18) carries the SeGW's SPI as SPIi. An IKE_SA_INIT request has a zero responder SPI;
+  it goes by the initiator's SPI, so its retransmissions and COOKIE retry reach the same
+  worker, which then hands out a responder SPI carrying its own index, and every later
+  message follows it.
 - On the NAT-T port a datagram starting with four zero bytes (the non-ESP marker, RFC 3948)
   carries IKE after the marker; anything else is ESP, whose first four bytes are the SPI.
 - Anything shorter than the header it claims to be (NAT keepalives, junk) returns an index
@@ -33,15 +36,16 @@ from collections.abc import Sequence
 SO_ATTACH_REUSEPORT_CBPF = 51
 #: Program result the kernel treats as "no choice": it falls back to its 4-tuple hash.
 NO_CHOICE = 0xFFFF_FFFF
-#: IKE header length (RFC 7296 §3.1); responder SPI at offset 8.
+#: IKE header length (RFC 7296 §3.1); responder SPI at offset 8, flags at 19.
 _IKE_HEADER = 28
+_FLAGS, _INITIATOR = 19, 0x08
 #: ESP header (SPI + sequence number) that must precede any ESP payload.
 _ESP_HEADER = 8
 MAX_WORKERS = 256
 
 # Classic BPF opcodes (<linux/filter.h>).
 _LD_W_ABS, _LD_B_ABS, _LD_W_LEN = 0x20, 0x30, 0x80
-_JEQ_K, _JGE_K = 0x15, 0x35
+_JEQ_K, _JGE_K, _JSET_K = 0x15, 0x35, 0x45
 _MOD_K = 0x94
 _RET_K, _RET_A = 0x06, 0x16
 
@@ -90,6 +94,8 @@ def steering_program(workers: int, *, natt: bool) -> list[Insn]:
         a.label("ike")
     a.op(_LD_W_LEN)
     a.op(_JGE_K, ike + _IKE_HEADER, jf="fallback")
+    a.op(_LD_B_ABS, ike + _FLAGS)
+    a.op(_JSET_K, _INITIATOR, jf="spii")  # from the original responder: our SPI is SPIi
     a.op(_LD_W_ABS, ike + 8)
     a.op(_JEQ_K, 0, jf="spir")
     a.op(_LD_W_ABS, ike + 12)
@@ -114,6 +120,63 @@ def attach(sock: socket.socket, program: Sequence[Insn]) -> None:
     # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
     fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+
+
+def open_groups(hosts: Sequence[str], ports: Sequence[int], workers: int, *,
+                buffer_size: int | None = None
+                ) -> tuple[dict[tuple[str, int], list[socket.socket]], list[int]]:
+    """For each of ``hosts`` and ``ports`` (IKE port, then NAT-T port): ``workers`` UDP
+    sockets in one reuseport group with the steering program attached, socket *i* for worker
+    *i*. A port of 0 becomes one free port, the same for every host. Returns the groups by
+    (host, port) and the bound port numbers in the order asked.
+
+    Each port is first bound once without ``SO_REUSEPORT``: a port in use fails as it would
+    for one process, instead of the group quietly sharing the port with another process.
+    """
+    from .udp import SOCKET_BUFFER, bind_error, family_of, size_buffers
+
+    groups: dict[tuple[str, int], list[socket.socket]] = {}
+    bound: list[int] = []
+
+    def member(host: str, port: int) -> socket.socket:
+        sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
+        try:
+            if family_of(host) == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise bind_error(exc, host, port) from None
+        return sock
+
+    try:
+        for i, port in enumerate(ports):
+            natt = len(ports) > 1 and i == len(ports) - 1
+            for host in hosts:
+                want = bound[i] if i < len(bound) else port
+                with socket.socket(family_of(host), socket.SOCK_DGRAM) as probe:
+                    if family_of(host) == socket.AF_INET6:
+                        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    try:
+                        probe.bind((host, want))
+                    except OSError as exc:
+                        raise bind_error(exc, host, want) from None
+                    want = probe.getsockname()[1]
+                if i == len(bound):
+                    bound.append(want)
+                group = groups[(host, want)] = []
+                for _ in range(workers):
+                    sock = member(host, want)
+                    size_buffers(sock, SOCKET_BUFFER if buffer_size is None else buffer_size)
+                    group.append(sock)
+                attach(group[0], steering_program(workers, natt=natt))
+    except BaseException:
+        for group in groups.values():
+            for sock in group:
+                sock.close()
+        raise
+    return groups, bound
 
 
 def tag_spi(spi: bytes, worker: int) -> bytes:
@@ -141,5 +204,6 @@ def worker_for(datagram: bytes, workers: int, *, natt: bool) -> int | None:
         datagram = datagram[4:]
     if len(datagram) < _IKE_HEADER:
         return None
-    spi = datagram[8:16] if any(datagram[8:16]) else datagram[0:8]
+    ours_is_r = datagram[_FLAGS] & _INITIATOR and any(datagram[8:16])
+    spi = datagram[8:16] if ours_is_r else datagram[0:8]
     return spi[0] % workers

@@ -18,9 +18,9 @@ implementation from the location (``postgresql://...`` or a file path).
 
 A store opened for an instance (the gateway's) reads and writes that instance's rows only,
 so a SeGW closes only its own rows at startup; a store opened without one (``reader``) sees
-every instance. Each change commits in one transaction (the row and its history row), and
-its event line is flushed just before that commit: the stream never misses a committed
-change.
+every instance. Each change commits in one transaction with its history row (``batch``
+groups many changes into one: the gateway writes one per loop turn), and its event line is
+flushed before that commit: the stream never misses a committed change.
 
 A SeGW owns its instance's rows while it runs: ``claim`` at start, ``heartbeat`` every few
 seconds, ``release`` on a clean shutdown (the ``owner`` table, one row per instance), so a
@@ -135,6 +135,16 @@ def _row(r: sqlite3.Row | tuple) -> Binding:
     return Binding(**values)  # type: ignore[arg-type]
 
 
+def change_kind(old: Binding | None, b: PeerBinding) -> str:
+    """What a ``PeerBinding`` does to the row ``old``: "up" (new), "rebind" (public address
+    changed) or "update" (same address, e.g. CHILD SPIs)."""
+    if old is None:
+        return "up"
+    if (old.public_ip, old.public_port) != (b.public_address, b.public_port):
+        return "rebind"
+    return "update"
+
+
 def change_json(row: tuple) -> dict[str, Any]:
     """A ``history`` row (``_HISTORY`` order) as the change feed's JSON object."""
     return dict(zip(_HISTORY, row, strict=True))
@@ -171,6 +181,10 @@ class BindingStore:
         """Every change from now on, as ``change_json`` objects, until the caller stops."""
         raise NotImplementedError
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """``with store.batch():`` groups the changes made inside into one transaction."""
+        return self._transaction()
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -190,12 +204,7 @@ class BindingStore:
         children = ",".join(s.hex() for s in b.child_spis)
         with self._transaction():
             old = self.get(spi_r)
-            if old is None:
-                kind = "up"
-            elif (old.public_ip, old.public_port) != (b.public_address, b.public_port):
-                kind = "rebind"
-            else:
-                kind = "update"
+            kind = change_kind(old, b)
             first = now if old is None else old.first_seen
             new = Binding(spi_r, b.spi_i.hex(), str(b.peer_id), b.inner_address,
                           b.public_address, b.public_port, tuple(children.split(","))

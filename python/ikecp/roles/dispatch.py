@@ -126,6 +126,7 @@ class DispatchStats:
     oversized: int = 0          # IKE_SA_INIT requests over ``max_init_size``
     too_many_payloads: int = 0  # IKE_SA_INIT requests over ``max_payloads`` (or malformed)
     invalid_spi_sent: int = 0   # unprotected INVALID_IKE_SPI answers to unknown SPIs
+    misrouted: int = 0          # worker of several: IKE messages whose SPI names another worker
     sas_created: int = 0
     sas_removed: int = 0
 
@@ -142,7 +143,11 @@ class Dispatcher:
     NAT shares its address); from ``cookie_threshold`` half-open SAs on, or
     ``cookie_threshold_ip`` from one IP, a new IKE_SA_INIT must return our COOKIE first
     (None: never). ``invalid_spi_rate`` bounds the INVALID_IKE_SPI answers per second (0:
-    none).
+    none). ``worker`` (index, count): this dispatcher is one of several processes behind
+    the reuseport steering program; it counts in ``stats.misrouted`` the IKE messages whose
+    SPI names another worker (its SAs' SPIs carry the index: ``Settings.spi_tag``).
+    ``cookie_key``: COOKIE secrets derived from it, so every process holding the key
+    accepts the others' cookies (default: random secrets).
     """
 
     def __init__(self, responder: Settings | None, local_ip: str, *, port: int = 500,
@@ -151,7 +156,9 @@ class Dispatcher:
                  cookie_threshold: int | None = COOKIE_THRESHOLD,
                  cookie_threshold_ip: int | None = COOKIE_THRESHOLD_IP,
                  max_init_size: int = MAX_INIT_SIZE, max_payloads: int = MAX_PAYLOADS,
-                 invalid_spi_rate: float = INVALID_SPI_RATE, backend: Any = None) -> None:
+                 invalid_spi_rate: float = INVALID_SPI_RATE, backend: Any = None,
+                 worker: tuple[int, int] | None = None,
+                 cookie_key: bytes | None = None) -> None:
         self.responder = responder
         self.local_ip = local_ip
         self.port = port
@@ -180,8 +187,11 @@ class Dispatcher:
         self._outbox: list[Datagram] = []
         self._events: list[tuple[IkeSa, Event]] = []
         self._now = 0.0
-        self._cookie_secrets = {0: os.urandom(32)}  # version -> secret (current + previous)
+        self.worker = worker
+        self._cookie_key = cookie_key
         self._cookie_version = 0
+        # version -> secret (current + previous)
+        self._cookie_secrets = {0: self._cookie_secret(0)}
         self._predecessor: dict[int, IkeSa] = {}  # id(reauthenticating SA) -> the old one
         # SAs that got IKE messages since take_active(); None until its first call (a load
         # generator never asks: nothing piles up).
@@ -220,11 +230,15 @@ class Dispatcher:
                 return
             sa = self._by_init.get((remote[0], spi_i))
             if sa is None:
+                if self.worker is not None:
+                    self._check_route(spi_i)
                 sa = self._new_responder(data, scanned, local_port, remote, local_ip)
                 if sa is None:
                     return
         if sa is None:
             st.unknown_spi += 1
+            if self.worker is not None:
+                self._check_route(spi_r if from_initiator and spi_r != _ZERO_SPI else spi_i)
             if not flags & _R:
                 self._invalid_spi(data, local_port, remote)
             return
@@ -406,13 +420,29 @@ class Dispatcher:
                                      local_port in self.natt_ports))
         self.stats.invalid_spi_sent += 1
 
-    def rotate_cookie_secret(self) -> None:
+    def rotate_cookie_secret(self, version: int | None = None) -> None:
         """Start a new COOKIE secret (RFC 7296 §2.6 asks for regular changes); cookies made
-        with the previous secret stay valid until the next rotation."""
-        self._cookie_version = (self._cookie_version + 1) & 0xFFFF
-        previous = (self._cookie_version - 1) & 0xFFFF
-        self._cookie_secrets = {previous: self._cookie_secrets[previous],
-                                self._cookie_version: os.urandom(32)}
+        with the previous secret stay valid until the next rotation. ``version``: the one to
+        make current (with a ``cookie_key``, processes that agree on it agree on the secret);
+        default: the next."""
+        new = (self._cookie_version + 1 if version is None else version) & 0xFFFF
+        previous = (new - 1) & 0xFFFF
+        old = self._cookie_secrets.get(previous)
+        self._cookie_version = new
+        self._cookie_secrets = {previous: old if old is not None
+                                else self._cookie_secret(previous),
+                                new: self._cookie_secret(new)}
+
+    def _cookie_secret(self, version: int) -> bytes:
+        if self._cookie_key is None:
+            return os.urandom(32)
+        return hmac.new(self._cookie_key, version.to_bytes(2, "big"), hashlib.sha256).digest()
+
+    def _check_route(self, spi: bytes) -> None:
+        """Count a message the steering program should have sent to another worker."""
+        index, count = self.worker  # type: ignore[misc]
+        if spi[0] % count != index:
+            self.stats.misrouted += 1
 
     def _cookie(self, nonce: bytes, remote: Address, spi_i: bytes, version: int) -> bytes:
         """RFC 7296 §2.6: version of the secret | hash(Ni | IPi | SPIi | secret)."""

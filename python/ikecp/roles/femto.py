@@ -43,7 +43,7 @@ from ..events import (
     SaFailed,
 )
 from ..keylog import KeyLog
-from ..net.udp import AsyncioDriver, UdpEndpoint, family_of
+from ..net.udp import DispatchDriver, UdpEndpoint, family_of
 from .dispatch import Dispatcher
 
 log = logging.getLogger("ikecp.fap")
@@ -119,7 +119,7 @@ class Femto:
         self.status = FapStatus(segw=config.segw)
         self.sa: IkeSa | None = None
         self.dispatcher: Dispatcher | None = None
-        self._driver: AsyncioDriver | None = None
+        self._driver: DispatchDriver | None = None
         self._reconnect: asyncio.TimerHandle | None = None
         self._failures = 0
         self._stopping = False
@@ -141,7 +141,7 @@ class Femto:
         self._settings = cfg.settings()
         self._natt = natt
         self.dispatcher = Dispatcher(None, local, port=port, natt_ports={natt})
-        self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
+        self._driver = DispatchDriver(self.dispatcher, endpoint, self._on_events, clock=self.clock)
         self._driver.start()
         self._set(local=f"{local}:{port}")
         self._connect()

@@ -1,6 +1,6 @@
 """The security gateway (SeGW): many FAPs at once on real sockets.
 
-Glue between a ``Dispatcher`` on an ``AsyncioDriver`` and the binding registry: PSK or
+Glue between a ``Dispatcher`` on a ``DispatchDriver`` and the binding registry: PSK or
 certificate authentication, inner IPv4 addresses from a pool, EXTERNAL_SOURCE_IP4_NAT_INFO
 answers (both come from the CP providers in ``SegwConfig.settings``; after a NAT rebinding
 the new public address is pushed to the FAP in CFG_SET), a binding per established SA kept
@@ -18,13 +18,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..config import SegwConfig
 from ..const import NotifyType
 from ..dataplane import DataPlane, DataPlaneEvent, NoDataPlane
 from ..dataplane.children import ChildTracker
-from ..engine import IkeSa
+from ..engine import IkeSa, Settings
 from ..events import (
     AuthenticationFailed,
     ChildSaFailed,
@@ -40,8 +40,9 @@ from ..events import (
     SaFailed,
 )
 from ..keylog import KeyLog
-from ..net.udp import AsyncioDriver, UdpEndpoint
+from ..net.udp import DispatchDriver, UdpEndpoint
 from .authlog import AuthFailureLog
+from .binding_writer import BindingFront
 from .bindings import BindingStore, open_store
 from .dispatch import Dispatcher
 from .instance_lock import InstanceLock
@@ -63,7 +64,8 @@ _REFUSALS = {"half_open_refused": "IKE_SA_INIT over a half-open cap",
 class Gateway:
     """Run with ``await gw.start()`` ... ``await gw.stop()`` (or ``async with``)."""
 
-    def __init__(self, config: SegwConfig, *, registry: BindingStore | None = None,
+    def __init__(self, config: SegwConfig, *,
+                 registry: BindingStore | BindingFront | None = None,
                  on_event: Callable[[IkeSa, Event], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
@@ -74,12 +76,14 @@ class Gateway:
                 self._stream = open(config.events, "a", encoding="utf-8")  # noqa: SIM115
             registry = open_store(config.bindings, instance=config.instance,
                                   stream=self._stream)
-        self.registry = registry
+        # Changes reach the store grouped, one transaction per loop turn (binding_writer).
+        self.registry = registry if isinstance(registry, BindingFront) \
+            else BindingFront(registry)
         self.keylog = KeyLog(config.keylog) if config.keylog else None
         self.on_event = on_event
         self.clock = clock
         self.dispatcher: Dispatcher | None = None
-        self._driver: AsyncioDriver | None = None
+        self._driver: DispatchDriver | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._seen: dict[bytes, int] = {}
         self._counted: dict[bytes, dict[str, object]] = {}  # ESP counters last written
@@ -107,7 +111,7 @@ class Gateway:
             if lock is not None:
                 lock.acquire()
             port, natt = endpoint.ports
-            settings = replace(cfg.settings(natt), events=self._interest())
+            settings = replace(self._settings(natt), events=self._interest())
         except BaseException:
             endpoint.close()
             if lock is not None:
@@ -118,9 +122,9 @@ class Gateway:
             self.registry.remove(b.spi_r, "stale at startup")
         self.registry.claim(os.getpid())
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
-                                     **cfg.limits())
+                                     **self._dispatcher_options())
         self.dispatcher.take_active()  # the sweep visits only SAs that spoke: track them
-        self._driver = AsyncioDriver(self.dispatcher, endpoint, self._on_events, self.clock)
+        self._driver = DispatchDriver(self.dispatcher, endpoint, self._on_events, clock=self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         log.info("SeGW %s listening on %s ports %d/%d, pool %s", cfg.identity,
@@ -132,13 +136,26 @@ class Gateway:
         cfg = self.config
         if cfg.dataplane != "tun":
             log.info('dataplane "none": CHILD SAs are negotiated but carry no traffic')
-            return UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port))
+            # Batched: one recvmmsg/sendmmsg per wakeup for all the FAPs' datagrams.
+            return UdpEndpoint(cfg.listen, (cfg.port, cfg.natt_port), batch=True)
         from ..dataplane.tun import PlaneEndpoint, TunDataPlane
 
         plane = TunDataPlane(cfg.listen[0], cfg.natt_port, cfg.tun_name,
                              on_event=self._on_dataplane, routes=(cfg.pool,))
         self.dataplane = self.children.plane = plane
         return PlaneEndpoint(cfg.listen[0], (cfg.port, cfg.natt_port), plane)
+
+    def _settings(self, natt: int) -> Settings:
+        return self.config.settings(natt)
+
+    def _dispatcher_options(self) -> dict[str, Any]:
+        """The Dispatcher's keyword arguments besides the ports (a worker adds its own)."""
+        return self.config.limits()
+
+    def _rotate_cookie(self, d: Dispatcher, now: float) -> None:
+        if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
+            d.rotate_cookie_secret()
+            self._cookie_rotated = now
 
     def _on_dataplane(self, ev: DataPlaneEvent) -> None:
         sa = self.children.owner(ev.spi_in)
@@ -321,18 +338,30 @@ class Gateway:
         """The authenticated peer of ``new`` says it holds no other IKE SA with us (it
         rebooted): delete the older ones of the same identity now, with their bindings and
         inner IPs, instead of holding them until liveness checks or expiry find them dead."""
+        reason = f"replaced: INITIAL_CONTACT from {new.peer_id} on SA {new.spi_r.hex()}"
+        self.drop_identity(new.peer_id, reason, keep=new)
+        self._initial_contact_elsewhere(new.peer_id, reason)
+
+    def drop_identity(self, peer_id: object, reason: str, *, keep: IkeSa | None = None) -> int:
+        """Delete every established SA of ``peer_id`` except ``keep``, with its binding;
+        returns how many."""
         d = self.dispatcher
         if d is None:
-            return
-        for old in [sa for sa in d.sas() if sa is not new and sa.established
-                    and sa.peer_id == new.peer_id]:
-            reason = f"replaced: INITIAL_CONTACT from {new.peer_id} on SA {new.spi_r.hex()}"
+            return 0
+        old_sas = [sa for sa in d.sas() if sa is not keep and sa.established
+                   and sa.peer_id == peer_id]
+        for old in old_sas:
             self._seen.pop(old.spi_r, None)
             b = self.registry.remove(old.spi_r, reason)
             log.info("deleting SA %s of %s (inner %s): %s", old.spi_r.hex(), old.peer_id,
                      b.inner_ip if b is not None else None, reason)
             old.delete(wait=False)  # frees its inner IP now
             d.update(old, self.clock())
+        return len(old_sas)
+
+    def _initial_contact_elsewhere(self, peer_id: object, reason: str) -> None:
+        """Other processes of this SeGW may hold SAs of ``peer_id`` too: a worker tells
+        them (``roles.workers``); a single process has none."""
 
     def _gone(self, sa: IkeSa, reason: str) -> None:
         self._seen.pop(sa.spi_r, None)
@@ -367,9 +396,7 @@ class Gateway:
         self._auth_log.flush(now)
         self.registry.heartbeat()
         self._report_refusals(d)
-        if now - self._cookie_rotated >= COOKIE_SECRET_LIFETIME:
-            d.rotate_cookie_secret()
-            self._cookie_rotated = now
+        self._rotate_cookie(d, now)
         # Only SAs that received IKE messages since the last sweep can have new requests: an
         # idle SA costs the sweep nothing, however many are held.
         for sa in d.take_active():

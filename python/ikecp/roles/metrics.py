@@ -163,6 +163,7 @@ _DISPATCH_HELP = {
     "half_open_refused": "IKE_SA_INIT requests dropped at max_half_open",
     "cookies_sent": "COOKIE challenges sent (RFC 7296 2.6)",
     "bad_cookies": "IKE_SA_INIT requests with a missing or wrong COOKIE while challenging",
+    "misrouted": "IKE messages whose SPI names another worker (steering failed; stays 0)",
     "sas_created": "IKE SAs created",
     "sas_removed": "IKE SAs removed from the table",
 }
@@ -338,8 +339,8 @@ def _worker(role: Any) -> dict[str, WorkerSnapshot]:
     d = role.dispatcher
     if d is None:
         return {}
-    driver = getattr(role, "_driver", None)  # the role's AsyncioDriver, while it runs
-    return {"0": worker_snapshot(d, driver.endpoint.stats if driver is not None else None)}
+    driver = getattr(role, "_driver", None)  # the role's DispatchDriver, while it runs
+    return {"0": worker_snapshot(d, driver.stats if driver is not None else None)}
 
 
 def _data_plane(role: Any, snap: Snapshot) -> Snapshot:

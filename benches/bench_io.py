@@ -6,7 +6,7 @@ A handshake side receives two datagrams and sends two (IKE_SA_INIT and IKE_AUTH)
 echo "dispatcher" stands in for the engine, so only the driver and the socket calls are
 timed: a client endpoint sends windows of 2-datagram "handshakes" (~300 octets each) to a
 server endpoint that echoes them, both in this process on loopback. CPU time divided by
-(handshakes x 2 sides) is the I/O cost per handshake side; DESIGN.md's budget is 20 us.
+(handshakes x 2 sides) is the I/O cost per handshake side; the project's budget is 20 us.
 ``asyncio-endpoints`` is the baseline the drivers replace: plain asyncio datagram endpoints.
 The ``-batch`` variants run the same driver on batched endpoints (the backend's
 ``BatchSocket``: recvmmsg/sendmmsg natively).

@@ -11,7 +11,7 @@ import pytest
 from ikecp import cli
 from ikecp.cp import AddressPool, CpRegistry, NatInfoProvider, PoolProvider
 from ikecp.engine import IkeProposal, PskAuthenticator, Settings
-from ikecp.events import ChildSaFailed, SaFailed
+from ikecp.events import ChildSaFailed, SaFailed, failure_cause
 from ikecp.lab.responder import serve_in_thread
 from ikecp.loadgen.generator import (
     DEFAULT_PSK,
@@ -19,7 +19,6 @@ from ikecp.loadgen.generator import (
     TargetRefusedError,
     WorkerResult,
     check_target,
-    failure_cause,
     identity,
     run,
 )

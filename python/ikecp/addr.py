@@ -6,6 +6,9 @@ from __future__ import annotations
 import socket
 from functools import lru_cache
 
+#: A UDP endpoint: (IP address as text, port). The one definition every module imports.
+Address = tuple[str, int]
+
 
 @lru_cache(maxsize=65536)
 def pack(ip: str) -> bytes:

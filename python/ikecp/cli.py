@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import BACKEND_NAME, __version__, backend
-from .config import ConfigError, int_arg, output_file_arg, seconds_arg
+from .config import DEFAULT_BINDINGS, ConfigError, int_arg, output_file_arg, seconds_arg
 from .errors import ParseError
 from .framing import Kind, classify
 from .loadgen import cli as loadgen_cli
@@ -75,13 +75,14 @@ def _setup_logging(args: argparse.Namespace) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-async def _until_signal() -> None:
-    """Wait for SIGINT or SIGTERM."""
+def _stop_on_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM; installed before a role says it is up, so a
+    signal right after that line still shuts down cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 def _start_metrics(address: str | None, role: str, snapshot: Callable[[], Any], *,
@@ -134,6 +135,8 @@ def _segw(args: argparse.Namespace) -> int:
     if cfg is None:
         print("ikecp segw: --config is required", file=sys.stderr)
         return 2
+    if cfg.bindings is None:  # the daemon keeps its bindings in a file unless told where
+        cfg = replace(cfg, bindings=DEFAULT_BINDINGS)
     if args.keylog:
         cfg = replace(cfg, keylog=args.keylog)
     cfg = _with_dataplane(cfg, args)
@@ -154,13 +157,14 @@ def _segw(args: argparse.Namespace) -> int:
             gw = Gateway(cfg, on_event=counts.observe if cfg.metrics else None)
         except sqlite3.DatabaseError as exc:
             raise ConfigError("bindings", f"cannot use {cfg.bindings}: {exc}") from None
+        stop = _stop_on_signal()
         await gw.start()
         where = ", ".join(cfg.listen)
         print(f"SeGW {cfg.identity} on {where} ports {gw.ports[0]}/{gw.ports[1]}, "
               f"bindings in {cfg.bindings}", flush=True)
         metrics = _start_metrics(cfg.metrics, "segw", lambda: gateway_snapshot(gw, counts))
         try:
-            await _until_signal()
+            await stop.wait()
         finally:
             await gw.stop()
             if metrics is not None:
@@ -179,6 +183,7 @@ def _segw_workers(cfg: SegwConfig) -> int:
             sup = Supervisor(cfg, cfg.worker_count(), log_level=logging.getLogger().level)
         except sqlite3.DatabaseError as exc:
             raise ConfigError("bindings", f"cannot use {cfg.bindings}: {exc}") from None
+        stop = _stop_on_signal()
         await sup.start()
         where = ", ".join(cfg.listen)
         print(f"SeGW {cfg.identity} on {where} ports {sup.ports[0]}/{sup.ports[1]}, "
@@ -188,7 +193,7 @@ def _segw_workers(cfg: SegwConfig) -> int:
             metrics = SupervisorMetrics(cfg.metrics, sup, asyncio.get_running_loop()).start()
             print(f"metrics on {metrics.url}", flush=True)
         try:
-            await _until_signal()
+            await stop.wait()
         finally:
             await sup.stop()
             if metrics is not None:
@@ -230,6 +235,7 @@ def _fap(args: argparse.Namespace) -> int:
     async def run() -> int:
         counts = EventCounts()
         fap = Femto(cfg, on_status=show, on_event=counts.observe if cfg.metrics else None)
+        stop = _stop_on_signal()
         await fap.start()
         metrics = _start_metrics(cfg.metrics, "fap", lambda: femto_snapshot(fap, counts),
                                  quiet_stdout=args.json)
@@ -244,7 +250,7 @@ def _fap(args: argparse.Namespace) -> int:
                     print(f"ikecp fap: no SA within {args.timeout} s", file=sys.stderr)
                     return 1
                 return 0
-            await _until_signal()
+            await stop.wait()
             return 0
         finally:
             if ticker is not None:
@@ -430,9 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          description="Read the binding store (safe while SeGWs run), every "
                          "instance's rows. With no filter, list every binding. Exit status 1 "
                          "if a lookup finds nothing.")
-    bnd.add_argument("--db", default="ikecp-bindings.sqlite",
+    bnd.add_argument("--db", default=DEFAULT_BINDINGS,
                      help="the SeGW's 'bindings': an SQLite file or a postgresql:// URL "
-                     "(default: ikecp-bindings.sqlite)")
+                     "(default: %(default)s)")
     who = bnd.add_mutually_exclusive_group()
     who.add_argument("--inner-ip", metavar="X", help="the binding holding this inner IP")
     who.add_argument("--identity", metavar="X", help="bindings of this peer identity")

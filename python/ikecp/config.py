@@ -21,7 +21,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ else:  # Python 3.10: the same parser from PyPI
 from .const import ConfigAttr
 from .cp import (
     AddressPool,
+    AttributeHandler,
+    AttributeProvider,
     CpRegistry,
     Mode,
     NatInfoHandler,
@@ -63,6 +65,10 @@ from .roles.dispatch import (
     MAX_INIT_SIZE,
     MAX_PAYLOADS,
 )
+
+#: Where ``ikecp segw`` keeps its bindings when the config names no store (in code, a
+#: ``Gateway`` keeps them in memory instead).
+DEFAULT_BINDINGS = "ikecp-bindings.sqlite"
 
 
 class ConfigError(ValueError):
@@ -142,6 +148,10 @@ def _check_database(key: str, path: str, source: str) -> None:
                 raise ConfigError(key, f"not an SQLite database: {path}", source)
 
 
+#: Field metadata of the keys that only code can set (objects, not TOML values).
+_CODE_ONLY = {"code_only": True}
+
+
 @dataclass(frozen=True)
 class _Common:
     """Keys both roles share."""
@@ -154,6 +164,9 @@ class _Common:
     cert: str | None = None
     key: str | None = None
     ca: tuple[str, ...] = ()
+    #: In code only, not a TOML key: an ``Authenticator`` of the application's own (for
+    #: example one that asks an AAA server), instead of psk or cert + key + ca.
+    auth: Authenticator | None = field(default=None, metadata=_CODE_ONLY)
     #: IKE and NAT-T UDP ports (both sides of an SA must use the same NAT-T port).
     port: int = 500
     natt_port: int = 4500
@@ -192,6 +205,8 @@ class _Common:
     tun_name: str = ""
 
     def authenticator(self) -> Authenticator:
+        if self.auth is not None:
+            return self.auth
         if self.psk is not None:
             return PskAuthenticator(self.psk.encode())
         from . import pki
@@ -252,7 +267,14 @@ class _Common:
         if self.psk is not None and not self.psk:
             raise ConfigError("psk", "must not be empty", source)
         has_cert = self.cert is not None or self.key is not None
-        if not self._has_psk() and not has_cert:
+        if self.auth is not None:
+            if not all(hasattr(self.auth, a) for a in ("method", "sign", "verify")):
+                raise ConfigError("auth", "must be an Authenticator (method, sign, verify)",
+                                  source)
+            if self._has_psk() or has_cert:
+                raise ConfigError("auth", "give either auth or psk / cert + key, not both",
+                                  source)
+        elif not self._has_psk() and not has_cert:
             raise ConfigError("psk", "give a psk, or cert + key + ca", source)
         if self._has_psk() and has_cert:
             raise ConfigError("psk", "give either psk or cert + key, not both", source)
@@ -333,8 +355,9 @@ class SegwConfig(_Common):
     #: After a NAT rebinding, push the new NAT info in CFG_SET (INFORMATIONAL) to: requested
     #: (peers that asked for it in IKE_AUTH), always (every IPv4 peer), never.
     nat_info_push: str = "requested"
-    #: The binding store: an SQLite file, or a ``postgresql://`` URL shared by several SeGWs.
-    bindings: str = "ikecp-bindings.sqlite"
+    #: The binding store: an SQLite file, or a ``postgresql://`` URL shared by several SeGWs
+    #: (unset: in memory, nothing written; ``ikecp segw`` uses ``DEFAULT_BINDINGS``).
+    bindings: str | None = None
     #: The name this SeGW's rows carry in the store (unset: the host name).
     instance: str | None = None
     #: Also write binding changes as JSON lines to this file.
@@ -382,7 +405,8 @@ class SegwConfig(_Common):
         if self.instance is not None and not self.instance.strip():
             raise ConfigError("instance", "must not be empty", source)
         check_duration("binding_expiry", self.binding_expiry, source)
-        _check_database("bindings", self.bindings, source)
+        if self.bindings is not None:
+            _check_database("bindings", self.bindings, source)
         if self.events is not None:
             _check_output_file("events", self.events, source)
         for peer, secret in self.peers.items():
@@ -437,19 +461,23 @@ class SegwConfig(_Common):
                                     {identity(k): v.encode() for k, v in self.peers.items()})
         return super().authenticator()
 
-    def settings(self, natt_port: int | None = None, *,
+    def settings(self, natt_port: int | None = None,
+                 providers: Iterable[AttributeProvider] = (), *,
                  worker: tuple[int, int] | None = None) -> Settings:
         """Engine settings (a new address pool each call); ``natt_port`` overrides the
-        configured one when the socket was bound to port 0. ``worker`` (index, count): the
-        settings of one worker process, with its slice of the pool and its index in every
-        SPI it allocates."""
+        configured one when the socket was bound to port 0. ``providers`` (the
+        application's own CP providers) answer after the configured ones, and one for a type
+        the configuration serves (INTERNAL_IP4_ADDRESS, ...) replaces that one. ``worker``
+        (index, count): the settings of one worker process, with its slice of the pool and
+        its index in every SPI it allocates."""
         share = worker or (0, 1)
-        cp = CpRegistry().add_provider(PoolProvider(AddressPool(self.pool, share=share)))
+        standard: list[AttributeProvider] = [PoolProvider(AddressPool(self.pool, share=share))]
         if self.nat_info:
-            cp.add_provider(NatInfoProvider(self.nat_info_type, legacy=self.legacy_nat_info,
+            standard.append(NatInfoProvider(self.nat_info_type, legacy=self.legacy_nat_info,
                                             push=PushMode(self.nat_info_push)))
         if self.dns:
-            cp.add_provider(StaticProvider.addresses(ConfigAttr.INTERNAL_IP4_DNS, self.dns))
+            standard.append(StaticProvider.addresses(ConfigAttr.INTERNAL_IP4_DNS, self.dns))
+        cp = _registry("providers", standard, list(providers), CpRegistry.add_provider)
         kw = self._base_settings()
         kw.update(cp=cp, natt_port=natt_port or self.natt_port,
                   spi_tag=None if worker is None else worker[0])
@@ -507,19 +535,48 @@ class FapConfig(_Common):
         """The SeGW's (IKE, NAT-T) ports."""
         return (self.segw_port or self.port, self.segw_natt_port or self.natt_port)
 
-    def settings(self) -> Settings:
+    def settings(self, handlers: Iterable[AttributeHandler] = ()) -> Settings:
         """Engine settings; ``natt_port`` is the SeGW's (the FAP's own NAT-T socket is
-        given to the SA as its float port)."""
+        given to the SA as its float port). ``handlers`` (the application's own CP
+        handlers) ask after the configured ones; one for a type the configuration asks for
+        replaces that one."""
         from .engine import RetransmitPolicy
 
-        cp = CpRegistry().add_handler(RequestHandler(ConfigAttr.INTERNAL_IP4_ADDRESS))
-        cp.add_handler(NatInfoHandler(Mode(self.nat_info_mode), self.nat_info_type,
-                                      legacy=self.legacy_nat_info))
+        standard: list[AttributeHandler] = [
+            RequestHandler(ConfigAttr.INTERNAL_IP4_ADDRESS),
+            NatInfoHandler(Mode(self.nat_info_mode), self.nat_info_type,
+                           legacy=self.legacy_nat_info)]
+        cp = _registry("handlers", standard, list(handlers), CpRegistry.add_handler)
         kw = self._base_settings()
         kw.update(cp=cp, natt_port=self.remote_ports[1], keepalive_interval=self.keepalive or None,
                   remote_id=identity(self.segw_id) if self.segw_id else None,
                   retransmit=RetransmitPolicy(self.retransmit_timeout, tries=self.retries))
         return Settings(**kw)
+
+
+def plugins(key: str, given: Iterable[Any]) -> tuple[Any, ...]:
+    """The application's handlers or providers (``key``) as a tuple; ``ConfigError`` for
+    one object where a list of them belongs."""
+    if hasattr(given, "attr_type") or not isinstance(given, Iterable):
+        raise ConfigError(key, f"must be a list of {key}, not {type(given).__name__}")
+    return tuple(given)
+
+
+def _registry(key: str, standard: list[Any], own: list[Any],
+              add: Callable[[CpRegistry, Any], CpRegistry]) -> CpRegistry:
+    """The configured handlers or providers, then the application's (``key``): one of
+    those for a configured type takes its place; two for one type are a ``ConfigError``."""
+    cp = CpRegistry()
+    types: set[int] = set()
+    for item in own:
+        if not isinstance(getattr(item, "attr_type", None), int):
+            raise ConfigError(key, f"{item!r} has no integer attr_type")
+        if item.attr_type in types:
+            raise ConfigError(key, f"two for attribute type {item.attr_type}")
+        types.add(item.attr_type)
+    for kept in [*(s for s in standard if s.attr_type not in types), *own]:
+        add(cp, kept)
+    return cp
 
 
 def _coerce(source: str, key: str, hint: Any, value: Any) -> Any:
@@ -566,6 +623,8 @@ def _coerce_fields(config: _Common, source: str) -> None:
     (lists become tuples)."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
+        if f.metadata.get("code_only"):
+            continue  # checked by the role's own _check
         value = getattr(config, f.name)
         checked = _coerce(source, f.name, hints[f.name], value)
         if checked is not value:
@@ -578,7 +637,7 @@ _C = typing.TypeVar("_C", SegwConfig, FapConfig)
 def from_dict(cls: type[_C], data: dict[str, Any], source: str = "") -> _C:
     """Build and validate a config from parsed TOML (or any dict of the same shape)."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("code_only")}
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in names:

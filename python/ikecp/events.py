@@ -1,15 +1,18 @@
-"""What the engine tells the application, read one at a time through ``IkeSa.next_event()``.
+"""What ikecp tells the application: the engine's events, read one at a time through
+``IkeSa.next_event()`` (a role hands each to its ``on_event``), then the ones the roles give
+their callbacks (``BindingChanged``, ``SaFailure``, ``PublicAddressUpdate``).
 
 Every event is a frozen dataclass so it can be logged, compared and kept without aliasing
-engine state. Addresses are ``(ip, port)`` tuples with the IP as text.
+engine state. Addresses are ``(ip, port)`` tuples with the IP as text. This module imports
+nothing of the engine or the CP extensions: both import it.
 """
 
 from __future__ import annotations
 
+from .addr import Address
+from .const import NotifyType, notify_name
 from .message import ConfigAttribute, TrafficSelector
 from .record import record as _event
-
-Address = tuple[str, int]
 
 
 @_event
@@ -158,6 +161,17 @@ class PublicAddressLearned:
 
 
 @_event
+class CpValueDeferred:
+    """Responder side: a CP provider returned ``deferred`` (an ``ikecp.cp.Deferred``) for
+    ``attr_type``; the IKE_AUTH response waits until it is settled. A ``Gateway`` sends the
+    response as soon as it is; a program driving the SA itself calls ``datagrams_to_send``
+    on the SA once it is (``Deferred.add_done_callback`` says when)."""
+
+    attr_type: int
+    deferred: object
+
+
+@_event
 class NatInfoNotSupported:
     """We asked for the NAT-info attribute and got no usable answer; the SA stays up."""
 
@@ -274,7 +288,73 @@ Event = (
     NatDetected | IkeSaEstablished | ChildSaEstablished | ChildSaFailed | ChildSaRekeyed
     | ChildSaClosed | IkeSaRekeyed | RedundantIkeSa | ReauthStarted | AuthLifetimeReceived
     | ConfigReceived | InitialContact | ConfigSetAnswered
-    | PublicAddressLearned | NatInfoNotSupported | PeerBinding | RemoteAddressChanged
+    | PublicAddressLearned | CpValueDeferred | NatInfoNotSupported | PeerBinding
+    | RemoteAddressChanged
     | ProtocolErrorSent | ProtocolErrorReceived | DatagramDropped | LivenessConfirmed
     | SaDeleted | ChildSaDeleted | AuthenticationFailed | SaFailed
 )
+
+
+# --- what the roles (``ikecp.Gateway``, ``ikecp.Femto``) tell their callbacks ----------------
+
+
+@_event
+class BindingChanged:
+    """SeGW (``on_binding``): a row of the binding table changed. ``kind`` is "up" (a new
+    SA authenticated), "rebind" (its public address moved: ``reason`` is the previous one),
+    "update" (same address, e.g. new CHILD SPIs), "rekey" (new IKE SPIs: ``reason`` is the
+    old SPIr) or "down" (``reason`` says why: deleted by peer, expired, failed: ...).
+    ``spi_r`` is our SPI as hex text."""
+
+    kind: str
+    identity: str
+    inner_ip: str | None
+    public_ip: str
+    public_port: int
+    spi_r: str
+    reason: str | None = None
+
+
+@_event
+class SaFailure:
+    """Either role (``on_sa_failed``): ``kind`` "auth" (the peer did not authenticate),
+    "child" (a CHILD SA was refused; the IKE SA stays) or "sa" (the IKE SA is dead).
+    ``peer`` is the peer's identity when it is known; ``notify_type`` the error notify
+    sent or received, if there was one (e.g. AUTHENTICATION_FAILED)."""
+
+    kind: str
+    peer: str | None
+    remote: Address
+    reason: str
+    notify_type: int | None = None
+
+
+@_event
+class PublicAddressUpdate:
+    """FAP (``on_public_address``): the public address:port the SeGW saw us at
+    (EXTERNAL_SOURCE_IP4_NAT_INFO), first learned (``previous`` None) or changed.
+    ``pushed``: the SeGW pushed it after a NAT rebinding (CFG_SET)."""
+
+    address: str
+    port: int | None
+    previous: tuple[str, int | None] | None
+    pushed: bool
+
+
+def failure_cause_of(notify: int) -> str:
+    """``notify NAME`` for a notify type (its number when unknown)."""
+    return f"notify {notify_name(notify)}"
+
+
+def failure_cause(event: SaFailed | ChildSaFailed) -> str:
+    """A short cause for reports and metrics: auth failure, a notify name, timeout, or the
+    reason."""
+    notify = event.notify_type
+    if notify == NotifyType.AUTHENTICATION_FAILED:
+        return "auth failure"
+    if notify is not None:
+        kind = "child " if isinstance(event, ChildSaFailed) else ""
+        return f"{kind}notify {notify_name(notify)}"
+    if "retransmission limit" in event.reason:
+        return "timeout (no answer)"
+    return event.reason

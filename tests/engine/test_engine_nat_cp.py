@@ -25,6 +25,7 @@ from ikecp.events import (
     ChildSaEstablished,
     ChildSaFailed,
     ConfigReceived,
+    CpValueDeferred,
     IkeSaEstablished,
     NatDetected,
     NatInfoNotSupported,
@@ -322,6 +323,9 @@ def test_deferred_provider_holds_the_response(backend, outcome):
         pair.step()
     assert len(later.pending) == 1 and not pair.r.established
     assert pair.r.stats.requests_processed == 2 and pair.i.stats.retransmissions >= 1
+    (waiting,) = pair.events("r", CpValueDeferred)  # tells the application which SA waits
+    assert waiting.deferred is later.pending[0]
+    assert waiting.attr_type == ConfigAttr.INTERNAL_IP4_ADDRESS
     if outcome == "resolve":
         later.pending[0].resolve([bytes([10, 99, 0, 7])])
     else:

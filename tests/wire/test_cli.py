@@ -163,3 +163,18 @@ def test_demo_reports_a_mismatch() -> None:
     assert lines[-1] == "demo: MISMATCH"
     assert [line.split()[-1] for line in lines if line.startswith("  a ") or
             line.startswith("  b ")] == ["OK", "MISMATCH"]
+
+
+def test_segw_keeps_its_bindings_in_a_file_by_default(tmp_path) -> None:
+    """``ikecp segw`` without ``bindings`` writes ikecp-bindings.sqlite in its working
+    directory (a Gateway built in code keeps them in memory: tests/api)."""
+    (tmp_path / "segw.toml").write_text('psk = "default store"\nport = 0\nnatt_port = 0\n')
+    segw = subprocess.Popen([*CLI, "segw", "--config", "segw.toml"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert segw.stdout is not None
+        assert "bindings in ikecp-bindings.sqlite" in segw.stdout.readline()
+        assert (tmp_path / "ikecp-bindings.sqlite").is_file()
+    finally:
+        segw.send_signal(signal.SIGTERM)
+        assert segw.wait(10) == 0

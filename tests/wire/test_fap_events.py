@@ -26,7 +26,7 @@ def _pool(gw: Gateway):
 
 
 def _gateway(topo: Topology, events: list) -> Gateway:
-    return Gateway(topo.segw_config(), registry=topo.registry,
+    return Gateway(topo.segw_config(), store=topo.registry,
                    on_event=lambda sa, ev: events.append((sa, ev)))
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -15,16 +14,8 @@ from ikecp.lab.demo import Topology
 from ikecp.roles.bindings import BindingRegistry
 from ikecp.roles.gateway import Gateway
 from ikecp.testing.facility import require
+from ikecp.testing.wait import wait_until
 from test_udp import has_ipv6
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def test_demo_learned_address_equals_napt_mapping(tmp_path) -> None:
@@ -119,7 +110,7 @@ def test_clean_shutdown_deletes_every_sa_and_loses_no_binding(tmp_path) -> None:
             for f in topo.faps:
                 f.on_event = lambda sa, ev: deleted.append(ev) if isinstance(ev, SaDeleted) \
                     else None
-            assert len(gw.registry) == 3
+            assert len(gw.store) == 3
             await gw.stop()
             topo.gateway = None
             assert all(e.by_peer for e in deleted) and len(deleted) == 3
@@ -314,7 +305,7 @@ def test_dual_stack_segw_serves_ipv4_and_ipv6_faps() -> None:
     async def main() -> None:
         reg = BindingRegistry()
         gw = Gateway(SegwConfig(psk="dual", listen=("127.0.0.1", "::1"), port=0, natt_port=0,
-                                nat_info=True), registry=reg)
+                                nat_info=True), store=reg)
         await gw.start()
         port, natt = gw.ports
         faps = [Femto(FapConfig(psk="dual", identity=f"fap-v{v}.example", segw=host,
@@ -366,13 +357,15 @@ def test_segw_engine_builds_only_the_events_it_reads() -> None:
     """Without an on_event callback or a data plane, the SeGW's SAs build no CHILD SA or NAT
     events (nobody reads them); the binding still lands in the registry. With a callback,
     every event is built."""
+    from collections.abc import Callable
+
     from ikecp.config import FapConfig, SegwConfig
     from ikecp.events import ChildSaEstablished, NatDetected, PeerBinding
     from ikecp.roles.femto import Femto
 
     async def main(on_event: Callable | None) -> frozenset[type] | None:
         reg = BindingRegistry()
-        gw = Gateway(SegwConfig(psk="lean", port=0, natt_port=0), registry=reg,
+        gw = Gateway(SegwConfig(psk="lean", port=0, natt_port=0), store=reg,
                      on_event=on_event)
         await gw.start()
         port, natt = gw.ports

@@ -35,9 +35,9 @@ def test_shutdown_with_5000_sas_counts_every_answer(tmp_path) -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
         try:
             deadline = time.monotonic() + 300
-            while len(gw.registry) < SAS:
+            while len(gw.store) < SAS:
                 assert load.poll() is None, "the load generator ended early"
-                assert time.monotonic() < deadline, f"only {len(gw.registry)} SAs up"
+                assert time.monotonic() < deadline, f"only {len(gw.store)} SAs up"
                 await asyncio.sleep(0.5)
             await gw.stop(timeout=10.0)
         finally:

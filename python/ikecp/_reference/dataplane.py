@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..addr import Address
 from ..errors import IntegrityError, ParseError
 from .esp import EspTransform, ReplayWindow
 
@@ -30,7 +31,6 @@ _IDLE = 0.1
 _SEQ_SOFT_MARGIN = 1 << 20
 _COUNTERS = ("packets_in", "bytes_in", "packets_out", "bytes_out", "replay_drops",
              "icv_failures", "invalid", "dummies", "selector_drops", "expired_drops")
-Address = tuple[str, int]
 Selector = tuple[int, int, int, str, str]
 _Ip = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -7,6 +7,7 @@ registering one object; it never touches the engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,26 +54,46 @@ class CpFailure(Exception):  # noqa: N818 - a signal to the config task, not an 
 class Deferred:
     """Returned by ``AttributeProvider.provide`` when the answer comes later (an IPAM or
     AAA lookup). The engine holds the IKE_AUTH response (dropping retransmissions meanwhile)
-    until every deferred value is settled; the application then calls ``datagrams_to_send``
-    on the SA as usual and the response goes out."""
+    until every deferred value is settled with ``resolve`` or ``fail``.
 
-    __slots__ = ("done", "failure", "values")
+    Who sends the response then: a ``Gateway`` does it at once (it registered a done
+    callback when the engine reported ``CpValueDeferred``); a program that drives the SA
+    itself calls ``datagrams_to_send`` on it, e.g. from its own ``add_done_callback``.
+    Settle it on the thread that runs the SA (with asyncio:
+    ``loop.call_soon_threadsafe(deferred.resolve, values)``)."""
+
+    __slots__ = ("_callbacks", "done", "failure", "values")
 
     def __init__(self) -> None:
         self.done = False
         self.values: list[bytes] = []
         self.failure: CpFailure | None = None
+        self._callbacks: list[Callable[[Deferred], None]] = []
 
     def resolve(self, values: list[bytes]) -> None:
         if self.done:
             raise LocalProtocolError("deferred CP value already settled")
         self.values, self.done = list(values), True
+        self._settled()
 
     def fail(self, notify_type: int, reason: str) -> None:
         """Refuse like a synchronous ``CpFailure`` (e.g. INTERNAL_ADDRESS_FAILURE)."""
         if self.done:
             raise LocalProtocolError("deferred CP value already settled")
         self.failure, self.done = CpFailure(notify_type, reason), True
+        self._settled()
+
+    def add_done_callback(self, callback: Callable[[Deferred], None]) -> None:
+        """Call ``callback(self)`` once settled (at once if it already is)."""
+        if self.done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def _settled(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
 
 
 class AttributeHandler(Protocol):

@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..addr import unpack
+from ..addr import Address, unpack
 from ..events import ChildSaEstablished
 from ..message import TrafficSelector
 
-Address = tuple[str, int]
 #: (protocol, start port, end port, start address, end address)
 Selector = tuple[int, int, int, str, str]
 

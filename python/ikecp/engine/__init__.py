@@ -9,7 +9,7 @@ Drive an SA only through ``receive_datagram``, ``datagrams_to_send``, ``next_tim
     ...
     sa.receive_datagram(ike_message, source_addr, now, local_port=arrival_port)
     while (event := sa.next_event()) is not None:
-        handle(event)                          # frozen dataclasses, see events.py
+        handle(event)                          # frozen dataclasses, ikecp.events
 
 Who does what with UDP/4500: the I/O layer owns the non-ESP marker. It strips the marker
 (``ikecp.framing.classify``) before ``receive_datagram`` and adds it on send when
@@ -19,7 +19,7 @@ authenticated request. Layout: ``sa.py`` (state, keys, addresses, timers), ``sta
 (the state transition table), ``task_manager.py`` (message IDs, retransmission, reply cache,
 the tasks of each exchange; tasks answer with a ``task.Status``), ``rules.py`` (payloads per
 exchange), ``sa_init.py``, ``nat_detection.py``,
-``auth.py``, ``auth_lifetime.py`` (RFC 4478), ``config.py`` (CP via ``ikecp.cp``),
+``auth.py``, ``auth_lifetime.py`` (RFC 4478), ``ike_config.py`` (CP via ``ikecp.cp``),
 ``child_create.py``, ``child_rekey.py``, ``ike_rekey.py`` (CREATE_CHILD_SA), ``child_sa.py``
 (what an IKE SA keeps of each CHILD SA), ``delete.py``, ``liveness.py``,
 ``initial_contact.py`` (N(INITIAL_CONTACT) in IKE_AUTH), ``config_push.py`` (CFG_SET/CFG_ACK

@@ -1,6 +1,7 @@
 """IKE_AUTH authentication (RFC 7296 §2.15): identities, AUTH payloads, one authenticator per
-method. PSK lives here; certificate methods plug in through the same ``Authenticator``
-protocol (``ikecp.pki``), so adding them touches only this file.
+method. The ``Authenticator`` protocol and PSK live here, with the CERTREQ and
+SIGNATURE_HASH_ALGORITHMS bookkeeping; the certificate methods are ``cert_auth.py``
+(on ``ikecp.pki``), and an application may plug in its own ``Authenticator``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..const import CfgType
 from ..cp.registry import AttributeHandler, CpFailure, Deferred
-from ..events import ConfigReceived
+from ..events import ConfigReceived, CpValueDeferred
 from ..message import CP, ConfigAttribute, Payload
 from .task import DONE, NEED_MORE, Status, Task
 
@@ -75,6 +75,7 @@ class ConfigTask(Task):
                 continue
             if isinstance(values, Deferred):
                 self.waiting.append((attr_type, values))
+                sa.emit(CpValueDeferred(attr_type, values))
             else:
                 self.reply.extend(ConfigAttribute(attr_type, v) for v in values)
         if failure is not None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _backend
 from .. import addr as _addr
+from ..addr import Address
 from ..const import NAT_KEEPALIVE, NON_ESP_MARKER, ConfigAttr, HeaderFlag, ProtocolId
 from ..const import ExchangeType as X
 from ..cp.registry import CpContext
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from .settings import Identity, Settings
     from .transforms import Suite
 
-Address = tuple[str, int]
 log = logging.getLogger("ikecp.engine")
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
 #: Our own addresses are few: SAs share one tuple for each instead of holding a copy apiece.

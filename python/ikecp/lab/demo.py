@@ -87,7 +87,7 @@ class Topology:
 
     async def start_gateway(self, gateway: Gateway | None = None) -> Gateway:
         """Start ``gateway`` (default: one on the topology's registry and ports)."""
-        self.gateway = gateway or Gateway(self.segw_config(*self.ports), registry=self.registry)
+        self.gateway = gateway or Gateway(self.segw_config(*self.ports), store=self.registry)
         await self.gateway.start()
         self.ports = self.gateway.ports
         return self.gateway

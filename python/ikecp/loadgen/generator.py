@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import framing
-from ..const import NAT_KEEPALIVE, AuthMethod, ConfigAttr, NotifyType, notify_name
+from ..addr import Address
+from ..const import NAT_KEEPALIVE, AuthMethod, ConfigAttr
 from ..cp import CpRegistry, NatInfoHandler, RequestHandler
 from ..engine import (
     ChildLifetime,
@@ -58,10 +59,10 @@ from ..events import (
     ReauthStarted,
     SaDeleted,
     SaFailed,
+    failure_cause,
+    failure_cause_of,
 )
 from ..net.core import Batch, IoCore, Timer
-
-Address = tuple[str, int]
 
 #: Where a load tool may be aimed without ``i_own_this_target``: loopback, and the ranges the
 #: project's tests give to hosts in their own network namespaces (docs/net-testing.md).
@@ -291,26 +292,6 @@ class Progress:
     in_flight: int
     failures: dict[str, int]
     retransmissions: int
-
-
-def failure_cause_of(notify: int) -> str:
-    try:
-        return f"notify {NotifyType(notify).name}"
-    except ValueError:
-        return f"notify {notify}"
-
-
-def failure_cause(event: SaFailed | ChildSaFailed) -> str:
-    """A short cause for the report: auth failure, a notify name, timeout, or the reason."""
-    notify = event.notify_type
-    if notify == NotifyType.AUTHENTICATION_FAILED:
-        return "auth failure"
-    if notify is not None:
-        kind = "child " if isinstance(event, ChildSaFailed) else ""
-        return f"{kind}notify {notify_name(notify)}"
-    if "retransmission limit" in event.reason:
-        return "timeout (no answer)"
-    return event.reason
 
 
 # --- one worker ------------------------------------------------------------------------------

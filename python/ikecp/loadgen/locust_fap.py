@@ -43,13 +43,13 @@ from ikecp.events import (
     IkeSaRekeyed,
     SaDeleted,
     SaFailed,
+    failure_cause,
 )
 from ikecp.loadgen.generator import (
     DEFAULT_PSK,
     LoadConfig,
     base_settings,
     check_target,
-    failure_cause,
     identity,
 )
 

@@ -53,10 +53,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._backend import BatchSocketLike
+from ..addr import Address
 
 log = logging.getLogger("ikecp.net.core")
 
-Address = tuple[str, int]
 Batch = list[tuple[bytes, Address]]
 #: ``handler(token, batch, now)``: the datagrams one socket had ready in this turn (maybe
 #: none: see ``IoCore._serve``).

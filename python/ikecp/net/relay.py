@@ -23,7 +23,8 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-Addr = tuple[str, int]
+from ..addr import Address as Addr
+
 _T = TypeVar("_T")
 
 UP = "up"  # inside -> outside (toward the target)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from .. import _backend, _reference
+from ..addr import Address
 from ..engine import Datagram, IkeSa
 from ..events import Event
 from ..roles.dispatch import Dispatcher
@@ -27,7 +28,6 @@ from .core import Batch, IoCore, IoStats, Sock, Timer
 
 log = logging.getLogger("ikecp.net.udp")
 
-Address = tuple[str, int]
 EventSink = Callable[[list[tuple[IkeSa, Event]]], None]
 #: ``tap(direction, local_port, remote, wire)``: every datagram in ("in") and out ("out").
 Tap = Callable[[str, int, Address, bytes], None]

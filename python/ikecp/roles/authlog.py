@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ..addr import Address
 from ..events import AuthenticationFailed
-
-Address = tuple[str, int]
 
 #: Longest claimed identity written out; the rest is cut (it is the peer's text).
 MAX_IDENTITY = 100

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..events import PeerBinding
-from .bindings import Binding, BindingStore, change_kind
+from .store import Binding, BindingStore, change_kind
 
 log = logging.getLogger("ikecp.bindings")
 

@@ -7,14 +7,16 @@ it from engine events (``PeerBinding`` arrives on establishment and again whenev
 authenticated request comes from a new address, i.e. a NAT rebinding) and removes rows on
 DELETE, failure or expiry.
 
-``BindingStore`` is the one interface, with two implementations on the same schema:
-``BindingRegistry`` on SQLite (a file in WAL mode, the embedded default: another process —
-``ikecp bindings``, an operator's policy function — reads it while the gateway runs) and
-``ikecp.roles.bindings_pg.PgBindingStore`` on PostgreSQL, shared by several SeGW instances at once.
-Every change is also appended to the ``history`` table, published on the change feed
-(``follow``), and optionally written as one JSON object per line to an event stream, so a
-binding that goes away is never lost without a trace. ``open_store`` picks the
-implementation from the location (``postgresql://...`` or a file path).
+``SqlBindingStore`` is the SQL shared by two implementations of the ``BindingStore``
+Protocol (``ikecp.roles.store``, where the in-memory store of a SeGW built in code lives) on
+the same schema: ``BindingRegistry`` on SQLite (a file in WAL mode, the ``ikecp segw``
+default: another process — ``ikecp bindings``, an operator's policy function — reads it while
+the gateway runs) and ``ikecp.roles.bindings_pg.PgBindingStore`` on PostgreSQL, shared by
+several SeGW instances at once. Every change is also appended to the ``history`` table,
+published on the change feed (``follow``), and optionally written as one JSON object per line
+to an event stream, so a binding that goes away is never lost without a trace.
+``open_store`` picks the implementation from the location (``postgresql://...`` or a file
+path).
 
 A store opened for an instance (the gateway's) reads and writes that instance's rows only,
 so a SeGW closes only its own rows at startup; a store opened without one (``reader``) sees
@@ -35,11 +37,11 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..events import PeerBinding
+from .store import Binding, change_line, updated_row
 
 #: The schema of both implementations; ``{real}`` and ``{serial}`` are the dialect's types.
 SCHEMA = """
@@ -102,32 +104,6 @@ def default_instance() -> str:
     return socket.gethostname() or "segw"
 
 
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """One row. SPIs are hex text; times are Unix seconds."""
-
-    spi_r: str
-    spi_i: str
-    identity: str
-    inner_ip: str | None
-    public_ip: str
-    public_port: int
-    child_spis: tuple[str, ...]
-    first_seen: float
-    last_seen: float
-    instance: str = ""
-
-    @property
-    def public(self) -> str:
-        host = f"[{self.public_ip}]" if ":" in self.public_ip else self.public_ip
-        return f"{host}:{self.public_port}"
-
-    def to_json(self) -> dict[str, object]:
-        d = asdict(self)
-        d["child_spis"] = list(self.child_spis)
-        return d
-
-
 def _row(r: sqlite3.Row | tuple) -> Binding:
     values = dict(zip(_COLUMNS, r, strict=True))
     spis = str(values["child_spis"])
@@ -135,23 +111,14 @@ def _row(r: sqlite3.Row | tuple) -> Binding:
     return Binding(**values)  # type: ignore[arg-type]
 
 
-def change_kind(old: Binding | None, b: PeerBinding) -> str:
-    """What a ``PeerBinding`` does to the row ``old``: "up" (new), "rebind" (public address
-    changed) or "update" (same address, e.g. CHILD SPIs)."""
-    if old is None:
-        return "up"
-    if (old.public_ip, old.public_port) != (b.public_address, b.public_port):
-        return "rebind"
-    return "update"
-
-
 def change_json(row: tuple) -> dict[str, Any]:
     """A ``history`` row (``_HISTORY`` order) as the change feed's JSON object."""
     return dict(zip(_HISTORY, row, strict=True))
 
 
-class BindingStore:
-    """The interface both stores implement; the SQL is shared, the dialect is not.
+class SqlBindingStore:
+    """The ``BindingStore`` (``ikecp.roles.store``) of both SQL stores: the SQL is shared,
+    the dialect is not.
 
     ``instance`` names this SeGW's rows (None: a reader that sees every instance).
     ``stream`` receives one JSON line per change (``event`` is up, rebind, update, rekey or
@@ -200,15 +167,9 @@ class BindingStore:
         changed) or "update" (same address, e.g. CHILD SPIs)."""
         instance = self._own()
         now = self._clock()
-        spi_r = b.spi_r.hex()
-        children = ",".join(s.hex() for s in b.child_spis)
         with self._transaction():
-            old = self.get(spi_r)
-            kind = change_kind(old, b)
-            first = now if old is None else old.first_seen
-            new = Binding(spi_r, b.spi_i.hex(), str(b.peer_id), b.inner_address,
-                          b.public_address, b.public_port, tuple(children.split(","))
-                          if children else (), first, now, instance)
+            old = self.get(b.spi_r.hex())
+            kind, new = updated_row(old, b, now, instance)
             self._run(
                 f"INSERT INTO bindings ({','.join(_COLUMNS)}) VALUES "
                 f"({','.join('?' * len(_COLUMNS))}) ON CONFLICT (instance, spi_r) DO UPDATE "
@@ -216,8 +177,8 @@ class BindingStore:
                 "inner_ip = excluded.inner_ip, public_ip = excluded.public_ip, "
                 "public_port = excluded.public_port, child_spis = excluded.child_spis, "
                 "last_seen = excluded.last_seen",
-                (spi_r, new.spi_i, new.identity, new.inner_ip, new.public_ip,
-                 new.public_port, children, first, now, instance))
+                (new.spi_r, new.spi_i, new.identity, new.inner_ip, new.public_ip,
+                 new.public_port, ",".join(new.child_spis), new.first_seen, now, instance))
             self._record(kind, new, now, None if old is None else old.public)
         return kind
 
@@ -274,10 +235,7 @@ class BindingStore:
         self._run(f"INSERT INTO history ({','.join(_HISTORY)}) VALUES "
                   f"({','.join('?' * len(_HISTORY))})", row)
         if self._stream is not None:
-            line = {"at": now, "event": event, **b.to_json()}
-            if reason is not None:
-                line["reason" if event == "down" else "previous"] = reason
-            self._stream.write(json.dumps(line) + "\n")
+            self._stream.write(change_line(event, b, now, reason))
             self._stream.flush()
 
     # --- ownership (the gateway) -------------------------------------------------------------
@@ -375,7 +333,7 @@ class BindingStore:
         return int(self._rows(f"SELECT COUNT(*) FROM bindings {where}", args)[0][0])
 
 
-class BindingRegistry(BindingStore):
+class BindingRegistry(SqlBindingStore):
     """The store on an SQLite database at ``path`` (``":memory:"`` for none)."""
 
     _history_order = "rowid"
@@ -503,7 +461,7 @@ def is_postgres(location: str) -> bool:
 
 
 def open_store(location: str, *, instance: str | None = None, stream: TextIO | None = None,
-               reader: bool = False) -> BindingStore:
+               reader: bool = False) -> SqlBindingStore:
     """The store at ``location``: a ``postgresql://`` URL or an SQLite file. ``reader``:
     read every instance's rows, change nothing (``ikecp bindings``)."""
     if is_postgres(location):

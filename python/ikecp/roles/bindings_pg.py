@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from .bindings import SCHEMA, BindingStore
+from .bindings import SCHEMA, SqlBindingStore
 
 #: The LISTEN/NOTIFY channel of the change feed.
 CHANNEL = "ikecp_bindings"
@@ -46,7 +46,7 @@ class InstanceInUseError(OSError):
     """Another SeGW writes the store under the same instance name."""
 
 
-class PgBindingStore(BindingStore):
+class PgBindingStore(SqlBindingStore):
     """The store in the database at ``url`` (libpq URL or conninfo); ``instance`` None opens
     a reader that sees every instance's rows."""
 

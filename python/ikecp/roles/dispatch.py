@@ -47,16 +47,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _backend, framing
-from ..const import ExchangeType, HeaderFlag, NotifyType
+from ..addr import Address
+from ..const import IKE_HEADER_LEN, ExchangeType, HeaderFlag, NotifyType
 from ..engine import Datagram, IkeSa, Settings, State
 from ..events import Event, IkeSaRekeyed, ReauthStarted, RedundantIkeSa
 from ..message import Message, Notify
 
-Address = tuple[str, int]
 _NEW_SA = frozenset({IkeSaRekeyed, RedundantIkeSa, ReauthStarted})
 
-#: IKE header: SPIi(8) SPIr(8) next payload, version, exchange, flags, message ID, length.
-IKE_HEADER_LEN = 28
 _ZERO_SPI = bytes(8)
 # Plain ints: an IntFlag/IntEnum operation runs Python code, and this is the per-datagram path.
 _SA_INIT, _IKE_AUTH = int(ExchangeType.IKE_SA_INIT), int(ExchangeType.IKE_AUTH)

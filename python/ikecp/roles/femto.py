@@ -19,15 +19,17 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 
-from ..config import FapConfig
-from ..const import ConfigAttr, notify_name
+from ..config import ConfigError, FapConfig, plugins
+from ..const import ConfigAttr, NotifyType, notify_name
+from ..cp import AttributeHandler
 from ..dataplane import DataPlane, DataPlaneEvent, NoDataPlane
 from ..dataplane.children import ChildTracker
 from ..engine import IkeSa
 from ..events import (
+    AuthenticationFailed,
     ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
@@ -38,12 +40,15 @@ from ..events import (
     NatDetected,
     NatInfoNotSupported,
     PublicAddressLearned,
+    PublicAddressUpdate,
     ReauthStarted,
     SaDeleted,
     SaFailed,
+    SaFailure,
 )
 from ..keylog import KeyLog
 from ..net.udp import DispatchDriver, UdpEndpoint, family_of
+from .callback import call
 from .dispatch import Dispatcher
 
 log = logging.getLogger("ikecp.fap")
@@ -104,15 +109,33 @@ def route_source(dest: str) -> str:
 
 
 class Femto:
-    """Run with ``await fap.start()`` ... ``await fap.stop()``; ``status`` is always current
-    and ``on_status`` (if given) is called with each new one."""
+    """A FAP: ``await fap.start()`` ... ``await fap.stop()``; ``status`` is always current.
 
-    def __init__(self, config: FapConfig, *,
+    ``config`` is a validated ``FapConfig`` (in code or from ``ikecp.config.load_fap``); its
+    ``auth`` may carry an ``Authenticator`` of the application's own. ``handlers``: the
+    application's CP handlers (``ikecp.cp``), asked after the configured ones (one for a
+    configured type replaces it). Callbacks run on the event loop: ``on_status(FapStatus)``
+    on each change of the status, ``on_public_address(PublicAddressUpdate)`` when the SeGW
+    first tells us our public address:port and whenever it changes,
+    ``on_sa_failed(SaFailure)`` for failed authentications, refused CHILD SAs and dead IKE
+    SAs, ``on_event(sa, event)`` for every engine event. Bad input raises ``ConfigError``
+    here, not at ``start``.
+    """
+
+    def __init__(self, config: FapConfig, *, handlers: Iterable[AttributeHandler] = (),
                  on_status: Callable[[FapStatus], None] | None = None,
+                 on_public_address: Callable[[PublicAddressUpdate], None] | None = None,
+                 on_sa_failed: Callable[[SaFailure], None] | None = None,
                  on_event: Callable[[IkeSa, Event], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        if not isinstance(config, FapConfig):
+            raise ConfigError("config", f"must be a FapConfig, not {type(config).__name__}")
         self.config = config
+        self.handlers = plugins("handlers", handlers)
+        self._settings = config.settings(self.handlers)
         self.on_status = on_status
+        self.on_public_address = on_public_address
+        self.on_sa_failed = on_sa_failed
         self.on_event = on_event
         self.clock = clock
         self.keylog = KeyLog(config.keylog) if config.keylog else None
@@ -128,6 +151,7 @@ class Femto:
         self._up = asyncio.Event()
         self._contacted = False            # an IKE SA was established since start
         self._repairing: IkeSa | None = None
+        self._public: tuple[str, int | None] | None = None  # the last one learned
         self.dataplane: DataPlane = NoDataPlane()
         self.children = ChildTracker(self.dataplane)
 
@@ -138,7 +162,6 @@ class Femto:
         local = cfg.local or route_source(cfg.segw)
         endpoint = self._endpoint(local)
         port, natt = endpoint.ports
-        self._settings = cfg.settings()
         self._natt = natt
         self.dispatcher = Dispatcher(None, local, port=port, natt_ports={natt})
         self._driver = DispatchDriver(self.dispatcher, endpoint, self._on_events, clock=self.clock)
@@ -257,8 +280,7 @@ class Femto:
         before = self.status
         for sa, ev in events:
             self._handle(sa, ev)
-            if self.on_event is not None:
-                self.on_event(sa, ev)
+            call(log, self.on_event, sa, ev)
         self._report(before)
 
     def _report(self, before: FapStatus) -> None:
@@ -271,8 +293,7 @@ class Femto:
             return
         if now.state == "established":
             log.info("%s", now.describe())
-        if self.on_status is not None:
-            self.on_status(now)
+        call(log, self.on_status, now)
 
     def _handle(self, sa: IkeSa, ev: Event) -> None:
         self.children.on_event(sa, ev)
@@ -297,6 +318,7 @@ class Femto:
                                 ev.port)
                 self._set(previous_public=previous)
             self._set(public_ip=ev.address, public_port=ev.port)
+            self._public_learned(ev)
         elif isinstance(ev, IkeSaRekeyed):
             if sa is self.sa and isinstance(ev.sa, IkeSa):
                 self.sa = ev.sa
@@ -315,6 +337,7 @@ class Femto:
                       child_spis=(ev.spi_in.hex(), ev.spi_out.hex()))
         elif isinstance(ev, ChildSaFailed):
             why = f"{notify_name(ev.notify_type)}: {ev.reason}"
+            self._failure("child", sa, why, ev.notify_type)
             if sa.children:  # a refused rekey or extra CHILD SA: the installed one carries on
                 log.warning("CHILD SA request refused (%s); the installed one stays", why)
             else:
@@ -340,10 +363,31 @@ class Femto:
         elif isinstance(ev, SaDeleted):
             if not ev.replaced:
                 self._lost(sa, "deleted by the SeGW" if ev.by_peer else "deleted")
+        elif isinstance(ev, AuthenticationFailed):
+            self._failure("auth", sa, f"{ev.failure}: {ev.reason}",
+                          NotifyType.AUTHENTICATION_FAILED)
         elif isinstance(ev, SaFailed):
             if self.keylog is not None and sa.key_material:
                 self.keylog.write(sa)
+            self._failure("sa", sa, ev.reason, ev.notify_type)
             self._lost(sa, ev.reason)
+
+    def _public_learned(self, ev: PublicAddressLearned) -> None:
+        """Tell ``on_public_address`` when the address differs from the last one learned in
+        this run (a new SA that learns the same address again is no news)."""
+        new = (ev.address, ev.port)
+        if new == self._public:
+            return
+        previous, self._public = self._public, new
+        if self.on_public_address is not None:
+            call(log, self.on_public_address,
+                 PublicAddressUpdate(ev.address, ev.port, previous, ev.pushed))
+
+    def _failure(self, kind: str, sa: IkeSa, reason: str, notify_type: int | None) -> None:
+        if self.on_sa_failed is not None:
+            peer = sa.peer_id
+            call(log, self.on_sa_failed, SaFailure(kind, str(peer) if peer is not None
+                                                   else None, sa.remote, reason, notify_type))
 
     def _child_lost(self, sa: IkeSa, state: str, reason: str) -> None:
         if sa is not self.sa:

@@ -1,13 +1,15 @@
 """The security gateway (SeGW): many FAPs at once on real sockets.
 
-Glue between a ``Dispatcher`` on a ``DispatchDriver`` and the binding registry: PSK or
-certificate authentication, inner IPv4 addresses from a pool, EXTERNAL_SOURCE_IP4_NAT_INFO
-answers (both come from the CP providers in ``SegwConfig.settings``; after a NAT rebinding
-the new public address is pushed to the FAP in CFG_SET), a binding per established SA kept
+Glue between a ``Dispatcher`` on a ``DispatchDriver`` and a binding store: PSK,
+certificate or application-supplied authentication, inner IPv4 addresses from a pool,
+EXTERNAL_SOURCE_IP4_NAT_INFO answers (both come from the CP providers that
+``SegwConfig.settings`` registers, next to the application's own; after a NAT rebinding the
+new public address is pushed to the FAP in CFG_SET), a binding per established SA kept
 current through NAT rebinding, removed on DELETE, failure, expiry, or when the same
-authenticated identity starts over with INITIAL_CONTACT (RFC 7296 §2.4).
+authenticated identity starts over with INITIAL_CONTACT (RFC 7296 §2.4). Each change also
+goes to ``on_binding``; a deferred CP value is answered as soon as it is settled.
 ``stop()`` deletes every SA with an INFORMATIONAL DELETE and waits (bounded) for the answers,
-so each binding leaves the registry through the history and the event stream, not silently.
+so each binding leaves the store through the history and the event stream, not silently.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, TextIO
 
-from ..config import SegwConfig
+from ..config import ConfigError, SegwConfig, plugins
 from ..const import NotifyType
+from ..cp import AttributeProvider
 from ..dataplane import DataPlane, DataPlaneEvent, NoDataPlane
 from ..dataplane.children import ChildTracker
 from ..engine import IkeSa, Settings
 from ..events import (
     AuthenticationFailed,
+    BindingChanged,
     ChildSaFailed,
     ConfigSetAnswered,
+    CpValueDeferred,
     Event,
     IkeSaEstablished,
     IkeSaRekeyed,
@@ -38,18 +43,20 @@ from ..events import (
     PeerBinding,
     SaDeleted,
     SaFailed,
+    SaFailure,
 )
 from ..keylog import KeyLog
 from ..net.udp import DispatchDriver, UdpEndpoint
 from .authlog import AuthFailureLog
 from .binding_writer import BindingFront
-from .bindings import BindingStore, open_store
+from .bindings import default_instance, open_store
+from .callback import call
 from .dispatch import Dispatcher
 from .instance_lock import InstanceLock
+from .store import Binding, BindingStore, MemoryBindingStore
 
 log = logging.getLogger("ikecp.segw")
 
-Address = tuple[str, int]
 
 #: Seconds between COOKIE secret changes (a cookie stays valid for one more period).
 COOKIE_SECRET_LIFETIME = 300.0
@@ -62,24 +69,48 @@ _REFUSALS = {"half_open_refused": "IKE_SA_INIT over a half-open cap",
 
 
 class Gateway:
-    """Run with ``await gw.start()`` ... ``await gw.stop()`` (or ``async with``)."""
+    """A SeGW: ``await gw.start()`` ... ``await gw.stop()`` (or ``async with``).
 
-    def __init__(self, config: SegwConfig, *,
-                 registry: BindingStore | BindingFront | None = None,
+    ``config`` is a validated ``SegwConfig`` (built in code or read by
+    ``ikecp.config.load_segw``); its ``auth`` may carry an ``Authenticator`` of the
+    application's own. ``providers``: the application's CP providers (``ikecp.cp``), asked
+    after the configured ones (one for a configured type replaces it). ``store``: where the
+    bindings go (default: what ``config.bindings`` names, else ``MemoryBindingStore``: no
+    file); changes reach it grouped, one transaction per loop turn (``BindingFront``).
+    Callbacks run on the event loop: ``on_binding(BindingChanged)`` for every change
+    of the binding table, ``on_sa_failed(SaFailure)`` for failed authentications, refused
+    CHILD SAs and dead IKE SAs, ``on_event(sa, event)`` for every engine event. Bad input
+    raises ``ConfigError`` here, not at ``start``.
+    """
+
+    def __init__(self, config: SegwConfig, *, providers: Iterable[AttributeProvider] = (),
+                 store: BindingStore | BindingFront | None = None,
+                 on_binding: Callable[[BindingChanged], None] | None = None,
+                 on_sa_failed: Callable[[SaFailure], None] | None = None,
                  on_event: Callable[[IkeSa, Event], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        if not isinstance(config, SegwConfig):
+            raise ConfigError("config", f"must be a SegwConfig, not {type(config).__name__}")
         self.config = config
-        self._own_registry = registry is None
+        self.providers = plugins("providers", providers)
+        # Built now so that bad input is a ConfigError here; a restart builds afresh.
+        self._prebuilt: Settings | None = config.settings(providers=self.providers)
+        if store is not None and not isinstance(store, (BindingFront, BindingStore)):
+            raise ConfigError("store", f"{type(store).__name__} is not a BindingStore")
+        self._own_store = store is None
         self._stream: TextIO | None = None
-        if registry is None:
+        if store is None:
             if config.events:
                 self._stream = open(config.events, "a", encoding="utf-8")  # noqa: SIM115
-            registry = open_store(config.bindings, instance=config.instance,
-                                  stream=self._stream)
+            instance = config.instance or default_instance()
+            store = MemoryBindingStore(instance=instance, stream=self._stream) \
+                if config.bindings is None else \
+                open_store(config.bindings, instance=instance, stream=self._stream)
         # Changes reach the store grouped, one transaction per loop turn (binding_writer).
-        self.registry = registry if isinstance(registry, BindingFront) \
-            else BindingFront(registry)
+        self.store = store if isinstance(store, BindingFront) else BindingFront(store)
         self.keylog = KeyLog(config.keylog) if config.keylog else None
+        self.on_binding = on_binding
+        self.on_sa_failed = on_sa_failed
         self.on_event = on_event
         self.clock = clock
         self.dispatcher: Dispatcher | None = None
@@ -98,13 +129,13 @@ class Gateway:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the sockets, take the registry's lock and serve. Only then are bindings left
+        """Bind the sockets, take the store's lock and serve. Only then are bindings left
         by a previous run that ended without a clean shutdown closed (their SAs no longer
-        exist): a second start that fails (ports or registry in use) leaves the running
+        exist): a second start that fails (ports or store in use) leaves the running
         SeGW's rows alone."""
         self._stopping = False
         cfg = self.config
-        path = self.registry.lock_file()
+        path = self.store.lock_file()
         lock = InstanceLock(path) if path is not None else None
         endpoint = self._endpoint()
         try:
@@ -118,9 +149,9 @@ class Gateway:
                 lock.release()
             raise
         self._lock = lock
-        for b in self.registry.all():
-            self.registry.remove(b.spi_r, "stale at startup")
-        self.registry.claim(os.getpid())
+        for b in self.store.all():
+            self._remove(b.spi_r, "stale at startup")
+        self.store.claim(os.getpid())
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
                                      **self._dispatcher_options())
         self.dispatcher.take_active()  # the sweep visits only SAs that spoke: track them
@@ -146,7 +177,10 @@ class Gateway:
         return PlaneEndpoint(cfg.listen[0], (cfg.port, cfg.natt_port), plane)
 
     def _settings(self, natt: int) -> Settings:
-        return self.config.settings(natt)
+        """The engine settings of this run (a worker process gives its own)."""
+        prebuilt, self._prebuilt = self._prebuilt, None
+        return replace(prebuilt or self.config.settings(providers=self.providers),
+                       natt_port=natt)
 
     def _dispatcher_options(self) -> dict[str, Any]:
         """The Dispatcher's keyword arguments besides the ports (a worker adds its own)."""
@@ -190,17 +224,17 @@ class Gateway:
         d.responder = None  # no new SAs while shutting down
         if delete:
             await self._delete_all(timeout)
-            for b in self.registry.all():
-                self.registry.remove(b.spi_r, "shutdown (peer did not answer DELETE)")
+            for b in self.store.all():
+                self._remove(b.spi_r, "shutdown (peer did not answer DELETE)")
         self._driver.close()
         self._driver = None
         if delete:
-            self.registry.release()
+            self.store.release()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-        if self._own_registry:
-            self.registry.close()
+        if self._own_store:
+            self.store.close()
         if self._stream is not None:
             self._stream.close()
         log.info("SeGW stopped")
@@ -266,8 +300,7 @@ class Gateway:
     def _on_events(self, events: list[tuple[IkeSa, Event]]) -> None:
         for sa, ev in events:
             self._handle(sa, ev)
-            if self.on_event is not None:
-                self.on_event(sa, ev)
+            call(log, self.on_event, sa, ev)
 
     def _handle(self, sa: IkeSa, ev: Event) -> None:
         self.children.on_event(sa, ev)
@@ -283,7 +316,7 @@ class Gateway:
                 if self.dispatcher is not None:
                     self.dispatcher.update(sa, self.clock())
                 return
-            kind = self.registry.update(ev)
+            kind = self._update(ev)
             # The row's last_seen is now: the next sweep need not touch it again.
             self._seen[sa.spi_r] = sa.stats.requests_processed
             log.info("binding %s: %s inner %s public %s:%d", kind, ev.peer_id,
@@ -294,13 +327,24 @@ class Gateway:
             if self.keylog is not None:
                 self.keylog.write(sa)
         elif isinstance(ev, LivenessConfirmed):
-            self.registry.touch(sa.spi_r)  # the peer answered our liveness check
+            self.store.touch(sa.spi_r)  # the peer answered our liveness check
         elif isinstance(ev, NatDetected):
             log.debug("NAT detected: peer behind NAT %s", ev.remote_behind_nat)
+        elif isinstance(ev, CpValueDeferred):
+            loop = asyncio.get_running_loop()
+
+            def settled(_: object) -> None:  # maybe on another thread, maybe after stop()
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(self._resume, sa)
+
+            ev.deferred.add_done_callback(settled)  # type: ignore[attr-defined]
         elif isinstance(ev, AuthenticationFailed):
             self._auth_log.failure(sa.remote, ev, self.clock())
+            self._failure("auth", ev.identity, sa, f"{ev.failure}: {ev.reason}",
+                          NotifyType.AUTHENTICATION_FAILED)
         elif isinstance(ev, ChildSaFailed):
             log.warning("CHILD_SA for %s refused: %s", sa.peer_id, ev.reason)
+            self._failure("child", sa.peer_id, sa, ev.reason, ev.notify_type)
         elif isinstance(ev, IkeSaRekeyed):
             self._rekeyed(sa, ev)
         elif isinstance(ev, InitialContact):
@@ -320,6 +364,7 @@ class Gateway:
             if self.keylog is not None and sa.key_material:
                 self.keylog.write(sa)
             log.info("SA with %s failed: %s", sa.peer_id or sa.remote, ev.reason)
+            self._failure("sa", sa.peer_id, sa, ev.reason, ev.notify_type)
             self._gone(sa, f"failed: {ev.reason}")
 
     def _rekeyed(self, old: IkeSa, ev: IkeSaRekeyed) -> None:
@@ -328,12 +373,15 @@ class Gateway:
         new = ev.sa
         assert isinstance(new, IkeSa)
         binding = new.binding()
-        if self.registry.rekey(old.spi_r, binding):
+        if self.store.rekey(old.spi_r, binding):
             self._seen[new.spi_r] = self._seen.pop(old.spi_r, 0)
             log.info("IKE SA of %s rekeyed: SPIr %s -> %s", new.peer_id, old.spi_r.hex(),
                      new.spi_r.hex())
+            self._tell(BindingChanged("rekey", str(binding.peer_id), binding.inner_address,
+                                      binding.public_address, binding.public_port,
+                                      binding.spi_r.hex(), old.spi_r.hex()))
         else:
-            self.registry.update(binding)
+            self._update(binding)
     def _initial_contact(self, new: IkeSa) -> None:
         """The authenticated peer of ``new`` says it holds no other IKE SA with us (it
         rebooted): delete the older ones of the same identity now, with their bindings and
@@ -352,7 +400,7 @@ class Gateway:
                    and sa.peer_id == peer_id]
         for old in old_sas:
             self._seen.pop(old.spi_r, None)
-            b = self.registry.remove(old.spi_r, reason)
+            b = self._remove(old.spi_r, reason)
             log.info("deleting SA %s of %s (inner %s): %s", old.spi_r.hex(), old.peer_id,
                      b.inner_ip if b is not None else None, reason)
             old.delete(wait=False)  # frees its inner IP now
@@ -366,9 +414,47 @@ class Gateway:
     def _gone(self, sa: IkeSa, reason: str) -> None:
         self._seen.pop(sa.spi_r, None)
         self._counted.pop(sa.spi_r, None)
-        b = self.registry.remove(sa.spi_r, reason)
+        b = self._remove(sa.spi_r, reason)
         if b is not None:
             log.info("binding down: %s (%s)", b.identity, reason)
+
+    # --- the binding table and the callbacks ---------------------------------------------------
+
+    def _update(self, ev: PeerBinding) -> str:
+        before = self.store.get(ev.spi_r.hex()) if self.on_binding is not None else None
+        kind = self.store.update(ev)
+        self._tell(BindingChanged(kind, str(ev.peer_id), ev.inner_address, ev.public_address,
+                                  ev.public_port, ev.spi_r.hex(),
+                                  before.public if before is not None and kind == "rebind"
+                                  else None))
+        return kind
+
+    def _remove(self, spi_r: bytes | str, reason: str) -> Binding | None:
+        b = self.store.remove(spi_r, reason)
+        if b is not None:
+            self._down(b, reason)
+        return b
+
+    def _down(self, b: Binding, reason: str) -> None:
+        self._tell(BindingChanged("down", b.identity, b.inner_ip, b.public_ip, b.public_port,
+                                  b.spi_r, reason))
+
+    def _tell(self, change: BindingChanged) -> None:
+        call(log, self.on_binding, change)
+
+    def _failure(self, kind: str, peer: object, sa: IkeSa, reason: str,
+                 notify_type: int | None) -> None:
+        if self.on_sa_failed is not None:
+            call(log, self.on_sa_failed, SaFailure(kind, str(peer) if peer is not None
+                                                   else None, sa.remote, reason, notify_type))
+
+    def _resume(self, sa: IkeSa) -> None:
+        """A deferred CP value of ``sa`` was settled: send its IKE_AUTH response now."""
+        d, driver = self.dispatcher, self._driver
+        if d is None or driver is None or sa.closed:
+            return
+        d.update(sa, self.clock())
+        driver.flush()
 
     async def _sweep(self) -> None:
         """Move ``last_seen`` for peers that sent authenticated requests; expire the idle."""
@@ -394,7 +480,7 @@ class Gateway:
             return
         now = self.clock()
         self._auth_log.flush(now)
-        self.registry.heartbeat()
+        self.store.heartbeat()
         self._report_refusals(d)
         self._rotate_cookie(d, now)
         # Only SAs that received IKE messages since the last sweep can have new requests: an
@@ -405,15 +491,16 @@ class Gateway:
             count = sa.stats.requests_processed
             if self._seen.get(sa.spi_r) != count:
                 self._seen[sa.spi_r] = count
-                self.registry.touch(sa.spi_r)
+                self.store.touch(sa.spi_r)
         for sa in d.sas() if self.dataplane.name == "tun" else ():
             if sa.established and self.children.children(sa):
                 # Written only when traffic moved them: idle SAs cost no SQLite write.
                 counters = self.children.counters(sa)
                 if counters != self._counted.get(sa.spi_r, dict.fromkeys(counters, 0)):
                     self._counted[sa.spi_r] = counters
-                    self.registry.set_counters(sa.spi_r, counters)
-        for b in self.registry.expire(self.config.binding_expiry):
+                    self.store.set_counters(sa.spi_r, counters)
+        for b in self.store.expire(self.config.binding_expiry):
+            self._down(b, "expired")
             # Our own SPI is SPIi when we started the IKE rekey that made the SA.
             idle = d.find(bytes.fromhex(b.spi_r)) or d.find(bytes.fromhex(b.spi_i))
             if idle is not None:

@@ -25,7 +25,6 @@ from typing import Any
 
 from .. import events as ev
 from ..engine import IkeSa, State
-from ..loadgen.generator import failure_cause
 
 #: The default endpoint when only a port is given: loopback, never all interfaces.
 DEFAULT_HOST = "127.0.0.1"
@@ -74,14 +73,14 @@ class EventCounts:
         elif isinstance(event, ev.ChildSaEstablished):
             self.counts["child_sas"] += 1
         elif isinstance(event, ev.ChildSaFailed):
-            self.child_failures[failure_cause(event)] += 1
+            self.child_failures[ev.failure_cause(event)] += 1
         elif isinstance(event, ev.LivenessConfirmed):
             self.counts["dpd_answered"] += 1
         elif isinstance(event, ev.SaDeleted):
             self._up.discard(id(sa))
             self.counts["deleted_by_peer" if event.by_peer else "deleted"] += 1
         elif isinstance(event, ev.SaFailed):
-            cause = failure_cause(event)
+            cause = ev.failure_cause(event)
             if id(sa) in self._up:
                 self._up.discard(id(sa))
                 self.sa_failures[cause] += 1
@@ -362,7 +361,7 @@ def _data_plane(role: Any, snap: Snapshot) -> Snapshot:
 def gateway_snapshot(gw: Any, counts: EventCounts) -> Snapshot:
     """The ``Snapshot`` of a running ``Gateway`` (on its loop)."""
     snap = _data_plane(gw, events_snapshot(counts, Snapshot(workers=_worker(gw))))
-    snap.bindings = len(gw.registry)
+    snap.bindings = len(gw.store)
     from ..cp import NatInfoProvider
 
     if gw.dispatcher is not None and gw.dispatcher.responder is not None:

@@ -42,12 +42,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import SegwConfig
+from ..config import DEFAULT_BINDINGS, SegwConfig
 from ..engine import Settings
 from ..net import reuseport
 from ..net.udp import UdpEndpoint
 from .binding_writer import BindingFront, Op, apply
-from .bindings import BindingStore, open_store
+from .bindings import SqlBindingStore, open_store
 from .dispatch import Dispatcher
 from .gateway import COOKIE_SECRET_LIFETIME, Gateway
 from .instance_lock import InstanceLock
@@ -128,8 +128,9 @@ class Supervisor:
         self.log_level = log_level
         self._stream = open(config.events, "a", encoding="utf-8") if config.events \
             else None  # noqa: SIM115
-        self.store: BindingStore = open_store(config.bindings, instance=config.instance,
-                                              stream=self._stream)
+        # Shared by processes: a file (the CLI's default) unless the config names a store.
+        self.store: SqlBindingStore = open_store(config.bindings or DEFAULT_BINDINGS,
+                                                 instance=config.instance, stream=self._stream)
         self.cookie_key = os.urandom(32)
         self.workers = [_Worker(i) for i in range(workers)]
         self._groups: dict[tuple[str, int], list[socket.socket]] = {}
@@ -403,7 +404,7 @@ class WorkerGateway(Gateway):
         self.spec = spec
         self.tell = tell
         self._cookie_version = -1
-        super().__init__(spec.config, registry=registry, **kwargs)
+        super().__init__(spec.config, store=registry, **kwargs)
 
     async def start(self) -> None:
         await super().start()

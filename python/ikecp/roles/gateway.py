@@ -290,7 +290,8 @@ class Gateway:
         if self.on_event is not None:
             return None
         kinds = {PeerBinding, LivenessConfirmed, AuthenticationFailed, ChildSaFailed,
-                 IkeSaRekeyed, InitialContact, ConfigSetAnswered, SaDeleted, SaFailed}
+                 IkeSaRekeyed, InitialContact, ConfigSetAnswered, CpValueDeferred, SaDeleted,
+                 SaFailed}
         if self.keylog is not None or log.isEnabledFor(logging.INFO):
             kinds.add(IkeSaEstablished)
         if log.isEnabledFor(logging.DEBUG):

@@ -216,8 +216,8 @@ def _load(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, target: st
 
 
 def run_ikecp_segw(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, creds: Any,
-                   workdir: Path, *, dataplane: str = "none", workers: int = 1
-                   ) -> dict[str, Any]:
+                   workdir: Path, *, dataplane: str = "none", workers: int = 1,
+                   measure: Any = None) -> dict[str, Any]:
     """The real SeGW: ``ikecp segw --config`` (asyncio driver, binding registry in SQLite)
     as its own process in the segw namespace. ``dataplane = "tun"`` installs every CHILD SA
     into the ESP data plane, as strongSwan with kernel-libipsec does. ``workers`` > 1: a
@@ -254,6 +254,8 @@ def run_ikecp_segw(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any, c
         if not line.startswith("SeGW ") or "ports 500/4500" not in line:
             raise RuntimeError(f"ikecp segw did not start: {line!r} "
                                f"(stderr: {errors.read_text()[-2000:]!r})")
+        if measure is not None:  # another row's own runs against this SeGW (held SAs)
+            return measure(proc)  # type: ignore[no-any-return]
         cpu0 = _tree_cpu(proc.pid)
         summary = _load(suite, args, topo, ca, netns.SEGW_ADDR)
         _responder_cpu(summary, cpu0, _tree_cpu(proc.pid))
@@ -342,7 +344,43 @@ def run_strongswan(suite: Suite, args: argparse.Namespace, topo: Any, ca: Any,
             else {}
         summary = _load(suite, args, topo, ca, netns.SEGW_ADDR, **extra)
         _responder_cpu(summary, cpu0, _proc_cpu(pid))
+        summary["cookie_probe"] = topo.call("fap", cookie_probe, suite)
     return summary
+
+
+def cookie_probe(suite: Suite, burst: int = 8) -> dict[str, int]:
+    """Send ``burst`` IKE_SA_INIT requests back to back from the one source address every FAP
+    shares and count the answers that demand a COOKIE: with the responder's per-IP
+    ``cookie_threshold_ip`` (charon's default 3) really lifted there are none. Run after the
+    measured load; the ``burst`` half-open SAs it leaves time out on the responder."""
+    import socket
+
+    from ikecp.const import NotifyType
+    from ikecp.message import Notify
+
+    settings = Settings(local_id=identity("cookie-probe@lab.example"),
+                        auth=PskAuthenticator(DEFAULT_PSK),
+                        ike_proposals=(IkeProposal.parse(suite.ike),))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((netns.FAP_ADDR, 0))
+        local = sock.getsockname()
+        for _ in range(burst):
+            sa = IkeSa.initiator(settings, local, (netns.SEGW_ADDR, 500))
+            for d in sa.datagrams_to_send(0.0):
+                sock.sendto(d.data, (netns.SEGW_ADDR, 500))
+        answers = cookies = 0
+        deadline = time.monotonic() + 3.0
+        while answers < burst and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65535)
+            except TimeoutError:
+                break
+            answers += 1
+            msg = _backend.backend.decode_message(data)
+            cookies += any(isinstance(p, Notify) and p.notify_type == NotifyType.COOKIE
+                           for p in msg.payloads)
+    return {"sent": burst, "answered": answers, "cookie_demands": cookies}
 
 
 class _BenchCharon(strongswan.Charon):
@@ -471,11 +509,73 @@ def rekey_row(args: argparse.Namespace, topo: Any, ca: Any, creds: Any, workdir:
     return row
 
 
+# --- SAs held ------------------------------------------------------------------------------
+
+#: Handshakes per fill run: each run stays well inside the load generator's time limits.
+FILL_CHUNK = 25_000
+#: Seconds to wait after a fill, so the SeGW's periodic sweep (every 5 s) has passed over the
+#: new SAs once before the measured batch.
+SETTLE = 6.0
+
+
+def held_rows(args: argparse.Namespace, topo: Any, ca: Any, creds: Any,
+              workdir: Path) -> dict[str, Any]:
+    """One ``ikecp segw`` (X25519 + PSK, no data plane) measured while it holds more and
+    more SAs: at each level of ``args.held`` the load generator first establishes SAs up to
+    that level and leaves them up (no DELETE; the SeGW keeps them, their bindings and timers),
+    then a measured batch of ``args.held_batch`` handshakes gives responder CPU per handshake
+    and rate. Memory per SA: the SeGW process's RSS growth over the SAs it holds at the end
+    (every SA: IKE SA + CHILD SA, binding in SQLite, dispatcher tables, timers)."""
+    suite = SUITES["x25519-psk"]
+
+    def load(count: int, label: str, window: int) -> dict[str, Any]:
+        run_args = argparse.Namespace(**{**vars(args), "count": count, "window": window,
+                                         "teardown": False, "load_kw": {}})
+        return _load(suite, run_args, topo, ca, netns.SEGW_ADDR,
+                     id_template=f"{label}-{{n}}@lab.example")
+
+    def measure(proc: subprocess.Popen[str]) -> dict[str, Any]:
+        rss0, held, rows = _rss(proc.pid), 0, []
+        for level in sorted(set(args.held)):
+            fill_started = time.monotonic()
+            while held < level:
+                chunk = min(FILL_CHUNK, level - held)
+                done = load(chunk, f"fill{level}-{held}", 2 * args.window)["established"]
+                if done < chunk // 2:
+                    raise RuntimeError(f"fill to {level}: only {done}/{chunk} established")
+                held += done
+            if time.monotonic() - fill_started > 0.1:
+                time.sleep(SETTLE)
+            cpu0 = _tree_cpu(proc.pid)
+            batch = load(args.held_batch, f"batch{level}", args.window)
+            _responder_cpu(batch, cpu0, _tree_cpu(proc.pid))
+            row = {"held": held, "established": batch["established"],
+                   "failures": batch["failures"], "rate_middle_80": batch["rate_middle_80"],
+                   "responder_cpu_us_per_handshake": _per_hs(batch, "responder_cpu_seconds"),
+                   "initiator_cpu_us_per_handshake": batch["cpu_us_per_handshake"],
+                   "responder_rss_mb": round(_rss(proc.pid) / 2**20, 1)}
+            held += batch["established"]
+            rows.append(row)
+            print(f"  held {row['held']}: {row}", flush=True)
+        grown = _rss(proc.pid) - rss0
+        import sqlite3
+        with sqlite3.connect(f"file:{workdir / 'bindings.sqlite'}?mode=ro", uri=True) as db:
+            bindings = db.execute("SELECT count(*) FROM bindings").fetchone()[0]
+        base = rows[0]["responder_cpu_us_per_handshake"] if rows else None
+        top = rows[-1]["responder_cpu_us_per_handshake"] if rows else None
+        return {"rows": rows, "held_at_end": held, "bindings_at_end": bindings,
+                "rss_growth_mb": round(grown / 2**20, 1),
+                "bytes_per_sa": round(grown / held) if held else None,
+                "cpu_growth": round(top / base - 1, 3) if base and top else None}
+
+    return run_ikecp_segw(suite, args, topo, ca, creds, workdir, measure=measure)
+
+
 # --- SeGW scale ------------------------------------------------------------------------------
 
 
-def _rss() -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
+def _rss(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
@@ -538,9 +638,16 @@ def main() -> int:
     ap.add_argument("--no-fake-kernel", action="store_true",
                     help="skip strongSwan built with load-tester's fake kernel")
     ap.add_argument("--no-rekey", action="store_true", help="skip the rekey row")
+    ap.add_argument("--held", help="comma-separated SA counts the SeGW holds while a batch is "
+                    "measured (default 0,10000,50000,100000; --quick 0,2000,5000; empty: skip)")
+    ap.add_argument("--held-batch", type=int, help="handshakes measured at each --held level")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
     args.count = args.count or (500 if args.quick else 5000)
+    if args.held is None:
+        args.held = "0,2000,5000" if args.quick else "0,10000,50000,100000"
+    args.held = [int(n) for n in args.held.split(",") if n.strip()]
+    args.held_batch = args.held_batch or (500 if args.quick else 3000)
     scale = args.scale if args.scale is not None else (10_000 if args.quick else 100_000)
     notes: list[str] = []
     use_ns = netns.probe() is None
@@ -608,6 +715,10 @@ def main() -> int:
                 print("\nrekeying (CHILD + IKE rekey per FAP, X25519 + PSK)", flush=True)
                 results["rekey"] = rekey_row(args, topo, ca, creds, Path(tmp),
                                              not why_no_swan)
+            if topo is not None and args.held:
+                print(f"\nSAs held (ikecp segw, X25519 + PSK, {args.held_batch} handshakes "
+                      "measured at each level)", flush=True)
+                results["held"] = held_rows(args, topo, ca, creds, Path(tmp))
         finally:
             if topo is not None:
                 topo.destroy()
@@ -688,6 +799,22 @@ def _print_table(results: dict[str, Any]) -> None:
         if a and b and "error" not in a and "error" not in b:
             print(f"| ikecp/strongSwan | {_ratio(a, b, 'rekeys_per_s')} | "
                   f"{_ratio(a, b, 'responder_cpu_us_per_rekey')} | |")
+    held = results.get("held")
+    if held:
+        print("\n| SAs held | hs/s | responder µs CPU/hs | SeGW RSS MB |\n|---|---|---|---|")
+        for r in held["rows"]:
+            print(f"| {r['held']} | {r['rate_middle_80']} | "
+                  f"{r['responder_cpu_us_per_handshake']} | {r['responder_rss_mb']} |")
+        print(f"| growth, last level / first | | {held['cpu_growth']} | |")
+        print(f"SeGW memory: {held['bytes_per_sa']} B RSS per SA held ({held['held_at_end']} "
+              f"SAs, {held['bindings_at_end']} bindings in the registry)")
+    for key, row in results["suites"].items():
+        for target in ("strongswan", "strongswan-fake"):
+            probe = (row.get(target) or {}).get("cookie_probe")
+            if probe:
+                print(f"{key} {target}: {probe['cookie_demands']} COOKIE demands among "
+                      f"{probe['answered']} answers to {probe['sent']} IKE_SA_INITs sent back "
+                      "to back from one address (charon-systemd.cookie_threshold_ip lifted)")
     for note in results["notes"]:
         print(f"note: {note}")
 

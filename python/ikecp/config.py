@@ -253,6 +253,7 @@ class _Common:
             "child_lifetime": ChildLifetime(self.child_rekey_time or None,
                                             self.child_life_time, self.child_rand_time),
             "fragmentation": FragmentPolicy(self.fragmentation, self.fragment_size),
+            "keep_keys": self.keylog is not None,
         }
 
     def __post_init__(self) -> None:

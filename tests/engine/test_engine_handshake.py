@@ -12,9 +12,11 @@ from ikecp.engine import ChildProposal, Identity, IkeProposal, PskAuthenticator
 from ikecp.events import (
     ChildSaEstablished,
     IkeSaEstablished,
+    NatDetected,
     PeerBinding,
     ProtocolErrorReceived,
     ProtocolErrorSent,
+    SaDeleted,
     SaFailed,
 )
 from ikecp.message import KE, Message, Notify, UnknownPayload
@@ -216,13 +218,25 @@ def test_identity_types(backend, identity):
 
 
 def test_key_log_matches_on_both_sides(backend):
-    pair = Pair(backend, fap_settings(), segw_settings())
+    pair = Pair(backend, fap_settings(keep_keys=True), segw_settings(keep_keys=True))
     assert pair.i.key_log() is None
     pair.run()
     log_i, log_r = pair.i.key_log(), pair.r.key_log()
     assert log_i == log_r and log_i is not None
     assert log_i["spi_i"] == pair.i.spi_i and len(log_i["sk_ei"]) == 36  # AES-256 + salt
     assert log_i["sk_ai"] == b"" and log_i["sk_ei"] != log_i["sk_er"]
+
+
+def test_sa_keeps_no_key_copies_or_auth_inputs_unless_asked(backend):
+    """Memory per SA: without ``keep_keys`` the SK keys live only in the ciphers, and the
+    nonces and IKE_SA_INIT messages IKE_AUTH signed over are freed once it is done."""
+    pair = Pair(backend, fap_settings(), segw_settings()).run()
+    for sa in (pair.i, pair.r):
+        assert sa.established and sa.key_log() is None and sa.key_material == ()
+        assert sa.nonce_i == sa.nonce_r == sa.init_request == sa.init_response == b""
+    pair.i.rekey_child()
+    pair.run()
+    assert len(pair.i.children) == len(pair.r.children) == 1  # CHILD keymat without them
 
 
 def test_verifier_may_accept_several_methods(backend):
@@ -237,3 +251,19 @@ def test_verifier_may_accept_several_methods(backend):
     refused = Pair(backend, fap_settings(), segw_settings(peer_auth=Strict(PSK))).run()
     assert refused.r.closed
     assert "auth method 2" in refused.events("r", ProtocolErrorSent)[0].reason
+
+
+def test_only_the_event_types_read_are_built(backend):
+    """``Settings.events``: the engine builds only the events the application reads (and
+    those a driver needs to follow SAs); the exchanges are the same."""
+    reads = frozenset({PeerBinding})
+    pair = Pair(backend, fap_settings(), segw_settings(events=reads)).run()
+    assert pair.r.established and pair.i.established
+    assert {type(e) for e in pair.r_events} == {PeerBinding}
+    full = Pair(backend, fap_settings(), segw_settings()).run()
+    assert {IkeSaEstablished, ChildSaEstablished, NatDetected} <= {type(e) for e in full.r_events}
+    assert pair.events("r", PeerBinding)[0].public_address == \
+        full.events("r", PeerBinding)[0].public_address
+    pair.i.delete()
+    pair.run()
+    assert pair.events("r", SaDeleted)  # the end of an SA is always built

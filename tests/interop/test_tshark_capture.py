@@ -80,7 +80,8 @@ def test_capture_decodes_with_key_log(tmp_path, proposal, esp):
         with capture.Capture(pcap, "eth0", netns=topo.segw), \
                 ikecp_loop(topo, "segw", netns.SEGW_ADDR, responder=segw_settings()) as segw, \
                 ikecp_loop(topo, "fap", netns.FAP_ADDR) as fap:
-            sa = fap.initiate(fap_settings(proposal, esp), (netns.SEGW_ADDR, 500))
+            sa = fap.initiate(fap_settings(proposal, esp, keep_keys=True),
+                              (netns.SEGW_ADDR, 500))
             fap.wait_for(lambda evs: any(isinstance(e, ChildSaEstablished) for _, e in evs))
             segw.wait_for(lambda evs: any(isinstance(e, PeerBinding) for _, e in evs))
             nat = topo.nat_mappings()

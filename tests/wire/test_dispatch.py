@@ -100,6 +100,21 @@ def test_many_sas_established_and_demultiplexed(backend) -> None:
     assert wire.segw.stats.ike == 50 and wire.fap.stats.ike == 50
 
 
+def test_active_sas_tracked_only_once_asked(backend) -> None:
+    """``take_active``: the SAs handed IKE messages since the last call, so a periodic pass
+    need not visit idle ones; nothing is kept before the first call (a load generator never
+    asks)."""
+    wire, sas = pair(3, cookie_threshold=None, cookie_threshold_ip=None)
+    assert wire.segw._active is None and wire.segw.take_active() == set()
+    assert wire.segw.take_active() == set()  # idle since the last call
+    sas[1].check_liveness()
+    wire.fap.update(sas[1], wire.now)
+    wire.pump()
+    (spoke,) = wire.segw.take_active()
+    assert spoke is wire.segw.find(sas[1].spi_r)
+    assert wire.segw.take_active() == set()
+
+
 def test_hostile_datagrams_counted_not_crashed(backend) -> None:
     wire, sas = pair(3)
     segw = wire.segw

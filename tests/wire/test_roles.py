@@ -351,3 +351,40 @@ def test_per_peer_psk(fap_secret: str) -> None:
             await topo.stop()
 
     asyncio.run(main())
+
+
+def test_segw_engine_builds_only_the_events_it_reads() -> None:
+    """Without an on_event callback or a data plane, the SeGW's SAs build no CHILD SA or NAT
+    events (nobody reads them); the binding still lands in the registry. With a callback,
+    every event is built."""
+    from collections.abc import Callable
+
+    from ikecp.config import FapConfig, SegwConfig
+    from ikecp.events import ChildSaEstablished, NatDetected, PeerBinding
+    from ikecp.roles.femto import Femto
+
+    async def main(on_event: Callable | None) -> frozenset[type] | None:
+        reg = BindingRegistry()
+        gw = Gateway(SegwConfig(psk="lean", port=0, natt_port=0), store=reg,
+                     on_event=on_event)
+        await gw.start()
+        port, natt = gw.ports
+        fap = Femto(FapConfig(psk="lean", identity="fap-lean.example", port=0, natt_port=0,
+                              segw_port=port, segw_natt_port=natt))
+        try:
+            await fap.start()
+            await fap.wait_established(10)
+            assert reg.by_identity("fap-lean.example")
+            assert gw.dispatcher is not None and gw.dispatcher.responder is not None
+            return gw.dispatcher.responder.events
+        finally:
+            await fap.stop()
+            await gw.stop()
+            reg.close()
+
+    seen: list[type] = []
+    reads = asyncio.run(main(None))
+    assert reads is not None and PeerBinding in reads
+    assert ChildSaEstablished not in reads and NatDetected not in reads
+    assert asyncio.run(main(lambda sa, ev: seen.append(type(ev)))) is None
+    assert ChildSaEstablished in seen and PeerBinding in seen

@@ -23,12 +23,16 @@ from ..events import (
     SaDeleted,
     SaFailed,
 )
-from . import ChildSpec, DataPlane
+from . import ChildSpec, DataPlane, NoDataPlane
 
 if TYPE_CHECKING:
     from ..engine import IkeSa
 
 log = logging.getLogger("ikecp.dataplane")
+#: The event types ``on_event`` acts on.
+_TRACKED: frozenset[type] = frozenset({
+    ChildSaEstablished, ConfigReceived, RemoteAddressChanged, ChildSaClosed, IkeSaRekeyed,
+    ChildSaDeleted, SaDeleted, SaFailed})
 
 
 class ChildTracker:
@@ -36,6 +40,12 @@ class ChildTracker:
         self.plane = plane
         self._owner: dict[int, IkeSa] = {}            # spi_in -> IKE SA
         self._by_sa: dict[int, list[ChildSpec]] = {}  # id(IKE SA) -> its CHILD SAs
+
+    @property
+    def interest(self) -> frozenset[type]:
+        """The event types it needs to see (``Settings.events``): none without a data
+        plane."""
+        return frozenset() if type(self.plane) is NoDataPlane else _TRACKED
 
     def owner(self, spi_in: int) -> IkeSa | None:
         return self._owner.get(spi_in)
@@ -56,6 +66,8 @@ class ChildTracker:
         return total
 
     def on_event(self, sa: IkeSa, ev: Event) -> None:
+        if type(self.plane) is NoDataPlane:
+            return  # nothing carries CHILD SAs: keeping their specs would only cost memory
         if isinstance(ev, ChildSaEstablished):
             spec = ChildSpec.from_event(ev, peer=sa.remote)
             self.plane.install(spec)

@@ -197,9 +197,7 @@ class AuthTask(Task):
 
     def _verify(self, sa: IkeSa, msg: MessageView, id_type: int, id_data: bytes,
                 initiator_side: bool) -> Identity:
-        from .settings import Identity
-
-        peer = Identity(id_type, id_data)
+        peer = _settings.Identity(id_type, id_data)
 
         def refuse(failure: str, reason: str) -> RemoteProtocolError:
             sa.emit(AuthenticationFailed(peer, failure, reason))
@@ -227,8 +225,13 @@ class AuthTask(Task):
 def _established(sa: IkeSa) -> None:
     s = sa.suite
     sa.mark_established()
-    sa.emit(IkeSaEstablished(
-        spi_i=sa.spi_i, spi_r=sa.spi_r, local_id=sa.settings.local_id, remote_id=sa.peer_id,
-        local_addr=sa.local, remote_addr=sa.remote, encr=s.encr,
-        encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf, dh=s.dh,
-    ))
+    if sa.wants(IkeSaEstablished):
+        sa.emit(IkeSaEstablished(
+            spi_i=sa.spi_i, spi_r=sa.spi_r, local_id=sa.settings.local_id,
+            remote_id=sa.peer_id, local_addr=sa.local, remote_addr=sa.remote, encr=s.encr,
+            encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf, dh=s.dh,
+        ))
+
+
+# Last: settings.py imports Authenticator from here; bound once, not per IKE_AUTH.
+from . import settings as _settings  # noqa: E402

@@ -101,13 +101,14 @@ class ChildCreateTask(Task):
         ts_local, ts_remote = self.ts if initiator else self.ts[::-1]
         self.child = child = ChildSa(self.spi_in, spi_out, s, ts_local, ts_remote)
         sa.add_child(child)
-        sa.emit(ChildSaEstablished(
-            spi_in=self.spi_in, spi_out=spi_out, encr=s.encr, encr_key_bits=s.encr_key_bits,
-            integ=s.integ, esn=s.esn, ts_i=self.ts[0], ts_r=self.ts[1],
-            key_i_to_r=i_to_r, key_r_to_i=r_to_i, encapsulated=sa.encapsulated,
-            initiator=initiator,
-            rekeys=self.rekeys.spi_in if self.rekeys is not None else None,
-        ))
+        if sa.wants(ChildSaEstablished):
+            sa.emit(ChildSaEstablished(
+                spi_in=self.spi_in, spi_out=spi_out, encr=s.encr,
+                encr_key_bits=s.encr_key_bits, integ=s.integ, esn=s.esn, ts_i=self.ts[0],
+                ts_r=self.ts[1], key_i_to_r=i_to_r, key_r_to_i=r_to_i,
+                encapsulated=sa.encapsulated, initiator=initiator,
+                rekeys=self.rekeys.spi_in if self.rekeys is not None else None,
+            ))
 
     def _refused(self, sa: IkeSa, notify_type: int, reason: str) -> Status:
         self.failed = notify_type

@@ -23,5 +23,7 @@ def derive_ike_keys(sa: IkeSa, shared_secret: bytes, sk_d_old: bytes | None = No
     to_i = b.SkCipher(s.encr, sk_er, s.integ, sk_ar)
     sa.sk_d, sa.sk_pi, sa.sk_pr = sk_d, sk_pi, sk_pr
     sa.cipher_out, sa.cipher_in = (to_r, to_i) if sa.is_initiator else (to_i, to_r)
-    # Kept only for an explicit key log (IkeSa.key_log), never logged.
-    sa.key_material = (sk_ei, sk_er, sk_ai, sk_ar)
+    # Kept only for an explicit key log (``Settings.keep_keys``, ``ikecp.keylog``), never
+    # logged; otherwise these keys live only inside the two ciphers.
+    if sa.settings.keep_keys:
+        sa.key_material = (sk_ei, sk_er, sk_ai, sk_ar)

@@ -58,6 +58,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ikecp.engine")
 _INITIATOR, _RESPONSE = int(HeaderFlag.INITIATOR), int(HeaderFlag.RESPONSE)
+#: Our own addresses are few: SAs share one tuple for each instead of holding a copy apiece.
+_LOCAL_ADDRESSES: dict[Address, Address] = {}
+
+
+def _local_address(ip: str, port: int) -> Address:
+    addr = (ip, port)
+    shared = _LOCAL_ADDRESSES.get(addr)
+    if shared is None:
+        if len(_LOCAL_ADDRESSES) >= 4096:  # a load generator's many float ports: bounded
+            return addr
+        shared = _LOCAL_ADDRESSES[addr] = addr
+    return shared
 
 
 @record
@@ -117,6 +129,7 @@ class IkeSa:
         "cipher_in",
         "cipher_out",
         "encapsulated",
+        "init_key",
         "init_request",
         "init_response",
         "is_initiator",
@@ -143,6 +156,7 @@ class IkeSa:
         "stats",
         "suite",
         "tasks",
+        "timer_queued",
     )
 
     def __init__(self, settings: Settings, role: Role, local: Address,
@@ -182,8 +196,9 @@ class IkeSa:
         #: Message IDs, retransmission, reply cache and the tasks of each exchange.
         self.tasks = TaskManager(self)
         self._cp_ctx: CpContext | None = None
-        self._outbox: list[Datagram] = []
-        self._events: list[Event] = []
+        # Empty until used: a held SA keeps no empty lists (memory per SA).
+        self._outbox: list[Datagram] | tuple[()] = ()
+        self._events: list[Event] | tuple[()] = ()
         self._close_event: Event | None = None
         self._now = 0.0
         self._half_open_at: float | None = None
@@ -198,6 +213,11 @@ class IkeSa:
         self._replaces: IkeSa | None = None    # reauthentication: the SA this one replaces
         self._successor: IkeSa | None = None   # reauthentication under way
         self._natt_local_port = settings.natt_port
+        #: The deadline a driver's timer heap holds for this SA (the driver's bookkeeping:
+        #: an attribute here costs less memory per SA than a table entry there).
+        self.timer_queued: float | None = None
+        #: Where a driver filed this responder SA by (initiator IP, SPIi), if it did.
+        self.init_key: tuple[str, bytes] | None = None
 
     @classmethod
     def initiator(cls, settings: Settings, local: Address, remote: Address, *,
@@ -264,8 +284,11 @@ class IkeSa:
         tasks = self.tasks
         if tasks.armed or tasks.parked is not None:
             tasks.flush(now)
-        out, self._outbox = self._outbox, []
-        return out
+        out = self._outbox
+        if not out:
+            return []
+        self._outbox = ()
+        return out  # type: ignore[return-value]  # not empty: a list
 
     def next_timer(self) -> float | None:
         """When ``handle_timer`` should next be called, or None."""
@@ -297,7 +320,7 @@ class IkeSa:
         keepalive = self.settings.keepalive_interval
         if self._keepalive_at is not None and keepalive is not None and now >= self._keepalive_at:
             # One 0xFF octet, no non-ESP marker: not encapsulated in the Datagram's sense.
-            self._outbox.append(Datagram(NAT_KEEPALIVE, self.local[1], self.remote, False))
+            self._queue(Datagram(NAT_KEEPALIVE, self.local[1], self.remote, False))
             self._keepalive_at = now + keepalive
         interval = self.settings.dpd_interval
         if self._dpd_at is not None and interval is not None and now >= self._dpd_at:
@@ -308,7 +331,19 @@ class IkeSa:
             self._renew(now)
 
     def next_event(self) -> Event | None:
-        return self._events.pop(0) if self._events else None
+        events = self._events
+        if not events:
+            return None
+        event = events.pop(0)  # type: ignore[union-attr]  # not empty: a list
+        if not events:
+            self._events = ()
+        return event
+
+    def take_events(self) -> list[Event] | tuple[()]:
+        """Every pending event at once, oldest first: what ``next_event`` would return one
+        by one (a driver draining many SAs saves a call per event)."""
+        out, self._events = self._events, ()
+        return out
 
     # --- application requests ---------------------------------------------------------------
 
@@ -396,13 +431,23 @@ class IkeSa:
 
     # --- for tasks and the task manager -----------------------------------------------------
 
+    def wants(self, kind: type) -> bool:
+        """Whether anyone reads events of type ``kind`` (``Settings.events``): build one only
+        then."""
+        events = self.settings.events
+        return events is None or kind in events
+
     def emit(self, event: Event) -> None:
-        self._events.append(event)
+        events = self._events
+        if events:
+            events.append(event)  # type: ignore[union-attr]  # not empty: a list
+        else:
+            self._events = [event]
 
     def set_nat(self, local_behind: bool, remote_behind: bool, *, supported: bool) -> None:
         self.natt_supported = supported or self.settings.force_encap
         self.local_behind_nat, self.remote_behind_nat = local_behind, remote_behind
-        if self.natt_supported:
+        if self.natt_supported and self.wants(NatDetected):
             self.emit(NatDetected(local_behind, remote_behind))
 
     def mark_established(self) -> None:
@@ -421,7 +466,8 @@ class IkeSa:
 
     def flush_cp_events(self) -> None:
         if self._cp_ctx is not None and self._cp_ctx.events:
-            self._events.extend(self._cp_ctx.events)
+            for event in self._cp_ctx.events:
+                self.emit(event)
             self._cp_ctx.events.clear()
 
     def release_cp(self) -> None:
@@ -436,8 +482,9 @@ class IkeSa:
         self.tasks.clear()
         self._half_open_at = self._dpd_at = self._keepalive_at = self._life_at = None
         self.release_cp()
-        for child in self.children:
-            self.emit(ChildSaClosed(child.spi_in, child.spi_out, "IKE SA closed"))
+        if self.wants(ChildSaClosed):
+            for child in self.children:
+                self.emit(ChildSaClosed(child.spi_in, child.spi_out, "IKE SA closed"))
         self.children = []
         self.emit(event)
         old, self._replaces = self._replaces, None
@@ -451,7 +498,8 @@ class IkeSa:
 
     def drop(self, reason: str) -> None:
         self.stats.dropped += 1
-        self._events.append(DatagramDropped(reason))
+        if self.wants(DatagramDropped):
+            self.emit(DatagramDropped(reason))
 
     def open(self, msg: Message, data: bytes) -> Message | None:
         """Verify, decrypt and decode an SK-protected message; drop it (None) if it fails.
@@ -487,7 +535,14 @@ class IkeSa:
         encapsulated = self.encapsulated if local_port is None else \
             local_port == self.settings.natt_port
         for d in (data,) if isinstance(data, bytes) else data:
-            self._outbox.append(Datagram(d, port, remote or self.remote, encapsulated))
+            self._queue(Datagram(d, port, remote or self.remote, encapsulated))
+
+    def _queue(self, datagram: Datagram) -> None:
+        outbox = self._outbox
+        if outbox:
+            outbox.append(datagram)  # type: ignore[union-attr]  # not empty: a list
+        else:
+            self._outbox = [datagram]
 
     def encode(self, msg: Message) -> bytes | tuple[bytes, ...]:
         """The datagram of ``msg``, or its SKF fragments when it is too large for the
@@ -510,19 +565,20 @@ class IkeSa:
             return False
         self.spi_i, self.remote, self.init_request = msg.spi_i, addr, data
         if local_port is not None:
-            self.local = (self.local[0], local_port)
+            self.local = _local_address(self.local[0], local_port)
             self.encapsulated = local_port == self.settings.natt_port
         return True
 
     def track_address(self, addr: Address, local_port: int | None) -> None:
         """Follow the peer to the address of an authenticated request (§2.23)."""
         if local_port is not None and local_port != self.local[1]:
-            self.local = (self.local[0], local_port)
+            self.local = _local_address(self.local[0], local_port)
             self.encapsulated = local_port == self.settings.natt_port
         if addr != self.remote:
             old, self.remote = self.remote, addr
             if self.state is State.ESTABLISHED:
-                self.emit(RemoteAddressChanged(old, addr))
+                if self.wants(RemoteAddressChanged):
+                    self.emit(RemoteAddressChanged(old, addr))
                 if self.role is Role.RESPONDER:
                     self._emit_binding()
                     config_push.after_address_change(self)
@@ -587,16 +643,19 @@ class IkeSa:
     def _float(self) -> None:
         """Move to the NAT-T port after IKE_SA_INIT found a NAT (§2.23)."""
         if self.natt_supported and (self.local_behind_nat or self.remote_behind_nat):
-            self.local = (self.local[0], self._natt_local_port)
+            self.local = _local_address(self.local[0], self._natt_local_port)
             self.remote = (self.remote[0], self.settings.natt_port)
             self.encapsulated = True
 
     def _forget_auth_inputs(self) -> None:
-        """Only IKE_AUTH signs over these: free them once it is done (memory per SA)."""
+        """Only IKE_AUTH signs over these (and keys its first CHILD SA with the nonces): free
+        them once it is done (memory per SA)."""
         self.init_request = self.init_response = self.sk_pi = self.sk_pr = b""
+        self.nonce_i = self.nonce_r = b""
 
     def _emit_binding(self) -> None:
-        self.emit(self.binding())
+        if self.wants(PeerBinding):
+            self.emit(self.binding())
 
     def binding(self) -> PeerBinding:
         """What the mobile network needs to reach the peer of this (responder-role) SA."""
@@ -629,7 +688,8 @@ class IkeSa:
     def remove_child(self, child: ChildSa, reason: str) -> None:
         if child in self.children:
             self.children.remove(child)
-            self.emit(ChildSaClosed(child.spi_in, child.spi_out, reason))
+            if self.wants(ChildSaClosed):
+                self.emit(ChildSaClosed(child.spi_in, child.spi_out, reason))
             self._reschedule()
             if self.role is Role.RESPONDER and self.state is State.ESTABLISHED:
                 self._emit_binding()  # the binding's CHILD SPIs follow rekeys
@@ -740,7 +800,7 @@ class IkeSa:
         new.nonce_i, new.nonce_r = nonce_i, nonce_r
         new._now = self._now
         derive_ike_keys(new, secret, sk_d_old=self.sk_d)
-        new.sk_pi = new.sk_pr = b""
+        new.sk_pi = new.sk_pr = new.nonce_i = new.nonce_r = b""  # no IKE_AUTH to sign
         new.peer_id, new.natt_supported = self.peer_id, self.natt_supported
         new.local_behind_nat, new.remote_behind_nat = self.local_behind_nat, self.remote_behind_nat
         new.encapsulated, new._natt_local_port = self.encapsulated, self._natt_local_port
@@ -770,10 +830,12 @@ class IkeSa:
             new._cp_ctx.spi_i, new._cp_ctx.spi_r = new.spi_i, new.spi_r
         new._to(Trigger.REKEYED_IN)
         s = new.suite
-        new.emit(IkeSaEstablished(
-            spi_i=new.spi_i, spi_r=new.spi_r, local_id=self.settings.local_id,
-            remote_id=new.peer_id, local_addr=new.local, remote_addr=new.remote,
-            encr=s.encr, encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf, dh=s.dh))
+        if new.wants(IkeSaEstablished):
+            new.emit(IkeSaEstablished(
+                spi_i=new.spi_i, spi_r=new.spi_r, local_id=self.settings.local_id,
+                remote_id=new.peer_id, local_addr=new.local, remote_addr=new.remote,
+                encr=s.encr, encr_key_bits=s.encr_key_bits, integ=s.integ, prf=s.prf,
+                dh=s.dh))
         self.tasks.drop_queued(X.CREATE_CHILD_SA)
         self._to(Trigger.REPLACED)
         self.emit(IkeSaRekeyed(new, new.spi_i, new.spi_r))

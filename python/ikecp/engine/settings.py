@@ -194,6 +194,14 @@ class Settings:
     #: Seconds since the epoch, for certificate validity: the engine's only wall-clock read
     #: (``now`` passed to an SA is monotonic and says nothing about dates). Tests pin it.
     wall_clock: Callable[[], float] = time.time
+    #: Keep each IKE SA's SK_e/SK_a keys in ``IkeSa.key_material`` for a key log
+    #: (``ikecp.keylog``); off, they live only inside the SA's two SK ciphers.
+    keep_keys: bool = False
+    #: The event types the application reads (None: all). The engine builds no other, except
+    #: those a driver needs to follow SAs: the new SA of an IKE rekey, a collision or a
+    #: reauthentication (``IkeSaRekeyed``, ``RedundantIkeSa``, ``ReauthStarted``) and the end
+    #: of one (``SaDeleted``, ``SaFailed``), always built.
+    events: frozenset[type] | None = None
     #: The first octet of every SPI this side allocates (IKE SPIs, inbound ESP SPIs), None:
     #: all random. A multi-process SeGW puts its worker index there, and the kernel steers
     #: each datagram to the worker that owns the SA by it (``ikecp.net.reuseport``).

@@ -76,7 +76,8 @@ class TaskManager:
         self._expected = 0         # message ID of the next request we accept
         self.request: _Request | None = None
         #: Read by the SA on its hot path to skip calls with nothing to do.
-        self.queued: list[tuple[int, list[Task]]] = []
+        #: Empty until used (a tuple: a held SA keeps no empty list).
+        self.queued: list[tuple[int, list[Task]]] | tuple[()] = ()
         # (msg id, hash(request), reply: a datagram or a whole fragment set)
         self._cached: tuple[int, int, bytes | tuple[bytes, ...]] | None = None
         self.parked: _Work | None = None  # an answer waiting for a Deferred CP value
@@ -86,7 +87,11 @@ class TaskManager:
 
     def queue(self, exchange: int, tasks: list[Task]) -> None:
         """Run ``tasks`` in an exchange of our own once the window is free."""
-        self.queued.append((exchange, tasks))
+        queued = self.queued
+        if queued:
+            queued.append((exchange, tasks))  # type: ignore[union-attr]  # not empty: a list
+        else:
+            self.queued = [(exchange, tasks)]
         self.kick()
 
     @property
@@ -111,13 +116,15 @@ class TaskManager:
 
     def drop_queued(self, exchange: int) -> None:
         """Forget queued (not yet sent) exchanges of one type."""
-        self.queued = [q for q in self.queued if q[0] != exchange]
+        self.queued = [q for q in self.queued if q[0] != exchange] or ()
 
     def kick(self) -> None:
         """Start the next queued exchange when the window (size 1) is free."""
         if self.request is not None or not self.queued or self.sa.state is State.CLOSED:
             return
-        exchange, tasks = self.queued.pop(0)
+        exchange, tasks = self.queued.pop(0)  # type: ignore[union-attr]  # not empty
+        if not self.queued:
+            self.queued = ()
         self._send_request(exchange, tasks)
 
     def _send_request(self, exchange: int, tasks: list[Task]) -> None:
@@ -259,7 +266,7 @@ class TaskManager:
 
     def clear(self) -> None:
         self.request = None
-        self.queued.clear()
+        self.queued = ()
 
     # --- the responder's side ---------------------------------------------------------------
 

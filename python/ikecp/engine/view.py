@@ -12,7 +12,7 @@ class MessageView:
     """Read-only ``Message`` stand-in offering what tasks use: ``first``, ``find``,
     ``notifies``, ``payloads`` and the header fields."""
 
-    __slots__ = ("_by_class", "message")
+    __slots__ = ("_by_class", "_by_notify", "message")
 
     def __init__(self, message: Message) -> None:
         self.message = message
@@ -24,6 +24,7 @@ class MessageView:
             else:
                 same.append(p)
         self._by_class = by_class
+        self._by_notify: dict[int, list[Notify]] | None = None  # built on first use
 
     @property
     def payloads(self) -> tuple[Payload, ...]:
@@ -41,5 +42,15 @@ class MessageView:
         return self._by_class.get(cls) or []
 
     def notifies(self, notify_type: int) -> list[Notify]:
-        found = cast("list[Notify]", self._by_class.get(Notify) or [])
-        return [n for n in found if n.notify_type == notify_type]
+        """The notifies of one type, in message order (the list is shared: read it only).
+        Tasks ask a dozen times per exchange: the notifies are indexed by type once."""
+        by_notify = self._by_notify
+        if by_notify is None:
+            by_notify = self._by_notify = {}
+            for n in cast("list[Notify]", self._by_class.get(Notify) or ()):
+                same = by_notify.get(n.notify_type)
+                if same is None:
+                    by_notify[n.notify_type] = [n]
+                else:
+                    same.append(n)
+        return by_notify.get(int(notify_type)) or []

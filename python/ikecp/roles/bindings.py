@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS bindings (
 CREATE INDEX IF NOT EXISTS bindings_inner ON bindings (inner_ip);
 CREATE INDEX IF NOT EXISTS bindings_identity ON bindings (identity);
 CREATE INDEX IF NOT EXISTS bindings_public ON bindings (public_ip, public_port);
+-- expire() runs every sweep: a range scan, not a pass over every row held
+CREATE INDEX IF NOT EXISTS bindings_seen ON bindings (instance, last_seen);
 CREATE TABLE IF NOT EXISTS history (
     id {serial},
     at {real} NOT NULL,

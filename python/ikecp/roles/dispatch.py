@@ -176,13 +176,11 @@ class Dispatcher:
         # Responder SAs by (initiator IP, SPIi) for their whole life; which are half-open,
         # and how many of those each IP holds.
         self._by_init: dict[tuple[str, bytes], IkeSa] = {}
-        self._init_key: dict[int, tuple[str, bytes]] = {}
         self._half: set[int] = set()
         self._half_per_ip: dict[str | bytes, int] = {}
         self._spi_tokens = invalid_spi_rate
         self._spi_tokens_at = 0.0
         self._timers: list[tuple[float, int, IkeSa]] = []
-        self._scheduled: dict[int, float] = {}
         self._seq = itertools.count()
         self._outbox: list[Datagram] = []
         self._events: list[tuple[IkeSa, Event]] = []
@@ -193,6 +191,9 @@ class Dispatcher:
         # version -> secret (current + previous)
         self._cookie_secrets = {0: self._cookie_secret(0)}
         self._predecessor: dict[int, IkeSa] = {}  # id(reauthenticating SA) -> the old one
+        # SAs that got IKE messages since take_active(); None until its first call (a load
+        # generator never asks: nothing piles up).
+        self._active: set[IkeSa] | None = None
 
     # --- the sans-IO surface ----------------------------------------------------------------
 
@@ -240,6 +241,8 @@ class Dispatcher:
                 self._invalid_spi(data, local_port, remote)
             return
         st.ike += 1
+        if self._active is not None:
+            self._active.add(sa)
         sa.receive_datagram(data, remote, now, local_port)
         self._after(sa)
 
@@ -259,7 +262,7 @@ class Dispatcher:
         heap = self._timers
         while heap:
             when, _, sa = heap[0]
-            if self._scheduled.get(id(sa)) == when:
+            if sa.timer_queued == when:
                 return when
             heapq.heappop(heap)  # superseded entry
         return None
@@ -270,9 +273,9 @@ class Dispatcher:
         heap = self._timers
         while heap and heap[0][0] <= now:
             when, _, sa = heapq.heappop(heap)
-            if self._scheduled.get(id(sa)) != when:
+            if sa.timer_queued != when:
                 continue
-            del self._scheduled[id(sa)]
+            sa.timer_queued = None
             sa.handle_timer(now)
             self._after(sa)
 
@@ -314,6 +317,13 @@ class Dispatcher:
         for sa in self._by_init.values():
             if sa.spi_r == _ZERO_SPI or self._by_spi.get(sa.spi_r) is not sa:
                 yield sa
+
+    def take_active(self) -> set[IkeSa]:
+        """The SAs that were handed IKE messages since the last call (still in the table or
+        not): what a periodic pass over peers that spoke needs, without visiting every SA.
+        Tracking starts with the first call."""
+        out, self._active = self._active, set()
+        return out if out is not None else set()
 
     def find(self, spi: bytes) -> IkeSa | None:
         """The SA whose own SPI (SPIr for responder SAs, SPIi for initiator SAs) is ``spi``."""
@@ -368,7 +378,7 @@ class Dispatcher:
                              backend=self.backend)
         key = (ip, data[:8])
         self._by_init[key] = sa
-        self._init_key[id(sa)] = key
+        sa.init_key = key
         self._half.add(id(sa))
         self._half_per_ip[source] = mine + 1
         st.sas_created += 1
@@ -379,7 +389,8 @@ class Dispatcher:
         key = id(sa)
         if key in self._half:
             self._half.remove(key)
-            source = source_of(self._init_key[key][0])
+            assert sa.init_key is not None  # only responder SAs are half-open
+            source = source_of(sa.init_key[0])
             left = self._half_per_ip[source] - 1
             if left:
                 self._half_per_ip[source] = left
@@ -461,14 +472,16 @@ class Dispatcher:
     def _after(self, sa: IkeSa) -> None:
         """Drain ``sa`` and bring the tables and the timer heap up to date."""
         self._outbox.extend(sa.datagrams_to_send(self._now))
-        events = self._events
-        born: list[Any] = []
-        while (ev := sa.next_event()) is not None:
-            events.append((sa, ev))
-            if type(ev) in _NEW_SA:
-                born.append(ev)
-        for ev in born:
-            self._adopt(ev.sa, sa if type(ev) is ReauthStarted else None)
+        fresh = sa.take_events()
+        if fresh:
+            events = self._events
+            born: list[Any] = []
+            for ev in fresh:
+                events.append((sa, ev))
+                if type(ev) in _NEW_SA:
+                    born.append(ev)
+            for ev in born:
+                self._adopt(ev.sa, sa if type(ev) is ReauthStarted else None)
         key = id(sa)
         if self._predecessor and (sa.established or sa.closed):
             old = self._predecessor.pop(key, None)
@@ -485,9 +498,9 @@ class Dispatcher:
                 self._settle(sa)
         when = sa.next_timer()
         if when is None:
-            self._scheduled.pop(key, None)
-        elif self._scheduled.get(key) != when:
-            self._scheduled[key] = when
+            sa.timer_queued = None
+        elif sa.timer_queued != when:
+            sa.timer_queued = when
             heapq.heappush(self._timers, (when, next(self._seq), sa))
 
     def _adopt(self, new: IkeSa, predecessor: IkeSa | None) -> None:
@@ -506,12 +519,12 @@ class Dispatcher:
             del self._by_spi[own]
             removed = True
         self._settle(sa)
-        init = self._init_key.pop(key, None)
+        init, sa.init_key = sa.init_key, None
         if init is not None:
             if self._by_init.get(init) is sa:
                 del self._by_init[init]
             removed = True
-        self._scheduled.pop(key, None)
+        sa.timer_queued = None
         self._predecessor.pop(key, None)
         if removed:
             self.stats.sas_removed += 1

@@ -142,7 +142,7 @@ class Gateway:
             if lock is not None:
                 lock.acquire()
             port, natt = endpoint.ports
-            settings = self._settings(natt)
+            settings = replace(self._settings(natt), events=self._interest())
         except BaseException:
             endpoint.close()
             if lock is not None:
@@ -154,6 +154,7 @@ class Gateway:
         self.store.claim(os.getpid())
         self.dispatcher = Dispatcher(settings, cfg.listen[0], port=port, natt_ports={natt},
                                      **self._dispatcher_options())
+        self.dispatcher.take_active()  # the sweep visits only SAs that spoke: track them
         self._driver = DispatchDriver(self.dispatcher, endpoint, self._on_events, clock=self.clock)
         self._driver.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -283,6 +284,20 @@ class Gateway:
 
     # --- events -----------------------------------------------------------------------------
 
+    def _interest(self) -> frozenset[type] | None:
+        """The event types this SeGW reads, so the engine builds no others (None: all, for
+        an ``on_event`` callback)."""
+        if self.on_event is not None:
+            return None
+        kinds = {PeerBinding, LivenessConfirmed, AuthenticationFailed, ChildSaFailed,
+                 IkeSaRekeyed, InitialContact, ConfigSetAnswered, CpValueDeferred, SaDeleted,
+                 SaFailed}
+        if self.keylog is not None or log.isEnabledFor(logging.INFO):
+            kinds.add(IkeSaEstablished)
+        if log.isEnabledFor(logging.DEBUG):
+            kinds.add(NatDetected)
+        return frozenset(kinds) | self.children.interest
+
     def _on_events(self, events: list[tuple[IkeSa, Event]]) -> None:
         for sa, ev in events:
             self._handle(sa, ev)
@@ -303,6 +318,8 @@ class Gateway:
                     self.dispatcher.update(sa, self.clock())
                 return
             kind = self._update(ev)
+            # The row's last_seen is now: the next sweep need not touch it again.
+            self._seen[sa.spi_r] = sa.stats.requests_processed
             log.info("binding %s: %s inner %s public %s:%d", kind, ev.peer_id,
                      ev.inner_address, ev.public_address, ev.public_port)
         elif isinstance(ev, IkeSaEstablished):
@@ -467,14 +484,17 @@ class Gateway:
         self.store.heartbeat()
         self._report_refusals(d)
         self._rotate_cookie(d, now)
-        for sa in d.sas():
+        # Only SAs that received IKE messages since the last sweep can have new requests: an
+        # idle SA costs the sweep nothing, however many are held.
+        for sa in d.take_active():
             if not sa.established:
                 continue
             count = sa.stats.requests_processed
             if self._seen.get(sa.spi_r) != count:
                 self._seen[sa.spi_r] = count
                 self.store.touch(sa.spi_r)
-            if self.dataplane.name == "tun" and self.children.children(sa):
+        for sa in d.sas() if self.dataplane.name == "tun" else ():
+            if sa.established and self.children.children(sa):
                 # Written only when traffic moved them: idle SAs cost no SQLite write.
                 counters = self.children.counters(sa)
                 if counters != self._counted.get(sa.spi_r, dict.fromkeys(counters, 0)):

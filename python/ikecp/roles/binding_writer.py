@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..events import PeerBinding
-from .store import Binding, BindingStore, change_kind
+from .store import Binding, BindingStore, RowLookups, change_kind
 
 log = logging.getLogger("ikecp.bindings")
 
@@ -60,7 +60,7 @@ def _row(b: PeerBinding, first: float, now: float, instance: str) -> Binding:
                    first, now, instance)
 
 
-class BindingFront:
+class BindingFront(RowLookups):
     """What the gateway calls instead of the store: the same change and lookup methods,
     answered from this process's rows in memory, each change queued for ``sink``.
 
@@ -185,22 +185,6 @@ class BindingFront:
             self.store.close()
 
     # --- lookups: this process's rows ---------------------------------------------------------
-
-    def all(self) -> list[Binding]:
-        return sorted(self._rows.values(), key=lambda b: (b.first_seen, b.spi_r))
-
-    def get(self, spi_r: str) -> Binding | None:
-        return self._rows.get(spi_r)
-
-    def by_inner_ip(self, ip: str) -> list[Binding]:
-        return [b for b in self.all() if b.inner_ip == ip]
-
-    def by_identity(self, identity: str) -> list[Binding]:
-        return [b for b in self.all() if b.identity == identity]
-
-    def by_public(self, ip: str, port: int | None = None) -> list[Binding]:
-        return [b for b in self.all()
-                if b.public_ip == ip and (port is None or b.public_port == port)]
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -129,7 +129,30 @@ class BindingStore(Protocol):
     def __len__(self) -> int: ...
 
 
-class MemoryBindingStore:
+class RowLookups:
+    """The read side of a store whose rows live in this process (``_rows``, keyed by SPIr
+    hex): the in-memory store and the SeGW's ``BindingFront`` answer lookups the same way."""
+
+    _rows: dict[str, Binding]
+
+    def get(self, spi_r: str) -> Binding | None:
+        return self._rows.get(spi_r)
+
+    def all(self) -> list[Binding]:
+        return sorted(self._rows.values(), key=lambda b: (b.first_seen, b.spi_r))
+
+    def by_identity(self, identity: str) -> list[Binding]:
+        return [b for b in self.all() if b.identity == identity]
+
+    def by_inner_ip(self, ip: str) -> list[Binding]:
+        return [b for b in self.all() if b.inner_ip == ip]
+
+    def by_public(self, ip: str, port: int | None = None) -> list[Binding]:
+        return [b for b in self.all()
+                if b.public_ip == ip and (port is None or b.public_port == port)]
+
+
+class MemoryBindingStore(RowLookups):
     """A ``BindingStore`` in a dict: nothing written anywhere unless ``stream`` is given.
     ``history`` has the SQL stores' tuples: (at, event, reason, spi_r, identity, inner_ip,
     public_ip, public_port, instance)."""
@@ -192,22 +215,6 @@ class MemoryBindingStore:
         for b in gone:
             self.remove(b.spi_r, "expired")
         return gone
-
-    def get(self, spi_r: str) -> Binding | None:
-        return self._rows.get(spi_r)
-
-    def all(self) -> list[Binding]:
-        return sorted(self._rows.values(), key=lambda b: (b.first_seen, b.spi_r))
-
-    def by_identity(self, identity: str) -> list[Binding]:
-        return [b for b in self.all() if b.identity == identity]
-
-    def by_inner_ip(self, ip: str) -> list[Binding]:
-        return [b for b in self.all() if b.inner_ip == ip]
-
-    def by_public(self, ip: str, port: int | None = None) -> list[Binding]:
-        return [b for b in self.all()
-                if b.public_ip == ip and (port is None or b.public_port == port)]
 
     def set_counters(self, spi_r: bytes, counters: dict[str, object]) -> None:
         self._counters[spi_r.hex()] = dict(counters)

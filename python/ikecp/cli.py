@@ -151,51 +151,51 @@ def _segw(args: argparse.Namespace) -> int:
     if cfg.worker_count() > 1:
         return _segw_workers(cfg)
 
-    async def run() -> None:
-        counts = EventCounts()
-        try:
-            gw = Gateway(cfg, on_event=counts.observe if cfg.metrics else None)
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError("bindings", f"cannot use {cfg.bindings}: {exc}") from None
-        stop = _stop_on_signal()
-        await gw.start()
-        where = ", ".join(cfg.listen)
-        print(f"SeGW {cfg.identity} on {where} ports {gw.ports[0]}/{gw.ports[1]}, "
-              f"bindings in {cfg.bindings}", flush=True)
-        metrics = _start_metrics(cfg.metrics, "segw", lambda: gateway_snapshot(gw, counts))
-        try:
-            await stop.wait()
-        finally:
-            await gw.stop()
-            if metrics is not None:
-                metrics.close()
-
-    asyncio.run(run())
-    return 0
+    counts = EventCounts()
+    return _serve_segw(
+        cfg, lambda: Gateway(cfg, on_event=counts.observe if cfg.metrics else None), "",
+        lambda gw: _start_metrics(cfg.metrics, "segw", lambda: gateway_snapshot(gw, counts)))
 
 
 def _segw_workers(cfg: SegwConfig) -> int:
     """``ikecp segw`` with several worker processes (``ikecp.roles.workers``)."""
+    from .roles.metrics import MetricsServer
     from .roles.workers import Supervisor, SupervisorMetrics
+
+    def start_metrics(sup: Supervisor) -> MetricsServer | None:
+        if not cfg.metrics:
+            return None
+        server = SupervisorMetrics(cfg.metrics, sup, asyncio.get_running_loop()).start()
+        print(f"metrics on {server.url}", flush=True)
+        return server
+
+    count = cfg.worker_count()
+    return _serve_segw(
+        cfg, lambda: Supervisor(cfg, count, log_level=logging.getLogger().level),
+        f", {count} workers", start_metrics)
+
+
+def _serve_segw(cfg: SegwConfig, build: Callable[[], Any], suffix: str,
+                start_metrics: Callable[[Any], Any]) -> int:
+    """Run a SeGW (one process, or the workers' supervisor) until SIGTERM/SIGINT. The signal
+    handlers go in before the line that says it is up: a SIGTERM right after that line must
+    stop it cleanly."""
 
     async def run() -> None:
         try:
-            sup = Supervisor(cfg, cfg.worker_count(), log_level=logging.getLogger().level)
+            role = build()
         except sqlite3.DatabaseError as exc:
             raise ConfigError("bindings", f"cannot use {cfg.bindings}: {exc}") from None
         stop = _stop_on_signal()
-        await sup.start()
+        await role.start()
         where = ", ".join(cfg.listen)
-        print(f"SeGW {cfg.identity} on {where} ports {sup.ports[0]}/{sup.ports[1]}, "
-              f"bindings in {cfg.bindings}, {sup.count} workers", flush=True)
-        metrics = None
-        if cfg.metrics:
-            metrics = SupervisorMetrics(cfg.metrics, sup, asyncio.get_running_loop()).start()
-            print(f"metrics on {metrics.url}", flush=True)
+        print(f"SeGW {cfg.identity} on {where} ports {role.ports[0]}/{role.ports[1]}, "
+              f"bindings in {cfg.bindings}{suffix}", flush=True)
+        metrics = start_metrics(role)
         try:
             await stop.wait()
         finally:
-            await sup.stop()
+            await role.stop()
             if metrics is not None:
                 metrics.close()
 
@@ -239,8 +239,6 @@ def _fap(args: argparse.Namespace) -> int:
         await fap.start()
         metrics = _start_metrics(cfg.metrics, "fap", lambda: femto_snapshot(fap, counts),
                                  quiet_stdout=args.json)
-
-
         ticker = asyncio.create_task(stats(fap)) if args.stats else None
         try:
             if args.once:
